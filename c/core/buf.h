@@ -1,0 +1,40 @@
+/* buf.h -- a linear, growable byte buffer with a read and a write position.
+ *
+ * Sockets read straight into the free tail; parsers look at [rpos, wpos) as
+ * one contiguous span, so they can keep argument pointers into it.
+ *
+ *   data          rpos              wpos              cap
+ *    |  consumed   |  unread bytes   |   free space    |
+ *
+ * kv_buf_reserve() first slides unread bytes to the front, and grows (up to
+ * max) only when that does not make room. */
+#ifndef KV_BUF_H
+#define KV_BUF_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct kv_buf {
+    char *data;
+    size_t rpos, wpos, cap;
+    size_t max; /* hard bound: reserve fails past it */
+} kv_buf;
+
+void kv_buf_init(kv_buf *b, size_t max);
+void kv_buf_deinit(kv_buf *b);
+int kv_buf_reserve(kv_buf *b, size_t n); /* KV_OK or KV_ENOMEM (bound or malloc) */
+int kv_buf_append(kv_buf *b, const void *p, size_t n);
+ssize_t kv_buf_read_fd(kv_buf *b, int fd, size_t want); /* read(2) result; -2 if full */
+
+static inline size_t kv_buf_len(const kv_buf *b) { return b->wpos - b->rpos; }
+static inline char *kv_buf_rptr(const kv_buf *b) { return b->data + b->rpos; }
+static inline void kv_buf_consume(kv_buf *b, size_t n)
+{
+    b->rpos += n;
+    if (b->rpos == b->wpos)
+        b->rpos = b->wpos = 0;
+}
+/* Give memory back after a burst (a big value passed through). */
+void kv_buf_shrink(kv_buf *b, size_t keep);
+
+#endif

@@ -1,0 +1,67 @@
+/* resp.h -- RESP2 on the hot path: a resumable request parser and a reply
+ * scanner. Neither copies or builds trees.
+ *
+ * Request parser. The caller hands it the unread input starting at the first
+ * byte of the command being parsed; the parser keeps its state (and argument
+ * offsets relative to that start) between calls, so a command split over any
+ * number of reads resumes where it stopped. When the command is complete it
+ * returns KV_OK with argv pointing into the caller's buffer (valid until the
+ * buffer changes) and *consumed set; the caller then drops those bytes.
+ *
+ *   kv_req_parse(buf, len) -> KV_AGAIN  need more bytes (state kept)
+ *                          -> KV_OK     one command (argc may be 0: empty line)
+ *                          -> KV_ERR    p->err holds "Protocol error: ..."
+ *
+ * Inline commands are split as redis-cli does ("..." with \n \r \t \b \a \xHH
+ * escapes, '...' with \'); escapes are decoded in place, which is why buf is
+ * writable.
+ *
+ * Reply scanner. Finds where one complete reply (of any nesting) ends, resuming
+ * from where the last call stopped, so a large reply arriving in many reads
+ * costs O(total bytes). */
+#ifndef KV_RESP_H
+#define KV_RESP_H
+
+#include "kv.h"
+
+#define KV_RESP_MAX_INLINE     (64 * 1024)
+#define KV_RESP_MAX_ARGC       (1024 * 1024)
+#define KV_RESP_MAX_BULK       (512LL * 1024 * 1024)
+#define KV_RESP_MAX_DEPTH      64
+
+typedef struct kv_req_parser {
+    int state;
+    size_t pos;           /* next byte to look at, relative to command start */
+    long long want_argc;  /* multibulk count */
+    long long bulk_len;   /* length of the bulk being read */
+    int argc;
+    int argv_cap;
+    size_t *arg_off;      /* argument offsets relative to the command start */
+    size_t *arg_len;
+    kv_str *argv;         /* filled when a command completes */
+    const char *err;
+    int inline_cmd;       /* last command was inline */
+} kv_req_parser;
+
+void kv_req_parser_init(kv_req_parser *p);
+void kv_req_parser_deinit(kv_req_parser *p);
+void kv_req_parser_reset(kv_req_parser *p);
+int kv_req_parse(kv_req_parser *p, char *buf, size_t len, size_t *consumed);
+
+typedef struct kv_reply_scanner {
+    size_t pos;           /* relative to the reply start */
+    size_t bulk_end;      /* when > 0: waiting until len >= bulk_end */
+    int depth;
+    long long remaining[KV_RESP_MAX_DEPTH];
+} kv_reply_scanner;
+
+void kv_reply_scanner_reset(kv_reply_scanner *s);
+/* KV_OK: *reply_len bytes starting at buf form one reply (scanner reset);
+ * KV_AGAIN: need more; KV_ERR: not RESP2. */
+int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *reply_len);
+
+/* Strict integer parse of a whole span (no sign '+', no leading zeros, no
+ * overflow), as Redis's string2ll. KV_OK or KV_ERR. */
+int kv_parse_ll(const char *p, size_t len, long long *out);
+
+#endif

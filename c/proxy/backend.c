@@ -1,0 +1,368 @@
+/* backend.c -- one worker's connection to one Redis master.
+ *
+ * States: DOWN -> CONNECTING -> (AUTHING) -> READY, and back to DOWN when a
+ * connect fails. While CONNECTING/AUTHING, commands wait in `out` (their
+ * pending entries already queued, in order); AUTH is sent alone first so a
+ * wrong password fails the queue with a clear error instead of NOAUTH
+ * replies. While DOWN, callers fail fast (kvp_backend_usable() == 0) until
+ * the back-off expires and the worker's tick reconnects.
+ *
+ * Every command sent gets an entry in the pending ring; replies are matched
+ * to entries in order. When the oldest entry is older than request_timeout
+ * the connection is dropped: every entry gets "-ERR request timeout" and a
+ * fresh connection is made, so a stuck or black-holed path never holds
+ * clients longer than the timeout. */
+#include "dp.h"
+#include "errors.h"
+#include "../core/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define BE_READ_CHUNK (16 * 1024)
+#define BE_IN_MAX (1024UL * 1024 * 1024)
+#define BE_BACKOFF_MIN_MS 100
+#define BE_BACKOFF_MAX_MS 2000
+
+static void be_read_cb(evutil_socket_t fd, short what, void *arg);
+static void be_write_cb(evutil_socket_t fd, short what, void *arg);
+
+static int connect_timeout_ms(void)
+{
+    int t = atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
+    if (t > 2000)
+        t = 2000;
+    if (t < 100)
+        t = 100;
+    return t;
+}
+
+kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr)
+{
+    kvp_backend *be = calloc(1, sizeof(*be));
+    if (be == NULL)
+        return NULL;
+    be->w = w;
+    be->fd = -1;
+    snprintf(be->addr, sizeof(be->addr), "%s", addr);
+    const char *colon = strrchr(addr, ':');
+    size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
+    if (hl >= sizeof(be->host))
+        hl = sizeof(be->host) - 1;
+    memcpy(be->host, addr, hl);
+    be->host[hl] = 0;
+    be->port = colon ? atoi(colon + 1) : 6379;
+    kv_buf_init(&be->in, BE_IN_MAX);
+    kv_reply_scanner_reset(&be->scan);
+    be->out = evbuffer_new();
+    be->ring_cap = 64;
+    be->ring = calloc(be->ring_cap, sizeof(*be->ring));
+    be->backoff_ms = BE_BACKOFF_MIN_MS;
+    be->unavailable_len = (size_t)snprintf(be->unavailable, sizeof(be->unavailable),
+                                           KVP_ERR_BACKEND_UNAVAILABLE_FMT, be->addr);
+    be->state = KVP_BE_DOWN;
+    be->in_table = 1;
+    if (be->out == NULL || be->ring == NULL) {
+        kvp_backend_free(be);
+        return NULL;
+    }
+    return be;
+}
+
+static void be_close_fd(kvp_backend *be)
+{
+    if (be->rev) {
+        event_free(be->rev);
+        be->rev = NULL;
+    }
+    if (be->wev) {
+        event_free(be->wev);
+        be->wev = NULL;
+    }
+    if (be->fd >= 0) {
+        close(be->fd);
+        be->fd = -1;
+    }
+    kv_buf_consume(&be->in, kv_buf_len(&be->in));
+    kv_buf_shrink(&be->in, 64 * 1024);
+    kv_reply_scanner_reset(&be->scan);
+}
+
+/* Answer every pending entry with msg and forget the unsent commands. */
+static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
+{
+    evbuffer_drain(be->out, evbuffer_get_length(be->out));
+    while (be->ring_len > 0) {
+        kvp_pending e = be->ring[be->ring_head];
+        be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
+        be->ring_len--;
+        kvp_req_frag_reply(e.req, e.frag, msg, len);
+    }
+    be->ring_head = 0;
+}
+
+void kvp_backend_free(kvp_backend *be)
+{
+    if (be == NULL)
+        return;
+    be_fail_pending(be, be->unavailable, be->unavailable_len);
+    be_close_fd(be);
+    kv_buf_deinit(&be->in);
+    if (be->out)
+        evbuffer_free(be->out);
+    free(be->ring);
+    free(be);
+}
+
+static void be_set_down(kvp_backend *be, const char *why)
+{
+    be_close_fd(be);
+    if (!be->was_down_logged) {
+        kv_log_warn("backend %s down: %s (worker %d)", be->addr, why, be->w->idx);
+        be->was_down_logged = 1;
+    }
+    be->state = KVP_BE_DOWN;
+    be->state_since_ms = be->w->now_ms;
+    be->retry_at_ms = be->w->now_ms + (uint64_t)be->backoff_ms;
+    be->backoff_ms = be->backoff_ms * 2 > BE_BACKOFF_MAX_MS ? BE_BACKOFF_MAX_MS : be->backoff_ms * 2;
+    be_fail_pending(be, be->unavailable, be->unavailable_len);
+}
+
+/* A working connection broke (EOF, error, timeout): fail what was in flight
+ * and reconnect at once; only a failed connect counts as down. */
+static void be_reset(kvp_backend *be, const char *why, const char *msg, size_t len)
+{
+    kv_log_warn("backend %s connection reset: %s (worker %d, %u in flight)", be->addr, why,
+                be->w->idx, be->ring_len);
+    be_close_fd(be);
+    be_fail_pending(be, msg, len);
+    be->state = KVP_BE_DOWN;
+    be->retry_at_ms = 0;
+    kvp_backend_connect(be);
+}
+
+static void be_ready(kvp_backend *be)
+{
+    if (be->was_down_logged)
+        kv_log_info("backend %s up (worker %d)", be->addr, be->w->idx);
+    be->was_down_logged = 0;
+    be->backoff_ms = BE_BACKOFF_MIN_MS;
+    be->state = KVP_BE_READY;
+    be->state_since_ms = be->w->now_ms;
+    event_add(be->rev, NULL);
+    kvp_backend_flush(be);
+}
+
+static void be_connected(kvp_backend *be)
+{
+    int one = 1;
+    setsockopt(be->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(be->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    if (kvp_g.redis_password[0] == '\0') {
+        be_ready(be);
+        return;
+    }
+    char cmd[512];
+    size_t pl = strlen(kvp_g.redis_password);
+    int n = snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, kvp_g.redis_password);
+    if (write(be->fd, cmd, (size_t)n) != n) {
+        be_set_down(be, "cannot send AUTH");
+        return;
+    }
+    be->state = KVP_BE_AUTHING;
+    event_add(be->rev, NULL);
+}
+
+void kvp_backend_connect(kvp_backend *be)
+{
+    if (be->state != KVP_BE_DOWN)
+        return;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)be->port);
+    if (inet_pton(AF_INET, strcmp(be->host, "localhost") == 0 ? "127.0.0.1" : be->host,
+                  &sa.sin_addr) != 1) {
+        be_set_down(be, "invalid address");
+        return;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        be_set_down(be, strerror(errno));
+        return;
+    }
+    be->fd = fd;
+    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST, be_read_cb, be);
+    be->wev = event_new(be->w->base, fd, EV_WRITE, be_write_cb, be);
+    be->state = KVP_BE_CONNECTING;
+    be->state_since_ms = be->w->now_ms;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        be_connected(be);
+    } else if (errno == EINPROGRESS) {
+        event_add(be->wev, NULL);
+    } else {
+        be_set_down(be, strerror(errno));
+    }
+}
+
+int kvp_backend_usable(kvp_backend *be)
+{
+    if (be->state != KVP_BE_DOWN)
+        return 1;
+    if (be->w->now_ms >= be->retry_at_ms) {
+        kvp_backend_connect(be);
+        return be->state != KVP_BE_DOWN;
+    }
+    return 0;
+}
+
+void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
+{
+    if (be->ring_len == be->ring_cap) {
+        uint32_t ncap = be->ring_cap * 2;
+        kvp_pending *n = malloc(ncap * sizeof(*n));
+        if (n == NULL) {
+            kvp_req_frag_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            return;
+        }
+        for (uint32_t i = 0; i < be->ring_len; i++)
+            n[i] = be->ring[(be->ring_head + i) & (be->ring_cap - 1)];
+        free(be->ring);
+        be->ring = n;
+        be->ring_cap = ncap;
+        be->ring_head = 0;
+    }
+    kvp_pending *e = &be->ring[(be->ring_head + be->ring_len) & (be->ring_cap - 1)];
+    e->req = r;
+    e->frag = (uint16_t)frag;
+    e->sent_ms = be->w->now_ms;
+    be->ring_len++;
+    kvp_worker_mark_backend(be->w, be);
+}
+
+void kvp_backend_flush(kvp_backend *be)
+{
+    if (be->state != KVP_BE_READY)
+        return;
+    while (evbuffer_get_length(be->out) > 0) {
+        int n = evbuffer_write(be->out, be->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            be_reset(be, strerror(errno), be->unavailable, be->unavailable_len);
+            return;
+        }
+    }
+    if (evbuffer_get_length(be->out) > 0)
+        event_add(be->wev, NULL);
+}
+
+static void be_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_backend *be = arg;
+    KV_UNUSED(what);
+    be->w->now_ms = kvp_now_ms();
+    if (be->state == KVP_BE_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof(err);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            be_set_down(be, strerror(err));
+            kvp_worker_flush(be->w);
+            return;
+        }
+        be_connected(be);
+        kvp_worker_flush(be->w);
+        return;
+    }
+    kvp_backend_flush(be);
+}
+
+static void be_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_backend *be = arg;
+    kvp_worker *w = be->w;
+    KV_UNUSED(what);
+    w->now_ms = kvp_now_ms();
+    for (;;) {
+        ssize_t n = kv_buf_read_fd(&be->in, fd, BE_READ_CHUNK);
+        if (n == 0) {
+            be_reset(be, "closed by peer", be->unavailable, be->unavailable_len);
+            goto out;
+        }
+        if (n < 0) {
+            if (n == -1 && (errno == EAGAIN || errno == EINTR))
+                break;
+            be_reset(be, n == -2 ? "reply too large" : strerror(errno), be->unavailable,
+                     be->unavailable_len);
+            goto out;
+        }
+        for (;;) {
+            size_t rl;
+            int rc = kv_reply_scan(&be->scan, kv_buf_rptr(&be->in), kv_buf_len(&be->in), &rl);
+            if (rc == KV_AGAIN)
+                break;
+            if (rc == KV_ERR) {
+                be_reset(be, "protocol error in reply", be->unavailable, be->unavailable_len);
+                goto out;
+            }
+            const char *p = kv_buf_rptr(&be->in);
+            if (be->state == KVP_BE_AUTHING) {
+                if (p[0] != '+') {
+                    kv_log_error("backend %s refused AUTH: %.*s", be->addr,
+                                 (int)(rl > 2 ? rl - 2 : rl), p);
+                    be->was_down_logged = 1;
+                    be_set_down(be, "authentication failed");
+                    goto out;
+                }
+                kv_buf_consume(&be->in, rl);
+                be_ready(be);
+                continue;
+            }
+            if (be->ring_len == 0) {
+                be_reset(be, "reply without a request", be->unavailable, be->unavailable_len);
+                goto out;
+            }
+            kvp_pending e = be->ring[be->ring_head];
+            be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
+            be->ring_len--;
+            kvp_req_frag_reply(e.req, e.frag, p, rl);
+            kv_buf_consume(&be->in, rl);
+        }
+        if ((size_t)n < BE_READ_CHUNK)
+            break;
+    }
+out:
+    kvp_worker_flush(w);
+}
+
+void kvp_backend_tick(kvp_backend *be)
+{
+    uint64_t now = be->w->now_ms;
+    switch (be->state) {
+    case KVP_BE_DOWN:
+        if (be->in_table && now >= be->retry_at_ms)
+            kvp_backend_connect(be);
+        break;
+    case KVP_BE_CONNECTING:
+    case KVP_BE_AUTHING:
+        if (now - be->state_since_ms > (uint64_t)connect_timeout_ms())
+            be_set_down(be, be->state == KVP_BE_CONNECTING ? "connect timeout" : "AUTH timeout");
+        break;
+    case KVP_BE_READY:
+        if (be->ring_len > 0) {
+            uint64_t t = (uint64_t)atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
+            if (now - be->ring[be->ring_head].sent_ms > t)
+                be_reset(be, "request timeout", KVP_ERR_TIMEOUT, sizeof(KVP_ERR_TIMEOUT) - 1);
+        }
+        break;
+    }
+}

@@ -1,0 +1,474 @@
+/* client.c -- a client connection: read, parse, dispatch, and write replies
+ * strictly in request order.
+ *
+ * Replies that can go out at once (the request is the oldest one still
+ * waiting) are copied straight into `out`; others wait in their request's
+ * own evbuffer and are moved (not copied) into `out` when everything before
+ * them is done. All output of one event is written by one flush at its end.
+ *
+ * Back-pressure: while `out` holds more than CLIENT_OUT_HIGH bytes or more
+ * than CLIENT_MAX_INFLIGHT requests wait, the client is not read; a client
+ * whose output passes CLIENT_OUT_MAX is closed (and logged). A protocol error
+ * is answered after the replies of the commands before it, then the
+ * connection closes. */
+#include "dp.h"
+#include "errors.h"
+#include "../core/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLIENT_READ_CHUNK (16 * 1024)
+#define CLIENT_IN_MAX (KV_RESP_MAX_BULK + 64 * 1024 * 1024)
+#define CLIENT_OUT_HIGH (4 * 1024 * 1024)
+#define CLIENT_OUT_MAX (512UL * 1024 * 1024)
+#define CLIENT_MAX_INFLIGHT 8192
+#define REQ_POOL_MAX 4096
+
+static void client_read_cb(evutil_socket_t fd, short what, void *arg);
+static void client_write_cb(evutil_socket_t fd, short what, void *arg);
+static void client_process(kvp_client *c);
+
+/* ------------------------------------------------------------- requests */
+
+kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
+{
+    kvp_worker *w = c->w;
+    kvp_req *r = w->free_reqs;
+    if (r) {
+        w->free_reqs = r->next;
+        w->nfree_reqs--;
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        r->reply = evbuffer_new();
+        kv_buf_init(&r->first_err, 64 * 1024);
+        kv_buf_init(&r->pick, 1024 * 1024);
+    }
+    r->next = NULL;
+    r->c = c;
+    r->w = w;
+    r->merge = merge;
+    r->done = 0;
+    r->nfrags = (uint16_t)nfrags;
+    r->pending = 0;
+    r->start_ms = w->now_ms;
+    r->sum = r->sum2 = 0;
+    r->nerr = 0;
+    r->picks = 0;
+    r->nkeys = 0;
+    r->info_section = 0;
+    if (nfrags > 1 || merge != KVP_MERGE_NONE) {
+        r->frags = calloc((size_t)nfrags, sizeof(kvp_frag));
+        if (r->frags == NULL) {
+            free(r);
+            return NULL;
+        }
+        for (int i = 0; i < nfrags; i++)
+            kv_buf_init(&r->frags[i].reply, CLIENT_IN_MAX);
+    }
+    /* append to the client's FIFO */
+    if (c->tail)
+        c->tail->next = r;
+    else
+        c->head = r;
+    c->tail = r;
+    c->nreq++;
+    return r;
+}
+
+static void req_free(kvp_worker *w, kvp_req *r)
+{
+    if (r->frags) {
+        for (int i = 0; i < r->nfrags; i++)
+            kv_buf_deinit(&r->frags[i].reply);
+        free(r->frags);
+        r->frags = NULL;
+    }
+    free(r->key_frag);
+    free(r->key_pos);
+    r->key_frag = NULL;
+    r->key_pos = NULL;
+    evbuffer_drain(r->reply, evbuffer_get_length(r->reply));
+    kv_buf_consume(&r->first_err, kv_buf_len(&r->first_err));
+    kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
+    if (w->nfree_reqs < REQ_POOL_MAX) {
+        kv_buf_shrink(&r->first_err, 256);
+        kv_buf_shrink(&r->pick, 256);
+        r->next = w->free_reqs;
+        w->free_reqs = r;
+        w->nfree_reqs++;
+        return;
+    }
+    evbuffer_free(r->reply);
+    kv_buf_deinit(&r->first_err);
+    kv_buf_deinit(&r->pick);
+    free(r);
+}
+
+/* Move every finished request at the head of the FIFO into out. */
+static void client_advance(kvp_client *c)
+{
+    kvp_req *r;
+    while ((r = c->head) != NULL && r->done) {
+        evbuffer_add_buffer(c->out, r->reply);
+        c->head = r->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        c->nreq--;
+        if (r->pending == 0)
+            req_free(c->w, r);
+        else
+            r->c = NULL; /* cannot happen for done requests; kept for safety */
+    }
+    kvp_worker_mark_client(c->w, c);
+}
+
+/* The request's final reply is ready in r->reply (or must be built). */
+static void req_complete(kvp_req *r)
+{
+    if (r->merge != KVP_MERGE_NONE)
+        kvp_merge_finish(r, r->reply);
+    r->done = 1;
+    kvp_client *c = r->c;
+    if (c == NULL) {
+        /* the client is gone: nobody reads this reply */
+        if (r->pending == 0)
+            req_free(r->w, r);
+        return;
+    }
+    if (c->head == r)
+        client_advance(c);
+}
+
+void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
+{
+    if (r->merge == KVP_MERGE_NONE) {
+        r->pending--;
+        kvp_client *c = r->c;
+        if (c && c->head == r && r->pending == 0) {
+            /* fast path: oldest request, reply goes straight out */
+            evbuffer_add(c->out, p, n);
+            c->head = r->next;
+            if (c->head == NULL)
+                c->tail = NULL;
+            c->nreq--;
+            req_free(c->w, r);
+            if (c->head && c->head->done)
+                client_advance(c);
+            else
+                kvp_worker_mark_client(c->w, c);
+            return;
+        }
+        evbuffer_add(r->reply, p, n);
+        if (r->pending == 0)
+            req_complete(r);
+        return;
+    }
+    kvp_merge_fragment(r, frag, p, n);
+    if (--r->pending == 0)
+        req_complete(r);
+}
+
+/* Called after all fragments were sent: drops the set-up guard. */
+void kvp_req_setup_done(kvp_req *r)
+{
+    if (--r->pending == 0)
+        req_complete(r);
+}
+
+/* -------------------------------------------------------------- replies */
+
+void kvp_client_reply(kvp_client *c, const char *p, size_t n)
+{
+    if (c->head == NULL) {
+        evbuffer_add(c->out, p, n);
+        kvp_worker_mark_client(c->w, c);
+        return;
+    }
+    /* earlier requests still wait: queue behind them */
+    kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
+    if (r == NULL)
+        return;
+    evbuffer_add(r->reply, p, n);
+    r->done = 1;
+}
+
+void kvp_client_reply_str(kvp_client *c, const char *s)
+{
+    kvp_client_reply(c, s, strlen(s));
+}
+
+void kvp_client_reply_err(kvp_client *c, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n >= (int)sizeof(buf)) {
+        n = sizeof(buf) - 1;
+        buf[n - 2] = '\r';
+        buf[n - 1] = '\n';
+    }
+    kvp_client_reply(c, buf, (size_t)n);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void kvp_client_accept(kvp_worker *w, int fd, const char *peer)
+{
+    int count = atomic_fetch_add(&kvp_g.client_count, 1) + 1;
+    if (count > atomic_load(&kvp_g.max_client_num)) {
+        ssize_t wr = write(fd, KVP_ERR_MAX_CLIENTS, sizeof(KVP_ERR_MAX_CLIENTS) - 1);
+        (void)wr;
+        close(fd);
+        atomic_fetch_sub(&kvp_g.client_count, 1);
+        static __thread uint64_t last_log;
+        if (w->now_ms - last_log > 10000) {
+            kv_log_warn("refused client %s: max_client_num %d reached", peer,
+                        atomic_load(&kvp_g.max_client_num));
+            last_log = w->now_ms;
+        }
+        return;
+    }
+    kvp_client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        atomic_fetch_sub(&kvp_g.client_count, 1);
+        return;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->id = atomic_fetch_add(&kvp_g.next_client_id, 1) + 1;
+    c->last_active_ms = w->now_ms;
+    c->authed = kvp_g.client_password[0] == '\0';
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    kv_buf_init(&c->in, CLIENT_IN_MAX);
+    kv_req_parser_init(&c->parser);
+    c->out = evbuffer_new();
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
+    c->wev = event_new(w->base, fd, EV_WRITE, client_write_cb, c);
+    event_add(c->rev, NULL);
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    w->nclients++;
+}
+
+/* Close now. Requests still waiting for a backend are orphaned: they are
+ * freed when their last fragment answers. */
+static void client_close(kvp_client *c)
+{
+    kvp_worker *w = c->w;
+    if (c->dead)
+        return;
+    c->dead = 1;
+    kvp_req *r = c->head;
+    while (r) {
+        kvp_req *next = r->next;
+        r->next = NULL;
+        if (r->pending == 0)
+            req_free(w, r);
+        else
+            r->c = NULL;
+        r = next;
+    }
+    c->head = c->tail = NULL;
+    event_free(c->rev);
+    event_free(c->wev);
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nclients--;
+    atomic_fetch_sub(&kvp_g.client_count, 1);
+    /* a parked client is dropped from the park list by the worker; the
+     * struct is freed once it is off every list (see kvp_worker_flush). */
+    kv_buf_deinit(&c->in);
+    kv_req_parser_deinit(&c->parser);
+    evbuffer_free(c->out);
+    free(c->name);
+    c->out = NULL;
+    if (!c->dirty && !c->parked)
+        free(c);
+}
+
+static void client_update_reading(kvp_client *c)
+{
+    int pause = evbuffer_get_length(c->out) > CLIENT_OUT_HIGH || c->nreq > CLIENT_MAX_INFLIGHT ||
+                c->parked || c->closing;
+    if (pause && !c->read_paused) {
+        event_del(c->rev);
+        c->read_paused = 1;
+    } else if (!pause && c->read_paused) {
+        event_add(c->rev, NULL);
+        c->read_paused = 0;
+        /* bytes may already wait in the input buffer */
+        if (kv_buf_len(&c->in) > 0)
+            client_process(c);
+    }
+}
+
+/* Write what is in out; returns -1 if the client was closed. */
+static int client_flush(kvp_client *c)
+{
+    if (c->dead)
+        return -1;
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            client_close(c);
+            return -1;
+        }
+        if (n == 0)
+            break;
+    }
+    size_t left = evbuffer_get_length(c->out);
+    if (left > 0) {
+        if (left > CLIENT_OUT_MAX) {
+            kv_log_warn("closing client %s: output buffer over %lu bytes (slow reader)", c->peer,
+                        CLIENT_OUT_MAX);
+            client_close(c);
+            return -1;
+        }
+        event_add(c->wev, NULL);
+    } else if (c->closing && c->head == NULL) {
+        client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Flush entry point for the worker: also frees clients closed meanwhile. */
+void kvp_client_flush_marked(kvp_client *c);
+void kvp_client_flush_marked(kvp_client *c)
+{
+    c->dirty = 0;
+    if (c->dead) {
+        if (!c->parked)
+            free(c);
+        return;
+    }
+    if (client_flush(c) == 0)
+        client_update_reading(c);
+}
+
+static void client_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_client *c = arg;
+    KV_UNUSED(fd);
+    KV_UNUSED(what);
+    c->w->now_ms = kvp_now_ms();
+    if (client_flush(c) == 0)
+        client_update_reading(c);
+    kvp_worker_flush(c->w);
+}
+
+/* Parse and dispatch every complete command in the input buffer. */
+static void client_process(kvp_client *c)
+{
+    if (c->has_cmd) {
+        /* a command parked for want of a table: run it first */
+        int rc = kvp_dispatch(c, c->parser.argc, c->parser.argv);
+        if (rc == KV_AGAIN)
+            return;
+        c->has_cmd = 0;
+        kv_buf_consume(&c->in, c->cmd_len);
+    }
+    while (!c->closing && !c->dead && kv_buf_len(&c->in) > 0) {
+        if (c->nreq > CLIENT_MAX_INFLIGHT || evbuffer_get_length(c->out) > CLIENT_OUT_HIGH)
+            break;
+        size_t consumed = 0;
+        int rc = kv_req_parse(&c->parser, kv_buf_rptr(&c->in), kv_buf_len(&c->in), &consumed);
+        if (rc == KV_AGAIN)
+            break;
+        if (rc == KV_ERR) {
+            kvp_client_reply_err(c, "-ERR %s\r\n", c->parser.err);
+            kv_log_debug("client %s protocol error: %s", c->peer, c->parser.err);
+            c->closing = 1;
+            kv_buf_consume(&c->in, kv_buf_len(&c->in));
+            break;
+        }
+        if (c->parser.argc == 0) {
+            kv_buf_consume(&c->in, consumed);
+            continue;
+        }
+        rc = kvp_dispatch(c, c->parser.argc, c->parser.argv);
+        if (rc == KV_AGAIN) {
+            /* no table yet: keep the parsed command and wait */
+            c->has_cmd = 1;
+            c->cmd_len = consumed;
+            kvp_worker_park(c->w, c);
+            break;
+        }
+        kv_buf_consume(&c->in, consumed);
+    }
+    kvp_worker_mark_client(c->w, c);
+}
+
+void kvp_client_resume(kvp_client *c)
+{
+    c->parked = 0;
+    if (c->dead) {
+        if (!c->dirty)
+            free(c);
+        return;
+    }
+    /* argv pointers are rebuilt from offsets: the buffer may have moved */
+    for (int i = 0; i < c->parser.argc; i++)
+        c->parser.argv[i].p = kv_buf_rptr(&c->in) + c->parser.arg_off[i];
+    client_process(c);
+    client_update_reading(c);
+}
+
+static void client_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_client *c = arg;
+    kvp_worker *w = c->w;
+    KV_UNUSED(what);
+    w->now_ms = kvp_now_ms();
+    ssize_t n = kv_buf_read_fd(&c->in, fd, CLIENT_READ_CHUNK);
+    if (n == 0 || (n < 0 && n != -1) || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+        if (n == -2)
+            kv_log_warn("closing client %s: query buffer limit reached", c->peer);
+        client_close(c);
+        kvp_worker_flush(w);
+        return;
+    }
+    if (n > 0) {
+        c->last_active_ms = w->now_ms;
+        client_process(c);
+    }
+    kvp_worker_flush(w);
+}
+
+void kvp_client_tick(kvp_worker *w)
+{
+    int idle_s = atomic_load_explicit(&kvp_g.client_timeout_s, memory_order_relaxed);
+    if (idle_s <= 0)
+        return;
+    uint64_t limit = (uint64_t)idle_s * 1000;
+    kvp_client *c = w->clients;
+    while (c) {
+        kvp_client *next = c->next;
+        if (c->head == NULL && w->now_ms - c->last_active_ms > limit) {
+            kv_log_debug("closing idle client %s", c->peer);
+            client_close(c);
+        }
+        c = next;
+    }
+}

@@ -1,0 +1,269 @@
+/* dp.h -- the proxy data path's objects and how they pair up.
+ *
+ * Each worker thread owns an event loop, a listener (SO_REUSEPORT), its client
+ * connections and its own connections to every master; nothing on the request
+ * path is shared between workers or locked.
+ *
+ *   client c                              backend b (one master)
+ *   ┌─────────────┐   fragments          ┌──────────────────────┐
+ *   │ in  (kv_buf)│──parse──route──────▶ │ out (evbuffer)        │──▶ Redis
+ *   │ head ▸ req1 ▸ req2 ▸ req3          │ pending ring:         │
+ *   │ out (evbuffer) ◀─ in order ─┐      │  {req1,0}{req3,1}...  │◀── replies
+ *   └─────────────┘               │      └──────────────────────┘
+ *                                 └── replies complete reqs (any order);
+ *                                     the client writes only from its head.
+ *
+ * A request (kvp_req) is created per command that must wait for a backend
+ * (or behind one that does). It has one fragment per backend it was sent to;
+ * a multi-key command (MGET, DEL, ...) or a fan-out (FLUSHALL, DBSIZE, ...)
+ * merges its fragments' replies when the last one arrives. A request is freed
+ * when its reply has gone to the client (or the client is gone) and no
+ * backend still holds a pending entry for it.
+ *
+ * The bucket table reaches workers as an immutable, reference-counted
+ * snapshot (kvp_table) posted to each worker's message queue; a worker swaps
+ * its pointer between events, so a request is routed with exactly one table. */
+#ifndef KVP_DP_H
+#define KVP_DP_H
+
+#include "../core/buf.h"
+#include "../core/kv.h"
+#include "../core/resp.h"
+#include "command.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define KVP_ADDR_MAX 64
+#define KVP_NO_BUCKET 0xFFFFFFFFu
+
+enum kvp_hash_kind { KVP_HASH_MURMUR2_KVSTORE = 0, KVP_HASH_CRC16 = 1 };
+
+/* Settings of the data path. Workers read the atomics on the request path;
+ * the control thread may change them at any time (set_config). */
+typedef struct kvp_conf {
+    char listen_host[64];
+    int listen_port;
+    int io_threads;
+    int backend_conns;
+    int hash_kind;
+    int hash_tags;
+    atomic_int request_timeout_ms;
+    atomic_int client_timeout_s;
+    atomic_int max_client_num;
+    atomic_int max_qps;
+    atomic_int slow_cmd_time_ms;
+    char redis_password[256];
+    char client_password[256];
+    atomic_int client_count;      /* across workers */
+    atomic_ullong next_client_id;
+    uint64_t start_wall;          /* unix seconds at start, for INFO */
+} kvp_conf;
+
+extern kvp_conf kvp_g;
+
+/* An immutable routing snapshot. */
+typedef struct kvp_table {
+    atomic_int refs;
+    uint64_t version;
+    uint32_t bucket_count;
+    int nservers;
+    char (*servers)[KVP_ADDR_MAX]; /* "ip:port" */
+    uint16_t *owner;               /* bucket -> server index */
+    char (*prefix)[8];             /* bucket -> "<bucket>_" */
+    uint8_t *prefix_len;
+} kvp_table;
+
+kvp_table *kvp_table_new(uint32_t bucket_count, int nservers);
+void kvp_table_ref(kvp_table *t);
+void kvp_table_unref(kvp_table *t);
+uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len);
+
+struct kvp_worker;
+struct kvp_client;
+struct kvp_backend;
+
+typedef struct kvp_frag {
+    struct kvp_backend *be;
+    kv_buf reply;        /* the fragment's raw reply, kept when the merge needs it */
+} kvp_frag;
+
+typedef struct kvp_req {
+    struct kvp_req *next;      /* client FIFO */
+    struct kvp_client *c;      /* NULL once the client has gone */
+    struct kvp_worker *w;
+    struct evbuffer *reply;    /* final reply when it cannot go straight out */
+    uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
+    uint8_t done;
+    uint16_t nfrags;
+    int pending;               /* fragments (plus set-up guard) outstanding */
+    uint64_t start_ms;
+    /* merge state */
+    long long sum;
+    long long sum2;
+    int nerr;
+    kv_buf first_err;
+    kv_buf pick;               /* RANDOMKEY choice / INFO redis_version */
+    int picks;
+    kvp_frag *frags;
+    int nkeys;
+    uint16_t *key_frag;        /* MGET: fragment of each key, in client order */
+    uint32_t *key_pos;         /* MGET: element index inside that fragment */
+    int info_section;          /* INFO: which sections were asked for */
+} kvp_req;
+
+/* An entry of a backend's in-flight ring: which request fragment the next
+ * reply belongs to. */
+typedef struct kvp_pending {
+    kvp_req *req;
+    uint16_t frag;
+    uint64_t sent_ms;
+} kvp_pending;
+
+enum kvp_backend_state { KVP_BE_DOWN = 0, KVP_BE_CONNECTING, KVP_BE_AUTHING, KVP_BE_READY };
+
+typedef struct kvp_backend {
+    struct kvp_worker *w;
+    char addr[KVP_ADDR_MAX];
+    char host[64];
+    int port;
+    int fd;
+    int state;
+    struct event *rev, *wev;
+    kv_buf in;
+    kv_reply_scanner scan;
+    struct evbuffer *out;      /* written when READY; held while connecting */
+    kvp_pending *ring;
+    uint32_t ring_cap, ring_head, ring_len;
+    uint64_t state_since_ms;   /* connect start / down since */
+    uint64_t retry_at_ms;      /* when DOWN: next reconnect attempt */
+    int backoff_ms;
+    int in_table;              /* still routed to by the worker's table */
+    int dirty;                 /* queued on the worker's flush list */
+    int was_down_logged;
+    char unavailable[KVP_ADDR_MAX + 48]; /* "-ERR backend <addr> unavailable\r\n" */
+    size_t unavailable_len;
+} kvp_backend;
+
+typedef struct kvp_client {
+    struct kvp_worker *w;
+    struct kvp_client *prev, *next; /* worker's client list */
+    int fd;
+    struct event *rev, *wev;
+    kv_buf in;
+    kv_req_parser parser;
+    struct evbuffer *out;
+    kvp_req *head, *tail;
+    int nreq;
+    uint64_t id;
+    uint64_t last_active_ms;
+    char *name;
+    char peer[48];
+    unsigned closing : 1;      /* close once out is flushed */
+    unsigned authed : 1;
+    unsigned dirty : 1;
+    unsigned parked : 1;       /* waiting for the first table */
+    unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
+    unsigned has_cmd : 1;      /* a parsed command waits in parser (parked) */
+    unsigned dead : 1;
+    size_t cmd_len;            /* bytes of that parsed command */
+} kvp_client;
+
+typedef struct kvp_msg {
+    struct kvp_msg *next;
+    int type;
+    void *ptr;
+} kvp_msg;
+
+enum { KVP_MSG_TABLE = 1, KVP_MSG_STOP };
+
+typedef struct kvp_worker {
+    int idx;
+    pthread_t thread;
+    struct event_base *base;
+    int listen_fd;
+    struct event *listen_ev;
+    int notify_fd;
+    struct event *notify_ev;
+    struct event *tick_ev;
+    pthread_mutex_t mu;
+    kvp_msg *msgs;
+
+    kvp_table *table;
+    kvp_backend **route;       /* table server index -> backend */
+    kvp_backend **backends;    /* every backend this worker holds */
+    int nbackends, capbackends;
+
+    kvp_client *clients;
+    int nclients;
+    kvp_client **cdirty;
+    int ncdirty, capcdirty;
+    kvp_backend **bdirty;
+    int nbdirty, capbdirty;
+    kvp_client **parked;
+    int nparked, capparked;
+    int table_wait_expired;
+
+    kvp_req *free_reqs;
+    int nfree_reqs;
+
+    uint64_t now_ms;
+    uint64_t qps_sec;
+    int qps_count;
+
+    /* scratch for routing multi-key commands */
+    int *s_keys;
+    uint32_t *s_bucket;
+    int *s_server;
+    int s_cap;
+} kvp_worker;
+
+/* worker.c */
+int kvp_workers_start(char *err, size_t errlen);
+void kvp_workers_post_table(kvp_table *t);
+int kvp_workers_count(void);
+void kvp_worker_mark_client(kvp_worker *w, kvp_client *c);
+void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be);
+void kvp_worker_flush(kvp_worker *w);
+void kvp_worker_park(kvp_worker *w, kvp_client *c);
+uint64_t kvp_now_ms(void);
+
+/* client.c */
+void kvp_client_accept(kvp_worker *w, int fd, const char *peer);
+void kvp_client_resume(kvp_client *c);
+void kvp_client_reply(kvp_client *c, const char *p, size_t n);
+void kvp_client_reply_str(kvp_client *c, const char *s);
+void kvp_client_reply_err(kvp_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags);
+void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n);
+void kvp_req_setup_done(kvp_req *r);
+void kvp_client_tick(kvp_worker *w);
+
+/* backend.c */
+kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr);
+void kvp_backend_free(kvp_backend *be);
+/* Queue a fragment; the caller has written the command into be->out. */
+void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag);
+int kvp_backend_usable(kvp_backend *be); /* 0: known down, fail fast */
+void kvp_backend_flush(kvp_backend *be);
+void kvp_backend_tick(kvp_backend *be);
+void kvp_backend_connect(kvp_backend *be);
+
+/* router.c */
+/* KV_OK: handled (replied or queued); KV_AGAIN: needs a table, park. */
+int kvp_dispatch(kvp_client *c, int argc, kv_str *argv);
+
+/* merge.c */
+void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n);
+void kvp_merge_finish(kvp_req *r, struct evbuffer *out);
+
+/* encode helpers (router.c) */
+void kvp_write_bulk(struct evbuffer *out, const char *p, size_t n);
+void kvp_write_bulk_prefixed(struct evbuffer *out, const char *pre, size_t prelen, const char *p,
+                             size_t n);
+void kvp_write_count(struct evbuffer *out, char type, long long n);
+
+#endif

@@ -1,0 +1,28 @@
+/* errors.h -- every error the proxy itself sends to clients, worded as in
+ * SPEC §4, in one place. */
+#ifndef KVP_ERRORS_H
+#define KVP_ERRORS_H
+
+#define KVP_ERR_UNKNOWN_FMT       "-ERR unknown command '%.*s'\r\n"
+#define KVP_ERR_UNSUPPORTED_FMT   "-ERR command '%s' is not supported by the proxy\r\n"
+#define KVP_ERR_ARITY_FMT         "-ERR wrong number of arguments for '%s' command\r\n"
+#define KVP_ERR_UNKNOWN_SUB_FMT   "-ERR unknown subcommand '%.*s'. Try %s HELP.\r\n"
+#define KVP_ERR_CROSSSLOT         "-CROSSSLOT Keys in request don't hash to the same bucket\r\n"
+#define KVP_ERR_NOAUTH            "-NOAUTH Authentication required.\r\n"
+#define KVP_ERR_WRONGPASS         "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+#define KVP_ERR_AUTH_NOPASS       "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"
+#define KVP_ERR_BACKEND_UNAVAILABLE_FMT "-ERR backend %s unavailable\r\n"
+#define KVP_ERR_TIMEOUT           "-ERR request timeout\r\n"
+#define KVP_ERR_NO_TABLE          "-ERR proxy has no bucket table yet (config server not reached)\r\n"
+#define KVP_ERR_QPS               "-ERR reach qps limit\r\n"
+#define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
+#define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"
+#define KVP_ERR_NOT_INT           "-ERR value is not an integer or out of range\r\n"
+#define KVP_ERR_BAD_NUMKEYS       "-ERR Number of keys can't be greater than number of args\r\n"
+#define KVP_ERR_NO_KEYS_FMT       "-ERR command '%s' without keys is not supported by the proxy\r\n"
+#define KVP_ERR_NOPROTO           "-NOPROTO unsupported protocol version\r\n"
+#define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
+#define KVP_ERR_BAD_REPLY         "-ERR unexpected reply from backend\r\n"
+#define KVP_ERR_SYNTAX            "-ERR syntax error\r\n"
+
+#endif

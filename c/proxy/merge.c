@@ -1,0 +1,265 @@
+/* merge.c -- turning the replies of a split or fanned-out command into the
+ * one reply a client expects (SPEC §4: sums for counts, MGET in key order,
+ * MSET +OK only when every part succeeded, else the first error).
+ *
+ * Fragments arrive in any order; kvp_merge_fragment keeps what each merge
+ * needs (a running sum, the first error, the MGET fragment's bytes) and
+ * kvp_merge_finish writes the answer once the last one is in. */
+#include "dp.h"
+#include "errors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void keep_err(kvp_req *r, const char *p, size_t n)
+{
+    if (r->nerr++ == 0) {
+        if (n > 0 && p[0] == '-')
+            kv_buf_append(&r->first_err, p, n);
+        else
+            kv_buf_append(&r->first_err, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+    }
+}
+
+static uint32_t rand_u32(void)
+{
+    static __thread uint64_t s;
+    if (s == 0)
+        s = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)&s;
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return (uint32_t)(s >> 11);
+}
+
+/* The bulk payload of a "$n\r\n...\r\n" reply, or NULL for nil/other. */
+static const char *bulk_payload(const char *p, size_t n, size_t *len)
+{
+    if (n < 4 || p[0] != '$' || p[1] == '-')
+        return NULL;
+    const char *crlf = memchr(p, '\r', n);
+    if (crlf == NULL)
+        return NULL;
+    const char *data = crlf + 2;
+    *len = n - (size_t)(data - p) - 2;
+    return data;
+}
+
+/* Add up "dbN:keys=..,expires=.." lines of an INFO keyspace section. */
+static void info_accumulate(kvp_req *r, const char *text, size_t len)
+{
+    const char *end = text + len;
+    for (const char *line = text; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (nl == NULL)
+            nl = end;
+        if (line + 3 < nl && line[0] == 'd' && line[1] == 'b') {
+            const char *k = memchr(line, ':', (size_t)(nl - line));
+            if (k && strncmp(k + 1, "keys=", 5) == 0) {
+                r->sum += strtoll(k + 6, NULL, 10);
+                const char *e = strstr(k, "expires=");
+                if (e && e < nl)
+                    r->sum2 += strtoll(e + 8, NULL, 10);
+            }
+        } else if (kv_buf_len(&r->pick) == 0 && nl - line > 14 &&
+                   strncmp(line, "redis_version:", 14) == 0) {
+            size_t vl = (size_t)(nl - line - 14);
+            if (vl > 0 && line[14 + vl - 1] == '\r')
+                vl--;
+            kv_buf_append(&r->pick, line + 14, vl);
+        }
+        line = nl + 1;
+    }
+}
+
+void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
+{
+    if (n > 0 && p[0] == '-') {
+        keep_err(r, p, n);
+        if (r->merge == KVP_MERGE_MGET)
+            kv_buf_append(&r->frags[frag].reply, p, n);
+        return;
+    }
+    switch (r->merge) {
+    case KVP_MERGE_SUM: {
+        long long v;
+        if (n >= 3 && p[0] == ':' && kv_parse_ll(p + 1, n - 3, &v) == KV_OK)
+            r->sum += v;
+        else
+            keep_err(r, p, n);
+        break;
+    }
+    case KVP_MERGE_OK_ALL:
+        if (!(n >= 3 && p[0] == '+'))
+            keep_err(r, p, n);
+        break;
+    case KVP_MERGE_MGET:
+        if (n > 0 && p[0] == '*')
+            kv_buf_append(&r->frags[frag].reply, p, n);
+        else {
+            keep_err(r, p, n);
+            kv_buf_append(&r->frags[frag].reply, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+        }
+        break;
+    case KVP_MERGE_RANDOMKEY: {
+        size_t len;
+        const char *key = bulk_payload(p, n, &len);
+        if (key == NULL)
+            break; /* nil: that master has no key */
+        /* reservoir sampling over the masters that have a key */
+        if (rand_u32() % (uint32_t)(++r->picks) == 0) {
+            const char *us = memchr(key, '_', len);
+            size_t skip = us ? (size_t)(us - key) + 1 : 0;
+            kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
+            kv_buf_append(&r->pick, key + skip, len - skip);
+        }
+        break;
+    }
+    case KVP_MERGE_INFO: {
+        size_t len;
+        const char *text = bulk_payload(p, n, &len);
+        if (text)
+            info_accumulate(r, text, len);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Element boundaries of an array reply: starts[i]..starts[i+1]. Returns the
+ * element count, or -1 if the bytes are not an array of count elements. */
+static long array_elements(const char *p, size_t n, size_t *starts, long max)
+{
+    long long count;
+    const char *crlf = memchr(p, '\r', n);
+    if (p[0] != '*' || crlf == NULL || kv_parse_ll(p + 1, (size_t)(crlf - p - 1), &count) != KV_OK ||
+        count != max)
+        return -1;
+    size_t pos = (size_t)(crlf - p) + 2;
+    kv_reply_scanner s;
+    kv_reply_scanner_reset(&s);
+    for (long i = 0; i < count; i++) {
+        size_t rl;
+        if (kv_reply_scan(&s, p + pos, n - pos, &rl) != KV_OK)
+            return -1;
+        starts[i] = pos;
+        pos += rl;
+    }
+    starts[count] = pos;
+    return count;
+}
+
+static void finish_mget(kvp_req *r, struct evbuffer *out)
+{
+    /* elements per fragment */
+    int nf = r->nfrags;
+    long *cnt = calloc((size_t)nf, sizeof(long));
+    size_t **starts = calloc((size_t)nf, sizeof(size_t *));
+    if (cnt == NULL || starts == NULL || r->key_frag == NULL || r->key_pos == NULL) {
+        evbuffer_add(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        goto done;
+    }
+    for (int i = 0; i < r->nkeys; i++)
+        cnt[r->key_frag[i]]++;
+    for (int f = 0; f < nf; f++) {
+        kv_buf *b = &r->frags[f].reply;
+        if (kv_buf_len(b) == 0 || kv_buf_rptr(b)[0] == '-')
+            continue;
+        starts[f] = malloc(sizeof(size_t) * (size_t)(cnt[f] + 1));
+        if (starts[f] == NULL ||
+            array_elements(kv_buf_rptr(b), kv_buf_len(b), starts[f], cnt[f]) != cnt[f]) {
+            free(starts[f]);
+            starts[f] = NULL;
+        }
+    }
+    kvp_write_count(out, '*', r->nkeys);
+    for (int i = 0; i < r->nkeys; i++) {
+        int f = r->key_frag[i];
+        kv_buf *b = &r->frags[f].reply;
+        if (starts[f]) {
+            size_t s = starts[f][r->key_pos[i]], e = starts[f][r->key_pos[i] + 1];
+            evbuffer_add(out, kv_buf_rptr(b) + s, e - s);
+        } else if (kv_buf_len(b) > 0 && kv_buf_rptr(b)[0] == '-') {
+            /* that backend failed: its keys carry its error, in place */
+            evbuffer_add(out, kv_buf_rptr(b), kv_buf_len(b));
+        } else {
+            evbuffer_add(out, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+        }
+    }
+done:
+    if (starts)
+        for (int f = 0; f < nf; f++)
+            free(starts[f]);
+    free(starts);
+    free(cnt);
+}
+
+static void finish_info(kvp_req *r, struct evbuffer *out)
+{
+    int want = r->info_section;
+    char buf[2048];
+    int n = 0;
+#define SECTION(bit) (want == 0 || (want & (bit)))
+    if (SECTION(1))
+        n += snprintf(buf + n, sizeof(buf) - n,
+                      "# Server\r\nredis_version:%.*s\r\nkvp_version:%s\r\nredis_mode:standalone\r\n"
+                      "process_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%lld\r\nio_threads:%d\r\n\r\n",
+                      kv_buf_len(&r->pick) ? (int)kv_buf_len(&r->pick) : 7,
+                      kv_buf_len(&r->pick) ? kv_buf_rptr(&r->pick) : "unknown", KV_VERSION,
+                      (int)getpid(), kvp_g.listen_port,
+                      (long long)(time(NULL) - (time_t)kvp_g.start_wall), kvp_g.io_threads);
+    if (SECTION(2))
+        n += snprintf(buf + n, sizeof(buf) - n, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n",
+                      atomic_load(&kvp_g.client_count), atomic_load(&kvp_g.max_client_num));
+    if (SECTION(4))
+        n += snprintf(buf + n, sizeof(buf) - n, "# Stats\r\nbackends:%d\r\nbackends_failed:%d\r\n\r\n",
+                      r->nfrags, r->nerr);
+    if (SECTION(8)) {
+        n += snprintf(buf + n, sizeof(buf) - n, "# Keyspace\r\n");
+        if (r->sum > 0)
+            n += snprintf(buf + n, sizeof(buf) - n, "db0:keys=%lld,expires=%lld,avg_ttl=0\r\n", r->sum,
+                          r->sum2);
+    }
+#undef SECTION
+    if (n > (int)sizeof(buf))
+        n = sizeof(buf);
+    kvp_write_bulk(out, buf, (size_t)n);
+}
+
+void kvp_merge_finish(kvp_req *r, struct evbuffer *out)
+{
+    switch (r->merge) {
+    case KVP_MERGE_SUM:
+        if (r->nerr)
+            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+        else
+            kvp_write_count(out, ':', r->sum);
+        break;
+    case KVP_MERGE_OK_ALL:
+        if (r->nerr)
+            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+        else
+            evbuffer_add(out, "+OK\r\n", 5);
+        break;
+    case KVP_MERGE_MGET:
+        finish_mget(r, out);
+        break;
+    case KVP_MERGE_RANDOMKEY:
+        if (r->picks > 0)
+            kvp_write_bulk(out, kv_buf_rptr(&r->pick), kv_buf_len(&r->pick));
+        else if (r->nerr)
+            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+        else
+            evbuffer_add(out, "$-1\r\n", 5);
+        break;
+    case KVP_MERGE_INFO:
+        finish_info(r, out);
+        break;
+    default:
+        break;
+    }
+}

@@ -1,0 +1,614 @@
+/* router.c -- what happens to one parsed command: checks in SPEC order, then
+ * local answer, forward by key, split per backend, or fan out.
+ *
+ * Checks, in order: known command (unknown -> error), client AUTH, container
+ * subcommand, arity, supported by the proxy, qps limit; then the class decides.
+ * A command that needs the bucket table before the first one arrived returns
+ * KV_AGAIN and the client waits (parked) without losing its place. */
+#include "dp.h"
+#include "errors.h"
+#include "../core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------- encoding */
+
+static size_t fmt_count(char *buf, char type, long long n)
+{
+    char tmp[24];
+    size_t i = 0, o = 0;
+    unsigned long long v = n < 0 ? (unsigned long long)(-(n + 1)) + 1 : (unsigned long long)n;
+    do {
+        tmp[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf[o++] = type;
+    if (n < 0)
+        buf[o++] = '-';
+    while (i)
+        buf[o++] = tmp[--i];
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    return o;
+}
+
+void kvp_write_count(struct evbuffer *out, char type, long long n)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_count(buf, type, n));
+}
+
+void kvp_write_bulk(struct evbuffer *out, const char *p, size_t n)
+{
+    char buf[32];
+    evbuffer_add(out, buf, fmt_count(buf, '$', (long long)n));
+    evbuffer_add(out, p, n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void kvp_write_bulk_prefixed(struct evbuffer *out, const char *pre, size_t prelen, const char *p,
+                             size_t n)
+{
+    char buf[48];
+    size_t o = fmt_count(buf, '$', (long long)(n + prelen));
+    memcpy(buf + o, pre, prelen);
+    evbuffer_add(out, buf, o + prelen);
+    evbuffer_add(out, p, n);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* ------------------------------------------------------------- scratch */
+
+static int scratch(kvp_worker *w, int n)
+{
+    if (n <= w->s_cap)
+        return KV_OK;
+    int cap = w->s_cap ? w->s_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    int *k = realloc(w->s_keys, (size_t)cap * sizeof(int));
+    if (k == NULL)
+        return KV_ENOMEM;
+    w->s_keys = k;
+    uint32_t *b = realloc(w->s_bucket, (size_t)cap * sizeof(uint32_t));
+    if (b == NULL)
+        return KV_ENOMEM;
+    w->s_bucket = b;
+    int *s = realloc(w->s_server, (size_t)cap * sizeof(int));
+    if (s == NULL)
+        return KV_ENOMEM;
+    w->s_server = s;
+    w->s_cap = cap;
+    return KV_OK;
+}
+
+/* ------------------------------------------------------------ local cmds */
+
+static int eq_nocase(const kv_str *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+static void reply_bulk(kvp_client *c, const char *p, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+    kvp_write_bulk(b, p, n);
+    size_t len = evbuffer_get_length(b);
+    kvp_client_reply(c, (const char *)evbuffer_pullup(b, (ssize_t)len), len);
+    evbuffer_free(b);
+}
+
+static void reply_int(kvp_client *c, long long v)
+{
+    char buf[32];
+    kvp_client_reply(c, buf, fmt_count(buf, ':', v));
+}
+
+static int check_password(kvp_client *c, const kv_str *user, const kv_str *pass)
+{
+    if (kvp_g.client_password[0] == '\0') {
+        kvp_client_reply_str(c, KVP_ERR_AUTH_NOPASS);
+        return 0;
+    }
+    size_t pl = strlen(kvp_g.client_password);
+    int ok = (user == NULL || eq_nocase(user, "default")) && pass->len == pl;
+    unsigned char diff = 0;
+    for (size_t i = 0; ok && i < pl; i++)
+        diff |= (unsigned char)(pass->p[i] ^ kvp_g.client_password[i]);
+    if (!ok || diff) {
+        kvp_client_reply_str(c, KVP_ERR_WRONGPASS);
+        return 0;
+    }
+    c->authed = 1;
+    return 1;
+}
+
+static void local_client(kvp_client *c, int argc, kv_str *argv)
+{
+    if (eq_nocase(&argv[1], "setname") && argc == 3) {
+        for (size_t i = 0; i < argv[2].len; i++) {
+            unsigned char ch = (unsigned char)argv[2].p[i];
+            if (ch <= ' ' || ch > '~') {
+                kvp_client_reply_str(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+                return;
+            }
+        }
+        free(c->name);
+        c->name = NULL;
+        if (argv[2].len > 0) {
+            c->name = malloc(argv[2].len + 1);
+            if (c->name) {
+                memcpy(c->name, argv[2].p, argv[2].len);
+                c->name[argv[2].len] = 0;
+            }
+        }
+        kvp_client_reply_str(c, "+OK\r\n");
+    } else if (eq_nocase(&argv[1], "getname") && argc == 2) {
+        if (c->name)
+            reply_bulk(c, c->name, strlen(c->name));
+        else
+            kvp_client_reply_str(c, "$-1\r\n");
+    } else if (eq_nocase(&argv[1], "id") && argc == 2) {
+        reply_int(c, (long long)c->id);
+    } else if (eq_nocase(&argv[1], "setname") || eq_nocase(&argv[1], "getname") ||
+               eq_nocase(&argv[1], "id")) {
+        char name[64];
+        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, name);
+    } else {
+        char name[64];
+        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, name);
+    }
+}
+
+static void local_hello(kvp_client *c, int argc, kv_str *argv)
+{
+    int i = 1;
+    if (argc >= 2) {
+        long long v;
+        if (kv_parse_ll(argv[1].p, argv[1].len, &v) != KV_OK || v != 2) {
+            kvp_client_reply_str(c, KVP_ERR_NOPROTO);
+            return;
+        }
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        if (eq_nocase(&argv[i], "auth") && i + 2 < argc) {
+            if (!check_password(c, &argv[i + 1], &argv[i + 2]))
+                return;
+            i += 2;
+        } else if (eq_nocase(&argv[i], "setname") && i + 1 < argc) {
+            free(c->name);
+            c->name = strndup(argv[i + 1].p, argv[i + 1].len);
+            i += 1;
+        } else {
+            kvp_client_reply_str(c, KVP_ERR_SYNTAX);
+            return;
+        }
+    }
+    if (!c->authed) {
+        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    kvp_write_count(b, '*', 14);
+    kvp_write_bulk(b, "server", 6);
+    kvp_write_bulk(b, "kvp", 3);
+    kvp_write_bulk(b, "version", 7);
+    kvp_write_bulk(b, KV_VERSION, strlen(KV_VERSION));
+    kvp_write_bulk(b, "proto", 5);
+    kvp_write_count(b, ':', 2);
+    kvp_write_bulk(b, "id", 2);
+    kvp_write_count(b, ':', (long long)c->id);
+    kvp_write_bulk(b, "mode", 4);
+    kvp_write_bulk(b, "standalone", 10);
+    kvp_write_bulk(b, "role", 4);
+    kvp_write_bulk(b, "master", 6);
+    kvp_write_bulk(b, "modules", 7);
+    kvp_write_count(b, '*', 0);
+    size_t len = evbuffer_get_length(b);
+    kvp_client_reply(c, (const char *)evbuffer_pullup(b, (ssize_t)len), len);
+    evbuffer_free(b);
+}
+
+static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    switch (cmd->local) {
+    case KVP_LOCAL_PING:
+        if (argc == 1)
+            kvp_client_reply_str(c, "+PONG\r\n");
+        else
+            reply_bulk(c, argv[1].p, argv[1].len);
+        break;
+    case KVP_LOCAL_ECHO:
+        reply_bulk(c, argv[1].p, argv[1].len);
+        break;
+    case KVP_LOCAL_QUIT:
+        kvp_client_reply_str(c, "+OK\r\n");
+        c->closing = 1;
+        break;
+    case KVP_LOCAL_SELECT: {
+        long long db;
+        if (kv_parse_ll(argv[1].p, argv[1].len, &db) != KV_OK)
+            kvp_client_reply_str(c, KVP_ERR_NOT_INT);
+        else if (db != 0)
+            kvp_client_reply_str(c, KVP_ERR_DB_RANGE);
+        else
+            kvp_client_reply_str(c, "+OK\r\n");
+        break;
+    }
+    case KVP_LOCAL_AUTH:
+        if (argc == 2 ? check_password(c, NULL, &argv[1]) : check_password(c, &argv[1], &argv[2]))
+            kvp_client_reply_str(c, "+OK\r\n");
+        break;
+    case KVP_LOCAL_CLIENT:
+        local_client(c, argc, argv);
+        break;
+    case KVP_LOCAL_HELLO:
+        local_hello(c, argc, argv);
+        break;
+    default:
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+    }
+}
+
+/* --------------------------------------------------------------- routed */
+
+/* Write argv as a multibulk, prefixing the arguments marked in is_key. */
+static void write_routed(struct evbuffer *out, int argc, const kv_str *argv, const int *keys,
+                         int nk, const kvp_table *t, const uint32_t *buckets)
+{
+    kvp_write_count(out, '*', argc);
+    int k = 0;
+    for (int i = 0; i < argc; i++) {
+        /* keys[] is ascending for every command in the table but EVAL-like
+         * ones, whose keys are still in order; fall back to a scan otherwise */
+        int kb = -1;
+        if (k < nk && keys[k] == i)
+            kb = k++;
+        else
+            for (int j = 0; j < nk; j++)
+                if (keys[j] == i) {
+                    kb = j;
+                    break;
+                }
+        if (kb >= 0) {
+            uint32_t b = buckets[kb];
+            kvp_write_bulk_prefixed(out, t->prefix[b], t->prefix_len[b], argv[i].p, argv[i].len);
+        } else {
+            kvp_write_bulk(out, argv[i].p, argv[i].len);
+        }
+    }
+}
+
+static kvp_backend *pick_backend(kvp_client *c, int server)
+{
+    kvp_backend *be = c->w->route[server];
+    if (be == NULL || !kvp_backend_usable(be)) {
+        if (be)
+            kvp_client_reply(c, be->unavailable, be->unavailable_len);
+        else
+            kvp_client_reply_str(c, KVP_ERR_OOM);
+        return NULL;
+    }
+    return be;
+}
+
+static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
+                        const int *keys, int nk, const uint32_t *buckets)
+{
+    kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    write_routed(be->out, argc, argv, keys, nk, c->w->table, buckets);
+    r->pending = 1;
+    kvp_backend_enqueue(be, r, 0);
+}
+
+static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    kvp_worker *w = c->w;
+    const kvp_table *t = w->table;
+    if (scratch(w, argc) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, w->s_keys, argc);
+    if (nk < 0) {
+        kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
+        return;
+    }
+    if (nk == 0) {
+        kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
+        return;
+    }
+    for (int i = 0; i < nk; i++) {
+        w->s_bucket[i] = kvp_table_bucket(t, argv[w->s_keys[i]].p, argv[w->s_keys[i]].len);
+        if (w->s_bucket[i] != w->s_bucket[0]) {
+            kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
+            return;
+        }
+    }
+    kvp_backend *be = pick_backend(c, t->owner[w->s_bucket[0]]);
+    if (be)
+        forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket);
+}
+
+/* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
+ * client's order inside each; merged by kvp_merge_*. */
+static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    kvp_worker *w = c->w;
+    const kvp_table *t = w->table;
+    if (scratch(w, argc) != KV_OK || scratch(w, t->nservers) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, w->s_keys, argc);
+    int step = cmd->ks[0].keystep > 0 ? cmd->ks[0].keystep : 1; /* MSET: key value */
+    if (nk <= 0) {
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return;
+    }
+    int first_server = -1, single = 1;
+    for (int i = 0; i < nk; i++) {
+        uint32_t b = kvp_table_bucket(t, argv[w->s_keys[i]].p, argv[w->s_keys[i]].len);
+        w->s_bucket[i] = b;
+        w->s_server[i] = t->owner[b];
+        if (first_server < 0)
+            first_server = w->s_server[i];
+        else if (w->s_server[i] != first_server)
+            single = 0;
+    }
+    if (single) {
+        /* one backend: its reply is already the right merged reply */
+        kvp_backend *be = pick_backend(c, first_server);
+        if (be)
+            forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket);
+        return;
+    }
+    /* fragment index per server, in order of first appearance */
+    int frag_of_server[256];
+    int *fos = t->nservers <= 256 ? frag_of_server : malloc(sizeof(int) * (size_t)t->nservers);
+    if (fos == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    for (int s = 0; s < t->nservers; s++)
+        fos[s] = -1;
+    int nfrags = 0;
+    int frag_server[256 + 1];
+    int *fsrv = frag_server;
+    if (t->nservers > 256 && (fsrv = malloc(sizeof(int) * (size_t)t->nservers)) == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        goto done;
+    }
+    for (int i = 0; i < nk; i++)
+        if (fos[w->s_server[i]] < 0) {
+            fsrv[nfrags] = w->s_server[i];
+            fos[w->s_server[i]] = nfrags++;
+        }
+    kvp_req *r = kvp_req_new(c, cmd->merge, nfrags);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        goto done;
+    }
+    r->pending = nfrags + 1; /* guard: released by kvp_req_setup_done */
+    if (cmd->merge == KVP_MERGE_MGET) {
+        r->nkeys = nk;
+        r->key_frag = malloc(sizeof(uint16_t) * (size_t)nk);
+        r->key_pos = malloc(sizeof(uint32_t) * (size_t)nk);
+    }
+    for (int f = 0; f < nfrags; f++) {
+        kvp_backend *be = w->route[fsrv[f]];
+        r->frags[f].be = be;
+        if (be == NULL || !kvp_backend_usable(be)) {
+            if (r->key_frag)
+                for (int i = 0, pos = 0; i < nk; i++)
+                    if (fos[w->s_server[i]] == f) {
+                        r->key_frag[i] = (uint16_t)f;
+                        r->key_pos[i] = (uint32_t)pos++;
+                    }
+            if (be)
+                kvp_req_frag_reply(r, f, be->unavailable, be->unavailable_len);
+            else
+                kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            continue;
+        }
+        int cnt = 0;
+        for (int i = 0; i < nk; i++)
+            if (fos[w->s_server[i]] == f)
+                cnt++;
+        kvp_write_count(be->out, '*', 1 + (long long)cnt * step);
+        kvp_write_bulk(be->out, argv[0].p, argv[0].len);
+        for (int i = 0, pos = 0; i < nk; i++) {
+            if (fos[w->s_server[i]] != f)
+                continue;
+            int ki = w->s_keys[i];
+            uint32_t b = w->s_bucket[i];
+            kvp_write_bulk_prefixed(be->out, t->prefix[b], t->prefix_len[b], argv[ki].p, argv[ki].len);
+            for (int v = 1; v < step; v++)
+                kvp_write_bulk(be->out, argv[ki + v].p, argv[ki + v].len);
+            if (r->key_frag) {
+                r->key_frag[i] = (uint16_t)f;
+                r->key_pos[i] = (uint32_t)pos;
+            }
+            pos++;
+        }
+        kvp_backend_enqueue(be, r, f);
+    }
+    kvp_req_setup_done(r);
+done:
+    if (fos != frag_of_server)
+        free(fos);
+    if (fsrv != frag_server)
+        free(fsrv);
+}
+
+/* Every master gets the command as it is (FLUSHALL, DBSIZE, RANDOMKEY, INFO). */
+static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    kvp_worker *w = c->w;
+    const kvp_table *t = w->table;
+    kvp_req *r = kvp_req_new(c, cmd->merge, t->nservers);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    r->pending = t->nservers + 1;
+    static const kv_str info_args[3] = {{"INFO", 4}, {"server", 6}, {"keyspace", 8}};
+    if (cmd->merge == KVP_MERGE_INFO) {
+        /* which sections the client wants: 0 = default set */
+        r->info_section = 0;
+        if (argc >= 2) {
+            static const char *names[] = {"server", "clients", "stats", "keyspace"};
+            for (int a = 1; a < argc; a++) {
+                if (eq_nocase(&argv[a], "all") || eq_nocase(&argv[a], "everything") ||
+                    eq_nocase(&argv[a], "default")) {
+                    r->info_section = 0;
+                    break;
+                }
+                for (int s = 0; s < 4; s++)
+                    if (eq_nocase(&argv[a], names[s]))
+                        r->info_section |= 1 << s;
+            }
+            if (r->info_section == 0) {
+                int any = 0;
+                for (int a = 1; a < argc; a++)
+                    if (eq_nocase(&argv[a], "all") || eq_nocase(&argv[a], "everything") ||
+                        eq_nocase(&argv[a], "default"))
+                        any = 1;
+                if (!any)
+                    r->info_section = 1 << 8; /* asked only for sections we do not have */
+            }
+        }
+    }
+    for (int s = 0; s < t->nservers; s++) {
+        kvp_backend *be = w->route[s];
+        r->frags[s].be = be;
+        if (be == NULL || !kvp_backend_usable(be)) {
+            if (be)
+                kvp_req_frag_reply(r, s, be->unavailable, be->unavailable_len);
+            else
+                kvp_req_frag_reply(r, s, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            continue;
+        }
+        if (cmd->merge == KVP_MERGE_INFO)
+            write_routed(be->out, 3, info_args, NULL, 0, t, NULL);
+        else
+            write_routed(be->out, argc, argv, NULL, 0, t, NULL);
+        kvp_backend_enqueue(be, r, s);
+    }
+    kvp_req_setup_done(r);
+}
+
+static void dispatch_any(kvp_client *c, int argc, kv_str *argv)
+{
+    const kvp_table *t = c->w->table;
+    int server = (int)(c->id % (uint64_t)t->nservers);
+    kvp_backend *be = pick_backend(c, server);
+    if (be)
+        forward_one(c, be, argc, argv, NULL, 0, NULL);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static int qps_allowed(kvp_worker *w)
+{
+    int max = atomic_load_explicit(&kvp_g.max_qps, memory_order_relaxed);
+    if (max <= 0)
+        return 1;
+    int share = max / (kvp_g.io_threads > 0 ? kvp_g.io_threads : 1);
+    if (share < 1)
+        share = 1;
+    uint64_t sec = w->now_ms / 1000;
+    if (sec != w->qps_sec) {
+        w->qps_sec = sec;
+        w->qps_count = 0;
+    }
+    return ++w->qps_count <= share;
+}
+
+int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
+{
+    kvp_worker *w = c->w;
+    const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
+    if (cmd == NULL) {
+        int n = argv[0].len > 128 ? 128 : (int)argv[0].len;
+        kvp_client_reply_err(c, KVP_ERR_UNKNOWN_FMT, n, argv[0].p);
+        return KV_OK;
+    }
+    if (!c->authed && cmd->local != KVP_LOCAL_AUTH && cmd->local != KVP_LOCAL_HELLO &&
+        cmd->local != KVP_LOCAL_QUIT) {
+        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
+        return KV_OK;
+    }
+    if (kvp_cmd_is_container(cmd)) {
+        if (argc < 2) {
+            kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+            return KV_OK;
+        }
+        const kvp_cmd *sub = kvp_cmd_lookup_sub(cmd, argv[1].p, argv[1].len);
+        if (sub == NULL) {
+            char upper[32];
+            size_t i = 0;
+            for (; cmd->name[i] && i < sizeof(upper) - 1; i++)
+                upper[i] = (char)(cmd->name[i] >= 'a' && cmd->name[i] <= 'z' ? cmd->name[i] - 32 : cmd->name[i]);
+            upper[i] = 0;
+            int n = argv[1].len > 64 ? 64 : (int)argv[1].len;
+            kvp_client_reply_err(c, KVP_ERR_UNKNOWN_SUB_FMT, n, argv[1].p, upper);
+            return KV_OK;
+        }
+        cmd = sub;
+    }
+    if (!kvp_cmd_arity_ok(cmd, argc)) {
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_UNSUPPORTED) {
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+        return KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_LOCAL) {
+        dispatch_local(c, cmd, argc, argv);
+        return KV_OK;
+    }
+    if (w->table == NULL) {
+        if (!w->table_wait_expired)
+            return KV_AGAIN;
+        kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
+        return KV_OK;
+    }
+    if (!qps_allowed(w)) {
+        kvp_client_reply_str(c, KVP_ERR_QPS);
+        return KV_OK;
+    }
+    switch (cmd->cls) {
+    case KVP_CLASS_KEYED:
+        dispatch_keyed(c, cmd, argc, argv);
+        break;
+    case KVP_CLASS_SPLIT:
+        dispatch_split(c, cmd, argc, argv);
+        break;
+    case KVP_CLASS_FANOUT:
+        dispatch_fanout(c, cmd, argc, argv);
+        break;
+    case KVP_CLASS_ANY:
+        dispatch_any(c, argc, argv);
+        break;
+    default:
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+    }
+    return KV_OK;
+}

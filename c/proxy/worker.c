@@ -1,0 +1,333 @@
+/* worker.c -- the io_threads event loops of the data path.
+ *
+ * Each worker binds its own listening socket on the client address with
+ * SO_REUSEPORT, so the kernel spreads connections and no lock or hand-off is
+ * needed. The control thread talks to a worker only through its message
+ * queue (mutex + eventfd wake-up): new tables, stop. Workers never enter Lua.
+ *
+ * After each event the worker flushes, once, every client and backend that
+ * got output during it (the "dirty" lists): replies of a whole pipeline go
+ * out in one write. */
+#include "dp.h"
+#include "errors.h"
+#include "../core/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TICK_MS 100
+
+kvp_conf kvp_g;
+static kvp_worker *workers;
+static int nworkers;
+
+void kvp_client_flush_marked(kvp_client *c);
+
+uint64_t kvp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int push_ptr(void ***arr, int *n, int *cap, void *p)
+{
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 64;
+        void **a = realloc(*arr, (size_t)nc * sizeof(void *));
+        if (a == NULL)
+            return KV_ENOMEM;
+        *arr = a;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return KV_OK;
+}
+
+void kvp_worker_mark_client(kvp_worker *w, kvp_client *c)
+{
+    if (c->dirty)
+        return;
+    if (push_ptr((void ***)&w->cdirty, &w->ncdirty, &w->capcdirty, c) == KV_OK)
+        c->dirty = 1;
+}
+
+void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be)
+{
+    if (be->dirty)
+        return;
+    if (push_ptr((void ***)&w->bdirty, &w->nbdirty, &w->capbdirty, be) == KV_OK)
+        be->dirty = 1;
+}
+
+void kvp_worker_park(kvp_worker *w, kvp_client *c)
+{
+    if (c->parked)
+        return;
+    if (push_ptr((void ***)&w->parked, &w->nparked, &w->capparked, c) == KV_OK)
+        c->parked = 1;
+}
+
+/* Backends first (requests out), then clients (replies out). Flushing a
+ * backend can fail its queue and so produce client output: loop. */
+void kvp_worker_flush(kvp_worker *w)
+{
+    while (w->nbdirty > 0 || w->ncdirty > 0) {
+        while (w->nbdirty > 0) {
+            kvp_backend *be = w->bdirty[--w->nbdirty];
+            be->dirty = 0;
+            kvp_backend_flush(be);
+        }
+        while (w->ncdirty > 0) {
+            kvp_client *c = w->cdirty[--w->ncdirty];
+            kvp_client_flush_marked(c);
+        }
+    }
+}
+
+static kvp_backend *worker_backend(kvp_worker *w, const char *addr)
+{
+    for (int i = 0; i < w->nbackends; i++)
+        if (strcmp(w->backends[i]->addr, addr) == 0)
+            return w->backends[i];
+    kvp_backend *be = kvp_backend_new(w, addr);
+    if (be == NULL)
+        return NULL;
+    if (push_ptr((void ***)&w->backends, &w->nbackends, &w->capbackends, be) != KV_OK) {
+        kvp_backend_free(be);
+        return NULL;
+    }
+    kvp_backend_connect(be);
+    return be;
+}
+
+static void worker_install_table(kvp_worker *w, kvp_table *t)
+{
+    kvp_backend **route = calloc((size_t)t->nservers, sizeof(*route));
+    if (route == NULL) {
+        kv_log_error("worker %d: out of memory installing table v%llu", w->idx,
+                     (unsigned long long)t->version);
+        kvp_table_unref(t);
+        return;
+    }
+    for (int i = 0; i < w->nbackends; i++)
+        w->backends[i]->in_table = 0;
+    for (int i = 0; i < t->nservers; i++) {
+        route[i] = worker_backend(w, t->servers[i]);
+        if (route[i])
+            route[i]->in_table = 1;
+    }
+    free(w->route);
+    w->route = route;
+    kvp_table_unref(w->table);
+    w->table = t;
+    /* waiting clients go on */
+    for (int i = 0; i < w->nparked; i++)
+        kvp_client_resume(w->parked[i]);
+    w->nparked = 0;
+    kvp_worker_flush(w);
+}
+
+static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_worker *w = arg;
+    KV_UNUSED(what);
+    uint64_t v;
+    ssize_t r = read(fd, &v, sizeof(v));
+    (void)r;
+    w->now_ms = kvp_now_ms();
+    pthread_mutex_lock(&w->mu);
+    kvp_msg *m = w->msgs;
+    w->msgs = NULL;
+    pthread_mutex_unlock(&w->mu);
+    /* the queue was pushed at the head: reverse to handle in order */
+    kvp_msg *rev = NULL;
+    while (m) {
+        kvp_msg *n = m->next;
+        m->next = rev;
+        rev = m;
+        m = n;
+    }
+    for (m = rev; m;) {
+        kvp_msg *n = m->next;
+        if (m->type == KVP_MSG_TABLE)
+            worker_install_table(w, m->ptr);
+        else if (m->type == KVP_MSG_STOP)
+            event_base_loopbreak(w->base);
+        free(m);
+        m = n;
+    }
+}
+
+static void worker_post(kvp_worker *w, int type, void *ptr)
+{
+    kvp_msg *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        return;
+    m->type = type;
+    m->ptr = ptr;
+    pthread_mutex_lock(&w->mu);
+    m->next = w->msgs;
+    w->msgs = m;
+    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    ssize_t r = write(w->notify_fd, &one, sizeof(one));
+    (void)r;
+}
+
+void kvp_workers_post_table(kvp_table *t)
+{
+    for (int i = 0; i < nworkers; i++) {
+        kvp_table_ref(t);
+        worker_post(&workers[i], KVP_MSG_TABLE, t);
+    }
+}
+
+static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_worker *w = arg;
+    KV_UNUSED(fd);
+    KV_UNUSED(what);
+    w->now_ms = kvp_now_ms();
+    for (int i = 0; i < w->nbackends; i++) {
+        kvp_backend *be = w->backends[i];
+        kvp_backend_tick(be);
+        if (!be->in_table && be->ring_len == 0 && !be->dirty) {
+            /* no longer routed to and nothing in flight */
+            kv_log_info("worker %d: dropping backend %s (not in the table)", w->idx, be->addr);
+            kvp_backend_free(be);
+            w->backends[i] = w->backends[--w->nbackends];
+            i--;
+        }
+    }
+    static __thread uint64_t last_client_tick;
+    if (w->now_ms - last_client_tick >= 1000) {
+        last_client_tick = w->now_ms;
+        kvp_client_tick(w);
+    }
+    /* clients waiting for the first table give up after request_timeout */
+    if (w->table == NULL && w->nparked > 0 && !w->table_wait_expired) {
+        static __thread uint64_t started;
+        if (started == 0)
+            started = w->now_ms;
+        if (w->now_ms - started > (uint64_t)atomic_load(&kvp_g.request_timeout_ms)) {
+            w->table_wait_expired = 1;
+            for (int i = 0; i < w->nparked; i++)
+                kvp_client_resume(w->parked[i]);
+            w->nparked = 0;
+        }
+    }
+    kvp_worker_flush(w);
+}
+
+static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    kvp_worker *w = arg;
+    KV_UNUSED(what);
+    w->now_ms = kvp_now_ms();
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof(sa);
+        int cfd = accept4(fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                kv_log_warn("worker %d: accept: %s", w->idx, strerror(errno));
+            break;
+        }
+        int one = 1;
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        char peer[48], ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
+        snprintf(peer, sizeof(peer), "%s:%d", ip, ntohs(sa.sin_port));
+        kvp_client_accept(w, cfd, peer);
+    }
+    kvp_worker_flush(w);
+}
+
+static int worker_listen(kvp_worker *w, char *err, size_t errlen)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)kvp_g.listen_port);
+    const char *host = kvp_g.listen_host;
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        snprintf(err, errlen, "invalid listen address %s", kvp_g.listen_host);
+        return KV_ERR;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", kvp_g.listen_host, kvp_g.listen_port,
+                 strerror(errno));
+        close(fd);
+        return KV_ERR;
+    }
+    w->listen_fd = fd;
+    return KV_OK;
+}
+
+static void *worker_main(void *arg)
+{
+    kvp_worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+int kvp_workers_start(char *err, size_t errlen)
+{
+    nworkers = kvp_g.io_threads > 0 ? kvp_g.io_threads : 1;
+    workers = calloc((size_t)nworkers, sizeof(*workers));
+    if (workers == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KV_ERR;
+    }
+    kvp_g.start_wall = (uint64_t)time(NULL);
+    for (int i = 0; i < nworkers; i++) {
+        kvp_worker *w = &workers[i];
+        w->idx = i;
+        w->listen_fd = -1;
+        pthread_mutex_init(&w->mu, NULL);
+        struct event_config *cfg = event_config_new();
+        event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+        w->base = event_base_new_with_config(cfg);
+        event_config_free(cfg);
+        w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (w->base == NULL || w->notify_fd < 0) {
+            snprintf(err, errlen, "cannot create worker %d event loop", i);
+            return KV_ERR;
+        }
+        if (worker_listen(w, err, errlen) != KV_OK)
+            return KV_ERR;
+        w->now_ms = kvp_now_ms();
+        w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
+        w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify_cb, w);
+        w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_tick_cb, w);
+        struct timeval tv = {0, TICK_MS * 1000};
+        event_add(w->listen_ev, NULL);
+        event_add(w->notify_ev, NULL);
+        event_add(w->tick_ev, &tv);
+    }
+    for (int i = 0; i < nworkers; i++) {
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            snprintf(err, errlen, "cannot start worker thread %d", i);
+            return KV_ERR;
+        }
+    }
+    return KV_OK;
+}
+
+int kvp_workers_count(void) { return nworkers; }

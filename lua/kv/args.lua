@@ -1,0 +1,54 @@
+-- kv.args: the command line shared by kvp and kvcs: -c FILE [-d] [-t] [-v] [-h].
+--
+--   args.parse(arg, name) -> opts | nil, err
+--     opts = { config = path, daemon = bool, test = bool, version = bool, help = bool }
+--   args.usage(name) -> text
+--   args.dirname(path), args.resolve(base_dir, path) -> absolute-ish path
+local M = {}
+
+function M.usage(name)
+  return ("usage: %s -c FILE [-d] [-t]\n"
+    .. "  -c FILE  configuration file (Lua syntax, one name = value per line)\n"
+    .. "  -d       run as a daemon; write %s.pid beside the configuration\n"
+    .. "  -t       check the configuration%s, print what is wrong, and exit\n"
+    .. "  -v       print the version and exit\n"
+    .. "  -h       print this help and exit\n"):format(name, name, name == "kvp" and " and the policy" or "")
+end
+
+function M.parse(arg, name)
+  local o = {}
+  local i = 1
+  while arg[i] do
+    local a = arg[i]
+    if a == "-c" then
+      if not arg[i + 1] then return nil, "-c needs a file name" end
+      o.config = arg[i + 1]
+      i = i + 1
+    elseif a == "-d" then o.daemon = true
+    elseif a == "-t" then o.test = true
+    elseif a == "-v" then o.version = true
+    elseif a == "-h" or a == "--help" then o.help = true
+    else
+      return nil, ("unknown argument '%s'"):format(a)
+    end
+    i = i + 1
+  end
+  if not (o.help or o.version) and not o.config then
+    return nil, "a configuration file is needed (-c FILE)"
+  end
+  return o
+end
+
+function M.dirname(path)
+  local d = path:match("^(.*)/[^/]*$")
+  if d == nil then return "." end
+  if d == "" then return "/" end
+  return d
+end
+
+function M.resolve(base, path)
+  if path == nil or path == "" or path:sub(1, 1) == "/" then return path end
+  return base .. "/" .. path
+end
+
+return M

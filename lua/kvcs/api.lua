@@ -1,0 +1,154 @@
+-- kvcs.api: the config server's HTTP handlers (SPEC §5), plain functions
+-- of (cs, body) -> code, msg, data, so specs call them with a fake cs.
+--
+-- cs = { cfg, store (kvcs.store), is_master, support_ha,
+--        publish(t), publish_delete(ns), proxy_list(ns), save_config(changes) }
+-- Codes: see kv.codes (one per cause; README lists them).
+local btable = require "kv.btable"
+local names = require "kv.names"
+local codes = require "kv.codes"
+local store = require "kvcs.store"
+
+local M = {}
+
+local function array(t) return setmetatable(t, btable.array_mt) end
+
+local function need_master(cs)
+  if not cs.is_master then
+    return codes.NOT_MASTER, "this config server is a slave (read-only); send changes to the master"
+  end
+end
+
+local function need_namespace(cs, body)
+  local ns = body.namespace
+  if type(ns) ~= "string" then return nil, codes.BAD_PARAM, "namespace (a string) is required" end
+  local t = store.get(cs.store, ns)
+  if not t then return nil, codes.NO_NAMESPACE, ("no such namespace '%s'"):format(ns) end
+  return t
+end
+
+-- Persist, then tell proxies and slaves.
+local function commit(cs, t)
+  local ok, err = store.put(cs.store, t)
+  if not ok then return codes.SAVE_FAILED, "could not save the table: " .. tostring(err) end
+  cs.publish(t)
+  return codes.OK, "OK"
+end
+
+function M.init_table(cs, body)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  local ns, count, list = body.namespace, body.bucket_count, body.address_list
+  if type(ns) ~= "string" then return codes.BAD_PARAM, "namespace (a string) is required" end
+  local okn, nerr = names.valid_namespace(ns)
+  if not okn then return codes.BAD_NAMESPACE, nerr end
+  if store.get(cs.store, ns) then
+    return codes.NAMESPACE_EXISTS, ("namespace '%s' already exists"):format(ns)
+  end
+  if type(count) ~= "number" or count % 1 ~= 0 or count < 256 or count > 16384 then
+    return codes.BAD_BUCKET_COUNT, "bucket_count must be an integer from 256 to 16384"
+  end
+  if type(list) ~= "table" or #list == 0 then
+    return codes.BAD_PARAM, "address_list (a non-empty list of \"ip:port\") is required"
+  end
+  for _, a in ipairs(list) do
+    if type(a) ~= "string" or not names.valid_addr(a) then
+      return codes.BAD_ADDR, ("invalid redis address '%s' (want a.b.c.d:port)"):format(tostring(a))
+    end
+    local user = store.owner_of(cs.store, a)
+    if user then
+      return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(a, user)
+    end
+  end
+  local t, err = btable.init(ns, count, list)
+  if not t then return codes.BAD_PARAM, err end
+  return commit(cs, t)
+end
+
+function M.del_namespace(cs, body)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  local ok, err = store.delete(cs.store, t.namespace)
+  if not ok then return codes.SAVE_FAILED, "could not delete the table file: " .. tostring(err) end
+  cs.publish_delete(t.namespace)
+  return codes.OK, "OK"
+end
+
+function M.namespace_list(cs)
+  return codes.OK, "OK", { namespace_list = array(store.list(cs.store)) }
+end
+
+function M.bucket_table(cs, body)
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  return codes.OK, "OK", btable.to_json(t)
+end
+
+function M.proxy_info(cs, body)
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  return codes.OK, "OK", { proxy_info = array(cs.proxy_list(t.namespace)) }
+end
+
+function M.replace_server(cs, body)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  local old, new = body.old_addr, body.new_addr
+  for _, a in ipairs({ old, new }) do
+    if type(a) ~= "string" or not names.valid_addr(a) then
+      return codes.BAD_ADDR, ("invalid redis address '%s' (want a.b.c.d:port)"):format(tostring(a))
+    end
+  end
+  local present = {}
+  for _, a in ipairs(btable.addresses(t)) do present[a] = true end
+  if not present[old] then
+    return codes.ADDR_NOT_IN_TABLE, ("%s is not in the table of '%s'"):format(old, t.namespace)
+  end
+  local user = store.owner_of(cs.store, new)
+  if user then return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(new, user) end
+  local nt, err = btable.replace_server(t, old, new)
+  if not nt then return codes.TABLE_CHANGE_FAILED, err end
+  return commit(cs, nt)
+end
+
+function M.get_config(cs)
+  return codes.OK, "OK", { data = { support_ha = cs.support_ha, is_master = cs.is_master,
+                                    cluster_type = cs.cfg.cluster_type } }
+end
+
+function M.set_config(cs, body)
+  for k, v in pairs(body) do
+    if k ~= "support_ha" then
+      return codes.UNKNOWN_CONFIG_KEY, ("unknown config key '%s' (only support_ha)"):format(tostring(k))
+    end
+    if type(v) ~= "boolean" then
+      return codes.BAD_CONFIG_VALUE, "support_ha must be true or false"
+    end
+  end
+  if body.support_ha == nil then return codes.BAD_PARAM, "support_ha (true or false) is required" end
+  local ok, err = cs.save_config({ support_ha = body.support_ha })
+  if not ok then return codes.SAVE_FAILED, "could not write the config file: " .. tostring(err) end
+  cs.support_ha = body.support_ha
+  return codes.OK, "OK"
+end
+
+-- path -> route for kv.httpd
+function M.routes(cs)
+  local function h(fn) return function(body) return fn(cs, body) end end
+  return {
+    ["/kvstore/cs/init_table"] = { fn = h(M.init_table), change = true },
+    ["/kvstore/cs/del_namespace"] = { fn = h(M.del_namespace), change = true },
+    ["/kvstore/cs/namespace_list"] = { fn = h(M.namespace_list) },
+    ["/kvstore/cs/bucket_table"] = { fn = h(M.bucket_table) },
+    ["/kvstore/cs/proxy_info"] = { fn = h(M.proxy_info) },
+    ["/kvstore/cs/replace_server"] = { fn = h(M.replace_server), change = true },
+    ["/kvstore/cs/get_config"] = { fn = h(M.get_config) },
+    ["/kvstore/cs/set_config"] = { fn = h(M.set_config), change = true },
+  }
+end
+
+return M

@@ -1,0 +1,99 @@
+-- kvcs.main: the config server process (SPEC §5). Loads the tables, serves
+-- the HTTP API, the proxies' control port and (on the master) the slaves'
+-- sync port; a slave keeps a copy of the master's tables.
+local core = require "kv.core"
+local loop = require "kv.loop"
+local log = require "kv.log"
+local args = require "kv.args"
+local config = require "kv.config"
+local httpd = require "kv.httpd"
+local conf = require "kvcs.conf"
+local store = require "kvcs.store"
+local peers = require "kvcs.peers"
+local api = require "kvcs.api"
+local slave = require "kvcs.slave"
+
+local M = {}
+
+local function fail(msg)
+  io.stderr:write("kvcs: ", msg, "\n")
+  return 1
+end
+
+local function listen(what, addr, handler)
+  local host, port = loop.split_addr(addr)
+  local ok, err = loop.listen(host, port, handler)
+  if not ok then return nil, ("%s: %s"):format(what, err) end
+  return true
+end
+
+function M.main(arg)
+  local opts, aerr = args.parse(arg, "kvcs")
+  if not opts then
+    io.stderr:write("kvcs: ", aerr, "\n", args.usage("kvcs"))
+    return 2
+  end
+  if opts.help then io.stdout:write(args.usage("kvcs")) return 0 end
+  if opts.version then print("kvcs " .. core.VERSION) return 0 end
+
+  local cfg, err = conf.load(opts.config)
+  if not cfg then return fail(err) end
+  local confdir = args.dirname(opts.config)
+  local st = store.new(args.resolve(confdir, cfg.table_dir), store.real_fs())
+  local lok, lerr = store.load_all(st)
+  if not lok then
+    log.error("%s", lerr)
+    return fail(lerr)
+  end
+  if opts.test then
+    print(("kvcs: configuration %s is OK; %d tables in %s"):format(opts.config, #store.list(st), st.dir))
+    return 0
+  end
+  local sok, serr = log.setup(cfg.log_level, args.resolve(confdir, cfg.log_file))
+  if not sok then return fail(serr) end
+
+  local cs = {
+    cfg = cfg, store = st, peers = peers.new(),
+    is_master = cfg.master_cs == "", support_ha = cfg.support_ha,
+  }
+  cs.publish = function(t) peers.publish(cs, t) end
+  cs.publish_delete = function(ns) peers.publish_delete(cs, ns) end
+  cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end
+  cs.save_config = function(changes)
+    local f, ferr = io.open(opts.config, "rb")
+    if not f then return nil, ferr end
+    local text = f:read("*a")
+    f:close()
+    local new, uerr = config.update_text(text, changes)
+    if not new then return nil, uerr end
+    return core.write_file_atomic(opts.config, new)
+  end
+
+  local hhost, hport = loop.split_addr(cfg.http_listen)
+  local hok, herr = httpd.serve(hhost, hport, api.routes(cs),
+    { token = function() return cfg.admin_token end })
+  if not hok then return fail("http_listen: " .. tostring(herr)) end
+  local ok, lerr2 = listen("proxy_listen", cfg.proxy_listen, function(sock) peers.serve_proxy(cs, sock) end)
+  if not ok then return fail(lerr2) end
+  ok, lerr2 = listen("cs_listen", cfg.cs_listen, function(sock) peers.serve_slave(cs, sock) end)
+  if not ok then return fail(lerr2) end
+
+  if opts.daemon then
+    local dok, derr = core.daemonize(confdir .. "/kvcs.pid")
+    if not dok then return fail(derr) end
+  end
+  log.info("kvcs %s started as %s: http %s, proxies %s, sync %s, %d namespaces, cluster_type %s",
+    core.VERSION, cs.is_master and "master" or ("slave of " .. cfg.master_cs), cfg.http_listen,
+    cfg.proxy_listen, cfg.cs_listen, #store.list(st), cfg.cluster_type)
+  if not cs.is_master then slave.start(cs) end
+  loop.every(1, function() peers.heartbeat(cs) end)
+  loop.on_signal(function(signo)
+    if signo == 1 then return end
+    log.info("kvcs stopping (signal %d)", signo)
+    core.exit(0)
+  end)
+  loop.run()
+  return 0
+end
+
+return M

@@ -1,0 +1,160 @@
+-- kvcs.peers: the config server's live connections: proxies (proxy_listen)
+-- and slave config servers (cs_listen), and the pushes to them (DESIGN §3, §7).
+--
+-- Proxy commands:  REGISTER ns listen_addr proxy_id -> bulk table JSON
+--                  PING -> +PONG;  ACK ns version -> +OK
+-- Slave commands:  SYNC slave_addr -> array {"snapshot", json, json, ...}
+--                  PING -> +PONG
+-- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
+-- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
+local loop = require "kv.loop"
+local resp = require "kv.resp"
+local btable = require "kv.btable"
+local log = require "kv.log"
+local store = require "kvcs.store"
+
+local M = {}
+
+local DEAD_AFTER = 5
+
+function M.new()
+  return { proxies = {}, slaves = {}, seq = 0 }
+end
+
+local function push(sock, ...)
+  sock:send(resp.encode("push", ...))
+end
+
+local function read_command(sock, reader)
+  return sock:receive_with(function(buf, pos)
+    if pos <= #buf then
+      reader:feed(buf:sub(pos))
+      sock.pos = #buf + 1
+    end
+    local v, e = reader:next()
+    if v == nil then
+      if e then return nil, e end
+      return nil
+    end
+    return v, sock.pos
+  end, DEAD_AFTER)
+end
+
+local function reply(sock, v)
+  sock:send(resp.encode_reply(v))
+end
+
+-- Proxies of ns as the HTTP API shows them, in registration order.
+function M.proxy_list(cs, ns)
+  local out = {}
+  local list = cs.peers.proxies[ns] or {}
+  for _, p in pairs(list) do out[#out + 1] = p end
+  table.sort(out, function(a, b) return a.seq < b.seq end)
+  local rows = {}
+  for i, p in ipairs(out) do
+    rows[i] = { info = p.listen, state = "ONLINE", peer = p.peer, id = p.id,
+                acked_version = p.acked or 0 }
+  end
+  return rows
+end
+
+function M.serve_proxy(cs, sock)
+  local reader = resp.new_reader()
+  local entry
+  local why
+  while true do
+    local cmd, err = read_command(sock, reader)
+    if not cmd then why = err break end
+    local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
+    if name == "PING" then
+      reply(sock, resp.status("PONG"))
+    elseif name == "REGISTER" and cmd.n == 4 then
+      local ns = cmd[2]
+      local t = store.get(cs.store, ns)
+      if not t then
+        reply(sock, resp.error("ERR no such namespace '" .. tostring(ns) .. "'"))
+        log.warn("proxy %s (%s) asked for unknown namespace %s", tostring(cmd[3]), sock.peer, tostring(ns))
+      elseif entry then
+        reply(sock, resp.error("ERR already registered"))
+      else
+        cs.peers.seq = cs.peers.seq + 1
+        entry = { sock = sock, ns = ns, listen = cmd[3], id = cmd[4], peer = sock.peer,
+                  seq = cs.peers.seq }
+        cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
+        cs.peers.proxies[ns][sock] = entry
+        sock:send(resp.encode_reply(btable.encode(t)))
+        log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
+          sock.peer, entry.id, ns, t.version)
+      end
+    elseif name == "ACK" and cmd.n == 3 and entry then
+      entry.acked = tonumber(cmd[3])
+      reply(sock, resp.status("OK"))
+    else
+      reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
+    end
+  end
+  if entry then
+    cs.peers.proxies[entry.ns][sock] = nil
+    log.info("proxy %s (%s) of %s left: %s", entry.listen, sock.peer, entry.ns, tostring(why))
+  end
+  sock:close()
+end
+
+function M.serve_slave(cs, sock)
+  local reader = resp.new_reader()
+  local registered = false
+  local why
+  while true do
+    local cmd, err = read_command(sock, reader)
+    if not cmd then why = err break end
+    local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
+    if name == "PING" then
+      reply(sock, resp.status("PONG"))
+    elseif name == "SYNC" then
+      if not cs.is_master then
+        reply(sock, resp.error("ERR this config server is a slave"))
+      else
+        local snap = { "snapshot", n = 1 }
+        for _, ns in ipairs(store.list(cs.store)) do
+          snap.n = snap.n + 1
+          snap[snap.n] = btable.encode(store.get(cs.store, ns))
+        end
+        reply(sock, snap)
+        if not registered then
+          registered = true
+          cs.peers.slaves[sock] = { peer = sock.peer, addr = cmd[2] }
+          log.info("slave config server %s (%s) synced: %d namespaces", tostring(cmd[2]),
+            sock.peer, snap.n - 1)
+        end
+      end
+    else
+      reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
+    end
+  end
+  if registered then
+    cs.peers.slaves[sock] = nil
+    log.info("slave config server %s left: %s", sock.peer, tostring(why))
+  end
+  sock:close()
+end
+
+-- A table changed: every proxy of its namespace and every slave gets it.
+function M.publish(cs, t)
+  local json = btable.encode(t)
+  for sock in pairs(cs.peers.proxies[t.namespace] or {}) do push(sock, "table", json) end
+  for sock in pairs(cs.peers.slaves) do push(sock, "table", json) end
+end
+
+function M.publish_delete(cs, ns)
+  for sock in pairs(cs.peers.proxies[ns] or {}) do push(sock, "del_namespace", ns) end
+  for sock in pairs(cs.peers.slaves) do push(sock, "del_namespace", ns) end
+end
+
+function M.heartbeat(cs)
+  for _, list in pairs(cs.peers.proxies) do
+    for sock in pairs(list) do push(sock, "ping") end
+  end
+  for sock in pairs(cs.peers.slaves) do push(sock, "ping") end
+end
+
+return M

@@ -1,0 +1,98 @@
+-- kvp.main: the proxy process. Reads the config and the policy, starts the
+-- C data path (kvp.dp), then runs the control plane on this thread: the
+-- config-server link (and, later, HTTP and health checks).
+local core = require "kv.core"
+local loop = require "kv.loop"
+local log = require "kv.log"
+local args = require "kv.args"
+local conf = require "kvp.conf"
+local policy = require "kvp.policy"
+local cslink = require "kvp.cslink"
+local dp = require "kvp.dp"
+
+local M = {}
+
+local function fail(msg)
+  io.stderr:write("kvp: ", msg, "\n")
+  return 1
+end
+
+function M.main(arg)
+  local opts, aerr = args.parse(arg, "kvp")
+  if not opts then
+    io.stderr:write("kvp: ", aerr, "\n", args.usage("kvp"))
+    return 2
+  end
+  if opts.help then io.stdout:write(args.usage("kvp")) return 0 end
+  if opts.version then print("kvp " .. core.VERSION) return 0 end
+
+  local cfg, err = conf.load(opts.config)
+  if not cfg then return fail(err) end
+  local confdir = args.dirname(opts.config)
+  local policy_path = cfg.policy
+  if policy_path:sub(1, 1) ~= "/" then
+    local beside = confdir .. "/" .. policy_path
+    policy_path = core.is_file(beside) and beside or (KV_ROOT .. "/" .. policy_path)
+  end
+  local pol, perr = policy.load(policy_path)
+  if not pol then return fail(perr) end
+  local ok, derr = dp.set_policy(pol)
+  if not ok then return fail(derr) end
+  if opts.test then
+    print(("kvp: configuration %s and policy %s are OK"):format(opts.config, policy_path))
+    return 0
+  end
+
+  local lok, lerr = log.setup(cfg.log_level, args.resolve(confdir, cfg.log_file))
+  if not lok then return fail(lerr) end
+  if opts.daemon then
+    local dok, derr2 = core.daemonize(confdir .. "/kvp.pid")
+    if not dok then return fail(derr2) end
+  end
+
+  dp.configure({
+    listen = cfg.listen, io_threads = cfg.io_threads, request_timeout = cfg.request_timeout,
+    client_timeout = cfg.client_timeout, max_client_num = cfg.max_client_num,
+    max_qps = cfg.max_qps, slow_cmd_time = cfg.slow_cmd_time,
+    redis_password = cfg.redis_password, client_password = cfg.client_password,
+    backend_conns = cfg.backend_conns,
+  })
+  local sok, serr = dp.start()
+  if not sok then
+    log.error("cannot start: %s", serr)
+    return fail(serr)
+  end
+  log.info("kvp %s started: namespace %s, listen %s, %d io threads, policy %s (hash %s, tags %s)",
+    core.VERSION, cfg.namespace, cfg.listen, cfg.io_threads, policy_path, pol.hash,
+    tostring(pol.hash_tags))
+
+  local servers = { cfg.config_server_master }
+  if cfg.config_server_slave ~= "" then servers[2] = cfg.config_server_slave end
+  local state = {
+    namespace = cfg.namespace,
+    listen = cfg.listen,
+    proxy_id = ("%s-%d-%d"):format(core.hostname(), core.getpid(), math.floor(core.wall())),
+    servers = servers,
+    install = dp.set_table,
+    on_deleted = function()
+      log.warn("namespace %s was deleted on the config server: exiting", cfg.namespace)
+      core.exit(0)
+    end,
+    on_unknown_namespace = function(msg)
+      log.error("config server does not know namespace %s (%s): exiting", cfg.namespace, msg)
+      io.stderr:write(("kvp: config server does not know namespace '%s'\n"):format(cfg.namespace))
+      core.exit(1)
+    end,
+  }
+  cslink.start(state)
+
+  loop.on_signal(function(signo)
+    if signo == 1 then return end -- SIGHUP: nothing to reload yet
+    log.info("kvp stopping (signal %d)", signo)
+    core.exit(0)
+  end)
+  loop.run()
+  return 0
+end
+
+return M

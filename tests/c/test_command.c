@@ -1,0 +1,273 @@
+/* test_command.c -- the command table and its lookups (c/proxy/command.c).
+ *
+ * Why: every request goes through kvp_cmd_lookup, arity and key extraction
+ * first; a wrong key position routes data to the wrong master silently. These
+ * cases pin the lookups (case, length, subcommands), the classes the policy
+ * lists give, the key positions Redis's key specs yield (checked against
+ * `COMMAND GETKEYS` on redis-server 7.0) and the deny/allow overrides.
+ *
+ * Build: gcc -O2 -Wall -Wextra -std=gnu11 -Ic tests/c/test_command.c c/proxy/command.c
+ */
+#include "../../c/proxy/command.h"
+#include "tap.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#define MAXARGS 32
+
+/* Splits a space-separated command line into argv (no quoting needed here). */
+static int mkargv(const char *line, char *buf, size_t bufsz, kv_str *argv)
+{
+    int argc = 0;
+    snprintf(buf, bufsz, "%s", line);
+    for (char *p = buf; *p && argc < MAXARGS;) {
+        while (*p == ' ')
+            p++;
+        if (!*p)
+            break;
+        char *start = p;
+        while (*p && *p != ' ')
+            p++;
+        argv[argc].p = start;
+        argv[argc].len = (size_t)(p - start);
+        argc++;
+    }
+    return argc;
+}
+
+/* The entry a client line selects: the command, or its subcommand. */
+static const kvp_cmd *resolve(int argc, const kv_str *argv)
+{
+    const kvp_cmd *c = kvp_cmd_lookup(argv[0].p, argv[0].len);
+    if (c && kvp_cmd_is_container(c) && argc > 1)
+        c = kvp_cmd_lookup_sub(c, argv[1].p, argv[1].len);
+    return c;
+}
+
+/* Checks the key positions of line: want is nwant indexes, or nwant = -1. */
+static void keys_are(const char *line, int nwant, ...)
+{
+    char buf[256];
+    kv_str argv[MAXARGS];
+    int argc = mkargv(line, buf, sizeof buf, argv);
+    const kvp_cmd *c = resolve(argc, argv);
+    int keys[MAXARGS], want[MAXARGS];
+    va_list ap;
+    va_start(ap, nwant);
+    for (int i = 0; i < nwant; i++)
+        want[i] = va_arg(ap, int);
+    va_end(ap);
+
+    int n = c ? kvp_cmd_keys(c, argc, argv, keys, MAXARGS) : -2;
+    int ok = n == nwant;
+    for (int i = 0; ok && i < n; i++)
+        ok = keys[i] == want[i];
+    char got[128] = "";
+    for (int i = 0; i < n && i < 8; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), " %d", keys[i]);
+    TAP_CHECK(ok, "keys of '%s': %d key(s), got %d:%s", line, nwant, n, got);
+}
+
+static const kvp_cmd *L(const char *name)
+{
+    return kvp_cmd_lookup(name, strlen(name));
+}
+
+static void class_is(const char *name, int cls, int merge)
+{
+    const kvp_cmd *c = L(name);
+    TAP_CHECK(c && c->cls == cls && c->merge == merge, "%s is %s (merge %d)", name,
+              kvp_cmd_class_name(cls), merge);
+}
+
+static void arity(const char *line, int want)
+{
+    char buf[256];
+    kv_str argv[MAXARGS];
+    int argc = mkargv(line, buf, sizeof buf, argv);
+    const kvp_cmd *c = resolve(argc, argv);
+    TAP_CHECK(c && kvp_cmd_arity_ok(c, argc) == want, "arity of '%s' is %s", line,
+              want ? "ok" : "wrong");
+}
+
+int main(void)
+{
+    /* Before init nothing is found (and nothing crashes). */
+    TAP_CHECK(L("get") == NULL, "lookup before init finds nothing");
+
+    TAP_CHECK(kvp_cmd_init() == KV_OK, "init");
+    TAP_CHECK(kvp_cmd_init() == KV_OK, "second init is harmless");
+
+    /* Lookups */
+    const kvp_cmd *get = L("get");
+    TAP_CHECK(get && strcmp(get->name, "get") == 0, "lookup get");
+    TAP_CHECK(L("GET") == get && L("GeT") == get, "lookup is case-insensitive");
+    TAP_CHECK(kvp_cmd_lookup("GETx", 3) == get, "lookup uses len, not NUL");
+    TAP_CHECK(L("ge") == NULL && L("gett") == NULL, "length mismatch is unknown");
+    TAP_CHECK(L("nosuchcommand") == NULL && L("") == NULL, "unknown names");
+    TAP_CHECK(L("a-much-longer-name-than-any-redis-command") == NULL, "over-long name");
+    TAP_CHECK(L("restore-asking") != NULL && L("RESTORE-ASKING") != NULL, "name with '-'");
+    TAP_CHECK(L("eval_ro") != NULL && L("EVAL_RO") != NULL && L("eval\x7fro") == NULL,
+              "name with '_' (not folded to 0x7f)");
+    TAP_CHECK(L("object|encoding") == NULL, "a subcommand is not a command name");
+
+    /* Containers */
+    const kvp_cmd *obj = L("OBJECT");
+    TAP_CHECK(obj && kvp_cmd_is_container(obj), "object is a container");
+    const kvp_cmd *enc = kvp_cmd_lookup_sub(obj, "ENCODING", 8);
+    TAP_CHECK(enc && strcmp(enc->name, "object|encoding") == 0 && enc->parent == obj,
+              "OBJECT ENCODING");
+    TAP_CHECK(kvp_cmd_lookup_sub(obj, "encodin", 7) == NULL &&
+                  kvp_cmd_lookup_sub(obj, "encodingx", 9) == NULL,
+              "sub length mismatch");
+    TAP_CHECK(kvp_cmd_lookup_sub(obj, "nosuch", 6) == NULL, "unknown sub");
+    TAP_CHECK(kvp_cmd_lookup_sub(get, "encoding", 8) == NULL, "get has no subs");
+    TAP_CHECK(kvp_cmd_lookup_sub(L("memory"), "encoding", 8) == NULL, "sub of another container");
+    const kvp_cmd *xc = kvp_cmd_lookup_sub(L("xinfo"), "Consumers", 9);
+    TAP_CHECK(xc && xc->cls == KVP_CLASS_KEYED, "XINFO CONSUMERS is KEYED");
+    TAP_CHECK(!kvp_cmd_is_container(get), "get is not a container");
+    TAP_CHECK(L("client") && !kvp_cmd_is_container(L("client")), "client is kept whole");
+    TAP_CHECK(L("command") && !kvp_cmd_is_container(L("command")), "command is kept whole");
+
+    /* Every entry is found by its own name, in upper case too. */
+    int all = 1;
+    for (int i = 0; i < kvp_cmd_count(); i++) {
+        const kvp_cmd *e = kvp_cmd_at(i);
+        char up[64];
+        size_t n = e->len < sizeof up ? e->len : sizeof up - 1;
+        for (size_t j = 0; j < n; j++)
+            up[j] = (e->name[j] >= 'a' && e->name[j] <= 'z') ? (char)(e->name[j] - 32) : e->name[j];
+        const kvp_cmd *f;
+        if (e->parent) {
+            size_t pl = e->parent->len + 1;
+            f = kvp_cmd_lookup_sub(e->parent, up + pl, n - pl);
+        } else {
+            f = kvp_cmd_lookup(up, n);
+        }
+        if (f != e || e->id != i) {
+            all = 0;
+            printf("# not found: %s\n", e->name);
+        }
+    }
+    TAP_CHECK(all, "all %d entries round-trip", kvp_cmd_count());
+    TAP_CHECK(kvp_cmd_at(-1) == NULL && kvp_cmd_at(kvp_cmd_count()) == NULL, "at out of range");
+
+    /* Arity */
+    arity("get k", 1);
+    arity("get", 0);
+    arity("get k x", 0);
+    arity("set k", 0);
+    arity("set k v", 1);
+    arity("set k v ex 10", 1);
+    arity("object encoding k", 1);
+    arity("object encoding", 0);
+    arity("mset k1 v1 k2 v2", 1);
+    arity("mset k1 v1 k2", 0);
+    arity("mset k1", 0);
+
+    /* Classes */
+    class_is("get", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("del", KVP_CLASS_SPLIT, KVP_MERGE_SUM);
+    class_is("exists", KVP_CLASS_SPLIT, KVP_MERGE_SUM);
+    class_is("mget", KVP_CLASS_SPLIT, KVP_MERGE_MGET);
+    class_is("mset", KVP_CLASS_SPLIT, KVP_MERGE_OK_ALL);
+    const kvp_keyspec *ms = &L("mset")->ks[0];
+    TAP_CHECK(ms->type == KVP_KS_RANGE && ms->keystep == 2, "mset step 2");
+    class_is("ping", KVP_CLASS_LOCAL, KVP_MERGE_NONE);
+    TAP_CHECK(L("ping")->local == KVP_LOCAL_PING && L("hello")->local == KVP_LOCAL_HELLO &&
+                  L("client")->local == KVP_LOCAL_CLIENT,
+              "local ids");
+    class_is("flushall", KVP_CLASS_FANOUT, KVP_MERGE_OK_ALL);
+    class_is("dbsize", KVP_CLASS_FANOUT, KVP_MERGE_SUM);
+    class_is("randomkey", KVP_CLASS_FANOUT, KVP_MERGE_RANDOMKEY);
+    class_is("time", KVP_CLASS_ANY, KVP_MERGE_NONE);
+    class_is("keys", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("scan", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("blpop", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("xread", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("sort", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("watch", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("spublish", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("eval", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("zunionstore", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    TAP_CHECK(L("blpop")->flags & KVP_CF_BLOCKING, "blpop has the blocking flag");
+    uint32_t rf = KVP_CF_READONLY | KVP_CF_FAST;
+    TAP_CHECK((L("get")->flags & rf) == rf, "get is readonly fast");
+    TAP_CHECK(L("eval")->flags & KVP_CF_NO_MANDATORY_KEYS, "eval may have no keys");
+
+    /* Key positions */
+    keys_are("get k", 1, 1);
+    keys_are("mset k1 v1 k2 v2", 2, 1, 3);
+    keys_are("del a b c", 3, 1, 2, 3);
+    keys_are("zunionstore d 2 a b weights 1 2", 3, 1, 3, 4);
+    keys_are("eval s 2 a b x", 2, 3, 4);
+    keys_are("eval s 0", 0);
+    keys_are("eval s 0 x y", 0);
+    keys_are("eval s 5 a", -1);
+    keys_are("eval s 01 a", -1);
+    keys_are("eval s -1 a", -1);
+    keys_are("eval s +1 a", -1);
+    keys_are("eval s x a", -1);
+    keys_are("eval s 99999999999999999999 a", -1);
+    keys_are("lmove a b left right", 2, 1, 2);
+    keys_are("bitop and d a b c", 4, 2, 3, 4, 5);
+    keys_are("object encoding k", 1, 2);
+    keys_are("lcs a b", 2, 1, 2);
+    keys_are("lmpop 2 a b left", 2, 2, 3);
+    keys_are("sinterstore d a b", 3, 1, 2, 3);
+    keys_are("sort k", -1);
+
+    /* Key count beyond max: count returned, only max written. */
+    {
+        char buf[64];
+        kv_str argv[MAXARGS];
+        int argc = mkargv("del a b c d", buf, sizeof buf, argv);
+        int keys[2] = {0, 0};
+        int n = kvp_cmd_keys(L("del"), argc, argv, keys, 2);
+        TAP_CHECK(n == 4 && keys[0] == 1 && keys[1] == 2,
+                  "keys beyond max are counted, not written");
+    }
+
+    /* Policy overrides */
+    const char *err = NULL;
+    TAP_CHECK(kvp_cmd_policy_deny("GET", &err) == KV_OK && get->cls == KVP_CLASS_UNSUPPORTED,
+              "deny get");
+    TAP_CHECK(kvp_cmd_policy_allow("get", &err) == KV_OK && get->cls == KVP_CLASS_KEYED,
+              "allow get");
+    TAP_CHECK(kvp_cmd_policy_deny("del", NULL) == KV_OK &&
+                  kvp_cmd_policy_allow("del", NULL) == KV_OK && L("del")->cls == KVP_CLASS_SPLIT,
+              "deny then allow keeps del SPLIT");
+    TAP_CHECK(kvp_cmd_policy_allow("move", &err) == KV_OK && L("move")->cls == KVP_CLASS_KEYED,
+              "allow move (computable keys)");
+    err = NULL;
+    TAP_CHECK(kvp_cmd_policy_allow("keys", &err) == KV_ERR && err, "allow keys refused: %s", err);
+    err = NULL;
+    TAP_CHECK(kvp_cmd_policy_allow("sort", &err) == KV_ERR && err, "allow sort refused: %s", err);
+    err = NULL;
+    TAP_CHECK(kvp_cmd_policy_allow("blpop", &err) == KV_ERR && err, "allow blpop refused: %s", err);
+    err = NULL;
+    TAP_CHECK(kvp_cmd_policy_allow("nosuch", &err) == KV_ERR && err, "allow unknown: %s", err);
+    TAP_CHECK(kvp_cmd_policy_deny("nosuch", NULL) == KV_ERR, "deny unknown");
+    TAP_CHECK(kvp_cmd_policy_deny("object", NULL) == KV_OK && enc->cls == KVP_CLASS_UNSUPPORTED,
+              "deny a container denies its subs");
+    TAP_CHECK(kvp_cmd_policy_allow("object", NULL) == KV_OK && enc->cls == KVP_CLASS_KEYED,
+              "allow a container restores its subs");
+    TAP_CHECK(kvp_cmd_policy_deny("object|encoding", NULL) == KV_OK &&
+                  enc->cls == KVP_CLASS_UNSUPPORTED &&
+                  kvp_cmd_lookup_sub(obj, "freq", 4)->cls == KVP_CLASS_KEYED,
+              "deny one subcommand");
+    kvp_cmd_policy_reset();
+    TAP_CHECK(enc->cls == KVP_CLASS_KEYED && L("move")->cls == KVP_CLASS_UNSUPPORTED, "reset");
+
+    /* Counts per class, for the record. */
+    int count[6] = {0};
+    for (int i = 0; i < kvp_cmd_count(); i++)
+        count[kvp_cmd_at(i)->cls]++;
+    printf("# %d entries:", kvp_cmd_count());
+    for (int k = 0; k < 6; k++)
+        printf(" %s=%d", kvp_cmd_class_name(k), count[k]);
+    printf("\n");
+
+    return tap_done();
+}
