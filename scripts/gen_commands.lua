@@ -83,11 +83,20 @@ local FLAGS = {
     pubsub = "PUBSUB", noscript = "NOSCRIPT", blocking = "BLOCKING", fast = "FAST",
     movablekeys = "MOVABLE", loading = "LOADING", stale = "STALE",
     no_mandatory_keys = "NO_MANDATORY_KEYS",
+    reply_key = "REPLY_KEY",
+}
+
+-- The proxy's own flag: the reply's first element names a key (the proxy
+-- strips the "<bucket>_" prefix it added). Blocking ones are listed for
+-- when a policy allows them.
+local REPLY_NAMES_KEY = {
+    lmpop = true, zmpop = true, blpop = true, brpop = true, bzpopmin = true,
+    bzpopmax = true, blmpop = true, bzmpop = true,
 }
 -- Order of the flags in a line (stable, readable).
 local FLAG_ORDER = {
     "write", "readonly", "denyoom", "admin", "pubsub", "noscript", "blocking",
-    "fast", "movablekeys", "loading", "stale", "no_mandatory_keys",
+    "fast", "movablekeys", "loading", "stale", "no_mandatory_keys", "reply_key",
 }
 
 local MAX_SPECS = 3 -- must match KVP_CMD_MAX_SPECS in c/proxy/command.h
@@ -115,6 +124,7 @@ local function parse(e)
     end
     if e[9] == nil then die("%s: no key specs; Redis 7 or newer is needed", e[1]) end
     local c = { name = e[1]:lower(), arity = e[2], flags = set_of(e[3]), subs = {} }
+    if REPLY_NAMES_KEY[c.name] then c.flags.reply_key = true end
     c.specs = e[9]
     for _, s in ipairs(e[10] or {}) do c.subs[#c.subs + 1] = parse(s) end
     table.sort(c.subs, function(a, b) return a.name < b.name end)

@@ -55,6 +55,7 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     r->w = w;
     r->merge = merge;
     r->done = 0;
+    r->strip_key = 0;
     r->nfrags = (uint16_t)nfrags;
     r->pending = 0;
     r->start_ms = w->now_ms;
@@ -151,6 +152,12 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
     if (r->merge == KVP_MERGE_NONE) {
         r->pending--;
         kvp_client *c = r->c;
+        if (r->strip_key && n > 0 && p[0] == '*') {
+            kvp_reply_strip_key0(p, n, r->reply);
+            if (r->pending == 0)
+                req_complete(r);
+            return;
+        }
         if (c && c->head == r && r->pending == 0) {
             /* fast path: oldest request, reply goes straight out */
             evbuffer_add(c->out, p, n);

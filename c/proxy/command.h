@@ -68,6 +68,7 @@ enum kvp_local {
 #define KVP_CF_LOADING           (1u << 9)
 #define KVP_CF_STALE             (1u << 10)
 #define KVP_CF_NO_MANDATORY_KEYS (1u << 11) /* zero keys is valid (EVAL s 0) */
+#define KVP_CF_REPLY_KEY         (1u << 12) /* proxy flag: reply element 0 names a key */
 
 /* Kinds of key spec (Redis 7 key specs reduced to what positions can tell). */
 enum kvp_ks_type {

@@ -98,6 +98,7 @@ typedef struct kvp_req {
     struct evbuffer *reply;    /* final reply when it cannot go straight out */
     uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
     uint8_t done;
+    uint8_t strip_key;         /* reply element 0 names a key: drop our prefix */
     uint16_t nfrags;
     int pending;               /* fragments (plus set-up guard) outstanding */
     uint64_t start_ms;
@@ -259,6 +260,8 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv);
 /* merge.c */
 void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n);
 void kvp_merge_finish(kvp_req *r, struct evbuffer *out);
+/* Write reply p (an array whose first element is a prefixed key) without the prefix. */
+void kvp_reply_strip_key0(const char *p, size_t n, struct evbuffer *out);
 
 /* encode helpers (router.c) */
 void kvp_write_bulk(struct evbuffer *out, const char *p, size_t n);

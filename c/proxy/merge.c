@@ -263,3 +263,32 @@ void kvp_merge_finish(kvp_req *r, struct evbuffer *out)
         break;
     }
 }
+
+void kvp_reply_strip_key0(const char *p, size_t n, struct evbuffer *out)
+{
+    /* *N\r\n $L\r\n <bucket>_key \r\n ...rest */
+    const char *end = p + n;
+    const char *l1 = memchr(p, '\n', n);
+    if (l1 == NULL || l1 + 1 >= end || l1[1] != '$') {
+        evbuffer_add(out, p, n); /* nil array or not a key: as is */
+        return;
+    }
+    const char *hdr = l1 + 1;
+    const char *l2 = memchr(hdr, '\n', (size_t)(end - hdr));
+    long long len;
+    if (l2 == NULL || kv_parse_ll(hdr + 1, (size_t)(l2 - hdr - 2), &len) != KV_OK || len < 0 ||
+        l2 + 1 + len > end) {
+        evbuffer_add(out, p, n);
+        return;
+    }
+    const char *key = l2 + 1;
+    const char *us = memchr(key, '_', (size_t)len);
+    if (us == NULL) {
+        evbuffer_add(out, p, n);
+        return;
+    }
+    size_t skip = (size_t)(us - key) + 1;
+    evbuffer_add(out, p, (size_t)(hdr - p));
+    kvp_write_count(out, '$', len - (long long)skip);
+    evbuffer_add(out, key + skip, (size_t)(end - key - skip));
+}

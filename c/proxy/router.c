@@ -304,13 +304,14 @@ static kvp_backend *pick_backend(kvp_client *c, int server)
 }
 
 static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
-                        const int *keys, int nk, const uint32_t *buckets)
+                        const int *keys, int nk, const uint32_t *buckets, uint32_t flags)
 {
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
     if (r == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
         return;
     }
+    r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
     write_routed(be->out, argc, argv, keys, nk, c->w->table, buckets);
     r->pending = 1;
     kvp_backend_enqueue(be, r, 0);
@@ -342,7 +343,7 @@ static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     }
     kvp_backend *be = pick_backend(c, t->owner[w->s_bucket[0]]);
     if (be)
-        forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket);
+        forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket, cmd->flags);
 }
 
 /* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
@@ -375,7 +376,7 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         /* one backend: its reply is already the right merged reply */
         kvp_backend *be = pick_backend(c, first_server);
         if (be)
-            forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket);
+            forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket, 0);
         return;
     }
     /* fragment index per server, in order of first appearance */
@@ -519,7 +520,7 @@ static void dispatch_any(kvp_client *c, int argc, kv_str *argv)
     int server = (int)(c->id % (uint64_t)t->nservers);
     kvp_backend *be = pick_backend(c, server);
     if (be)
-        forward_one(c, be, argc, argv, NULL, 0, NULL);
+        forward_one(c, be, argc, argv, NULL, 0, NULL, 0);
 }
 
 /* ------------------------------------------------------------- dispatch */

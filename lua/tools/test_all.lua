@@ -1,0 +1,640 @@
+-- tools.test_all: functional test of the proxy (SPEC §8).
+--
+--   test_all [-h HOST] [-p PORT] [-l LOOPS] [-a PASSWORD]
+--
+-- Runs, once, the protocol-error checks (each on a new connection), then per
+-- loop the command groups with random keys, on one connection; prints each
+-- passing check (green on a terminal); on the first failure prints it (red)
+-- with the expected and actual values, deletes the keys it made and exits 1.
+-- After all loops: QUIT, "PASSED ALL TEST", exit 0. Every read has a timeout;
+-- a timeout is a failure. Bad arguments: usage on stderr, exit 2.
+--
+-- Hidden flag --direct: the target is a plain redis-server, not the proxy;
+-- the checks whose answer only the proxy gives (CROSSSLOT, unsupported
+-- commands, SELECT 1) are skipped and the texts Redis extends (unknown
+-- command) are matched by prefix. Used to check this tool itself.
+local loop = require "kv.loop"
+local redis = require "kv.redis"
+local core = require "kv.core"
+local check = require "tools.check"
+
+local M = {}
+
+local null = redis.null
+local OK = check.OK
+local TIMEOUT = 5
+local USAGE = "usage: test_all [-h HOST] [-p PORT] [-l LOOPS] [-a PASSWORD]"
+
+local Failure = {} -- metatable of the error object raised by a failed check
+
+--------------------------------------------------------------------------------
+-- Arguments
+--------------------------------------------------------------------------------
+
+local function parse_args(argv)
+  local o = { host = "127.0.0.1", port = 7400, loops = 1, direct = false }
+  local i = 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    i = i + 1
+    if a == "--direct" then
+      o.direct = true
+    elseif a == "--help" then
+      return nil, nil
+    else
+      local flag, v = a:match("^%-([hpla])(.*)$")
+      if not flag then return nil, "unknown argument '" .. a .. "'" end
+      if v == "" then
+        v = argv[i]
+        i = i + 1
+        if v == nil then return nil, "option -" .. flag .. " needs a value" end
+      end
+      if flag == "h" then
+        if v == "" then return nil, "empty host" end
+        o.host = v
+      elseif flag == "p" then
+        local p = tonumber(v)
+        if not v:find("^%d+$") or not p or p < 1 or p > 65535 then
+          return nil, "bad port '" .. v .. "'"
+        end
+        o.port = p
+      elseif flag == "l" then
+        local n = tonumber(v)
+        if not v:find("^%d+$") or not n or n < 1 then
+          return nil, "bad loop count '" .. v .. "' (a positive integer)"
+        end
+        o.loops = n
+      else
+        o.password = v
+      end
+    end
+  end
+  return o
+end
+
+--------------------------------------------------------------------------------
+-- The runner
+--------------------------------------------------------------------------------
+
+local T = {}
+T.__index = T
+
+local function new_runner(o)
+  return setmetatable({ o = o, rep = check.reporter(core.isatty(1)), keys = {} }, T)
+end
+
+function T:fail(group, what, expected_text, actual_text, why)
+  self.rep:fail(group, what, expected_text, actual_text, why)
+  error(setmetatable({}, Failure), 0)
+end
+
+function T:connect(group)
+  local o = self.o
+  local c, err = redis.connect(o.host, o.port, { timeout = TIMEOUT, password = o.password })
+  if not c then
+    self:fail(group, "connect to " .. o.host .. ":" .. o.port,
+              "a connection" .. (o.password and " (and AUTH OK)" or ""), "(" .. tostring(err) .. ")")
+  end
+  return c
+end
+
+-- A new random key "<prefix>_<n>", remembered for the cleanup check.
+function T:key(prefix)
+  local k = prefix .. "_" .. math.random(1, 999999999)
+  self.keys[#self.keys + 1] = k
+  return k
+end
+
+-- Send one command, check its reply, print the check. Returns the reply.
+function T:expect(group, args, exp, c, prefix)
+  c = c or self.c
+  local what = (prefix or "") .. check.label(args)
+  local r, err = c:call(unpack(args, 1, args.n or #args))
+  if r == nil then
+    self:fail(group, what, check.describe(exp), "(connection error: " .. tostring(err) .. ")")
+  end
+  local ok, why = check.match(exp, r)
+  if not ok then self:fail(group, what, check.describe(exp), check.show(r), why) end
+  self.rep:pass(group, what, check.show(r))
+  return r
+end
+
+-- A command sent without printing; a transport error is a failure.
+function T:call(group, args)
+  local r, err = self.c:call(unpack(args, 1, args.n or #args))
+  if r == nil then
+    self:fail(group, check.label(args), "a reply", "(connection error: " .. tostring(err) .. ")")
+  end
+  return r
+end
+
+-- g(expect, cmd, args...) for the checks of one group.
+function T:group(name)
+  return function(exp, ...)
+    return self:expect(name, { n = select("#", ...), ... }, exp)
+  end
+end
+
+-- Send cmds as one pipeline and check every reply in order. With `each`,
+-- one line per reply, else one line for the whole pipeline (`desc`).
+function T:pipeline(group, cmds, exps, each, desc)
+  local n = #cmds
+  local what = desc or ("pipeline of " .. n .. " commands")
+  local replies, err = self.c:pipeline(cmds)
+  if not replies then
+    self:fail(group, what, n .. " replies", "(connection error: " .. tostring(err) .. ")")
+  end
+  for i = 1, n do
+    local ok, why = check.match(exps[i], replies[i])
+    local line = "pipeline #" .. i .. " " .. check.label(cmds[i])
+    if not ok then
+      self:fail(group, line, check.describe(exps[i]), check.show(replies[i]), why)
+    end
+    if each then self.rep:pass(group, line, check.show(replies[i])) end
+  end
+  if not each then self.rep:pass(group, what, n .. " replies, all as expected, in order") end
+end
+
+-- Error text of an unknown command: exact from the proxy, Redis adds
+-- ", with args beginning with: ...".
+function T:unknown_err(name)
+  local text = "ERR unknown command '" .. name .. "'"
+  if self.o.direct then return check.err_prefix(text) end
+  return check.err(text)
+end
+
+--------------------------------------------------------------------------------
+-- Protocol errors (once, each on a new connection)
+--------------------------------------------------------------------------------
+
+function T:raw_check(bytes, exp, closes)
+  local group = "protocol"
+  local c = self:connect(group)
+  local what = "raw " .. check.quote(bytes)
+  local ok, err = c:send_raw(bytes)
+  if not ok then self:fail(group, what, check.describe(exp), "(connection error: " .. tostring(err) .. ")") end
+  local r
+  r, err = c:read_reply()
+  if r == nil then
+    self:fail(group, what, check.describe(exp), "(connection error: " .. tostring(err) .. ")")
+  end
+  local why
+  ok, why = check.match(exp, r)
+  if not ok then self:fail(group, what, check.describe(exp), check.show(r), why) end
+  self.rep:pass(group, what, check.show(r))
+  if closes then
+    local r2, err2 = c:read_reply(TIMEOUT)
+    local then_what = "after " .. what
+    if r2 ~= nil then
+      self:fail(group, then_what, "the connection closed by the server", "another reply: " .. check.show(r2))
+    elseif not tostring(err2):find("^closed") then
+      self:fail(group, then_what, "the connection closed by the server", "(" .. tostring(err2) .. ")")
+    end
+    self.rep:pass(group, then_what, "connection closed by the server")
+  else
+    -- not a protocol error: the connection stays usable
+    self:expect(group, { "PING" }, check.status("PONG"), c, "after " .. what .. ": ")
+  end
+  c:close()
+end
+
+function T:protocol_checks()
+  self:raw_check("*1\r\n$0\r\n\r\n", check.any_error(), false)
+  self:raw_check("*1\r\n12\r\n", check.err("ERR Protocol error: expected '$', got '1'"), true)
+  self:raw_check("*1\r\n$1234567891011121314\r\nxx\r\n", check.err("ERR Protocol error: invalid bulk length"), true)
+  self:raw_check("no_such_cmd param\r\n", self:unknown_err("no_such_cmd"), false)
+  self:raw_check("get\r\n", check.err("ERR wrong number of arguments for 'get' command"), false)
+end
+
+--------------------------------------------------------------------------------
+-- The groups of the old test_all (reference §5.3)
+--------------------------------------------------------------------------------
+
+function T:basic()
+  local g = self:group("basic")
+  g(check.status("PONG"), "PING")
+  g(check.not_error(), "RANDOMKEY")
+end
+
+function T:string()
+  local g = self:group("string")
+  local k = self:key("str_key")
+  local k1, k2, k3 = self:key("str_key1"), self:key("str_key2"), self:key("str_key3")
+  local kex = self:key("str_key_ex")
+  local i = self:key("int_key")
+  local b = self:key("bit_key")
+  g(OK, "SET", k, "str_value")
+  g("str_value", "GET", k)
+  g(16, "APPEND", k, "_append")
+  g(16, "STRLEN", k)
+  g("str_", "GETRANGE", k, "0", "3")
+  g(16, "SETRANGE", k, "4", "test")
+  g("str_teste_append", "GET", k)
+  g(OK, "MSET", k1, "value1", k2, "value2", k3, "value3")
+  g({ n = 3, "value1", "value2", "value3" }, "MGET", k1, k2, k3)
+  g(OK, "SETEX", kex, "30", "str_value_ex")
+  g("str_value_ex", "GET", kex)
+  g(0, "SETNX", k, "other_value")
+  g(1, "INCR", i)
+  g(8, "INCRBY", i, "7")
+  g(7, "DECR", i)
+  g(5, "DECRBY", i, "2")
+  g("5", "GETSET", i, "2")
+  g(1, "EXPIRE", k, "30")
+  g(check.int_between(1, 30), "TTL", k)
+  g(check.status("string"), "TYPE", k)
+  g(1, "EXISTS", k)
+  g(0, "SETBIT", b, "7", "1")
+  g(1, "GETBIT", b, "7")
+  g(1, "BITCOUNT", b)
+  g(7, "DEL", k, k1, k2, k3, kex, i, b)
+end
+
+function T:hash()
+  local g = self:group("hash")
+  local h, h2 = self:key("hash_key"), self:key("hash_key2")
+  g(1, "HSET", h, "hash_field1", "hash_value1")
+  g(1, "HSET", h, "hash_field2", "hash_value2")
+  g("hash_value1", "HGET", h, "hash_field1")
+  g(null, "HGET", h, "hash_field_none")
+  g(2, "HLEN", h)
+  g(1, "HEXISTS", h, "hash_field1")
+  g(2, "HDEL", h, "hash_field1", "hash_field2")
+  g(OK, "HMSET", h, "field1", "value1", "field2", "value2", "field3", "value3")
+  g({ n = 3, "value1", "value2", null }, "HMGET", h, "field1", "field2", "nofield")
+  g(check.array_len(6, "[1] = field1, [2] = value1", function(a)
+    return a[1] == "field1" and a[2] == "value1"
+  end), "HGETALL", h)
+  g(2, "HINCRBY", h2, "f", "2")
+  g("3.5", "HINCRBYFLOAT", h2, "f", "1.5")
+  g(1, "HSETNX", h, "field4", "value4")
+  g(0, "HSETNX", h, "field1", "value_new")
+  g(check.array_len(4), "HKEYS", h)
+  g(check.array_len(4), "HVALS", h)
+  g(2, "DEL", h, h2)
+end
+
+function T:set()
+  local g = self:group("set")
+  local s = self:key("set_key")
+  g(3, "SADD", s, "aaa", "bbb", "ccc")
+  g(3, "SCARD", s)
+  g(check.array_len(3), "SMEMBERS", s)
+  g(1, "SISMEMBER", s, "aaa")
+  g(check.one_of({ "aaa", "bbb", "ccc" }), "SPOP", s)
+  g(check.one_of({ "aaa", "bbb", "ccc" }), "SRANDMEMBER", s)
+  g(2, "SREM", s, "aaa", "bbb", "ccc")
+  g(0, "DEL", s) -- the set is empty, so already gone
+end
+
+function T:zset()
+  local g = self:group("zset")
+  local z = self:key("zset_key")
+  g(6, "ZADD", z, "1", "one", "2", "two", "3", "three", "4", "four", "5", "five", "6", "six")
+  g(6, "ZCARD", z)
+  g(3, "ZCOUNT", z, "1", "3")
+  g(2, "ZREMRANGEBYRANK", z, "0", "1")
+  g(1, "ZRANK", z, "four")
+  g(1, "ZREM", z, "three")
+  g({ n = 2, "four", "five" }, "ZRANGE", z, "0", "1")
+  g({ n = 4, "four", "4", "five", "5" }, "ZRANGE", z, "0", "1", "WITHSCORES")
+  g(check.array_len(3), "ZRANGEBYSCORE", z, "0", "10")
+  g(1, "ZREMRANGEBYSCORE", z, "1", "4")
+  g({ n = 2, "six", "five" }, "ZREVRANGE", z, "0", "-1")
+  g({ n = 1, "five" }, "ZREVRANGEBYSCORE", z, "5", "4")
+  g(1, "ZREVRANK", z, "five")
+  g("5", "ZSCORE", z, "five")
+  g("8", "ZINCRBY", z, "2", "six")
+  g(1, "DEL", z)
+end
+
+function T:list()
+  local g = self:group("list")
+  local l = self:key("list_key")
+  local none = self:key("list_no_key")
+  g(1, "LPUSH", l, "two")
+  g(2, "LPUSH", l, "one")
+  g(3, "RPUSH", l, "three")
+  g(4, "RPUSH", l, "four")
+  g(4, "LLEN", l)
+  g("two", "LINDEX", l, "1")
+  g("one", "LPOP", l)
+  g("four", "RPOP", l)
+  g({ n = 2, "two", "three" }, "LRANGE", l, "0", "1")
+  g(3, "LINSERT", l, "BEFORE", "two", "one")
+  g(1, "LREM", l, "1", "three")
+  g(OK, "LSET", l, "0", "zero")
+  g(OK, "LTRIM", l, "1", "2")
+  g(2, "RPUSHX", l, "ten")
+  g({ n = 2, "two", "ten" }, "LRANGE", l, "0", "-1")
+  g(0, "LPUSHX", none, "nine")
+  g(1, "DEL", l)
+end
+
+function T:hyperloglog()
+  local g = self:group("hyperloglog")
+  local p1, p2 = self:key("hll_key1"), self:key("hll_key2")
+  g(1, "PFADD", p1, "a", "b", "c", "d", "e", "f", "g")
+  g(1, "PFADD", p2, "h", "i", "j", "k", "l", "m", "n", "o", "p", "q")
+  g(7, "PFCOUNT", p1)
+  g(10, "PFCOUNT", p2)
+  g(2, "DEL", p1, p2)
+end
+
+function T:pipeline_group()
+  local group = "pipeline"
+  local k1, k2 = self:key("pipe_key1"), self:key("pipe_key2")
+  self:pipeline(group,
+    { { "SET", k1, "1" }, { "INCR", k1 }, { "INCRBY", k1, "6" },
+      { "SET", k2, "2" }, { "INCR", k2 }, { "INCRBY", k2, "6" } },
+    { OK, 2, 8, OK, 3, 9 }, true)
+  self:expect(group, { "DEL", k1, k2 }, 2)
+
+  -- 100 commands: SET then GET of 50 keys, interleaved, over many buckets
+  local cmds, exps, keys = {}, {}, {}
+  for i = 1, 50 do
+    local k = self:key("pipe_many_key")
+    local v = "pipe_value_" .. i .. "_" .. math.random(1, 999999)
+    keys[i] = k
+    cmds[#cmds + 1] = { "SET", k, v }
+    exps[#exps + 1] = OK
+    cmds[#cmds + 1] = { "GET", k }
+    exps[#exps + 1] = v
+  end
+  self:pipeline(group, cmds, exps, false, "pipeline of 100 commands (SET k_i v_i; GET k_i for 50 keys)")
+  local del = { "DEL", unpack(keys) }
+  self:expect(group, del, 50)
+end
+
+--------------------------------------------------------------------------------
+-- Multi-key commands split by bucket, and CROSSSLOT
+--------------------------------------------------------------------------------
+
+function T:multikey()
+  local group = "multikey"
+  local g = self:group(group)
+  local ks, vs = {}, { "mk_value1", "", "mk_value3", "mk value 4", "mk_\r\n\0_value5", "mk_value6" }
+  for i = 1, 6 do ks[i] = self:key("mk_key" .. i) end
+  local missing = self:key("mk_missing")
+  g(OK, "MSET", ks[1], vs[1], ks[2], vs[2], ks[3], vs[3], ks[4], vs[4], ks[5], vs[5], ks[6], vs[6])
+  g({ n = 7, vs[1], vs[2], vs[3], null, vs[4], vs[5], vs[6] },
+    "MGET", ks[1], ks[2], ks[3], missing, ks[4], ks[5], ks[6])
+  g("", "GET", ks[2])
+  g(6, "EXISTS", ks[1], ks[2], ks[3], ks[4], ks[5], ks[6], missing)
+  g(6, "DEL", ks[1], ks[2], ks[3], ks[4], ks[5], ks[6], missing)
+  g({ n = 3, null, null, null }, "MGET", ks[1], ks[4], ks[6])
+  g(0, "EXISTS", ks[1], ks[2], ks[3], ks[4], ks[5], ks[6])
+
+  -- RENAME across buckets: try names until the proxy says CROSSSLOT
+  if not self.o.direct then
+    local crossslot = check.err("CROSSSLOT Keys in request don't hash to the same bucket")
+    local done = false
+    for _ = 1, 20 do
+      local a, b = self:key("rename_src"), self:key("rename_dst")
+      self:expect(group, { "SET", a, "rename_value" }, OK)
+      local args = { "RENAME", a, b }
+      local r = self:call(group, args)
+      if check.match(crossslot, r) then
+        self.rep:pass(group, check.label(args), check.show(r))
+        g("rename_value", "GET", a)
+        g(1, "DEL", a)
+        done = true
+        break
+      elseif check.match(OK, r) then
+        -- both in one bucket: undo and try other names
+        self.rep:plain("[" .. group .. "] " .. check.label(args) .. " → OK (same bucket; trying other names)")
+        g(1, "DEL", b)
+      else
+        self:fail(group, check.label(args), check.describe(crossslot) .. " or OK", check.show(r))
+      end
+    end
+    if not done then
+      self:fail(group, "RENAME across buckets (20 pairs of names)", check.describe(crossslot),
+                "OK every time")
+    end
+  end
+
+  -- RENAME within one bucket thanks to a hash tag
+  local tag = "{tag" .. math.random(1, 999999999) .. "}"
+  local a, b = self:key(tag .. "rename_src"), self:key(tag .. "rename_dst")
+  g(OK, "SET", a, "tagged_value")
+  g(OK, "RENAME", a, b)
+  g("tagged_value", "GET", b)
+  g(null, "GET", a)
+  g(1, "DEL", b)
+end
+
+--------------------------------------------------------------------------------
+-- Newer commands (Redis 6.2 / 7) and error paths
+--------------------------------------------------------------------------------
+
+function T:siblings()
+  local g = self:group("siblings")
+  local direct = self.o.direct
+
+  -- GETDEL, GETEX
+  local k = self:key("sib_getdel")
+  g(OK, "SET", k, "getdel_value")
+  g("getdel_value", "GETDEL", k)
+  g(null, "GETDEL", k)
+  g(0, "EXISTS", k)
+  local kx = self:key("sib_getex")
+  g(OK, "SET", kx, "getex_value")
+  g(-1, "TTL", kx)
+  g("getex_value", "GETEX", kx, "EX", "100")
+  g(check.int_between(1, 100), "TTL", kx)
+  g("getex_value", "GETEX", kx, "PERSIST")
+  g(-1, "TTL", kx)
+
+  -- SET options
+  local ks, knone = self:key("sib_set"), self:key("sib_set_none")
+  g(OK, "SET", ks, "a", "NX")
+  g(null, "SET", ks, "b", "NX")
+  g(OK, "SET", ks, "c", "XX")
+  g(null, "SET", knone, "x", "XX")
+  g(0, "EXISTS", knone)
+  g("c", "SET", ks, "d", "GET")
+  g(null, "SET", knone, "y", "GET")
+  g("y", "GET", knone)
+  g(OK, "SET", ks, "e", "EX", "100")
+  g(OK, "SET", ks, "f", "KEEPTTL")
+  g(check.int_between(1, 100), "TTL", ks)
+  g("f", "GET", ks)
+
+  -- LPOS
+  local l = self:key("sib_list")
+  g(8, "RPUSH", l, "a", "b", "c", "1", "2", "3", "c", "c")
+  g(2, "LPOS", l, "c")
+  g(6, "LPOS", l, "c", "RANK", "2")
+  g(7, "LPOS", l, "c", "RANK", "-1")
+  g({ n = 3, 2, 6, 7 }, "LPOS", l, "c", "COUNT", "0")
+  g(null, "LPOS", l, "nothing")
+
+  -- ZADD options
+  local z = self:key("sib_zset")
+  g(2, "ZADD", z, "1", "a", "2", "b")
+  g(1, "ZADD", z, "NX", "5", "a", "3", "c")
+  g("1", "ZSCORE", z, "a")
+  g(0, "ZADD", z, "XX", "10", "a", "4", "d")
+  g("10", "ZSCORE", z, "a")
+  g(null, "ZSCORE", z, "d")
+  g(1, "ZADD", z, "XX", "CH", "11", "a")
+  g(1, "ZADD", z, "GT", "CH", "5", "a", "20", "b")
+  g({ n = 2, "11", "20" }, "ZMSCORE", z, "a", "b")
+  g("8", "ZADD", z, "INCR", "5", "c")
+  g(null, "ZADD", z, "NX", "INCR", "1", "c")
+
+  -- ZRANGE with BYSCORE / REV / LIMIT
+  local z2 = self:key("sib_zrange")
+  g(5, "ZADD", z2, "1", "one", "2", "two", "3", "three", "4", "four", "5", "five")
+  g({ n = 3, "two", "three", "four" }, "ZRANGE", z2, "2", "4", "BYSCORE")
+  g({ n = 3, "four", "three", "two" }, "ZRANGE", z2, "4", "2", "BYSCORE", "REV")
+  g({ n = 2, "three", "four" }, "ZRANGE", z2, "(1", "+inf", "BYSCORE", "LIMIT", "1", "2")
+  g({ n = 4, "five", "5", "four", "4" }, "ZRANGE", z2, "0", "1", "REV", "WITHSCORES")
+
+  -- HRANDFIELD
+  local h = self:key("sib_hash")
+  local fields = { f1 = "v1", f2 = "v2", f3 = "v3" }
+  g(3, "HSET", h, "f1", "v1", "f2", "v2", "f3", "v3")
+  g(check.array_len(2, "distinct fields of the hash", function(a)
+    return fields[a[1]] ~= nil and fields[a[2]] ~= nil and a[1] ~= a[2]
+  end), "HRANDFIELD", h, "2")
+  g(check.array_len(4, "field, its value, field, its value", function(a)
+    return fields[a[1]] == a[2] and fields[a[3]] == a[4] and a[1] ~= a[3]
+  end), "HRANDFIELD", h, "2", "WITHVALUES")
+  g(check.one_of({ "f1", "f2", "f3" }), "HRANDFIELD", h)
+  g(null, "HRANDFIELD", self:key("sib_hash_none"))
+
+  -- SMISMEMBER
+  local s = self:key("sib_set_members")
+  g(3, "SADD", s, "a", "b", "c")
+  g({ n = 3, 1, 0, 1 }, "SMISMEMBER", s, "a", "x", "c")
+
+  -- LMPOP on one key (the reply names the key)
+  local l2 = self:key("sib_lmpop")
+  g(3, "RPUSH", l2, "x", "y", "z")
+  g({ n = 2, l2, { n = 2, "x", "y" } }, "LMPOP", "1", l2, "LEFT", "COUNT", "2")
+  g({ n = 2, l2, { n = 1, "z" } }, "LMPOP", "1", l2, "RIGHT")
+  g(null, "LMPOP", "1", l2, "LEFT")
+
+  -- COPY within a hash tag
+  local tag = "{sib" .. math.random(1, 999999999) .. "}"
+  local src, dst = self:key(tag .. "copy_src"), self:key(tag .. "copy_dst")
+  g(OK, "SET", src, "copy_value")
+  g(1, "COPY", src, dst)
+  g("copy_value", "GET", dst)
+  g(0, "COPY", src, dst)
+  g(2, "DEL", src, dst)
+
+  -- OBJECT ENCODING
+  local ko = self:key("sib_object")
+  g(OK, "SET", ko, "12345")
+  g("int", "OBJECT", "ENCODING", ko)
+  g(null, "OBJECT", "ENCODING", self:key("sib_object_none"))
+
+  -- EVAL with one key
+  local ke = self:key("sib_eval")
+  g(OK, "SET", ke, "eval_value")
+  g("eval_value", "EVAL", "return redis.call('GET', KEYS[1])", "1", ke)
+  g(OK, "EVAL", "return redis.call('SET', KEYS[1], ARGV[1])", "1", ke, "eval_new")
+  g("eval_new", "GET", ke)
+
+  -- error paths and proxy-local commands
+  g(check.err("ERR wrong number of arguments for 'get' command"), "GET", ke, "extra")
+  g(self:unknown_err("kvp_no_such_command"), "kvp_no_such_command", ke)
+  if not direct then
+    g(check.err("ERR command 'keys' is not supported by the proxy"), "KEYS", "*")
+    g(check.any_error(), "SELECT", "1")
+  end
+  g(OK, "SELECT", "0")
+  g("hello", "PING", "hello")
+  g("x", "ECHO", "x")
+
+  g(10, "DEL", kx, ks, knone, l, z, z2, h, s, ko, ke)
+end
+
+-- Every key this loop named is gone.
+function T:cleanup()
+  local args = { "EXISTS" }
+  for i, k in ipairs(self.keys) do args[i + 1] = k end
+  args.n = #args
+  self:expect("cleanup", args, 0)
+end
+
+-- After a failure: delete what this loop may have left (best effort).
+function T:remove_keys()
+  if #self.keys == 0 then return end
+  local o = self.o
+  local c = redis.connect(o.host, o.port, { timeout = 2, password = o.password })
+  if not c then return end
+  local cmds = {}
+  for i, k in ipairs(self.keys) do cmds[i] = { "DEL", k } end
+  c:pipeline(cmds)
+  c:close()
+end
+
+function T:run()
+  local o = self.o
+  self.c = self:connect("connect")
+  self:protocol_checks()
+  for n = 1, o.loops do
+    self.keys = {}
+    if o.loops > 1 then self.rep:plain("--- loop " .. n .. " of " .. o.loops .. " ---") end
+    self:basic()
+    self:string()
+    self:hash()
+    self:set()
+    self:zset()
+    self:list()
+    self:hyperloglog()
+    self:pipeline_group()
+    self:multikey()
+    self:siblings()
+    self:cleanup()
+  end
+  self.keys = {}
+  self:expect("end", { "QUIT" }, OK)
+  self.c:close()
+  self.rep:plain(self.rep.count .. " checks passed (" .. self.rep:summary() .. ")")
+  self.rep:plain("PASSED ALL TEST", "green")
+end
+
+--------------------------------------------------------------------------------
+
+function M.main(argv)
+  local o, err = parse_args(argv or {})
+  if not o then
+    if err == nil then
+      io.stdout:write(USAGE, "\n")
+      return 0
+    end
+    io.stderr:write("test_all: ", err, "\n", USAGE, "\n")
+    return 2
+  end
+  math.randomseed((math.floor(core.wall() * 1000) + core.getpid() * 7919) % 2147483647)
+  for _ = 1, 10 do math.random() end
+
+  local rc = 1
+  loop.run(function()
+    local t = new_runner(o)
+    local ok, e = xpcall(function() t:run() end, function(e)
+      if getmetatable(e) == Failure then return e end
+      return debug.traceback(tostring(e), 2)
+    end)
+    if ok then
+      rc = 0
+    else
+      if getmetatable(e) ~= Failure then
+        io.stdout:flush()
+        io.stderr:write("test_all: internal error: ", tostring(e), "\n")
+      end
+      pcall(t.remove_keys, t)
+      rc = 1
+    end
+    io.stdout:flush()
+    loop.stop()
+  end)
+  return rc
+end
+
+return M

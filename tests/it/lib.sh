@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# tests/it/lib.sh -- sourced by the integration tests: a throwaway cluster of
+# real redis-server, kvcs and kvp processes on free loopback ports in a temp
+# dir, plus check helpers. Every process started here is stopped on exit.
+#
+#   it_redis_start PORT [redis args...]     master with requirepass $IT_PW
+#   it_redis PORT cmd...                    redis-cli against it
+#   it_kvcs_start NAME [MASTER_SYNC_ADDR]   sets <NAME>_HTTP/_PROXY/_SYNC ports
+#   it_init_table CS_HTTP NS BUCKETS ADDR...
+#   it_kvp_start NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra conf lines]
+#                                           sets <NAME>_PORT, waits for a table
+#   it_check "what" command...              one named check
+#   it_done                                 exit status of the test
+set -u
+IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+IT_BIN=$IT_ROOT/build
+IT_DIR=$(mktemp -d /tmp/kvit.XXXXXX)
+IT_PW=itpass
+IT_FAILED=0
+IT_CHECKS=0
+IT_USED_PORTS=" "
+
+it_cleanup() {
+  local f pid
+  for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null)
+    [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null
+  done
+  sleep 0.2
+  for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f" 2>/dev/null)
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  done
+  if [ "$IT_FAILED" -ne 0 ] || [ -n "${KEEP:-}" ]; then
+    echo "logs kept in $IT_DIR"
+  else
+    rm -rf "$IT_DIR"
+  fi
+}
+trap it_cleanup EXIT
+
+it_log() { printf '%s\n' "$*"; }
+
+# A free TCP port on loopback, never one of the local cluster's (6371-6376,
+# 7000-7501) nor one handed out earlier in this test.
+it_free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
+    case "$IT_USED_PORTS" in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      IT_USED_PORTS="$IT_USED_PORTS$p "
+      echo "$p"
+      return
+    fi
+  done
+}
+
+it_wait() { # it_wait SECONDS command... : retry until the command succeeds
+  local secs=$1; shift
+  local end=$(( $(date +%s) + secs ))
+  while [ "$(date +%s)" -le "$end" ]; do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+it_redis() { local p=$1; shift; redis-cli -p "$p" -a "$IT_PW" --no-auth-warning "$@"; }
+
+it_redis_start() {
+  local port=$1; shift
+  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+    --requirepass "$IT_PW" --masterauth "$IT_PW" --dir "$IT_DIR" \
+    --pidfile "$IT_DIR/redis-$port.pid" --logfile "$IT_DIR/redis-$port.log" "$@" >/dev/null
+  it_wait 10 it_redis "$port" ping || { echo "redis on $port did not start"; return 1; }
+}
+
+it_redis_stop() { # SIGKILL: a crash, not a clean shutdown
+  local port=$1 pid
+  pid=$(cat "$IT_DIR/redis-$port.pid" 2>/dev/null)
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  rm -f "$IT_DIR/redis-$port.pid"
+  sleep 0.1
+}
+
+it_kvcs_start() {
+  local name=$1 master=${2:-}
+  local dir=$IT_DIR/$name
+  mkdir -p "$dir"
+  if [ ! -f "$dir/kvcs.conf" ]; then
+    local h p m s
+    h=$(it_free_port); p=$(it_free_port); m=$(it_free_port); s=$(it_free_port)
+    cat > "$dir/kvcs.conf" <<EOC
+http_listen = "127.0.0.1:$h"
+proxy_listen = "127.0.0.1:$p"
+migration_listen = "127.0.0.1:$m"
+cs_listen = "127.0.0.1:$s"
+master_cs = "$master"
+table_dir = "table"
+redis_password = "$IT_PW"
+log_file = "kvcs.log"
+log_level = "debug"
+EOC
+  fi
+  local http proxy sync
+  http=$(sed -n 's/^http_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
+  proxy=$(sed -n 's/^proxy_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
+  sync=$(sed -n 's/^cs_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
+  eval "${name}_HTTP=$http ${name}_PROXY=$proxy ${name}_SYNC=$sync"
+  "$IT_BIN/kvcs" -c "$dir/kvcs.conf" -d || { echo "kvcs $name did not start"; return 1; }
+  it_wait 10 curl -sf "http://127.0.0.1:$http/kvstore/cs/namespace_list" ||
+    { echo "kvcs $name does not answer HTTP"; cat "$dir/kvcs.log"; return 1; }
+}
+
+it_kill() { # it_kill NAME [SIGNAL]: a kvcs or kvp started by this lib
+  local pid
+  pid=$(cat "$IT_DIR/$1"/*.pid 2>/dev/null)
+  [ -n "$pid" ] && kill "-${2:-TERM}" "$pid" 2>/dev/null
+  rm -f "$IT_DIR/$1"/*.pid
+  sleep 0.2
+}
+
+it_init_table() {
+  local http=$1 ns=$2 buckets=$3; shift 3
+  local list="" a
+  for a in "$@"; do list="$list${list:+,}\"$a\""; done
+  curl -sf -d "{\"namespace\":\"$ns\",\"bucket_count\":$buckets,\"address_list\":[$list]}" \
+    "http://127.0.0.1:$http/kvstore/cs/init_table" | grep -q '"code":1001'
+}
+
+it_kvp_start() {
+  local name=$1 ns=$2 cs=$3 slave=${4:-} extra=${5:-}
+  local dir=$IT_DIR/$name
+  mkdir -p "$dir"
+  if [ ! -f "$dir/kvp.conf" ]; then
+    local port http
+    port=$(it_free_port); http=$(it_free_port)
+    cat > "$dir/kvp.conf" <<EOC
+namespace = "$ns"
+listen = "127.0.0.1:$port"
+http_listen = "127.0.0.1:$http"
+config_server_master = "127.0.0.1:$cs"
+config_server_slave = "${slave:+127.0.0.1:$slave}"
+redis_password = "$IT_PW"
+request_timeout = 1000
+log_file = "kvp.log"
+log_level = "debug"
+$extra
+EOC
+  fi
+  local p
+  p=$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
+  eval "${name}_PORT=$p"
+  "$IT_BIN/kvp" -c "$dir/kvp.conf" -d || { echo "kvp $name did not start"; return 1; }
+  it_wait 10 sh -c "redis-cli -p $p ping | grep -q PONG" || { echo "kvp $name does not answer"; return 1; }
+}
+
+# A data command answers (the proxy has its table).
+it_kvp_ready() { redis-cli -p "$1" exists it_probe | grep -qx '[0-9]*'; }
+
+it_check() {
+  local what=$1; shift
+  IT_CHECKS=$((IT_CHECKS + 1))
+  if "$@"; then
+    echo "ok - $what"
+  else
+    echo "FAILED - $what"
+    IT_FAILED=$((IT_FAILED + 1))
+  fi
+}
+
+# it_eq "what" expected actual
+it_eq() {
+  IT_CHECKS=$((IT_CHECKS + 1))
+  if [ "$2" = "$3" ]; then
+    echo "ok - $1"
+  else
+    echo "FAILED - $1: expected [$2], got [$3]"
+    IT_FAILED=$((IT_FAILED + 1))
+  fi
+}
+
+it_done() {
+  echo "$IT_CHECKS checks, $IT_FAILED failed"
+  [ "$IT_FAILED" -eq 0 ]
+}
