@@ -1,0 +1,197 @@
+-- kvcs.store and kvcs.api on an in-memory file system: table files, the
+-- HTTP handlers' codes for good and bad input, and what they publish.
+local store = require "kvcs.store"
+local api = require "kvcs.api"
+local btable = require "kv.btable"
+local codes = require "kv.codes"
+
+local function memfs(files)
+  files = files or {}
+  return {
+    files = files,
+    write = function(path, data) files[path] = data return true end,
+    read = function(path)
+      if files[path] == nil then return nil, "no such file" end
+      return files[path]
+    end,
+    list = function(dir)
+      local out = {}
+      for path in pairs(files) do
+        local name = path:match("^" .. dir:gsub("%p", "%%%0") .. "/([^/]+)$")
+        if name then out[#out + 1] = name end
+      end
+      return out
+    end,
+    remove = function(path) files[path] = nil return true end,
+    mkdir = function() return true end,
+  }
+end
+
+local function new_cs(opts)
+  opts = opts or {}
+  local fs = memfs(opts.files)
+  local cs = {
+    cfg = { cluster_type = "data_store" },
+    store = store.new("/t", fs),
+    is_master = opts.slave ~= true,
+    support_ha = true,
+    published = {},
+    deleted = {},
+    config_changes = {},
+  }
+  cs.publish = function(t) cs.published[#cs.published + 1] = t end
+  cs.publish_delete = function(ns) cs.deleted[#cs.deleted + 1] = ns end
+  cs.proxy_list = function() return { { info = "0.0.0.0:7400", state = "ONLINE" } } end
+  cs.save_config = function(ch) cs.config_changes[#cs.config_changes + 1] = ch return true end
+  return cs, fs
+end
+
+local A, B, C = "127.0.0.1:6371", "127.0.0.1:6373", "127.0.0.1:6375"
+
+local function init(cs, ns, list)
+  return api.init_table(cs, { namespace = ns or "test", bucket_count = 1023, address_list = list or { A, B } })
+end
+
+describe("kvcs.store", function()
+  it("persists a table and loads it back", function()
+    local cs, fs = new_cs()
+    assert.equal(codes.OK, (init(cs)))
+    assert.truthy(fs.files["/t/test"])
+    local st2 = store.new("/t", memfs(fs.files))
+    assert.is_true(store.load_all(st2))
+    assert.equal(1, store.get(st2, "test").version)
+    assert.same({ "test" }, store.list(st2))
+  end)
+
+  it("stops on a corrupt file, naming it, and keeps the file", function()
+    local files = { ["/t/test"] = '{"table":{"127.0.0.1:6371":[0,1]},"version":1' }
+    local st = store.new("/t", memfs(files))
+    local ok, err = store.load_all(st)
+    assert.is_nil(ok)
+    assert.truthy(err:find("/t/test", 1, true), err)
+    assert.truthy(files["/t/test"])
+  end)
+
+  it("refuses a file whose name is not a namespace", function()
+    local t = btable.init("ok", 256, { A })
+    local st = store.new("/t", memfs({ ["/t/bad name"] = btable.encode(t) }))
+    local ok, err = store.load_all(st)
+    assert.is_nil(ok)
+    assert.truthy(err:find("not a valid namespace name", 1, true), err)
+  end)
+
+  it("ignores leftovers of an interrupted atomic write", function()
+    local t = btable.init("test", 256, { A })
+    local st = store.new("/t", memfs({ ["/t/test"] = btable.encode(t), ["/t/test.tmp.123"] = "garbage" }))
+    assert.is_true(store.load_all(st))
+    assert.same({ "test" }, store.list(st))
+  end)
+end)
+
+describe("kvcs.api", function()
+  it("init_table creates, persists and publishes", function()
+    local cs = new_cs()
+    local code, msg = init(cs)
+    assert.equal(codes.OK, code)
+    assert.equal("OK", msg)
+    assert.equal(1, #cs.published)
+    local t = store.get(cs.store, "test")
+    assert.equal(A, t.owner[0])
+    assert.equal(B, t.owner[1])
+  end)
+
+  local bad_init = {
+    { "missing namespace", { bucket_count = 1023, address_list = { A } }, codes.BAD_PARAM },
+    { "bad namespace", { namespace = "../x", bucket_count = 1023, address_list = { A } }, codes.BAD_NAMESPACE },
+    { "too few buckets", { namespace = "n", bucket_count = 255, address_list = { A } }, codes.BAD_BUCKET_COUNT },
+    { "too many buckets", { namespace = "n", bucket_count = 16385, address_list = { A } }, codes.BAD_BUCKET_COUNT },
+    { "fractional buckets", { namespace = "n", bucket_count = 300.5, address_list = { A } }, codes.BAD_BUCKET_COUNT },
+    { "empty list", { namespace = "n", bucket_count = 1023, address_list = {} }, codes.BAD_PARAM },
+    { "bad address", { namespace = "n", bucket_count = 1023, address_list = { "localhost:6379" } }, codes.BAD_ADDR },
+    { "duplicate address", { namespace = "n", bucket_count = 1023, address_list = { A, A } }, codes.BAD_PARAM },
+  }
+  for _, case in ipairs(bad_init) do
+    it("init_table refuses " .. case[1], function()
+      local cs = new_cs()
+      local code, msg = api.init_table(cs, case[2])
+      assert.equal(case[3], code, msg)
+      assert.equal(0, #cs.published)
+      assert.same({}, store.list(cs.store))
+    end)
+  end
+
+  it("init_table refuses an existing namespace and an address in use", function()
+    local cs = new_cs()
+    init(cs)
+    assert.equal(codes.NAMESPACE_EXISTS, (init(cs)))
+    local code, msg = init(cs, "other", { B, C })
+    assert.equal(codes.ADDR_IN_USE, code)
+    assert.truthy(msg:find("test", 1, true))
+  end)
+
+  it("a slave refuses every change", function()
+    local cs = new_cs({ slave = true })
+    assert.equal(codes.NOT_MASTER, (init(cs)))
+    assert.equal(codes.NOT_MASTER, (api.del_namespace(cs, { namespace = "test" })))
+    assert.equal(codes.NOT_MASTER, (api.replace_server(cs, { namespace = "test", old_addr = A, new_addr = C })))
+  end)
+
+  it("namespace_list is sorted", function()
+    local cs = new_cs()
+    init(cs, "zeta", { A })
+    init(cs, "alpha", { B })
+    local code, _, data = api.namespace_list(cs)
+    assert.equal(codes.OK, code)
+    assert.same({ "alpha", "zeta" }, data.namespace_list)
+  end)
+
+  it("bucket_table returns the table or 1004", function()
+    local cs = new_cs()
+    init(cs)
+    local code, _, data = api.bucket_table(cs, { namespace = "test" })
+    assert.equal(codes.OK, code)
+    assert.equal(1, data.version)
+    assert.equal(65535, data.migrating_bucket_id)
+    assert.equal("", data.migrating_server_addr)
+    assert.equal(512, #data.table[A])
+    assert.equal(511, #data.table[B])
+    assert.equal(codes.NO_NAMESPACE, (api.bucket_table(cs, { namespace = "nope" })))
+    assert.equal(codes.BAD_PARAM, (api.bucket_table(cs, {})))
+  end)
+
+  it("replace_server moves every bucket, bumps the version and publishes", function()
+    local cs = new_cs()
+    init(cs)
+    local code = api.replace_server(cs, { namespace = "test", old_addr = B, new_addr = C })
+    assert.equal(codes.OK, code)
+    local t = store.get(cs.store, "test")
+    assert.equal(2, t.version)
+    assert.equal(C, t.owner[1])
+    assert.equal(2, #cs.published)
+    assert.equal(codes.ADDR_NOT_IN_TABLE, (api.replace_server(cs, { namespace = "test", old_addr = B, new_addr = "127.0.0.1:6390" })))
+    assert.equal(codes.ADDR_IN_USE, (api.replace_server(cs, { namespace = "test", old_addr = A, new_addr = C })))
+    assert.equal(codes.BAD_ADDR, (api.replace_server(cs, { namespace = "test", old_addr = A, new_addr = "x" })))
+  end)
+
+  it("del_namespace removes the file and tells proxies", function()
+    local cs, fs = new_cs()
+    init(cs)
+    assert.equal(codes.OK, (api.del_namespace(cs, { namespace = "test" })))
+    assert.is_nil(fs.files["/t/test"])
+    assert.same({ "test" }, cs.deleted)
+    assert.equal(codes.NO_NAMESPACE, (api.del_namespace(cs, { namespace = "test" })))
+  end)
+
+  it("set_config persists support_ha; bad keys and values change nothing", function()
+    local cs = new_cs()
+    assert.equal(codes.OK, (api.set_config(cs, { support_ha = false })))
+    assert.is_false(cs.support_ha)
+    assert.same({ { support_ha = false } }, cs.config_changes)
+    assert.equal(codes.UNKNOWN_CONFIG_KEY, (api.set_config(cs, { support_ha = true, x = 1 })))
+    assert.equal(codes.BAD_CONFIG_VALUE, (api.set_config(cs, { support_ha = "yes" })))
+    assert.is_false(cs.support_ha)
+    local code, _, data = api.get_config(cs)
+    assert.equal(codes.OK, code)
+    assert.same({ support_ha = false, is_master = true, cluster_type = "data_store" }, data.data)
+  end)
+end)
