@@ -48,7 +48,6 @@ typedef struct kvp_conf {
     char listen_host[64];
     int listen_port;
     int io_threads;
-    int backend_conns;
     int hash_kind;
     int hash_tags;
     atomic_int request_timeout_ms;

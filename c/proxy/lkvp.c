@@ -2,7 +2,7 @@
  *
  *   dp.configure{listen=, io_threads=, request_timeout=, client_timeout=,
  *                max_client_num=, max_qps=, slow_cmd_time=, redis_password=,
- *                client_password=, backend_conns=}            -> true | nil, err
+ *                client_password=}                           -> true | nil, err
  *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
  *   dp.start()                                                -> true | nil, err
  *   dp.set_table(version, bucket_count, servers, owners)      -> true | nil, err
@@ -60,7 +60,6 @@ static int l_configure(lua_State *L)
     }
     if (!started) {
         kvp_g.io_threads = opt_int(L, 1, "io_threads", kvp_g.io_threads ? kvp_g.io_threads : 2);
-        kvp_g.backend_conns = opt_int(L, 1, "backend_conns", 1);
         opt_str(L, 1, "redis_password", kvp_g.redis_password, sizeof(kvp_g.redis_password));
         opt_str(L, 1, "client_password", kvp_g.client_password, sizeof(kvp_g.client_password));
     }

@@ -29,7 +29,6 @@ M.schema = {
   log_file              = { type = "string", default = "" },                   -- "": stderr
   log_level             = { type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
   policy                = { type = "string", default = "lua/policy.lua", min = 1 },
-  backend_conns         = { type = "integer", default = 1, min = 1, max = 16 }, -- per worker per master
 }
 
 function M.parse(text, chunkname)

@@ -55,7 +55,6 @@ function M.main(arg)
     client_timeout = cfg.client_timeout, max_client_num = cfg.max_client_num,
     max_qps = cfg.max_qps, slow_cmd_time = cfg.slow_cmd_time,
     redis_password = cfg.redis_password, client_password = cfg.client_password,
-    backend_conns = cfg.backend_conns,
   })
   local sok, serr = dp.start()
   if not sok then

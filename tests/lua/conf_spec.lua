@@ -24,7 +24,6 @@ describe("kvp.conf", function()
       log_file = "",
       log_level = "info",
       policy = "lua/policy.lua",
-      backend_conns = 1,
     }, cfg)
   end)
 
@@ -38,12 +37,10 @@ max_qps = 100000
 request_timeout = 10
 redis_down_timeout = 3600
 log_level = "debug"
-backend_conns = 16
 redis_password = "kvstore123"
 ]]))
     assert.equals("127.0.0.1:7101", cfg.config_server_slave)
     assert.equals(64, cfg.io_threads)
-    assert.equals(16, cfg.backend_conns)
   end)
 
   local bad = {
@@ -66,7 +63,7 @@ redis_password = "kvstore123"
     { 'namespace = "t"\nredis_password = 123', "'redis_password'" },
     { 'namespace = "t"\nlog_level = "verbose"', "'log_level'" },
     { 'namespace = "t"\npolicy = ""', "'policy'" },
-    { 'namespace = "t"\nbackend_conns = 17', "'backend_conns'" },
+    { 'namespace = "t"\nbackend_conns = 2', "unknown config key 'backend_conns'" },
   }
   for _, c in ipairs(bad) do
     it("rejects: " .. c[1]:gsub("\n", " | "), function()
