@@ -560,24 +560,60 @@ static int l_getpid(lua_State *L)
     return 1;
 }
 
+static int ready_fd = -1; /* write end of the daemon readiness pipe */
+static int l_daemon_ready(lua_State *L);
+
 static int l_exit(lua_State *L)
 {
+    int code = luaL_optint(L, 1, 0);
+    if (ready_fd >= 0) {
+        /* exiting before ready: tell the waiting parent */
+        lua_settop(L, 0);
+        lua_pushboolean(L, code == 0);
+        lua_pushfstring(L, "exited with status %d before it was ready (see its log)", code);
+        l_daemon_ready(L);
+    }
     fflush(stdout);
     fflush(stderr);
-    _exit(luaL_optint(L, 1, 0));
+    _exit(code);
     return 0;
 }
 
 /* Detach from the terminal; the child writes pidfile. Must run before any
- * thread is started. */
+ * thread is started. The parent stays until the child reports readiness
+ * (core.daemon_ready) so that `kvp -d` exits non-zero, with the reason on
+ * stderr, when the daemon cannot start. */
 static int l_daemonize(lua_State *L)
 {
     const char *pidfile = luaL_optstring(L, 1, NULL);
+    int p[2];
+    if (pipe(p) != 0)
+        return push_errno(L, "cannot create pipe", "");
     pid_t pid = fork();
     if (pid < 0)
         return push_errno(L, "cannot fork", "");
-    if (pid > 0)
-        _exit(0);
+    if (pid > 0) {
+        close(p[1]);
+        char msg[1024];
+        size_t n = 0;
+        ssize_t r;
+        while (n < sizeof(msg) - 1 && (r = read(p[0], msg + n, sizeof(msg) - 1 - n)) != 0) {
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                break;
+            }
+            n += (size_t)r;
+        }
+        msg[n] = 0;
+        if (n >= 2 && memcmp(msg, "ok", 2) == 0)
+            _exit(0);
+        fprintf(stderr, "%s\n", n ? msg : "the daemon exited during start (see its log)");
+        _exit(1);
+    }
+    close(p[0]);
+    ready_fd = p[1];
+    fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
     setsid();
     int fd = open("/dev/null", O_RDWR);
     if (fd >= 0) {
@@ -597,6 +633,20 @@ static int l_daemonize(lua_State *L)
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* core.daemon_ready(true) or core.daemon_ready(false, "why"): releases the
+ * waiting parent of a daemon (no-op when not daemonized or already done). */
+static int l_daemon_ready(lua_State *L)
+{
+    if (ready_fd < 0)
+        return 0;
+    const char *msg = lua_toboolean(L, 1) ? "ok" : luaL_optstring(L, 2, "failed to start");
+    ssize_t w = write(ready_fd, msg, strlen(msg));
+    (void)w;
+    close(ready_fd);
+    ready_fd = -1;
+    return 0;
 }
 
 static int l_isatty(lua_State *L)
@@ -629,6 +679,7 @@ int luaopen_kv_core(lua_State *L)
         {"list_dir", l_list_dir},   {"mkdir", l_mkdir},
         {"is_file", l_is_file},     {"getpid", l_getpid},
         {"exit", l_exit},           {"daemonize", l_daemonize},
+        {"daemon_ready", l_daemon_ready},
         {"isatty", l_isatty},       {"hostname", l_hostname},
         {NULL, NULL}};
     lua_newtable(L);

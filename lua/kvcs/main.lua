@@ -72,7 +72,10 @@ function M.main(arg)
   local hhost, hport = loop.split_addr(cfg.http_listen)
   local hok, herr = httpd.serve(hhost, hport, api.routes(cs),
     { token = function() return cfg.admin_token end })
-  if not hok then return fail("http_listen: " .. tostring(herr)) end
+  if not hok then
+    core.daemon_ready(false, "kvcs: http_listen: " .. tostring(herr))
+    return fail("http_listen: " .. tostring(herr))
+  end
   local ok, lerr2 = listen("proxy_listen", cfg.proxy_listen, function(sock) peers.serve_proxy(cs, sock) end)
   if not ok then return fail(lerr2) end
   ok, lerr2 = listen("cs_listen", cfg.cs_listen, function(sock) peers.serve_slave(cs, sock) end)
@@ -85,6 +88,7 @@ function M.main(arg)
   log.info("kvcs %s started as %s: http %s, proxies %s, sync %s, %d namespaces, cluster_type %s",
     core.VERSION, cs.is_master and "master" or ("slave of " .. cfg.master_cs), cfg.http_listen,
     cfg.proxy_listen, cfg.cs_listen, #store.list(st), cfg.cluster_type)
+  core.daemon_ready(true)
   if not cs.is_master then slave.start(cs) end
   loop.every(1, function() peers.heartbeat(cs) end)
   loop.on_signal(function(signo)

@@ -8,9 +8,13 @@
 -- reachable the data path keeps its last table; the link retries in the
 -- background, the master first, then the slave.
 --
--- Wire (RESP): proxy -> cs commands
+-- While attached to the slave, the master is probed every PROBE seconds and
+-- the link moves back to it as soon as it answers.
+--
+-- Wire (RESP): proxy -> cs commands, answered in order
 --   REGISTER <ns> <listen_addr> <proxy_id>  -> bulk: table JSON | -ERR ...
 --   PING -> +PONG      ACK <ns> <version> -> +OK
+--   PATTERN ADD|DEL <ns> <pattern> -> +OK | -ERR <code> <message>
 -- cs -> proxy pushes: arrays whose first element is "push":
 --   push table <json> | push ping | push del_namespace <ns>
 local loop = require "kv.loop"
@@ -22,6 +26,8 @@ local M = {}
 
 local HEARTBEAT = 1
 local DEAD_AFTER = 5
+local PROBE = 2
+local REQUEST_TIMEOUT = 5
 
 -- What the data path needs from a btable: servers and 1-based owners.
 function M.flatten(t)
@@ -83,20 +89,50 @@ local function session(state, addr)
       return v, sock.pos
     end, DEAD_AFTER)
   end
-  sock:send(resp.encode("REGISTER", state.namespace, state.listen, state.proxy_id))
+  -- every command sent gets a slot; a reply fills the oldest one
+  local waiting = {}
+  state.waiting = waiting
+  local function send(waiter, ...)
+    waiting[#waiting + 1] = waiter or false
+    return sock:send(resp.encode(...))
+  end
+  state.send = send
+  send(false, "REGISTER", state.namespace, state.listen, state.proxy_id)
   local registered = false
   local alive = true
+  local switch_to_master = false
   loop.spawn(function()
     while alive do
       loop.sleep(HEARTBEAT)
-      if alive and registered then sock:send(resp.encode("PING")) end
+      if alive and registered then send(false, "PING") end
     end
   end)
+  if addr ~= state.servers[1] then
+    -- on the slave: go back to the master as soon as it answers
+    loop.spawn(function()
+      local mhost, mport = loop.split_addr(state.servers[1])
+      while alive do
+        loop.sleep(PROBE)
+        if not alive then break end
+        local probe = loop.connect(mhost, mport, 1)
+        if probe then
+          probe:close()
+          if alive then
+            switch_to_master = true
+            log.info("master config server %s answers again: leaving the slave %s", state.servers[1], addr)
+            sock:close()
+          end
+          break
+        end
+      end
+    end)
+  end
   local reason
   while true do
     local v, rerr = next_value()
     if v == nil then
       reason = rerr == "timeout" and ("no heartbeat for " .. DEAD_AFTER .. " s") or rerr
+      if switch_to_master then reason = "switching to the master" end
       break
     end
     if is_push(v) then
@@ -107,28 +143,34 @@ local function session(state, addr)
         state.on_deleted()
       end
     elseif not registered then
-      if type(v) == "string" then
-        registered = true
-        state.connected_to = addr
-        log.info("registered with config server %s as %s", addr, state.listen)
-        M.apply(state, v)
-      else
+      table.remove(waiting, 1)
+      if type(v) ~= "string" then
         local msg = type(v) == "table" and v.err or tostring(v)
-        alive = false
-        sock:close()
-        if msg and msg:find("no such namespace", 1, true) then
+        reason = "registration refused: " .. tostring(msg)
+        -- only the master's word is final: a slave may not be synced yet
+        if addr == state.servers[1] and msg and msg:find("no such namespace", 1, true) then
           state.on_unknown_namespace(msg)
         end
-        return "registration refused: " .. tostring(msg)
+        break
       end
+      registered = true
+      state.connected_to = addr
+      log.info("registered with config server %s as %s", addr, state.listen)
+      M.apply(state, v)
+    else
+      local waiter = table.remove(waiting, 1)
+      if waiter then waiter(v) end
     end
-    -- other replies (+PONG, +OK) need no action
   end
   alive = false
   sock:close()
   state.sock = nil
+  state.send = nil
   state.connected_to = nil
-  return reason
+  for _, w in ipairs(waiting) do
+    if w then w(nil, "config server link lost") end
+  end
+  return reason, switch_to_master
 end
 
 -- state: { namespace, listen, proxy_id, servers = {master, slave?},
@@ -139,20 +181,44 @@ function M.start(state)
     local i, failures = 1, 0
     while true do
       local addr = state.servers[i]
-      local reason = session(state, addr)
-      failures = failures + 1
-      if failures == 1 or failures % 30 == 0 then
-        log.warn("config server %s: %s; %s", addr, tostring(reason),
-          state.table and ("serving with table v" .. state.table.version) or "no table yet")
+      local reason, to_master = session(state, addr)
+      if to_master then
+        i, failures = 1, 0
+      else
+        failures = failures + 1
+        if failures == 1 or failures % 30 == 0 then
+          log.warn("config server %s: %s; %s", addr, tostring(reason),
+            state.table and ("serving with table v" .. state.table.version) or "no table yet")
+        end
+        if #state.servers > 1 then i = i % #state.servers + 1 end
+        loop.sleep(i == 1 and 1 or 0.2)
       end
-      if #state.servers > 1 then i = i % #state.servers + 1 end
-      loop.sleep(i == 1 and 1 or 0.2)
     end
   end)
 end
 
 function M.ack(state, version)
-  if state.sock then state.sock:send(resp.encode("ACK", state.namespace, tostring(version))) end
+  if state.send then state.send(false, "ACK", state.namespace, tostring(version)) end
+end
+
+-- Send a command and wait for its reply (from a task). -> reply | nil, err
+function M.request(state, ...)
+  if not state.send then return nil, "no config server reachable" end
+  local co = coroutine.running()
+  local done = false
+  local timer
+  state.send(function(v, err)
+    if done then return end
+    done = true
+    loop.cancel(timer)
+    loop.timer(0, function() coroutine.resume(co, v, err) end)
+  end, ...)
+  timer = loop.timer(REQUEST_TIMEOUT, function()
+    if done then return end
+    done = true
+    coroutine.resume(co, nil, "config server did not answer in " .. REQUEST_TIMEOUT .. " s")
+  end)
+  return coroutine.yield()
 end
 
 return M

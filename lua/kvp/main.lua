@@ -12,6 +12,10 @@ local dp = require "kvp.dp"
 
 local M = {}
 
+-- Without a table from a config server within this time, a starting proxy
+-- gives up (TEST_GUIDE "Failures": a new proxy cannot be added).
+M.STARTUP_WAIT = 10
+
 local function fail(msg)
   io.stderr:write("kvp: ", msg, "\n")
   return 1
@@ -59,6 +63,7 @@ function M.main(arg)
   local sok, serr = dp.start()
   if not sok then
     log.error("cannot start: %s", serr)
+    core.daemon_ready(false, "kvp: " .. serr)
     return fail(serr)
   end
   log.info("kvp %s started: namespace %s, listen %s, %d io threads, policy %s (hash %s, tags %s)",
@@ -83,7 +88,20 @@ function M.main(arg)
       core.exit(1)
     end,
   }
+  state.on_table = function()
+    core.daemon_ready(true)
+  end
   cslink.start(state)
+  loop.timer(M.STARTUP_WAIT, function()
+    if state.table then return end
+    local msg = ("kvp: no config server answered for namespace %s (%s) within %d s: "
+      .. "cannot start without a bucket table"):format(cfg.namespace, table.concat(servers, ", "),
+      M.STARTUP_WAIT)
+    log.error("%s", msg)
+    io.stderr:write(msg, "\n")
+    core.daemon_ready(false, msg)
+    core.exit(1)
+  end)
 
   loop.on_signal(function(signo)
     if signo == 1 then return end -- SIGHUP: nothing to reload yet

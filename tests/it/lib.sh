@@ -132,7 +132,9 @@ it_init_table() {
     "http://127.0.0.1:$http/kvstore/cs/init_table" | grep -q '"code":1001'
 }
 
-it_kvp_start() {
+# it_kvp_conf NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra conf lines]: write the
+# config (once) and set <NAME>_PORT and <NAME>_HTTP.
+it_kvp_conf() {
   local name=$1 ns=$2 cs=$3 slave=${4:-} extra=${5:-}
   local dir=$IT_DIR/$name
   mkdir -p "$dir"
@@ -152,11 +154,20 @@ log_level = "debug"
 $extra
 EOC
   fi
-  local p
+  local p h
   p=$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
-  eval "${name}_PORT=$p"
+  h=$(sed -n 's/^http_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
+  eval "${name}_PORT=$p ${name}_HTTP=$h"
+}
+
+# it_kvp_start NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra]: start as a daemon;
+# returns once it has its first table (kvp -d waits for that).
+it_kvp_start() {
+  it_kvp_conf "$@"
+  local name=$1 dir=$IT_DIR/$1 port
+  eval "port=\$${name}_PORT"
   "$IT_BIN/kvp" -c "$dir/kvp.conf" -d || { echo "kvp $name did not start"; return 1; }
-  it_wait 10 sh -c "redis-cli -p $p ping | grep -Eq 'PONG|NOAUTH'" || { echo "kvp $name does not answer"; return 1; }
+  it_wait 10 sh -c "redis-cli -p $port ping | grep -Eq 'PONG|NOAUTH'" || { echo "kvp $name does not answer"; return 1; }
 }
 
 # A data command answers (the proxy has its table).
