@@ -44,6 +44,10 @@ M.list = {
   { code = 1017, name = "BAD_CONFIG_VALUE",   status = 400, msg = "invalid config value" },
   { code = 1018, name = "TABLE_CHANGE_FAILED", status = 409, msg = "table change not possible" },
   { code = 1019, name = "INTERNAL",           status = 500, msg = "internal error" },
+  { code = 1020, name = "NO_PROXY",           status = 404, msg = "no such proxy" },
+  { code = 1021, name = "CS_UNREACHABLE",     status = 503, msg = "config server unreachable" },
+  { code = 1022, name = "NO_PATTERN",         status = 404, msg = "no such pattern" },
+  { code = 1023, name = "PATTERN_EXISTS",     status = 409, msg = "pattern already exists" },
 }
 
 M.by_code = {}

@@ -115,6 +115,56 @@ function M.replace_server(cs, body)
   return commit(cs, nt)
 end
 
+-- Key-rewrite patterns belong to the namespace's table (SPEC §4): a change
+-- bumps the version, is persisted and pushed like any table change. Called
+-- by proxies over the control link (PATTERN ADD|DEL ns pattern).
+function M.change_pattern(cs, ns, op, pattern)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  local t, code, msg = need_namespace(cs, { namespace = ns })
+  if not t then return code, msg end
+  if type(pattern) ~= "string" or pattern == "" then
+    return codes.BAD_PARAM, "pattern (a non-empty string) is required"
+  end
+  local nt, err
+  if op == "ADD" then
+    for _, p in ipairs(t.patterns) do
+      if p == pattern then return codes.PATTERN_EXISTS, ("pattern '%s' already exists"):format(pattern) end
+    end
+    nt, err = btable.add_pattern(t, pattern)
+  elseif op == "DEL" then
+    local found = false
+    for _, p in ipairs(t.patterns) do found = found or p == pattern end
+    if not found then return codes.NO_PATTERN, ("no such pattern '%s'"):format(pattern) end
+    nt, err = btable.del_pattern(t, pattern)
+  else
+    return codes.BAD_PARAM, "pattern operation must be ADD or DEL"
+  end
+  if not nt then return codes.BAD_PARAM, err end
+  return commit(cs, nt)
+end
+
+-- Forget a proxy that is gone for good (DESIGN §4: known proxies that are
+-- unreachable block bucket moves until they return or are removed).
+function M.remove_proxy(cs, body)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  local who = body.proxy
+  if type(who) ~= "string" or who == "" then
+    return codes.BAD_PARAM, "proxy (its id or listen address, as proxy_info shows) is required"
+  end
+  local ok, err = cs.forget_proxy(t.namespace, who)
+  if not ok then
+    if err == "connected" then
+      return codes.TABLE_CHANGE_FAILED, ("proxy '%s' is connected; stop it first"):format(who)
+    end
+    return codes.NO_PROXY, ("no known proxy '%s' in '%s'"):format(who, t.namespace)
+  end
+  return codes.OK, "OK"
+end
+
 function M.get_config(cs)
   return codes.OK, "OK", { data = { support_ha = cs.support_ha, is_master = cs.is_master,
                                     cluster_type = cs.cfg.cluster_type } }
@@ -147,6 +197,7 @@ function M.routes(cs)
     ["/kvstore/cs/proxy_info"] = { fn = h(M.proxy_info) },
     ["/kvstore/cs/replace_server"] = { fn = h(M.replace_server), change = true },
     ["/kvstore/cs/get_config"] = { fn = h(M.get_config) },
+    ["/kvstore/cs/remove_proxy"] = { fn = h(M.remove_proxy), change = true },
     ["/kvstore/cs/set_config"] = { fn = h(M.set_config), change = true },
   }
 end

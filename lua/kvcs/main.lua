@@ -12,6 +12,8 @@ local store = require "kvcs.store"
 local peers = require "kvcs.peers"
 local api = require "kvcs.api"
 local slave = require "kvcs.slave"
+local metrics = require "kvcs.metrics"
+local prom = require "kv.prom"
 
 local M = {}
 
@@ -59,6 +61,8 @@ function M.main(arg)
   cs.publish = function(t) peers.publish(cs, t) end
   cs.publish_delete = function(ns) peers.publish_delete(cs, ns) end
   cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end
+  cs.forget_proxy = function(ns, who) return peers.forget_proxy(cs, ns, who) end
+  cs.started = core.wall()
   cs.save_config = function(changes)
     local f, ferr = io.open(opts.config, "rb")
     if not f then return nil, ferr end
@@ -70,7 +74,11 @@ function M.main(arg)
   end
 
   local hhost, hport = loop.split_addr(cfg.http_listen)
-  local hok, herr = httpd.serve(hhost, hport, api.routes(cs),
+  local routes = api.routes(cs)
+  routes["/metrics"] = { raw = function()
+    return 200, metrics.text(cs), prom.CONTENT_TYPE
+  end }
+  local hok, herr = httpd.serve(hhost, hport, routes,
     { token = function() return cfg.admin_token end })
   if not hok then
     core.daemon_ready(false, "kvcs: http_listen: " .. tostring(herr))

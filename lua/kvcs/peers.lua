@@ -3,6 +3,7 @@
 --
 -- Proxy commands:  REGISTER ns listen_addr proxy_id -> bulk table JSON
 --                  PING -> +PONG;  ACK ns version -> +OK
+--                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
 -- Slave commands:  SYNC slave_addr -> array {"snapshot", json, json, ...}
 --                  PING -> +PONG
 -- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
@@ -12,13 +13,31 @@ local resp = require "kv.resp"
 local btable = require "kv.btable"
 local log = require "kv.log"
 local store = require "kvcs.store"
+local api = require "kvcs.api"
+local codes = require "kv.codes"
 
 local M = {}
 
 local DEAD_AFTER = 5
 
+-- proxies[ns][sock] = the connected proxies; known[ns][id] = every proxy
+-- that registered and was not removed (online or not).
 function M.new()
-  return { proxies = {}, slaves = {}, seq = 0 }
+  return { proxies = {}, slaves = {}, known = {}, seq = 0 }
+end
+
+-- Drop a known, disconnected proxy (by id or listen address).
+function M.forget_proxy(cs, ns, who)
+  local known = cs.peers.known[ns] or {}
+  for id, k in pairs(known) do
+    if id == who or k.listen == who then
+      if k.online then return nil, "connected" end
+      known[id] = nil
+      log.info("proxy %s (%s) of %s removed by the operator", k.listen, id, ns)
+      return true
+    end
+  end
+  return nil, "unknown"
 end
 
 local function push(sock, ...)
@@ -82,6 +101,8 @@ function M.serve_proxy(cs, sock)
                   seq = cs.peers.seq }
         cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
         cs.peers.proxies[ns][sock] = entry
+        cs.peers.known[ns] = cs.peers.known[ns] or {}
+        cs.peers.known[ns][entry.id] = { listen = entry.listen, id = entry.id, online = true }
         sock:send(resp.encode_reply(btable.encode(t)))
         log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
           sock.peer, entry.id, ns, t.version)
@@ -89,12 +110,22 @@ function M.serve_proxy(cs, sock)
     elseif name == "ACK" and cmd.n == 3 and entry then
       entry.acked = tonumber(cmd[3])
       reply(sock, resp.status("OK"))
+    elseif name == "PATTERN" and cmd.n == 4 and entry then
+      local code, msg = api.change_pattern(cs, cmd[3], tostring(cmd[2]):upper(), cmd[4])
+      if code == codes.OK then
+        log.info("pattern %s %s on %s (asked by proxy %s)", tostring(cmd[2]):upper(), cmd[4], cmd[3], entry.listen)
+        reply(sock, resp.status("OK"))
+      else
+        reply(sock, resp.error(("ERR %d %s"):format(code, msg)))
+      end
     else
       reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
     end
   end
   if entry then
     cs.peers.proxies[entry.ns][sock] = nil
+    local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
+    if k then k.online = false end
     log.info("proxy %s (%s) of %s left: %s", entry.listen, sock.peer, entry.ns, tostring(why))
   end
   sock:close()

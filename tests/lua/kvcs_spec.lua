@@ -195,3 +195,61 @@ describe("kvcs.api", function()
     assert.same({ support_ha = false, is_master = true, cluster_type = "data_store" }, data.data)
   end)
 end)
+
+describe("kvcs patterns, remove_proxy, metrics", function()
+  local metrics = require "kvcs.metrics"
+
+  it("a pattern change bumps the version, persists and publishes", function()
+    local cs, fs = new_cs()
+    init(cs)
+    assert.equal(codes.OK, (api.change_pattern(cs, "test", "ADD", "aa*")))
+    local t = store.get(cs.store, "test")
+    assert.equal(2, t.version)
+    assert.same({ "aa*" }, t.patterns)
+    assert.truthy(fs.files["/t/test"]:find('"patterns":["aa*"]', 1, true))
+    assert.equal(2, #cs.published)
+    assert.equal(codes.PATTERN_EXISTS, (api.change_pattern(cs, "test", "ADD", "aa*")))
+    assert.equal(codes.OK, (api.change_pattern(cs, "test", "DEL", "aa*")))
+    assert.equal(codes.NO_PATTERN, (api.change_pattern(cs, "test", "DEL", "aa*")))
+    assert.equal(codes.NO_NAMESPACE, (api.change_pattern(cs, "nope", "ADD", "x")))
+    assert.equal(codes.BAD_PARAM, (api.change_pattern(cs, "test", "ADD", "")))
+    assert.equal(3, store.get(cs.store, "test").version)
+    local slave = new_cs({ slave = true })
+    assert.equal(codes.NOT_MASTER, (api.change_pattern(slave, "test", "ADD", "x")))
+  end)
+
+  it("remove_proxy forgets a disconnected proxy only", function()
+    local cs = new_cs()
+    init(cs)
+    local known = { ["id-1"] = { listen = "0.0.0.0:7400", online = false },
+                    ["id-2"] = { listen = "0.0.0.0:7401", online = true } }
+    cs.forget_proxy = function(_, who)
+      for id, k in pairs(known) do
+        if id == who or k.listen == who then
+          if k.online then return nil, "connected" end
+          known[id] = nil
+          return true
+        end
+      end
+      return nil, "unknown"
+    end
+    assert.equal(codes.OK, (api.remove_proxy(cs, { namespace = "test", proxy = "0.0.0.0:7400" })))
+    assert.is_nil(known["id-1"])
+    assert.equal(codes.TABLE_CHANGE_FAILED, (api.remove_proxy(cs, { namespace = "test", proxy = "id-2" })))
+    assert.equal(codes.NO_PROXY, (api.remove_proxy(cs, { namespace = "test", proxy = "id-9" })))
+    assert.equal(codes.BAD_PARAM, (api.remove_proxy(cs, { namespace = "test" })))
+  end)
+
+  it("metrics describe every namespace", function()
+    local cs = new_cs()
+    init(cs)
+    cs.peers = { slaves = {}, proxies = { test = { a = 1 } }, known = { test = { x = 1, y = 2 } } }
+    cs.started = 100
+    local text = metrics.text(cs, 160)
+    assert.truthy(text:find('kvcs_table_version{namespace="test"} 1', 1, true))
+    assert.truthy(text:find('kvcs_proxies_connected{namespace="test"} 1', 1, true))
+    assert.truthy(text:find('kvcs_proxies_known{namespace="test"} 2', 1, true))
+    assert.truthy(text:find("kvcs_uptime_seconds 60", 1, true))
+    assert.truthy(text:find("kvcs_is_master 1", 1, true))
+  end)
+end)

@@ -1,0 +1,40 @@
+-- kvcs.metrics: the config server's /metrics (Prometheus text).
+local prom = require "kv.prom"
+local btable = require "kv.btable"
+local store = require "kvcs.store"
+
+local M = {}
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t or {}) do n = n + 1 end
+  return n
+end
+
+function M.text(cs, now)
+  local m = prom.new()
+  m:add("kvcs_is_master", "gauge", "1 on the master config server, 0 on a slave", cs.is_master)
+  m:add("kvcs_support_ha", "gauge", "1 when automatic fail-over is on", cs.support_ha)
+  m:add("kvcs_uptime_seconds", "gauge", "Seconds since the config server started",
+    math.floor((now or os.time()) - (cs.started or os.time())))
+  local names = store.list(cs.store)
+  m:add("kvcs_namespaces", "gauge", "Namespaces with a table", #names)
+  m:add("kvcs_slaves_connected", "gauge", "Slave config servers connected to this one",
+    count(cs.peers and cs.peers.slaves))
+  for _, ns in ipairs(names) do
+    local t = store.get(cs.store, ns)
+    local l = { namespace = ns }
+    m:add("kvcs_table_version", "gauge", "Version of the namespace's bucket table", t.version, l)
+    m:add("kvcs_table_buckets", "gauge", "Buckets of the namespace", t.bucket_count, l)
+    m:add("kvcs_table_masters", "gauge", "Redis masters owning buckets", #btable.servers(t), l)
+    m:add("kvcs_table_migrating_buckets", "gauge", "Buckets being migrated", count(t.migrating), l)
+    m:add("kvcs_table_patterns", "gauge", "Key-rewrite patterns", #t.patterns, l)
+    m:add("kvcs_proxies_connected", "gauge", "Proxies of the namespace connected now",
+      count(cs.peers and cs.peers.proxies[ns]), l)
+    m:add("kvcs_proxies_known", "gauge", "Proxies that registered and were not removed",
+      count(cs.peers and cs.peers.known[ns]), l)
+  end
+  return m:text()
+end
+
+return M
