@@ -1,0 +1,59 @@
+/* SHA-1 vectors (FIPS 180 examples, and the old kvstore's key rewrite) and
+ * glob matching with Redis's rules. */
+#include "../../c/core/glob.h"
+#include "../../c/core/hash.h"
+#include "../../c/core/sha1.h"
+#include "tap.h"
+#include <string.h>
+
+static void sha(const char *in, size_t n, const char *want)
+{
+    char hex[41];
+    kv_sha1_hex(in, n, hex);
+    hex[40] = 0;
+    TAP_CHECK(strcmp(hex, want) == 0, "sha1 of %zu bytes = %s (got %s)", n, want, hex);
+}
+
+static void glob(const char *p, const char *s, int want)
+{
+    TAP_CHECK(kv_glob_match(p, strlen(p), s, strlen(s)) == want, "'%s' %s '%s'", p,
+              want ? "matches" : "does not match", s);
+}
+
+int main(void)
+{
+    sha("abc", 3, "a9993e364706816aba3e25717850c26c9cd0d89d");
+    sha("", 0, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+    sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+        "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+    char a64[64];
+    memset(a64, 'a', 64);
+    sha(a64, 64, "0098ba824b5c16427bd7a1122a5a442a25ec644d");
+    sha(a64, 55, "c1c8bbdc22796e28c0e15163d20899b65621d65a");
+    /* the old kvstore's example: aaa -> 520_7e240de74fb1ed08fa08d38063f6a6a91462a815 (1023 buckets) */
+    sha("aaa", 3, "7e240de74fb1ed08fa08d38063f6a6a91462a815");
+    TAP_CHECK(kv_hash_murmur2_kvstore("7e240de74fb1ed08fa08d38063f6a6a91462a815", 40) % 1023 == 520,
+              "bucket of sha1(aaa) with 1023 buckets is 520");
+
+    glob("aa*", "aaa", 1);
+    glob("aa*", "aa", 1);
+    glob("aa*", "bbb", 0);
+    glob("aa*", "Aaa", 0);
+    glob("*", "", 1);
+    glob("h?llo", "hello", 1);
+    glob("h?llo", "hllo", 0);
+    glob("h[ae]llo", "hallo", 1);
+    glob("h[ae]llo", "hillo", 0);
+    glob("h[^e]llo", "hallo", 1);
+    glob("h[^e]llo", "hello", 0);
+    glob("h[a-b]llo", "hbllo", 1);
+    glob("h[b-a]llo", "hallo", 1);
+    glob("h\\*llo", "h*llo", 1);
+    glob("h\\*llo", "hello", 0);
+    glob("*a*b*c*", "xxaxxbxxcxx", 1);
+    glob("*a*b*c*", "xxaxxcxxbxx", 0);
+    glob("a*b", "aXbXb", 1);
+    glob("[\\]]x", "]x", 1);
+    glob("**********************************z", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0);
+    return tap_done();
+}
