@@ -4,13 +4,19 @@
 # $KV_HOME (or anywhere) against a cluster started by kv_store.sh.
 # Destructive at the end (replace_server, del_namespace): restart the cluster
 # afterwards with `./kv_store.sh stop; ./kv_store.sh start`.
-# Ports: CS_HTTP (7000), PROXY_HTTP (7500), PROXY_PORT (7400) may be overridden.
+# Overridable (the integration test runs this script on free ports): CS_HTTP
+# (7000), PROXY_HTTP (7500), PROXY_PORT (7400), PROXY_LISTEN (0.0.0.0:7400, as
+# proxy_info shows it), OLD_ADDR/NEW_ADDR of replace_server (6373 -> 6374),
+# KV_HOME (where cs1/ and proxy/ are).
 source "$(dirname "$(readlink -f "$0")")/lib/common.sh"
 CS="http://127.0.0.1:${CS_HTTP:-7000}/kvstore/cs"
 PX="http://127.0.0.1:${PROXY_HTTP:-7500}/kvstore/proxy"
 PORT=${PROXY_PORT:-7400}
 HOME_DIR=${KV_HOME:-$KV_ROOT/run}
 TABLE_FILE="$HOME_DIR/cs1/table/test"
+LISTEN=${PROXY_LISTEN:-0.0.0.0:7400}
+OLD=${OLD_ADDR:-127.0.0.1:6373}
+NEW=${NEW_ADDR:-127.0.0.1:6374}
 failed=0
 
 J() { luajit "$KV_ROOT/scripts/lib/json.lua" "$1"; }
@@ -45,13 +51,14 @@ step "5.5 bucket_table matches cs1/table/test" "$file_view" \
   "$(echo "$out" | J '{table = j.table, version = j.version, migrating_bucket_id = j.migrating_bucket_id, migrating_server_addr = j.migrating_server_addr}')"
 
 out=$(curl -s -d '{"namespace": "test"}' "$CS/proxy_info")
-step "5.6 proxy_info" '[{"info":"0.0.0.0:7400","state":"ONLINE"}]' \
+step "5.6 proxy_info" "[{\"info\":\"$LISTEN\",\"state\":\"ONLINE\"}]" \
   "$(echo "$out" | J '(function() local r = {} for i, p in ipairs(j.proxy_info) do r[i] = {info = p.info, state = p.state} end return setmetatable(r, {__jsontype = "array"}) end)()')"
 
-out=$(curl -s -d '{"namespace": "test", "old_addr":"127.0.0.1:6373", "new_addr":"127.0.0.1:6374"}' "$CS/replace_server")
-step "5.7 replace_server 6373 -> 6374" "1001" "$(echo "$out" | J 'j.code')"
-step "5.7 cs1/table/test has 6374 where 6373 was" "511 0" \
-  "$(J '#(j.table["127.0.0.1:6374"] or {}) .. " " .. #(j.table["127.0.0.1:6373"] or {})' < "$TABLE_FILE")"
+old_count=$(J "#(j.table[\"$OLD\"] or {})" < "$TABLE_FILE")
+out=$(curl -s -d "{\"namespace\": \"test\", \"old_addr\":\"$OLD\", \"new_addr\":\"$NEW\"}" "$CS/replace_server")
+step "5.7 replace_server $OLD -> $NEW" "1001" "$(echo "$out" | J 'j.code')"
+step "5.7 cs1/table/test has $NEW where $OLD was ($old_count buckets)" "$old_count 0" \
+  "$(J "#(j.table[\"$NEW\"] or {}) .. \" \" .. #(j.table[\"$OLD\"] or {})" < "$TABLE_FILE")"
 
 proxy_pid=$(cat "$HOME_DIR/proxy/kvp.pid" 2>/dev/null)
 out=$(curl -s -d '{"namespace":"test"}' "$CS/del_namespace")

@@ -29,6 +29,7 @@
 
 #define BE_READ_CHUNK (16 * 1024)
 #define BE_IN_MAX (1024UL * 1024 * 1024)
+#define BE_IN_KEEP (64 * 1024) /* reply buffer kept between big replies */
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
 
@@ -92,7 +93,7 @@ static void be_close_fd(kvp_backend *be)
         be->fd = -1;
     }
     kv_buf_consume(&be->in, kv_buf_len(&be->in));
-    kv_buf_shrink(&be->in, 64 * 1024);
+    kv_buf_shrink(&be->in, BE_IN_KEEP);
     kv_reply_scanner_reset(&be->scan);
 }
 
@@ -269,7 +270,7 @@ static void be_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_backend *be = arg;
     KV_UNUSED(what);
-    be->w->now_ms = kvp_now_ms();
+    kvp_worker_clock(be->w);
     if (be->state == KVP_BE_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -291,7 +292,7 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_backend *be = arg;
     kvp_worker *w = be->w;
     KV_UNUSED(what);
-    w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     for (;;) {
         ssize_t n = kv_buf_read_fd(&be->in, fd, BE_READ_CHUNK);
         if (n == 0) {
@@ -347,6 +348,9 @@ out:
 void kvp_backend_tick(kvp_backend *be)
 {
     uint64_t now = be->w->now_ms;
+    /* a big reply (10 MB GET) grew the buffer: give it back once it is empty */
+    if (kv_buf_len(&be->in) == 0)
+        kv_buf_shrink(&be->in, BE_IN_KEEP);
     switch (be->state) {
     case KVP_BE_DOWN:
         if (be->in_table && now >= be->retry_at_ms)

@@ -8,7 +8,9 @@
  *
  * Back-pressure: while `out` holds more than CLIENT_OUT_HIGH bytes or more
  * than CLIENT_MAX_INFLIGHT requests wait, the client is not read; a client
- * whose output passes CLIENT_OUT_MAX is closed (and logged). A protocol error
+ * whose output passes CLIENT_OUT_MAX is closed (and logged). Output counts
+ * the replies already in `out` plus those waiting (held) in requests behind
+ * a slow head, so a stuck first request cannot make them pile up. A protocol error
  * is answered after the replies of the commands before it, then the
  * connection closes. */
 #include "dp.h"
@@ -24,6 +26,7 @@
 
 #define CLIENT_READ_CHUNK (16 * 1024)
 #define CLIENT_IN_MAX (KV_RESP_MAX_BULK + 64 * 1024 * 1024)
+#define CLIENT_IN_KEEP (64 * 1024) /* query buffer kept by an idle client */
 #define CLIENT_OUT_HIGH (4 * 1024 * 1024)
 #define CLIENT_OUT_MAX (512UL * 1024 * 1024)
 #define CLIENT_MAX_INFLIGHT 8192
@@ -58,7 +61,9 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     r->strip_key = 0;
     r->nfrags = (uint16_t)nfrags;
     r->pending = 0;
+    r->held = 0;
     r->start_ms = w->now_ms;
+    r->start_us = w->now_us;
     r->sum = r->sum2 = 0;
     r->nerr = 0;
     r->picks = 0;
@@ -117,6 +122,7 @@ static void client_advance(kvp_client *c)
 {
     kvp_req *r;
     while ((r = c->head) != NULL && r->done) {
+        c->held -= r->held;
         evbuffer_add_buffer(c->out, r->reply);
         c->head = r->next;
         if (c->head == NULL)
@@ -130,9 +136,22 @@ static void client_advance(kvp_client *c)
     kvp_worker_mark_client(c->w, c);
 }
 
+/* Response time of a command that went to a backend, counted once its
+ * reply is complete. */
+static void req_timed(kvp_req *r)
+{
+    kvp_worker *w = r->w;
+    uint64_t rt = w->now_us - r->start_us;
+    kvp_stat_add(&w->st.rt_sum_us, rt);
+    kvp_stat_add(&w->st.rt_count, 1);
+    if (rt > (uint64_t)atomic_load_explicit(&kvp_g.slow_cmd_time_ms, memory_order_relaxed) * 1000)
+        kvp_stat_add(&w->st.slow, 1);
+}
+
 /* The request's final reply is ready in r->reply (or must be built). */
 static void req_complete(kvp_req *r)
 {
+    req_timed(r);
     if (r->merge != KVP_MERGE_NONE)
         kvp_merge_finish(r, r->reply);
     r->done = 1;
@@ -147,12 +166,25 @@ static void req_complete(kvp_req *r)
         client_advance(c);
 }
 
+/* A reply of n bytes stays with r until the requests before it are done. */
+static void req_hold(kvp_req *r, size_t n)
+{
+    kvp_client *c = r->c;
+    if (c == NULL)
+        return;
+    r->held += n;
+    c->held += n;
+    if (c->held > CLIENT_OUT_HIGH)
+        kvp_worker_mark_client(c->w, c); /* its flush checks the bounds */
+}
+
 void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
 {
     if (r->merge == KVP_MERGE_NONE) {
         r->pending--;
         kvp_client *c = r->c;
         if (r->strip_key && n > 0 && p[0] == '*') {
+            req_hold(r, n);
             kvp_reply_strip_key0(p, n, r->reply);
             if (r->pending == 0)
                 req_complete(r);
@@ -160,6 +192,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
         }
         if (c && c->head == r && r->pending == 0) {
             /* fast path: oldest request, reply goes straight out */
+            req_timed(r);
             evbuffer_add(c->out, p, n);
             c->head = r->next;
             if (c->head == NULL)
@@ -172,11 +205,13 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
                 kvp_worker_mark_client(c->w, c);
             return;
         }
+        req_hold(r, n);
         evbuffer_add(r->reply, p, n);
         if (r->pending == 0)
             req_complete(r);
         return;
     }
+    req_hold(r, n);
     kvp_merge_fragment(r, frag, p, n);
     if (--r->pending == 0)
         req_complete(r);
@@ -314,8 +349,8 @@ static void client_close(kvp_client *c)
 
 static void client_update_reading(kvp_client *c)
 {
-    int pause = evbuffer_get_length(c->out) > CLIENT_OUT_HIGH || c->nreq > CLIENT_MAX_INFLIGHT ||
-                c->parked || c->closing;
+    int pause = evbuffer_get_length(c->out) + c->held > CLIENT_OUT_HIGH ||
+                c->nreq > CLIENT_MAX_INFLIGHT || c->parked || c->closing;
     if (pause && !c->read_paused) {
         event_del(c->rev);
         c->read_paused = 1;
@@ -345,13 +380,13 @@ static int client_flush(kvp_client *c)
             break;
     }
     size_t left = evbuffer_get_length(c->out);
+    if (left + c->held > CLIENT_OUT_MAX) {
+        kv_log_warn("closing client %s: output buffer over %lu bytes (slow reader)", c->peer,
+                    CLIENT_OUT_MAX);
+        client_close(c);
+        return -1;
+    }
     if (left > 0) {
-        if (left > CLIENT_OUT_MAX) {
-            kv_log_warn("closing client %s: output buffer over %lu bytes (slow reader)", c->peer,
-                        CLIENT_OUT_MAX);
-            client_close(c);
-            return -1;
-        }
         event_add(c->wev, NULL);
     } else if (c->closing && c->head == NULL) {
         client_close(c);
@@ -377,12 +412,13 @@ void kvp_client_flush_marked(kvp_client *c)
 static void client_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_client *c = arg;
+    kvp_worker *w = c->w; /* client_flush may close and free c */
     KV_UNUSED(fd);
     KV_UNUSED(what);
-    c->w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     if (client_flush(c) == 0)
         client_update_reading(c);
-    kvp_worker_flush(c->w);
+    kvp_worker_flush(w);
 }
 
 /* Parse and dispatch every complete command in the input buffer. */
@@ -397,8 +433,18 @@ static void client_process(kvp_client *c)
         kv_buf_consume(&c->in, c->cmd_len);
     }
     while (!c->closing && !c->dead && kv_buf_len(&c->in) > 0) {
-        if (c->nreq > CLIENT_MAX_INFLIGHT || evbuffer_get_length(c->out) > CLIENT_OUT_HIGH)
+        if (c->nreq > CLIENT_MAX_INFLIGHT ||
+            evbuffer_get_length(c->out) + c->held > CLIENT_OUT_HIGH) {
+            /* Over a bound with commands left in `in`: pause, so that
+             * client_update_reading runs them once under it again, even if
+             * the client sends nothing more (ECHO <5 MB> then PING in one
+             * write used to leave the PING unanswered). */
+            if (!c->read_paused) {
+                event_del(c->rev);
+                c->read_paused = 1;
+            }
             break;
+        }
         size_t consumed = 0;
         int rc = kv_req_parse(&c->parser, kv_buf_rptr(&c->in), kv_buf_len(&c->in), &consumed);
         if (rc == KV_AGAIN)
@@ -447,7 +493,7 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_client *c = arg;
     kvp_worker *w = c->w;
     KV_UNUSED(what);
-    w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     ssize_t n = kv_buf_read_fd(&c->in, fd, CLIENT_READ_CHUNK);
     if (n == 0 || (n < 0 && n != -1) || (n == -1 && errno != EAGAIN && errno != EINTR)) {
         if (n == -2)
@@ -463,18 +509,23 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_worker_flush(w);
 }
 
+/* Once a second: close clients idle past client_timeout, and give back the
+ * query buffer a big request grew (10 MB SET) once the client has been
+ * quiet for a second, as Redis does, so idle connections hold no such
+ * memory. */
 void kvp_client_tick(kvp_worker *w)
 {
     int idle_s = atomic_load_explicit(&kvp_g.client_timeout_s, memory_order_relaxed);
-    if (idle_s <= 0)
-        return;
-    uint64_t limit = (uint64_t)idle_s * 1000;
+    uint64_t limit = idle_s > 0 ? (uint64_t)idle_s * 1000 : 0;
     kvp_client *c = w->clients;
     while (c) {
         kvp_client *next = c->next;
-        if (c->head == NULL && w->now_ms - c->last_active_ms > limit) {
+        uint64_t idle = w->now_ms - c->last_active_ms;
+        if (limit && c->head == NULL && idle > limit) {
             kv_log_debug("closing idle client %s", c->peer);
             client_close(c);
+        } else if (idle >= 1000 && kv_buf_len(&c->in) == 0) {
+            kv_buf_shrink(&c->in, CLIENT_IN_KEEP);
         }
         c = next;
     }

@@ -74,12 +74,26 @@ typedef struct kvp_table {
     uint16_t *owner;               /* bucket -> server index */
     char (*prefix)[8];             /* bucket -> "<bucket>_" */
     uint8_t *prefix_len;
+    int npatterns;                 /* key-rewrite globs (SPEC §4) */
+    char **patterns;
+    size_t *pattern_len;
 } kvp_table;
 
 kvp_table *kvp_table_new(uint32_t bucket_count, int nservers);
 void kvp_table_ref(kvp_table *t);
 void kvp_table_unref(kvp_table *t);
 uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len);
+int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, int n);
+
+/* Where a client key goes: its bucket and the bytes stored after the
+ * "<bucket>_" prefix -- the key itself, or the SHA-1 hex of the key when a
+ * key-rewrite pattern matches it (then hex holds the bytes). */
+typedef struct kvp_rkey {
+    uint32_t bucket;
+    const char *p;
+    size_t len;
+} kvp_rkey;
+void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *out, char hex[40]);
 
 struct kvp_worker;
 struct kvp_client;
@@ -100,7 +114,9 @@ typedef struct kvp_req {
     uint8_t strip_key;         /* reply element 0 names a key: drop our prefix */
     uint16_t nfrags;
     int pending;               /* fragments (plus set-up guard) outstanding */
+    size_t held;               /* reply bytes counted in c->held for this request */
     uint64_t start_ms;
+    uint64_t start_us;         /* for the response time */
     /* merge state */
     long long sum;
     long long sum2;
@@ -158,6 +174,7 @@ typedef struct kvp_client {
     struct evbuffer *out;
     kvp_req *head, *tail;
     int nreq;
+    size_t held;               /* reply bytes waiting in requests behind the head */
     uint64_t id;
     uint64_t last_active_ms;
     char *name;
@@ -179,6 +196,22 @@ typedef struct kvp_msg {
 } kvp_msg;
 
 enum { KVP_MSG_TABLE = 1, KVP_MSG_STOP };
+
+/* A worker's counters. Only the worker writes them (a plain load+store,
+ * no lock, no atomic read-modify-write); the control thread sums all
+ * workers' on read (dp.stats), so counting costs no lock and no Lua call. */
+typedef struct kvp_wstats {
+    _Atomic uint64_t total;     /* commands executed for clients */
+    _Atomic uint64_t slow;      /* ... slower than slow_cmd_time */
+    _Atomic uint64_t rt_sum_us; /* response times of forwarded commands */
+    _Atomic uint64_t rt_count;
+    _Atomic uint64_t *cmd;      /* per command table id */
+} kvp_wstats;
+
+static inline void kvp_stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
 
 typedef struct kvp_worker {
     int idx;
@@ -210,14 +243,17 @@ typedef struct kvp_worker {
     kvp_req *free_reqs;
     int nfree_reqs;
 
-    uint64_t now_ms;
+    uint64_t now_ms;           /* clock read once per event (kvp_worker_clock) */
+    uint64_t now_us;
+    kvp_wstats st;
     uint64_t qps_sec;
     int qps_count;
 
     /* scratch for routing multi-key commands */
     int *s_keys;
-    uint32_t *s_bucket;
     int *s_server;
+    kvp_rkey *s_rkey;
+    char (*s_hex)[40];
     int s_cap;
 } kvp_worker;
 
@@ -230,6 +266,9 @@ void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be);
 void kvp_worker_flush(kvp_worker *w);
 void kvp_worker_park(kvp_worker *w, kvp_client *c);
 uint64_t kvp_now_ms(void);
+void kvp_worker_clock(kvp_worker *w);
+int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_t *rt_count,
+                      uint64_t *cmd, int ncmd);
 
 /* client.c */
 void kvp_client_accept(kvp_worker *w, int fd, const char *peer);

@@ -5,8 +5,10 @@
  *                client_password=}                           -> true | nil, err
  *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
  *   dp.start()                                                -> true | nil, err
- *   dp.set_table(version, bucket_count, servers, owners)      -> true | nil, err
- *       servers: {"ip:port", ...}; owners[b + 1] = 1-based index into servers
+ *   dp.set_table(version, bucket_count, servers, owners, patterns) -> true | nil, err
+ *       servers: {"ip:port", ...}; owners[b + 1] = 1-based index into servers;
+ *       patterns: key-rewrite globs (optional)
+ *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
  *   dp.client_count()                                         -> n
  *
  * Lua validates (kvp/conf.lua, kv/btable.lua); C checks again what would
@@ -174,9 +176,68 @@ static int l_set_table(lua_State *L)
         }
         t->owner[b] = (uint16_t)(s - 1);
     }
+    if (lua_istable(L, 5)) {
+        int np = (int)lua_objlen(L, 5);
+        const char *pats[256];
+        size_t lens[256];
+        if (np > 256) {
+            kvp_table_unref(t);
+            return fail(L, "too many key-rewrite patterns (at most 256)");
+        }
+        for (int i = 0; i < np; i++) {
+            lua_rawgeti(L, 5, i + 1);
+            pats[i] = lua_tolstring(L, -1, &lens[i]);
+            lua_pop(L, 1); /* the string stays referenced by the Lua table */
+            if (pats[i] == NULL) {
+                kvp_table_unref(t);
+                return fail(L, "a pattern is not a string");
+            }
+        }
+        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK) {
+            kvp_table_unref(t);
+            return fail(L, "out of memory");
+        }
+    }
     kvp_workers_post_table(t);
     kvp_table_unref(t);
     lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stats(lua_State *L)
+{
+    int n = kvp_cmd_count();
+    uint64_t *cmd = calloc((size_t)n, sizeof(uint64_t));
+    if (cmd == NULL)
+        return luaL_error(L, "out of memory");
+    uint64_t total, slow, rt_sum, rt_count;
+    kvp_workers_stats(&total, &slow, &rt_sum, &rt_count, cmd, n);
+    lua_createtable(L, 0, 6);
+    lua_pushnumber(L, (lua_Number)total);
+    lua_setfield(L, -2, "total");
+    lua_pushnumber(L, (lua_Number)slow);
+    lua_setfield(L, -2, "slow");
+    lua_pushnumber(L, (lua_Number)rt_sum);
+    lua_setfield(L, -2, "rt_sum_us");
+    lua_pushnumber(L, (lua_Number)rt_count);
+    lua_setfield(L, -2, "rt_count");
+    lua_pushinteger(L, atomic_load(&kvp_g.client_count));
+    lua_setfield(L, -2, "clients");
+    lua_newtable(L);
+    for (int i = 0; i < n; i++) {
+        if (cmd[i] == 0)
+            continue;
+        const kvp_cmd *c = kvp_cmd_at(i);
+        char upper[64];
+        size_t k = 0;
+        for (; c->name[k] && k < sizeof(upper) - 1; k++)
+            upper[k] = (char)(c->name[k] >= 'a' && c->name[k] <= 'z' ? c->name[k] - 32 : c->name[k]);
+        upper[k] = 0;
+        lua_pushnumber(L, (lua_Number)cmd[i]);
+        lua_setfield(L, -2, upper);
+    }
+    lua_setfield(L, -2, "cmds");
+    free(cmd);
     return 1;
 }
 
@@ -190,7 +251,8 @@ static int luaopen_kvp_dp(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"configure", l_configure},     {"set_policy", l_set_policy},
                                    {"start", l_start},             {"set_table", l_set_table},
-                                   {"client_count", l_client_count}, {NULL, NULL}};
+                                   {"client_count", l_client_count}, {"stats", l_stats},
+                                   {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
     return 1;

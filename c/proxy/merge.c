@@ -58,10 +58,11 @@ static void info_accumulate(kvp_req *r, const char *text, size_t len)
             nl = end;
         if (line + 3 < nl && line[0] == 'd' && line[1] == 'b') {
             const char *k = memchr(line, ':', (size_t)(nl - line));
-            if (k && strncmp(k + 1, "keys=", 5) == 0) {
+            if (k && nl - k > 6 && memcmp(k + 1, "keys=", 5) == 0) {
                 r->sum += strtoll(k + 6, NULL, 10);
-                const char *e = strstr(k, "expires=");
-                if (e && e < nl)
+                /* memmem: the reply is not NUL-terminated */
+                const char *e = memmem(k, (size_t)(nl - k), "expires=", 8);
+                if (e)
                     r->sum2 += strtoll(e + 8, NULL, 10);
             }
         } else if (kv_buf_len(&r->pick) == 0 && nl - line > 14 &&
@@ -203,13 +204,14 @@ static void finish_info(kvp_req *r, struct evbuffer *out)
     int want = r->info_section;
     char buf[2048];
     int n = 0;
+    /* a backend's version string longer than this would overflow buf */
+    int vlen = kv_buf_len(&r->pick) > 64 ? 64 : (int)kv_buf_len(&r->pick);
 #define SECTION(bit) (want == 0 || (want & (bit)))
     if (SECTION(1))
         n += snprintf(buf + n, sizeof(buf) - n,
                       "# Server\r\nredis_version:%.*s\r\nkvp_version:%s\r\nredis_mode:standalone\r\n"
                       "process_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%lld\r\nio_threads:%d\r\n\r\n",
-                      kv_buf_len(&r->pick) ? (int)kv_buf_len(&r->pick) : 7,
-                      kv_buf_len(&r->pick) ? kv_buf_rptr(&r->pick) : "unknown", KV_VERSION,
+                      vlen ? vlen : 7, vlen ? kv_buf_rptr(&r->pick) : "unknown", KV_VERSION,
                       (int)getpid(), kvp_g.listen_port,
                       (long long)(time(NULL) - (time_t)kvp_g.start_wall), kvp_g.io_threads);
     if (SECTION(2))

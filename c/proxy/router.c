@@ -73,14 +73,18 @@ static int scratch(kvp_worker *w, int n)
     if (k == NULL)
         return KV_ENOMEM;
     w->s_keys = k;
-    uint32_t *b = realloc(w->s_bucket, (size_t)cap * sizeof(uint32_t));
-    if (b == NULL)
-        return KV_ENOMEM;
-    w->s_bucket = b;
     int *s = realloc(w->s_server, (size_t)cap * sizeof(int));
     if (s == NULL)
         return KV_ENOMEM;
     w->s_server = s;
+    kvp_rkey *rk = realloc(w->s_rkey, (size_t)cap * sizeof(kvp_rkey));
+    if (rk == NULL)
+        return KV_ENOMEM;
+    w->s_rkey = rk;
+    char(*hex)[40] = realloc(w->s_hex, (size_t)cap * sizeof(*hex));
+    if (hex == NULL)
+        return KV_ENOMEM;
+    w->s_hex = hex;
     w->s_cap = cap;
     return KV_OK;
 }
@@ -263,15 +267,16 @@ static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
 
 /* --------------------------------------------------------------- routed */
 
-/* Write argv as a multibulk, prefixing the arguments marked in is_key. */
+/* Write argv as a multibulk; the arguments at keys[] are replaced by their
+ * routed form "<bucket>_<key or its SHA-1 hex>" (rkeys[], same order). */
 static void write_routed(struct evbuffer *out, int argc, const kv_str *argv, const int *keys,
-                         int nk, const kvp_table *t, const uint32_t *buckets)
+                         int nk, const kvp_table *t, const kvp_rkey *rkeys)
 {
     kvp_write_count(out, '*', argc);
     int k = 0;
     for (int i = 0; i < argc; i++) {
-        /* keys[] is ascending for every command in the table but EVAL-like
-         * ones, whose keys are still in order; fall back to a scan otherwise */
+        /* keys[] is ascending for every command in the table; fall back to a
+         * scan for any that is not */
         int kb = -1;
         if (k < nk && keys[k] == i)
             kb = k++;
@@ -282,12 +287,30 @@ static void write_routed(struct evbuffer *out, int argc, const kv_str *argv, con
                     break;
                 }
         if (kb >= 0) {
-            uint32_t b = buckets[kb];
-            kvp_write_bulk_prefixed(out, t->prefix[b], t->prefix_len[b], argv[i].p, argv[i].len);
+            uint32_t b = rkeys[kb].bucket;
+            kvp_write_bulk_prefixed(out, t->prefix[b], t->prefix_len[b], rkeys[kb].p, rkeys[kb].len);
         } else {
             kvp_write_bulk(out, argv[i].p, argv[i].len);
         }
     }
+}
+
+/* Route every key of argv listed in w->s_keys[0..nk) into w->s_rkey. */
+static void route_keys(kvp_worker *w, const kvp_table *t, const kv_str *argv, int nk)
+{
+    for (int i = 0; i < nk; i++) {
+        const kv_str *a = &argv[w->s_keys[i]];
+        kvp_table_route(t, a->p, a->len, &w->s_rkey[i], w->s_hex[i]);
+    }
+}
+
+/* One more command executed for a client (refused ones are not counted). */
+static void count_cmd(kvp_worker *w, const kvp_cmd *cmd)
+{
+    kvp_stat_add(&w->st.total, 1);
+    int id = cmd->parent ? cmd->parent->id : cmd->id;
+    if (w->st.cmd)
+        kvp_stat_add(&w->st.cmd[id], 1);
 }
 
 static kvp_backend *pick_backend(kvp_client *c, int server)
@@ -304,7 +327,7 @@ static kvp_backend *pick_backend(kvp_client *c, int server)
 }
 
 static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
-                        const int *keys, int nk, const uint32_t *buckets, uint32_t flags)
+                        const int *keys, int nk, const kvp_rkey *rkeys, uint32_t flags)
 {
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
     if (r == NULL) {
@@ -312,7 +335,7 @@ static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *
         return;
     }
     r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
-    write_routed(be->out, argc, argv, keys, nk, c->w->table, buckets);
+    write_routed(be->out, argc, argv, keys, nk, c->w->table, rkeys);
     r->pending = 1;
     kvp_backend_enqueue(be, r, 0);
 }
@@ -334,16 +357,17 @@ static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
         return;
     }
-    for (int i = 0; i < nk; i++) {
-        w->s_bucket[i] = kvp_table_bucket(t, argv[w->s_keys[i]].p, argv[w->s_keys[i]].len);
-        if (w->s_bucket[i] != w->s_bucket[0]) {
+    route_keys(w, t, argv, nk);
+    for (int i = 1; i < nk; i++) {
+        if (w->s_rkey[i].bucket != w->s_rkey[0].bucket) {
             kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
             return;
         }
     }
-    kvp_backend *be = pick_backend(c, t->owner[w->s_bucket[0]]);
+    count_cmd(w, cmd);
+    kvp_backend *be = pick_backend(c, t->owner[w->s_rkey[0].bucket]);
     if (be)
-        forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket, cmd->flags);
+        forward_one(c, be, argc, argv, w->s_keys, nk, w->s_rkey, cmd->flags);
 }
 
 /* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
@@ -362,11 +386,11 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
         return;
     }
+    count_cmd(w, cmd);
+    route_keys(w, t, argv, nk);
     int first_server = -1, single = 1;
     for (int i = 0; i < nk; i++) {
-        uint32_t b = kvp_table_bucket(t, argv[w->s_keys[i]].p, argv[w->s_keys[i]].len);
-        w->s_bucket[i] = b;
-        w->s_server[i] = t->owner[b];
+        w->s_server[i] = t->owner[w->s_rkey[i].bucket];
         if (first_server < 0)
             first_server = w->s_server[i];
         else if (w->s_server[i] != first_server)
@@ -376,7 +400,7 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         /* one backend: its reply is already the right merged reply */
         kvp_backend *be = pick_backend(c, first_server);
         if (be)
-            forward_one(c, be, argc, argv, w->s_keys, nk, w->s_bucket, 0);
+            forward_one(c, be, argc, argv, w->s_keys, nk, w->s_rkey, 0);
         return;
     }
     /* fragment index per server, in order of first appearance */
@@ -437,8 +461,8 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
             if (fos[w->s_server[i]] != f)
                 continue;
             int ki = w->s_keys[i];
-            uint32_t b = w->s_bucket[i];
-            kvp_write_bulk_prefixed(be->out, t->prefix[b], t->prefix_len[b], argv[ki].p, argv[ki].len);
+            const kvp_rkey *rk = &w->s_rkey[i];
+            kvp_write_bulk_prefixed(be->out, t->prefix[rk->bucket], t->prefix_len[rk->bucket], rk->p, rk->len);
             for (int v = 1; v < step; v++)
                 kvp_write_bulk(be->out, argv[ki + v].p, argv[ki + v].len);
             if (r->key_frag) {
@@ -462,6 +486,7 @@ static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str 
 {
     kvp_worker *w = c->w;
     const kvp_table *t = w->table;
+    count_cmd(w, cmd);
     kvp_req *r = kvp_req_new(c, cmd->merge, t->nservers);
     if (r == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
@@ -514,9 +539,10 @@ static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str 
     kvp_req_setup_done(r);
 }
 
-static void dispatch_any(kvp_client *c, int argc, kv_str *argv)
+static void dispatch_any(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     const kvp_table *t = c->w->table;
+    count_cmd(c->w, cmd);
     int server = (int)(c->id % (uint64_t)t->nservers);
     kvp_backend *be = pick_backend(c, server);
     if (be)
@@ -582,6 +608,7 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
         return KV_OK;
     }
     if (cmd->cls == KVP_CLASS_LOCAL) {
+        count_cmd(w, cmd);
         dispatch_local(c, cmd, argc, argv);
         return KV_OK;
     }
@@ -606,7 +633,7 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
         dispatch_fanout(c, cmd, argc, argv);
         break;
     case KVP_CLASS_ANY:
-        dispatch_any(c, argc, argv);
+        dispatch_any(c, cmd, argc, argv);
         break;
     default:
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);

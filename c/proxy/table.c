@@ -1,7 +1,9 @@
 /* table.c -- the routing snapshot: bucket -> master, plus each bucket's key
  * prefix precomputed so the request path never formats a number. */
 #include "dp.h"
+#include "../core/glob.h"
 #include "../core/hash.h"
+#include "../core/sha1.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,10 @@ void kvp_table_unref(kvp_table *t)
     free(t->owner);
     free(t->prefix);
     free(t->prefix_len);
+    for (int i = 0; i < t->npatterns; i++)
+        free(t->patterns[i]);
+    free(t->patterns);
+    free(t->pattern_len);
     free(t);
 }
 
@@ -53,4 +59,42 @@ uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len)
     uint32_t v = kvp_g.hash_kind == KVP_HASH_CRC16 ? kv_hash_crc16(h, hl)
                                                    : kv_hash_murmur2_kvstore(h, hl);
     return v % t->bucket_count;
+}
+
+int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, int n)
+{
+    if (n == 0)
+        return KV_OK;
+    t->patterns = calloc((size_t)n, sizeof(char *));
+    t->pattern_len = calloc((size_t)n, sizeof(size_t));
+    if (t->patterns == NULL || t->pattern_len == NULL)
+        return KV_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        t->patterns[i] = malloc(lens[i] + 1);
+        if (t->patterns[i] == NULL)
+            return KV_ENOMEM;
+        memcpy(t->patterns[i], pats[i], lens[i]);
+        t->patterns[i][lens[i]] = 0;
+        t->pattern_len[i] = lens[i];
+        t->npatterns = i + 1;
+    }
+    return KV_OK;
+}
+
+void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *out, char hex[40])
+{
+    for (int i = 0; i < t->npatterns; i++) {
+        if (kv_glob_match(t->patterns[i], t->pattern_len[i], key, len)) {
+            /* as the old kvstore: the key becomes its SHA-1 hex, and the
+             * bucket is taken from that string */
+            kv_sha1_hex(key, len, hex);
+            out->p = hex;
+            out->len = 40;
+            out->bucket = kvp_table_bucket(t, hex, 40);
+            return;
+        }
+    }
+    out->p = key;
+    out->len = len;
+    out->bucket = kvp_table_bucket(t, key, len);
 }

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -37,6 +38,35 @@ uint64_t kvp_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* One clock read per event: every request handled in it shares the time
+ * (response times, timeouts), so there is no clock call per request. */
+void kvp_worker_clock(kvp_worker *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    w->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+    w->now_ms = w->now_us / 1000;
+}
+
+/* Sums of every worker's counters (read by the control thread). */
+int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_t *rt_count,
+                      uint64_t *cmd, int ncmd)
+{
+    *total = *slow = *rt_sum = *rt_count = 0;
+    memset(cmd, 0, sizeof(uint64_t) * (size_t)ncmd);
+    for (int i = 0; i < nworkers; i++) {
+        kvp_wstats *st = &workers[i].st;
+        *total += atomic_load_explicit(&st->total, memory_order_relaxed);
+        *slow += atomic_load_explicit(&st->slow, memory_order_relaxed);
+        *rt_sum += atomic_load_explicit(&st->rt_sum_us, memory_order_relaxed);
+        *rt_count += atomic_load_explicit(&st->rt_count, memory_order_relaxed);
+        if (st->cmd)
+            for (int c = 0; c < ncmd; c++)
+                cmd[c] += atomic_load_explicit(&st->cmd[c], memory_order_relaxed);
+    }
+    return nworkers;
 }
 
 static int push_ptr(void ***arr, int *n, int *cap, void *p)
@@ -144,7 +174,7 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t r = read(fd, &v, sizeof(v));
     (void)r;
-    w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     pthread_mutex_lock(&w->mu);
     kvp_msg *m = w->msgs;
     w->msgs = NULL;
@@ -197,7 +227,7 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     kvp_worker *w = arg;
     KV_UNUSED(fd);
     KV_UNUSED(what);
-    w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     for (int i = 0; i < w->nbackends; i++) {
         kvp_backend *be = w->backends[i];
         kvp_backend_tick(be);
@@ -233,7 +263,7 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_worker *w = arg;
     KV_UNUSED(what);
-    w->now_ms = kvp_now_ms();
+    kvp_worker_clock(w);
     for (int i = 0; i < 64; i++) {
         struct sockaddr_in sa;
         socklen_t sl = sizeof(sa);
@@ -296,10 +326,16 @@ int kvp_workers_start(char *err, size_t errlen)
         return KV_ERR;
     }
     kvp_g.start_wall = (uint64_t)time(NULL);
+    /* Buffers of big values (a 10 MB SET's query buffer, a 10 MB reply) come
+     * from mmap and go back to the system when freed. glibc's default raises
+     * this threshold after the first such free, and the memory then stays in
+     * its arenas: RSS never came down after a burst of big values. */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     for (int i = 0; i < nworkers; i++) {
         kvp_worker *w = &workers[i];
         w->idx = i;
         w->listen_fd = -1;
+        w->st.cmd = calloc((size_t)kvp_cmd_count(), sizeof(*w->st.cmd));
         pthread_mutex_init(&w->mu, NULL);
         struct event_config *cfg = event_config_new();
         event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
@@ -312,7 +348,7 @@ int kvp_workers_start(char *err, size_t errlen)
         }
         if (worker_listen(w, err, errlen) != KV_OK)
             return KV_ERR;
-        w->now_ms = kvp_now_ms();
+        kvp_worker_clock(w);
         w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
         w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify_cb, w);
         w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_tick_cb, w);

@@ -51,15 +51,16 @@ function M.apply(state, json)
     return false
   end
   local servers, owners = M.flatten(t)
-  local ok, serr = state.install(t.version, t.bucket_count, servers, owners)
+  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
   end
   local from = state.table and ("v" .. state.table.version) or "none"
   state.table = t
-  log.info("table of %s: v%d installed (was %s): %d buckets on %s", state.namespace, t.version,
-    from, t.bucket_count, table.concat(servers, ", "))
+  log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
+    from, t.bucket_count, table.concat(servers, ", "),
+    #t.patterns > 0 and ("; key-rewrite patterns " .. table.concat(t.patterns, " ")) or "")
   if state.on_table then state.on_table(t) end
   return true
 end

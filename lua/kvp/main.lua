@@ -9,6 +9,10 @@ local conf = require "kvp.conf"
 local policy = require "kvp.policy"
 local cslink = require "kvp.cslink"
 local dp = require "kvp.dp"
+local httpd = require "kv.httpd"
+local stats = require "kvp.stats"
+local http_api = require "kvp.http_api"
+local metrics = require "kvp.metrics"
 
 local M = {}
 
@@ -19,6 +23,42 @@ M.STARTUP_WAIT = 10
 local function fail(msg)
   io.stderr:write("kvp: ", msg, "\n")
   return 1
+end
+
+-- What the HTTP handlers act on (kvp.http_api's px).
+function M.control(path, cfg, state)
+  local px = { cfg = cfg, state = state }
+  px.stats = stats.new(dp.stats, core.now())
+  loop.every(stats.WINDOW, function() stats.tick(px.stats, core.now()) end)
+  px.config_text = function()
+    local f, err = io.open(path, "rb")
+    if not f then return nil, err end
+    local text = f:read("*a")
+    f:close()
+    return text
+  end
+  px.save_config = function(text) return core.write_file_atomic(path, text) end
+  px.request = function(...) return cslink.request(state, ...) end
+  px.metrics = function() return metrics.text(px) end
+  px.apply = function(new_cfg, changes)
+    px.cfg = new_cfg
+    dp.configure({
+      request_timeout = new_cfg.request_timeout, client_timeout = new_cfg.client_timeout,
+      max_client_num = new_cfg.max_client_num, max_qps = new_cfg.max_qps,
+      slow_cmd_time = new_cfg.slow_cmd_time, redis_password = new_cfg.redis_password,
+    })
+    local keys = {}
+    for k in pairs(changes) do keys[#keys + 1] = k end
+    table.sort(keys)
+    log.info("set_config applied and saved: %s", table.concat(keys, ", "))
+    if changes.config_server_master or changes.config_server_slave then
+      local servers = { new_cfg.config_server_master }
+      if new_cfg.config_server_slave ~= "" then servers[2] = new_cfg.config_server_slave end
+      state.servers = servers
+      if state.sock then state.sock:close() end -- reconnect to the new address
+    end
+  end
+  return px
 end
 
 function M.main(arg)
@@ -102,6 +142,17 @@ function M.main(arg)
     core.daemon_ready(false, msg)
     core.exit(1)
   end)
+
+  local px = M.control(opts.config, cfg, state)
+  local hhost, hport = loop.split_addr(cfg.http_listen)
+  local hok, herr = httpd.serve(hhost, hport, http_api.routes(px),
+    { token = function() return px.cfg.admin_token end })
+  if not hok then
+    local msg = "kvp: http_listen: " .. tostring(herr)
+    log.error("%s", msg)
+    core.daemon_ready(false, msg)
+    return fail(msg)
+  end
 
   loop.on_signal(function(signo)
     if signo == 1 then return end -- SIGHUP: nothing to reload yet

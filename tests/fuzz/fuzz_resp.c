@@ -6,6 +6,7 @@
  *   byte 0        k = byte0 % 8: how many chunk-size bytes follow
  *   bytes 1..k    chunk sizes, used in turn: b < 128 -> b + 1 bytes,
  *                 b >= 128 -> (b - 127) * 64 bytes; k == 0 -> one byte at a time
+ *                 (never less than payload / 1024 + 1, so big inputs stay fast)
  *   the rest      the payload, fed to both kv_req_parse and kv_reply_scan
  *
  * Each payload is parsed twice: all at once, and cut into the chunks above,
@@ -39,6 +40,7 @@
 typedef struct chunker {
     const uint8_t *sizes;
     size_t nsizes, next;
+    size_t min; /* payload / 1024 + 1: big inputs are not fed byte by byte */
 } chunker;
 
 static size_t chunk_next(chunker *ch, size_t left)
@@ -48,6 +50,8 @@ static size_t chunk_next(chunker *ch, size_t left)
         uint8_t b = ch->sizes[ch->next++ % ch->nsizes];
         n = b < 128 ? (size_t)b + 1 : (size_t)(b - 127) * 64;
     }
+    if (n < ch->min)
+        n = ch->min;
     return n < left ? n : left;
 }
 
@@ -85,15 +89,18 @@ static int tr_same(const trace *a, const trace *b)
            (a->err || a->left == b->left) && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
-/* The unread input: a heap block of exactly len bytes. */
+/* The unread input: [off, len) of a heap block of exactly len bytes. */
 typedef struct unread {
     char *p;
-    size_t len;
+    size_t off, len;
+    unsigned drops;
 } unread;
 
-/* Replace the block by a fresh one holding [drop, len) of it plus add. */
+/* Replace the block by a fresh one holding [off + drop, len) of it plus add. */
 static void unread_move(unread *u, size_t drop, const uint8_t *add, size_t addlen)
 {
+    drop += u->off;
+    u->off = 0;
     size_t keep = u->len - drop;
     size_t n = keep + addlen;
     char *p = n ? malloc(n) : NULL;
@@ -108,6 +115,16 @@ static void unread_move(unread *u, size_t drop, const uint8_t *add, size_t addle
     u->len = n;
 }
 
+/* Drop n bytes from the front. Usually into a fresh block, so a pointer kept
+ * from before is caught; on big inputs only now and then (cost). */
+static void unread_drop(unread *u, size_t n)
+{
+    if (u->len - u->off - n <= 4096 || ++u->drops % 64 == 0)
+        unread_move(u, n, NULL, 0);
+    else
+        u->off += n;
+}
+
 /* ------------------------------------------------------ request parser */
 
 /* Parse every command now in u; 1 when the run must stop (error). */
@@ -115,7 +132,9 @@ static int req_drain(kv_req_parser *p, unread *u, trace *t)
 {
     for (;;) {
         size_t consumed = (size_t)-1;
-        int rc = kv_req_parse(p, u->p, u->len, &consumed);
+        char *buf = u->p ? u->p + u->off : NULL;
+        size_t len = u->len - u->off;
+        int rc = kv_req_parse(p, buf, len, &consumed);
         if (rc == KV_AGAIN)
             return 0;
         if (rc == KV_ERR) {
@@ -126,8 +145,8 @@ static int req_drain(kv_req_parser *p, unread *u, trace *t)
         }
         if (rc != KV_OK)
             FAILF("kv_req_parse returned %d", rc);
-        if (consumed == 0 || consumed > u->len)
-            FAILF("consumed %zu of %zu bytes", consumed, u->len);
+        if (consumed == 0 || consumed > len)
+            FAILF("consumed %zu of %zu bytes", consumed, len);
         if (p->argc < 0 || (p->argc > 0 && p->argv == NULL))
             FAILF("argc %d, argv %p", p->argc, (void *)p->argv);
         tr_u64(t, (uint64_t)p->argc);
@@ -135,15 +154,14 @@ static int req_drain(kv_req_parser *p, unread *u, trace *t)
         for (int i = 0; i < p->argc; i++) {
             const char *a = p->argv[i].p;
             size_t n = p->argv[i].len;
-            if (a < u->p || n > consumed || a > u->p + consumed - n)
+            if (a < buf || n > consumed || a > buf + consumed - n)
                 FAILF("argv[%d] (%zu bytes at offset %td) outside the %zu consumed bytes", i, n,
-                      a - u->p, consumed);
+                      a - buf, consumed);
             tr_u64(t, (uint64_t)n);
             tr_add(t, a, n);
         }
         t->items++;
-        /* the caller drops the command; the next one starts a new buffer */
-        unread_move(u, consumed, NULL, 0);
+        unread_drop(u, consumed);
     }
 }
 
@@ -151,7 +169,7 @@ static void req_run(const uint8_t *data, size_t size, chunker *ch, trace *t)
 {
     kv_req_parser p;
     kv_req_parser_init(&p);
-    unread u = {NULL, 0};
+    unread u = {NULL, 0, 0, 0};
     size_t off = 0;
     while (off < size) {
         size_t n = ch ? chunk_next(ch, size - off) : size - off;
@@ -160,7 +178,7 @@ static void req_run(const uint8_t *data, size_t size, chunker *ch, trace *t)
         if (req_drain(&p, &u, t))
             break;
     }
-    t->left = u.len;
+    t->left = u.len - u.off;
     free(u.p);
     kv_req_parser_deinit(&p);
 }
@@ -187,7 +205,9 @@ static int reply_drain(kv_reply_scanner *s, unread *u, trace *t)
 {
     for (;;) {
         size_t rl = (size_t)-1;
-        int rc = kv_reply_scan(s, u->p, u->len, &rl);
+        const char *buf = u->p ? u->p + u->off : NULL;
+        size_t len = u->len - u->off;
+        int rc = kv_reply_scan(s, buf, len, &rl);
         if (rc == KV_AGAIN)
             return 0;
         if (rc == KV_ERR) {
@@ -196,14 +216,14 @@ static int reply_drain(kv_reply_scanner *s, unread *u, trace *t)
         }
         if (rc != KV_OK)
             FAILF("kv_reply_scan returned %d", rc);
-        if (rl == 0 || rl > u->len)
-            FAILF("reply of %zu bytes in %zu", rl, u->len);
-        if (strchr("+-:$*", u->p[0]) == NULL || u->p[0] == 0)
-            FAILF("reply starts with byte 0x%02x", (unsigned char)u->p[0]);
-        reply_again(u->p, rl);
+        if (rl == 0 || rl > len)
+            FAILF("reply of %zu bytes in %zu", rl, len);
+        if (buf[0] == 0 || strchr("+-:$*", buf[0]) == NULL)
+            FAILF("reply starts with byte 0x%02x", (unsigned char)buf[0]);
+        reply_again(buf, rl);
         tr_u64(t, (uint64_t)rl);
         t->items++;
-        unread_move(u, rl, NULL, 0);
+        unread_drop(u, rl);
     }
 }
 
@@ -211,7 +231,7 @@ static void reply_run(const uint8_t *data, size_t size, chunker *ch, trace *t)
 {
     kv_reply_scanner s;
     kv_reply_scanner_reset(&s);
-    unread u = {NULL, 0};
+    unread u = {NULL, 0, 0, 0};
     size_t off = 0;
     while (off < size) {
         size_t n = ch ? chunk_next(ch, size - off) : size - off;
@@ -220,7 +240,7 @@ static void reply_run(const uint8_t *data, size_t size, chunker *ch, trace *t)
         if (reply_drain(&s, &u, t))
             break;
     }
-    t->left = u.len;
+    t->left = u.len - u.off;
     free(u.p);
 }
 
@@ -235,9 +255,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t k = data[0] % 8;
     if (size < 1 + k)
         return 0;
-    chunker ch = {data + 1, k, 0};
     const uint8_t *payload = data + 1 + k;
     size_t plen = size - 1 - k;
+    chunker ch = {data + 1, k, 0, plen / 1024 + 1};
 
     trace whole = {0}, cut = {0};
     req_run(payload, plen, NULL, &whole);

@@ -18,7 +18,6 @@ IT_DIR=$(mktemp -d /tmp/kvit.XXXXXX)
 IT_PW=itpass
 IT_FAILED=0
 IT_CHECKS=0
-IT_USED_PORTS=" "
 
 it_cleanup() {
   local f pid
@@ -44,20 +43,12 @@ trap it_cleanup EXIT
 
 it_log() { printf '%s\n' "$*"; }
 
-# A free TCP port on loopback, never one of the local cluster's (6371-6376,
-# 7000-7501) nor one handed out earlier in this test.
-it_free_port() {
-  local p
-  while :; do
-    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 30000 ))
-    case "$IT_USED_PORTS" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      IT_USED_PORTS="$IT_USED_PORTS$p "
-      echo "$p"
-      return
-    fi
-  done
-}
+source "$IT_ROOT/scripts/lib/common.sh"
+
+# A free TCP port on loopback: kv_free_port keeps below the kernel's
+# ephemeral range (a client socket's local port cannot collide), away from
+# the local cluster's ports, and claims the port so parallel tests differ.
+it_free_port() { kv_free_port; }
 
 it_wait() { # it_wait SECONDS command... : retry until the command succeeds
   local secs=$1; shift
