@@ -12,7 +12,7 @@ local settings = require "kvp.settings"
 local M = {}
 
 function M.stats_info(px)
-  return codes.OK, "OK", stats.info(px.stats)
+  return codes.OK, "OK", stats.info(px.stats, px.now and px.now())
 end
 
 function M.reset_stats(px)

@@ -27,9 +27,9 @@ end
 
 -- What the HTTP handlers act on (kvp.http_api's px).
 function M.control(path, cfg, state)
-  local px = { cfg = cfg, state = state }
+  local px = { cfg = cfg, state = state, now = core.now }
   px.stats = stats.new(dp.stats, core.now())
-  loop.every(stats.WINDOW, function() stats.tick(px.stats, core.now()) end)
+  loop.every(1, function() stats.tick(px.stats, core.now()) end)
   px.config_text = function()
     local f, err = io.open(path, "rb")
     if not f then return nil, err end

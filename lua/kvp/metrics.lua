@@ -6,7 +6,7 @@ local M = {}
 
 function M.text(px)
   local m = prom.new()
-  local info = stats.info(px.stats)
+  local info = stats.info(px.stats, px.now and px.now())
   m:add("kvp_clients", "gauge", "Client connections now", info.client_count)
   m:add("kvp_commands_total", "counter", "Commands executed for clients since the last reset_stats",
     info.total_cmd_count)

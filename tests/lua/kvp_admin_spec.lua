@@ -38,16 +38,17 @@ describe("kvp.stats", function()
     assert.equal(0, i.slow_cmd_count)
   end)
 
-  it("computes qps and average_rt over the window", function()
+  it("computes qps and average_rt over the last window, up to the read", function()
     local c, read = counters()
     local s = stats.new(read, 100)
+    for t = 101, 105 do stats.tick(s, t) end
+    -- 5000 commands of 500 us each in the second before the read
     c.total, c.rt_sum_us, c.rt_count = 5000, 2500000, 5000
-    stats.tick(s, 105)
-    local i = stats.info(s)
-    assert.equal(1000, i.qps)
+    local i = stats.info(s, 105.5)
+    assert.equal(909, i.qps)          -- 5000 over the 5.5 s since the oldest kept snapshot
     assert.equal(0.5, i.average_rt)
-    stats.tick(s, 110) -- nothing happened in this window
-    i = stats.info(s)
+    for t = 106, 112 do stats.tick(s, t) end -- quiet: the burst leaves the window
+    i = stats.info(s, 112)
     assert.equal(0, i.qps)
     assert.equal(0, i.average_rt)
   end)
