@@ -167,13 +167,14 @@ static void be_connected(kvp_backend *be)
     int one = 1;
     setsockopt(be->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(be->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    if (kvp_g.redis_password[0] == '\0') {
+    const char *pw = atomic_load(&kvp_g.redis_password);
+    if (pw == NULL || pw[0] == '\0') {
         be_ready(be);
         return;
     }
     char cmd[512];
-    size_t pl = strlen(kvp_g.redis_password);
-    int n = snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, kvp_g.redis_password);
+    size_t pl = strlen(pw);
+    int n = snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, pw);
     if (write(be->fd, cmd, (size_t)n) != n) {
         be_set_down(be, "cannot send AUTH");
         return;
@@ -231,7 +232,10 @@ void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
         uint32_t ncap = be->ring_cap * 2;
         kvp_pending *n = malloc(ncap * sizeof(*n));
         if (n == NULL) {
+            /* the command is already in `out`: without its entry the next
+             * replies would go to the wrong requests, so start over */
             kvp_req_frag_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            be_reset(be, "out of memory", KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
             return;
         }
         for (uint32_t i = 0; i < be->ring_len; i++)
@@ -295,6 +299,8 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_worker_clock(w);
     for (;;) {
         ssize_t n = kv_buf_read_fd(&be->in, fd, BE_READ_CHUNK);
+        if (n > 0)
+            be->last_read_ms = w->now_ms;
         if (n == 0) {
             be_reset(be, "closed by peer", be->unavailable, be->unavailable_len);
             goto out;
@@ -364,7 +370,13 @@ void kvp_backend_tick(kvp_backend *be)
     case KVP_BE_READY:
         if (be->ring_len > 0) {
             uint64_t t = (uint64_t)atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
-            if (now - be->ring[be->ring_head].sent_ms > t)
+            /* from the later of the oldest send and the last bytes read: a
+             * backend still streaming a big pipeline's replies is slow,
+             * not stuck, and other clients share this connection */
+            uint64_t since = be->ring[be->ring_head].sent_ms;
+            if (be->last_read_ms > since)
+                since = be->last_read_ms;
+            if (now - since > t)
                 be_reset(be, "request timeout", KVP_ERR_TIMEOUT, sizeof(KVP_ERR_TIMEOUT) - 1);
         }
         break;

@@ -55,7 +55,9 @@ typedef struct kvp_conf {
     atomic_int max_client_num;
     atomic_int max_qps;
     atomic_int slow_cmd_time_ms;
-    char redis_password[256];
+    /* AUTH for new backend connections; replaced whole by set_config (the
+     * old string is leaked on purpose: a worker may be reading it) */
+    _Atomic(const char *) redis_password;
     char client_password[256];
     atomic_int client_count;      /* across workers */
     atomic_ullong next_client_id;
@@ -156,6 +158,7 @@ typedef struct kvp_backend {
     uint32_t ring_cap, ring_head, ring_len;
     uint64_t state_since_ms;   /* connect start / down since */
     uint64_t retry_at_ms;      /* when DOWN: next reconnect attempt */
+    uint64_t last_read_ms;     /* last bytes from the backend: progress */
     int backoff_ms;
     int in_table;              /* still routed to by the worker's table */
     int dirty;                 /* queued on the worker's flush list */

@@ -62,9 +62,25 @@ static int l_configure(lua_State *L)
     }
     if (!started) {
         kvp_g.io_threads = opt_int(L, 1, "io_threads", kvp_g.io_threads ? kvp_g.io_threads : 2);
-        opt_str(L, 1, "redis_password", kvp_g.redis_password, sizeof(kvp_g.redis_password));
         opt_str(L, 1, "client_password", kvp_g.client_password, sizeof(kvp_g.client_password));
     }
+    lua_getfield(L, 1, "redis_password");
+    if (lua_isstring(L, -1)) {
+        const char *cur = atomic_load(&kvp_g.redis_password);
+        const char *pw = lua_tostring(L, -1);
+        if (strlen(pw) > 200) {
+            lua_pop(L, 1);
+            return fail(L, "redis_password is too long (at most 200 bytes)");
+        }
+        if (cur == NULL || strcmp(cur, pw) != 0) {
+            char *copy = strdup(pw);
+            if (copy == NULL)
+                return luaL_error(L, "out of memory");
+            /* new backend connections use it; the old copy stays allocated */
+            atomic_store(&kvp_g.redis_password, copy);
+        }
+    }
+    lua_pop(L, 1);
     atomic_store(&kvp_g.request_timeout_ms, opt_int(L, 1, "request_timeout", atomic_load(&kvp_g.request_timeout_ms)));
     atomic_store(&kvp_g.client_timeout_s, opt_int(L, 1, "client_timeout", atomic_load(&kvp_g.client_timeout_s)));
     atomic_store(&kvp_g.max_client_num, opt_int(L, 1, "max_client_num", atomic_load(&kvp_g.max_client_num)));

@@ -53,6 +53,16 @@ it_eq "max_qps takes effect at once for existing clients" "ERR reach qps limit" 
   "$(curl -s -d '{"max_qps": 2}' "$PX/set_config" >/dev/null; printf 'GET a\r\nGET a\r\nGET a\r\nGET a\r\nGET a\r\nGET a\r\n' | redis-cli -p "$proxy_PORT" | grep -m1 qps)"
 curl -s -d '{"max_qps": 0}' "$PX/set_config" >/dev/null
 
+# redis_password reaches new backend connections: restart the first master
+# with another password; the proxy fails AUTH until it is told the new one
+it_redis_stop "$M1"
+it_redis_start "$M1" --requirepass newpw || exit 1
+it_check "with the old password the master is unavailable" it_wait 10 sh -c "redis-cli -p $proxy_PORT set hello x | grep -q 'unavailable'"
+it_check "AUTH failure logged" it_wait 10 grep -q "refused AUTH" "$IT_DIR/proxy/kvp.log"
+it_eq "set_config redis_password" "1001" "$(curl -s -d '{"redis_password": "newpw"}' "$PX/set_config" | J 'j.code')"
+it_check "new backend connections use it" it_wait 10 sh -c "redis-cli -p $proxy_PORT set hello x | grep -qx OK"
+it_eq "written back" 'redis_password = "newpw"' "$(grep '^redis_password' "$IT_DIR/proxy/kvp.conf")"
+
 # metrics
 it_check "proxy /metrics" sh -c "curl -s http://127.0.0.1:$proxy_HTTP/metrics | grep -q '^kvp_table_version '"
 it_check "kvcs /metrics" sh -c "curl -s http://127.0.0.1:$cs1_HTTP/metrics | grep -q 'kvcs_proxies_connected{namespace=\"test\"} 2'"
