@@ -105,7 +105,10 @@ static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
         kvp_pending e = be->ring[be->ring_head];
         be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
         be->ring_len--;
-        kvp_req_frag_reply(e.req, e.frag, msg, len);
+        if (e.premig)
+            kvp_req_premig_reply(e.req, e.frag, msg, len);
+        else
+            kvp_req_frag_reply(e.req, e.frag, msg, len);
     }
     be->ring_head = 0;
 }
@@ -226,7 +229,7 @@ int kvp_backend_usable(kvp_backend *be)
     return 0;
 }
 
-void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
+static void be_enqueue(kvp_backend *be, kvp_req *r, int frag, int premig)
 {
     if (be->ring_len == be->ring_cap) {
         uint32_t ncap = be->ring_cap * 2;
@@ -234,7 +237,10 @@ void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
         if (n == NULL) {
             /* the command is already in `out`: without its entry the next
              * replies would go to the wrong requests, so start over */
-            kvp_req_frag_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            if (premig)
+                kvp_req_premig_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            else
+                kvp_req_frag_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
             be_reset(be, "out of memory", KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
             return;
         }
@@ -248,9 +254,20 @@ void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
     kvp_pending *e = &be->ring[(be->ring_head + be->ring_len) & (be->ring_cap - 1)];
     e->req = r;
     e->frag = (uint16_t)frag;
+    e->premig = (uint8_t)premig;
     e->sent_ms = be->w->now_ms;
     be->ring_len++;
     kvp_worker_mark_backend(be->w, be);
+}
+
+void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
+{
+    be_enqueue(be, r, frag, 0);
+}
+
+void kvp_backend_enqueue_premig(kvp_backend *be, kvp_req *r, int frag)
+{
+    be_enqueue(be, r, frag, 1);
 }
 
 void kvp_backend_flush(kvp_backend *be)
@@ -341,7 +358,10 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
             kvp_pending e = be->ring[be->ring_head];
             be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
             be->ring_len--;
-            kvp_req_frag_reply(e.req, e.frag, p, rl);
+            if (e.premig)
+                kvp_req_premig_reply(e.req, e.frag, p, rl);
+            else
+                kvp_req_frag_reply(e.req, e.frag, p, rl);
             kv_buf_consume(&be->in, rl);
         }
         if ((size_t)n < BE_READ_CHUNK)

@@ -64,6 +64,7 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     r->held = 0;
     r->start_ms = w->now_ms;
     r->start_us = w->now_us;
+    r->tver = 0;
     r->sum = r->sum2 = 0;
     r->nerr = 0;
     r->picks = 0;
@@ -91,8 +92,11 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
 static void req_free(kvp_worker *w, kvp_req *r)
 {
     if (r->frags) {
-        for (int i = 0; i < r->nfrags; i++)
+        for (int i = 0; i < r->nfrags; i++) {
             kv_buf_deinit(&r->frags[i].reply);
+            if (r->frags[i].held)
+                evbuffer_free(r->frags[i].held);
+        }
         free(r->frags);
         r->frags = NULL;
     }
@@ -148,9 +152,81 @@ static void req_timed(kvp_req *r)
         kvp_stat_add(&w->st.slow, 1);
 }
 
+/* The request was routed with the worker's current table: count it until
+ * it completes, so the worker knows when an older table is drained. */
+void kvp_req_routed(kvp_req *r)
+{
+    r->tver = r->w->table->version;
+    r->w->inflight_cur++;
+}
+
+static void req_untrack(kvp_req *r)
+{
+    if (r->tver) {
+        kvp_worker_req_done(r->w, r);
+        r->tver = 0;
+    }
+}
+
+int kvp_req_ensure_frags(kvp_req *r)
+{
+    if (r->frags)
+        return KV_OK;
+    r->frags = calloc((size_t)r->nfrags, sizeof(kvp_frag));
+    if (r->frags == NULL)
+        return KV_ENOMEM;
+    for (int i = 0; i < r->nfrags; i++)
+        kv_buf_init(&r->frags[i].reply, CLIENT_IN_MAX);
+    return KV_OK;
+}
+
+/* The reply of one migrate-on-access MIGRATE of fragment f. When the last
+ * one is in, the held command goes to its target -- or, if any MIGRATE
+ * failed, the fragment fails and nothing runs on the target (running it
+ * would act on an empty key while the data is still on the source). */
+void kvp_req_premig_reply(kvp_req *r, int f, const char *p, size_t n)
+{
+    kvp_frag *fr = &r->frags[f];
+    int ok = n >= 5 && (memcmp(p, "+OK\r\n", 5) == 0 || (n >= 8 && memcmp(p, "+NOKEY\r\n", 8) == 0));
+    if (!ok && !fr->premig_failed) {
+        fr->premig_failed = 1;
+        char msg[400];
+        size_t body = n > 2 ? n - 2 : 0;
+        if (body > 300)
+            body = 300;
+        const char *text = p;
+        if (body > 0 && p[0] == '-') {
+            text++;
+            body--;
+        }
+        int m = snprintf(msg, sizeof(msg), "-ERR migrate-on-access failed: %.*s\r\n", (int)body, text);
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
+        kv_buf_append(&fr->reply, msg, (size_t)m);
+    }
+    if (--fr->premig_pending > 0)
+        return;
+    kvp_worker *w = r->w;
+    if (fr->premig_failed) {
+        char msg[400];
+        size_t m = kv_buf_len(&fr->reply);
+        memcpy(msg, kv_buf_rptr(&fr->reply), m);
+        kv_buf_consume(&fr->reply, m);
+        evbuffer_drain(fr->held, evbuffer_get_length(fr->held));
+        kvp_req_frag_reply(r, f, msg, m);
+    } else if (!kvp_backend_usable(fr->target)) {
+        evbuffer_drain(fr->held, evbuffer_get_length(fr->held));
+        kvp_req_frag_reply(r, f, fr->target->unavailable, fr->target->unavailable_len);
+    } else {
+        evbuffer_add_buffer(fr->target->out, fr->held);
+        kvp_backend_enqueue(fr->target, r, f);
+    }
+    kvp_worker_premig_done(w);
+}
+
 /* The request's final reply is ready in r->reply (or must be built). */
 static void req_complete(kvp_req *r)
 {
+    req_untrack(r);
     req_timed(r);
     if (r->merge != KVP_MERGE_NONE)
         kvp_merge_finish(r, r->reply);
@@ -192,6 +268,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
         }
         if (c && c->head == r && r->pending == 0) {
             /* fast path: oldest request, reply goes straight out */
+            req_untrack(r);
             req_timed(r);
             evbuffer_add(c->out, p, n);
             c->head = r->next;

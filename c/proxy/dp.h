@@ -39,6 +39,7 @@
 
 #define KVP_ADDR_MAX 64
 #define KVP_NO_BUCKET 0xFFFFFFFFu
+#define KVP_NO_SERVER 0xFFFFu
 
 enum kvp_hash_kind { KVP_HASH_MURMUR2_KVSTORE = 0, KVP_HASH_CRC16 = 1 };
 
@@ -76,6 +77,8 @@ typedef struct kvp_table {
     uint16_t *owner;               /* bucket -> server index */
     char (*prefix)[8];             /* bucket -> "<bucket>_" */
     uint8_t *prefix_len;
+    uint16_t *mig_dst;             /* bucket -> server index it migrates to, or KVP_NO_SERVER */
+    int nmigrating;
     int npatterns;                 /* key-rewrite globs (SPEC §4) */
     char **patterns;
     size_t *pattern_len;
@@ -92,6 +95,8 @@ int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, 
  * key-rewrite pattern matches it (then hex holds the bytes). */
 typedef struct kvp_rkey {
     uint32_t bucket;
+    uint16_t server;   /* where the command goes: the owner, or the migration dst */
+    uint16_t src;      /* migrating bucket: the owner keys are MIGRATEd from first; else KVP_NO_SERVER */
     const char *p;
     size_t len;
 } kvp_rkey;
@@ -101,9 +106,18 @@ struct kvp_worker;
 struct kvp_client;
 struct kvp_backend;
 
+/* A fragment: the part of a request sent to one backend. When some of its
+ * keys are in migrating buckets, its command waits in `held` until the
+ * MIGRATEs to its backend (`target`) from their sources have answered
+ * (migrate-on-access, DESIGN §5.2); one failure fails the fragment and
+ * nothing runs on the target. */
 typedef struct kvp_frag {
     struct kvp_backend *be;
     kv_buf reply;        /* the fragment's raw reply, kept when the merge needs it */
+    struct evbuffer *held;
+    struct kvp_backend *target;
+    uint16_t premig_pending;
+    uint8_t premig_failed;
 } kvp_frag;
 
 typedef struct kvp_req {
@@ -119,6 +133,7 @@ typedef struct kvp_req {
     size_t held;               /* reply bytes counted in c->held for this request */
     uint64_t start_ms;
     uint64_t start_us;         /* for the response time */
+    uint64_t tver;             /* table version it was routed with (0: not routed) */
     /* merge state */
     long long sum;
     long long sum2;
@@ -138,6 +153,7 @@ typedef struct kvp_req {
 typedef struct kvp_pending {
     kvp_req *req;
     uint16_t frag;
+    uint8_t premig;            /* the reply is a migrate-on-access MIGRATE's */
     uint64_t sent_ms;
 } kvp_pending;
 
@@ -229,7 +245,11 @@ typedef struct kvp_worker {
     kvp_msg *msgs;
 
     kvp_table *table;
+    kvp_table *next_table;     /* waits while migrate-on-access steps run */
     kvp_backend **route;       /* table server index -> backend */
+    /* requests routed with the current table / with older ones, for acks */
+    long inflight_cur, inflight_old;
+    int premig_inflight;       /* fragments waiting for their MIGRATEs */
     kvp_backend **backends;    /* every backend this worker holds */
     int nbackends, capbackends;
 
@@ -268,6 +288,12 @@ void kvp_worker_mark_client(kvp_worker *w, kvp_client *c);
 void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be);
 void kvp_worker_flush(kvp_worker *w);
 void kvp_worker_park(kvp_worker *w, kvp_client *c);
+void kvp_worker_premig_done(kvp_worker *w);
+void kvp_worker_req_done(kvp_worker *w, kvp_req *r);
+/* Control thread: drained-table reports from workers (see lkvp.c). */
+typedef void (*kvp_drained_fn)(int worker, uint64_t version);
+int kvp_workers_poll_drained(kvp_drained_fn fn);
+int kvp_workers_notify_fd(void);
 uint64_t kvp_now_ms(void);
 void kvp_worker_clock(kvp_worker *w);
 int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_t *rt_count,
@@ -282,6 +308,9 @@ void kvp_client_reply_err(kvp_client *c, const char *fmt, ...) __attribute__((fo
 kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags);
 void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n);
 void kvp_req_setup_done(kvp_req *r);
+void kvp_req_premig_reply(kvp_req *r, int frag, const char *p, size_t n);
+int kvp_req_ensure_frags(kvp_req *r);
+void kvp_req_routed(kvp_req *r);
 void kvp_client_tick(kvp_worker *w);
 
 /* backend.c */
@@ -289,6 +318,7 @@ kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr);
 void kvp_backend_free(kvp_backend *be);
 /* Queue a fragment; the caller has written the command into be->out. */
 void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag);
+void kvp_backend_enqueue_premig(kvp_backend *be, kvp_req *r, int frag);
 int kvp_backend_usable(kvp_backend *be); /* 0: known down, fail fast */
 void kvp_backend_flush(kvp_backend *be);
 void kvp_backend_tick(kvp_backend *be);

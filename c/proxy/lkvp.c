@@ -5,9 +5,12 @@
  *                client_password=}                           -> true | nil, err
  *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
  *   dp.start()                                                -> true | nil, err
- *   dp.set_table(version, bucket_count, servers, owners, patterns) -> true | nil, err
+ *   dp.set_table(version, bucket_count, servers, owners, patterns, migrating) -> true | nil, err
  *       servers: {"ip:port", ...}; owners[b + 1] = 1-based index into servers;
- *       patterns: key-rewrite globs (optional)
+ *       patterns: key-rewrite globs (optional); migrating: {[b + 1] = index
+ *       of the destination} for buckets being migrated (optional)
+ *   dp.on_drained(fn)  fn(worker, version): worker has nothing in flight
+ *       routed with a table older than version (called on this thread)
  *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
  *   dp.client_count()                                         -> n
  *
@@ -16,6 +19,9 @@
 #include "dp.h"
 #include "proxy.h"
 #include "../core/log.h"
+#include "../lua/runtime.h"
+
+#include <event2/event.h>
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -145,6 +151,35 @@ static int l_set_policy(lua_State *L)
     return 1;
 }
 
+static int drained_ref = LUA_NOREF;
+
+static void call_drained(int worker, uint64_t version)
+{
+    lua_State *L = kv_runtime_L();
+    if (drained_ref == LUA_NOREF)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, drained_ref);
+    lua_pushinteger(L, worker);
+    lua_pushnumber(L, (lua_Number)version);
+    kv_runtime_pcall(L, 2, 0);
+}
+
+static void drained_cb(evutil_socket_t fd, short what, void *arg)
+{
+    KV_UNUSED(fd);
+    KV_UNUSED(what);
+    KV_UNUSED(arg);
+    kvp_workers_poll_drained(call_drained);
+}
+
+static int l_on_drained(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_pushvalue(L, 1);
+    drained_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 static int l_start(lua_State *L)
 {
     if (started)
@@ -154,6 +189,10 @@ static int l_start(lua_State *L)
     char err[256];
     if (kvp_workers_start(err, sizeof(err)) != KV_OK)
         return fail(L, err);
+    struct event *ev = event_new(kv_runtime_base(), kvp_workers_notify_fd(), EV_READ | EV_PERSIST,
+                                 drained_cb, NULL);
+    if (ev == NULL || event_add(ev, NULL) != 0)
+        return fail(L, "cannot watch the workers' reports");
     started = 1;
     lua_pushboolean(L, 1);
     return 1;
@@ -191,6 +230,19 @@ static int l_set_table(lua_State *L)
             return fail(L, "bucket owner out of range");
         }
         t->owner[b] = (uint16_t)(s - 1);
+    }
+    if (lua_istable(L, 6)) {
+        lua_pushnil(L);
+        while (lua_next(L, 6) != 0) {
+            lua_Integer b = lua_tointeger(L, -2) - 1, d = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (b < 0 || b >= buckets || d < 1 || d > ns) {
+                kvp_table_unref(t);
+                return fail(L, "bad migrating bucket entry");
+            }
+            t->mig_dst[b] = (uint16_t)(d - 1);
+            t->nmigrating++;
+        }
     }
     if (lua_istable(L, 5)) {
         int np = (int)lua_objlen(L, 5);
@@ -268,6 +320,7 @@ static int luaopen_kvp_dp(lua_State *L)
     static const luaL_Reg fns[] = {{"configure", l_configure},     {"set_policy", l_set_policy},
                                    {"start", l_start},             {"set_table", l_set_table},
                                    {"client_count", l_client_count}, {"stats", l_stats},
+                                   {"on_drained", l_on_drained},
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

@@ -313,6 +313,92 @@ static void count_cmd(kvp_worker *w, const kvp_cmd *cmd)
         kvp_stat_add(&w->st.cmd[id], 1);
 }
 
+/* ---------------------------------------------------- migrate on access */
+
+/* MIGRATE <dst host> <dst port> "" 0 <timeout> [AUTH pw] KEYS <routed keys
+ * whose source is src>: moves those keys (the ones that still exist) from
+ * the bucket's owner to the migration destination, atomically per key. */
+static void write_migrate(struct evbuffer *out, const kvp_backend *dst, const kvp_table *t,
+                          const kvp_rkey *rk, const uint8_t *pick, int nk, int nsel)
+{
+    const char *pw = atomic_load(&kvp_g.redis_password);
+    int auth = pw != NULL && pw[0] != '\0';
+    char port[16], tmo[16];
+    int pl = snprintf(port, sizeof(port), "%d", dst->port);
+    int tl = snprintf(tmo, sizeof(tmo), "%d", atomic_load(&kvp_g.request_timeout_ms));
+    kvp_write_count(out, '*', 7 + (auth ? 2 : 0) + nsel);
+    kvp_write_bulk(out, "MIGRATE", 7);
+    kvp_write_bulk(out, dst->host, strlen(dst->host));
+    kvp_write_bulk(out, port, (size_t)pl);
+    kvp_write_bulk(out, "", 0);
+    kvp_write_bulk(out, "0", 1);
+    kvp_write_bulk(out, tmo, (size_t)tl);
+    if (auth) {
+        kvp_write_bulk(out, "AUTH", 4);
+        kvp_write_bulk(out, pw, strlen(pw));
+    }
+    kvp_write_bulk(out, "KEYS", 4);
+    for (int i = 0; i < nk; i++)
+        if (pick[i])
+            kvp_write_bulk_prefixed(out, t->prefix[rk[i].bucket], t->prefix_len[rk[i].bucket], rk[i].p,
+                                    rk[i].len);
+}
+
+/* Fragment f of r goes to `target` and has keys (among w->s_rkey[0..nk)
+ * selected by in_frag) in migrating buckets: hold its command and send one
+ * MIGRATE per source. Returns the buffer the caller writes the command
+ * into, or NULL when a source is down (the fragment was answered). */
+static struct evbuffer *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *target,
+                                     const uint8_t *in_frag, int nk)
+{
+    const kvp_table *t = w->table;
+    kvp_frag *fr = &r->frags[f];
+    uint8_t pick[nk > 0 ? nk : 1];
+    /* every source must be reachable, or nothing is sent */
+    for (int i = 0; i < nk; i++) {
+        if (!in_frag[i] || w->s_rkey[i].src == KVP_NO_SERVER)
+            continue;
+        kvp_backend *src = w->route[w->s_rkey[i].src];
+        if (src == NULL || !kvp_backend_usable(src)) {
+            if (src)
+                kvp_req_frag_reply(r, f, src->unavailable, src->unavailable_len);
+            else
+                kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+            return NULL;
+        }
+    }
+    if (fr->held == NULL && (fr->held = evbuffer_new()) == NULL) {
+        kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        return NULL;
+    }
+    fr->target = target;
+    fr->premig_pending = 0;
+    fr->premig_failed = 0;
+    uint8_t done_src[nk > 0 ? nk : 1];
+    memset(done_src, 0, sizeof(done_src));
+    for (int i = 0; i < nk; i++) {
+        if (!in_frag[i] || w->s_rkey[i].src == KVP_NO_SERVER || done_src[i])
+            continue;
+        uint16_t src = w->s_rkey[i].src;
+        int nsel = 0;
+        for (int j = i; j < nk; j++) {
+            pick[j] = in_frag[j] && w->s_rkey[j].src == src;
+            if (pick[j]) {
+                done_src[j] = 1;
+                nsel++;
+            }
+        }
+        for (int j = 0; j < i; j++)
+            pick[j] = 0;
+        kvp_backend *sbe = w->route[src];
+        write_migrate(sbe->out, target, t, w->s_rkey, pick, nk, nsel);
+        fr->premig_pending++;
+        kvp_backend_enqueue_premig(sbe, r, f);
+    }
+    w->premig_inflight++;
+    return fr->held;
+}
+
 static kvp_backend *pick_backend(kvp_client *c, int server)
 {
     kvp_backend *be = c->w->route[server];
@@ -335,6 +421,7 @@ static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *
         return;
     }
     r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
+    kvp_req_routed(r);
     write_routed(be->out, argc, argv, keys, nk, c->w->table, rkeys);
     r->pending = 1;
     kvp_backend_enqueue(be, r, 0);
@@ -365,9 +452,27 @@ static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         }
     }
     count_cmd(w, cmd);
-    kvp_backend *be = pick_backend(c, t->owner[w->s_rkey[0].bucket]);
-    if (be)
+    kvp_backend *be = pick_backend(c, w->s_rkey[0].server);
+    if (be == NULL)
+        return;
+    if (w->s_rkey[0].src == KVP_NO_SERVER) {
         forward_one(c, be, argc, argv, w->s_keys, nk, w->s_rkey, cmd->flags);
+        return;
+    }
+    /* the bucket is migrating: MIGRATE the keys to `be` first */
+    kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
+    if (r == NULL || kvp_req_ensure_frags(r) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+    r->pending = 1;
+    kvp_req_routed(r);
+    uint8_t all[nk];
+    memset(all, 1, sizeof(all));
+    struct evbuffer *held = premig_start(w, r, 0, be, all, nk);
+    if (held)
+        write_routed(held, argc, argv, w->s_keys, nk, t, w->s_rkey);
 }
 
 /* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
@@ -388,15 +493,16 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     }
     count_cmd(w, cmd);
     route_keys(w, t, argv, nk);
-    int first_server = -1, single = 1;
+    int first_server = -1, single = 1, migrating = 0;
     for (int i = 0; i < nk; i++) {
-        w->s_server[i] = t->owner[w->s_rkey[i].bucket];
+        w->s_server[i] = w->s_rkey[i].server;
+        migrating |= w->s_rkey[i].src != KVP_NO_SERVER;
         if (first_server < 0)
             first_server = w->s_server[i];
         else if (w->s_server[i] != first_server)
             single = 0;
     }
-    if (single) {
+    if (single && !migrating) {
         /* one backend: its reply is already the right merged reply */
         kvp_backend *be = pick_backend(c, first_server);
         if (be)
@@ -415,6 +521,7 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     int nfrags = 0;
     int frag_server[256 + 1];
     int *fsrv = frag_server;
+    uint8_t *in_frag = NULL;
     if (t->nservers > 256 && (fsrv = malloc(sizeof(int) * (size_t)t->nservers)) == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
         goto done;
@@ -425,11 +532,12 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
             fos[w->s_server[i]] = nfrags++;
         }
     kvp_req *r = kvp_req_new(c, cmd->merge, nfrags);
-    if (r == NULL) {
+    if (r == NULL || (migrating && (in_frag = malloc((size_t)nk)) == NULL)) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
         goto done;
     }
     r->pending = nfrags + 1; /* guard: released by kvp_req_setup_done */
+    kvp_req_routed(r);
     if (cmd->merge == KVP_MERGE_MGET) {
         r->nkeys = nk;
         r->key_frag = malloc(sizeof(uint16_t) * (size_t)nk);
@@ -438,43 +546,50 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     for (int f = 0; f < nfrags; f++) {
         kvp_backend *be = w->route[fsrv[f]];
         r->frags[f].be = be;
+        if (r->key_frag)
+            for (int i = 0, pos = 0; i < nk; i++)
+                if (fos[w->s_server[i]] == f) {
+                    r->key_frag[i] = (uint16_t)f;
+                    r->key_pos[i] = (uint32_t)pos++;
+                }
         if (be == NULL || !kvp_backend_usable(be)) {
-            if (r->key_frag)
-                for (int i = 0, pos = 0; i < nk; i++)
-                    if (fos[w->s_server[i]] == f) {
-                        r->key_frag[i] = (uint16_t)f;
-                        r->key_pos[i] = (uint32_t)pos++;
-                    }
             if (be)
                 kvp_req_frag_reply(r, f, be->unavailable, be->unavailable_len);
             else
                 kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
             continue;
         }
-        int cnt = 0;
+        int cnt = 0, mig = 0;
         for (int i = 0; i < nk; i++)
-            if (fos[w->s_server[i]] == f)
+            if (fos[w->s_server[i]] == f) {
                 cnt++;
-        kvp_write_count(be->out, '*', 1 + (long long)cnt * step);
-        kvp_write_bulk(be->out, argv[0].p, argv[0].len);
-        for (int i = 0, pos = 0; i < nk; i++) {
+                mig |= w->s_rkey[i].src != KVP_NO_SERVER;
+            }
+        struct evbuffer *out = be->out;
+        if (mig) {
+            for (int i = 0; i < nk; i++)
+                in_frag[i] = fos[w->s_server[i]] == f;
+            out = premig_start(w, r, f, be, in_frag, nk);
+            if (out == NULL)
+                continue; /* a source is down: answered */
+        }
+        kvp_write_count(out, '*', 1 + (long long)cnt * step);
+        kvp_write_bulk(out, argv[0].p, argv[0].len);
+        for (int i = 0; i < nk; i++) {
             if (fos[w->s_server[i]] != f)
                 continue;
             int ki = w->s_keys[i];
             const kvp_rkey *rk = &w->s_rkey[i];
-            kvp_write_bulk_prefixed(be->out, t->prefix[rk->bucket], t->prefix_len[rk->bucket], rk->p, rk->len);
+            kvp_write_bulk_prefixed(out, t->prefix[rk->bucket], t->prefix_len[rk->bucket], rk->p, rk->len);
             for (int v = 1; v < step; v++)
-                kvp_write_bulk(be->out, argv[ki + v].p, argv[ki + v].len);
-            if (r->key_frag) {
-                r->key_frag[i] = (uint16_t)f;
-                r->key_pos[i] = (uint32_t)pos;
-            }
-            pos++;
+                kvp_write_bulk(out, argv[ki + v].p, argv[ki + v].len);
         }
-        kvp_backend_enqueue(be, r, f);
+        if (!mig)
+            kvp_backend_enqueue(be, r, f);
     }
     kvp_req_setup_done(r);
 done:
+    free(in_frag);
     if (fos != frag_of_server)
         free(fos);
     if (fsrv != frag_server)
@@ -493,6 +608,7 @@ static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str 
         return;
     }
     r->pending = t->nservers + 1;
+    kvp_req_routed(r);
     static const kv_str info_args[3] = {{"INFO", 4}, {"server", 6}, {"keyspace", 8}};
     if (cmd->merge == KVP_MERGE_INFO) {
         /* which sections the client wants: 0 = default set */

@@ -21,12 +21,15 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers)
     t->owner = calloc(bucket_count, sizeof(*t->owner));
     t->prefix = calloc(bucket_count, sizeof(*t->prefix));
     t->prefix_len = calloc(bucket_count, 1);
-    if (!t->servers || !t->owner || !t->prefix || !t->prefix_len) {
+    t->mig_dst = malloc(bucket_count * sizeof(*t->mig_dst));
+    if (!t->servers || !t->owner || !t->prefix || !t->prefix_len || !t->mig_dst) {
         kvp_table_unref(t);
         return NULL;
     }
-    for (uint32_t b = 0; b < bucket_count; b++)
+    for (uint32_t b = 0; b < bucket_count; b++) {
         t->prefix_len[b] = (uint8_t)snprintf(t->prefix[b], sizeof(t->prefix[b]), "%u_", b);
+        t->mig_dst[b] = KVP_NO_SERVER;
+    }
     return t;
 }
 
@@ -43,6 +46,7 @@ void kvp_table_unref(kvp_table *t)
     free(t->owner);
     free(t->prefix);
     free(t->prefix_len);
+    free(t->mig_dst);
     for (int i = 0; i < t->npatterns; i++)
         free(t->patterns[i]);
     free(t->patterns);
@@ -91,10 +95,18 @@ void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *
             out->p = hex;
             out->len = 40;
             out->bucket = kvp_table_bucket(t, hex, 40);
-            return;
+            goto server;
         }
     }
     out->p = key;
     out->len = len;
     out->bucket = kvp_table_bucket(t, key, len);
+server:
+    if (t->mig_dst[out->bucket] != KVP_NO_SERVER) {
+        out->server = t->mig_dst[out->bucket];
+        out->src = t->owner[out->bucket];
+    } else {
+        out->server = t->owner[out->bucket];
+        out->src = KVP_NO_SERVER;
+    }
 }

@@ -31,6 +31,17 @@ kvp_conf kvp_g;
 static kvp_worker *workers;
 static int nworkers;
 
+/* Worker -> control thread: "worker i has nothing in flight routed with a
+ * table older than v" (the proxy acks v once every worker said so). */
+typedef struct drained_msg {
+    struct drained_msg *next;
+    int worker;
+    uint64_t version;
+} drained_msg;
+static pthread_mutex_t drained_mu = PTHREAD_MUTEX_INITIALIZER;
+static drained_msg *drained_head;
+static int drained_fd = -1;
+
 void kvp_client_flush_marked(kvp_client *c);
 
 uint64_t kvp_now_ms(void)
@@ -140,8 +151,66 @@ static kvp_backend *worker_backend(kvp_worker *w, const char *addr)
     return be;
 }
 
+static void report_drained(kvp_worker *w)
+{
+    drained_msg *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return;
+    m->worker = w->idx;
+    m->version = w->table->version;
+    pthread_mutex_lock(&drained_mu);
+    m->next = drained_head;
+    drained_head = m;
+    pthread_mutex_unlock(&drained_mu);
+    uint64_t one = 1;
+    ssize_t r = write(drained_fd, &one, sizeof(one));
+    (void)r;
+}
+
+int kvp_workers_notify_fd(void) { return drained_fd; }
+
+int kvp_workers_poll_drained(kvp_drained_fn fn)
+{
+    uint64_t v;
+    ssize_t r = read(drained_fd, &v, sizeof(v));
+    (void)r;
+    pthread_mutex_lock(&drained_mu);
+    drained_msg *m = drained_head;
+    drained_head = NULL;
+    pthread_mutex_unlock(&drained_mu);
+    int n = 0;
+    while (m) {
+        drained_msg *next = m->next;
+        fn(m->worker, m->version);
+        free(m);
+        m = next;
+        n++;
+    }
+    return n;
+}
+
+/* A routed request completed (reply in, or failed). */
+void kvp_worker_req_done(kvp_worker *w, kvp_req *r)
+{
+    if (w->table && r->tver == w->table->version) {
+        w->inflight_cur--;
+    } else if (--w->inflight_old == 0) {
+        report_drained(w);
+    }
+}
+
 static void worker_install_table(kvp_worker *w, kvp_table *t)
 {
+    if (w->premig_inflight > 0) {
+        /* A migrate-on-access step routed with the current table is between
+         * its MIGRATE and its command: swapping now could let a later
+         * command on the same key reach the new owner first. Install when
+         * those steps are done (they end within request_timeout). */
+        if (w->next_table)
+            kvp_table_unref(w->next_table);
+        w->next_table = t;
+        return;
+    }
     kvp_backend **route = calloc((size_t)t->nservers, sizeof(*route));
     if (route == NULL) {
         kv_log_error("worker %d: out of memory installing table v%llu", w->idx,
@@ -160,11 +229,25 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     w->route = route;
     kvp_table_unref(w->table);
     w->table = t;
+    /* everything in flight was routed with an older table now */
+    w->inflight_old += w->inflight_cur;
+    w->inflight_cur = 0;
+    if (w->inflight_old == 0)
+        report_drained(w);
     /* waiting clients go on */
     for (int i = 0; i < w->nparked; i++)
         kvp_client_resume(w->parked[i]);
     w->nparked = 0;
     kvp_worker_flush(w);
+}
+
+void kvp_worker_premig_done(kvp_worker *w)
+{
+    if (--w->premig_inflight == 0 && w->next_table) {
+        kvp_table *t = w->next_table;
+        w->next_table = NULL;
+        worker_install_table(w, t);
+    }
 }
 
 static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
@@ -326,6 +409,11 @@ int kvp_workers_start(char *err, size_t errlen)
         return KV_ERR;
     }
     kvp_g.start_wall = (uint64_t)time(NULL);
+    drained_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (drained_fd < 0) {
+        snprintf(err, errlen, "cannot create the drained eventfd");
+        return KV_ERR;
+    }
     /* Buffers of big values (a 10 MB SET's query buffer, a 10 MB reply) come
      * from mmap and go back to the system when freed. glibc's default raises
      * this threshold after the first such free, and the memory then stays in

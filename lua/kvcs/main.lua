@@ -13,6 +13,8 @@ local peers = require "kvcs.peers"
 local api = require "kvcs.api"
 local slave = require "kvcs.slave"
 local metrics = require "kvcs.metrics"
+local migration = require "kvcs.migration"
+local cjson = require "cjson"
 local prom = require "kv.prom"
 
 local M = {}
@@ -62,6 +64,23 @@ function M.main(arg)
   cs.publish_delete = function(ns) peers.publish_delete(cs, ns) end
   cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end
   cs.forget_proxy = function(ns, who) return peers.forget_proxy(cs, ns, who) end
+  cs.wait_acks = function(ns, v, timeout) return peers.wait_acks(cs, ns, v, timeout) end
+  local known_path = confdir .. "/known_proxies.json"
+  cs.save_known = function(list)
+    return core.write_file_atomic(known_path, cjson.encode(list) .. "\n")
+  end
+  do
+    local f = io.open(known_path, "rb")
+    if f then
+      local text = f:read("*a")
+      f:close()
+      local ok, list = pcall(cjson.decode, text)
+      if not ok or type(list) ~= "table" then
+        return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, tostring(list)))
+      end
+      peers.load_known(cs, list)
+    end
+  end
   cs.started = core.wall()
   cs.save_config = function(changes)
     local f, ferr = io.open(opts.config, "rb")
@@ -87,6 +106,8 @@ function M.main(arg)
   local ok, lerr2 = listen("proxy_listen", cfg.proxy_listen, function(sock) peers.serve_proxy(cs, sock) end)
   if not ok then return fail(lerr2) end
   ok, lerr2 = listen("cs_listen", cfg.cs_listen, function(sock) peers.serve_slave(cs, sock) end)
+  if not ok then return fail(lerr2) end
+  ok, lerr2 = listen("migration_listen", cfg.migration_listen, function(sock) migration.serve(cs, sock) end)
   if not ok then return fail(lerr2) end
 
   if opts.daemon then

@@ -26,6 +26,30 @@ function M.new()
   return { proxies = {}, slaves = {}, known = {}, seq = 0 }
 end
 
+-- The known proxies are persisted (cs.save_known) so that a config-server
+-- restart does not forget a proxy that is away: it would otherwise let a
+-- bucket move complete without that proxy's ack.
+local function save_known(cs)
+  if not cs.save_known then return end
+  local out = {}
+  for ns, list in pairs(cs.peers.known) do
+    for id, k in pairs(list) do
+      out[#out + 1] = { namespace = ns, id = id, listen = k.listen }
+    end
+  end
+  table.sort(out, function(a, b) return a.namespace .. a.id < b.namespace .. b.id end)
+  local ok, err = cs.save_known(out)
+  if not ok then log.error("cannot save the known proxies: %s", tostring(err)) end
+end
+
+-- Load what save_known wrote: list of {namespace, id, listen}.
+function M.load_known(cs, list)
+  for _, k in ipairs(list or {}) do
+    cs.peers.known[k.namespace] = cs.peers.known[k.namespace] or {}
+    cs.peers.known[k.namespace][k.id] = { listen = k.listen, online = false, acked = 0 }
+  end
+end
+
 -- Drop a known, disconnected proxy (by id or listen address).
 function M.forget_proxy(cs, ns, who)
   local known = cs.peers.known[ns] or {}
@@ -33,11 +57,30 @@ function M.forget_proxy(cs, ns, who)
     if id == who or k.listen == who then
       if k.online then return nil, "connected" end
       known[id] = nil
+      save_known(cs)
       log.info("proxy %s (%s) of %s removed by the operator", k.listen, id, ns)
       return true
     end
   end
   return nil, "unknown"
+end
+
+-- Wait until every known proxy of ns acked version (DESIGN §4). -> true |
+-- false, "listen (id)" of one that did not, after timeout seconds.
+function M.wait_acks(cs, ns, version, timeout)
+  local deadline = loop.now() + timeout
+  while true do
+    local lagging
+    for id, k in pairs(cs.peers.known[ns] or {}) do
+      if (k.acked or 0) < version then
+        lagging = ("%s (id %s, %s, acked v%d)"):format(k.listen, id, k.online and "connected" or "not connected", k.acked or 0)
+        break
+      end
+    end
+    if not lagging then return true end
+    if loop.now() >= deadline then return false, lagging end
+    loop.sleep(0.005)
+  end
 end
 
 local function push(sock, ...)
@@ -100,15 +143,31 @@ function M.serve_proxy(cs, sock)
         entry = { sock = sock, ns = ns, listen = cmd[3], id = cmd[4], peer = sock.peer,
                   seq = cs.peers.seq }
         cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
+        -- the same proxy reconnecting: its old connection is stale
+        for osock, other in pairs(cs.peers.proxies[ns]) do
+          if other.id == entry.id then
+            cs.peers.proxies[ns][osock] = nil
+            osock:close()
+          end
+        end
         cs.peers.proxies[ns][sock] = entry
         cs.peers.known[ns] = cs.peers.known[ns] or {}
-        cs.peers.known[ns][entry.id] = { listen = entry.listen, id = entry.id, online = true }
+        local k = cs.peers.known[ns][entry.id]
+        if not k then
+          k = { acked = 0 }
+          cs.peers.known[ns][entry.id] = k
+          k.listen = entry.listen
+          save_known(cs)
+        end
+        k.listen, k.online, k.acked = entry.listen, true, 0 -- acks again for what it gets now
         sock:send(resp.encode_reply(btable.encode(t)))
         log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
           sock.peer, entry.id, ns, t.version)
       end
     elseif name == "ACK" and cmd.n == 3 and entry then
-      entry.acked = tonumber(cmd[3])
+      entry.acked = tonumber(cmd[3]) or 0
+      local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
+      if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
       reply(sock, resp.status("OK"))
     elseif name == "PATTERN" and cmd.n == 4 and entry then
       local code, msg = api.change_pattern(cs, cmd[3], tostring(cmd[2]):upper(), cmd[4])
@@ -122,7 +181,7 @@ function M.serve_proxy(cs, sock)
       reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
     end
   end
-  if entry then
+  if entry and cs.peers.proxies[entry.ns][sock] then
     cs.peers.proxies[entry.ns][sock] = nil
     local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
     if k then k.online = false end

@@ -29,14 +29,18 @@ local DEAD_AFTER = 5
 local PROBE = 2
 local REQUEST_TIMEOUT = 5
 
--- What the data path needs from a btable: servers and 1-based owners.
+-- What the data path needs from a btable: every address (owners and
+-- migration destinations), 1-based owners, and {[b + 1] = destination} for
+-- migrating buckets.
 function M.flatten(t)
-  local servers = btable.servers(t)
+  local servers = btable.addresses(t)
   local index = {}
   for i, a in ipairs(servers) do index[a] = i end
   local owners = {}
   for b = 0, t.bucket_count - 1 do owners[b + 1] = index[t.owner[b]] end
-  return servers, owners
+  local migrating = {}
+  for b, dst in pairs(t.migrating) do migrating[b + 1] = index[dst] end
+  return servers, owners, migrating
 end
 
 -- Install a table if newer. Returns true when installed.
@@ -50,14 +54,15 @@ function M.apply(state, json)
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
-  local servers, owners = M.flatten(t)
-  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns)
+  local servers, owners, migrating = M.flatten(t)
+  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns, migrating)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
   end
   local from = state.table and ("v" .. state.table.version) or "none"
   state.table = t
+  state.drained = {} -- acks start again for this version
   log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
     from, t.bucket_count, table.concat(servers, ", "),
     #t.patterns > 0 and ("; key-rewrite patterns " .. table.concat(t.patterns, " ")) or "")
@@ -157,7 +162,9 @@ local function session(state, addr)
       registered = true
       state.connected_to = addr
       log.info("registered with config server %s as %s", addr, state.listen)
-      M.apply(state, v)
+      if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
+        M.ack(state, state.acked) -- same table as before: already drained
+      end
     else
       local waiter = table.remove(waiting, 1)
       if waiter then waiter(v) end
@@ -198,8 +205,21 @@ function M.start(state)
   end)
 end
 
+-- A worker reports that nothing routed with a table older than version is
+-- in flight; when every worker has, the proxy acks that version (DESIGN §4).
+function M.drained(state, worker, version)
+  state.drained = state.drained or {}
+  state.drained[worker] = version
+  if not state.table or version ~= state.table.version then return end
+  for w = 0, state.workers - 1 do
+    if state.drained[w] ~= version then return end
+  end
+  state.acked = version
+  M.ack(state, version)
+end
+
 function M.ack(state, version)
-  if state.send then state.send(false, "ACK", state.namespace, tostring(version)) end
+  if state.send then state.send(false, "ACK", state.namespace, string.format("%d", version)) end
 end
 
 -- Send a command and wait for its reply (from a task). -> reply | nil, err

@@ -115,7 +115,8 @@ function M.main(arg)
   local state = {
     namespace = cfg.namespace,
     listen = cfg.listen,
-    proxy_id = ("%s-%d-%d"):format(core.hostname(), core.getpid(), math.floor(core.wall())),
+    -- stable across restarts: the config server knows a proxy by it
+    proxy_id = ("%s/%s"):format(core.hostname(), cfg.listen),
     servers = servers,
     install = dp.set_table,
     on_deleted = function()
@@ -131,6 +132,8 @@ function M.main(arg)
   state.on_table = function()
     core.daemon_ready(true)
   end
+  state.workers = cfg.io_threads
+  dp.on_drained(function(worker, version) cslink.drained(state, worker, version) end)
   cslink.start(state)
   loop.timer(M.STARTUP_WAIT, function()
     if state.table then return end

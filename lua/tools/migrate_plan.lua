@@ -1,0 +1,136 @@
+-- tools.migrate_plan: what migration_tool moves, in which order, in which
+-- rounds (pure functions of a bucket table; busted specs in
+-- tests/lua/migrate_plan_spec.lua).
+--
+--   plan(t, op, addr, opts) -> p | nil, err
+--     t     the namespace's current table (kv.btable form), possibly partly
+--           migrated by an earlier, interrupted run (of any command)
+--     op    "add" | "del"
+--     addr  the master to add or to remove
+--     opts  { count = N (nil: all), parallel = P (buckets per round) }
+--   p = { finish = { move... },   buckets migrating in t: finished first
+--         moves  = { move... },   every move of this run, in order (finish first)
+--         rounds = { { move... }, ... },   consecutive chunks of moves
+--         target = t',            the table when every planned move is done
+--         total  = #moves,  left = moves beyond --count (not in moves) }
+--   move = { bucket = b, src = "ip:port", dst = "ip:port" }
+--
+--   by_dst(round) -> { { dst =, buckets = {b...} }, ... }  sorted by dst
+--   by_src(round) -> { { src =, moves = {move...} }, ... } sorted by src
+--
+-- Resuming: a bucket marked migrating (b -> D) cannot be given another
+-- destination (MIGRATE.START refuses) nor be cancelled (proxies may already
+-- have written its keys on D), so it is finished first, towards D, whatever
+-- command left it. Only then the rest is planned with kv.btable.scale_up /
+-- scale_down from the table as it will be (those finished buckets owned by
+-- their D). For an interrupted `--add X` the finished buckets are exactly the
+-- ones scale_up would pick first, so nothing moves twice. Rounds never mix
+-- finishing moves with new ones: a bucket that migrated towards the master
+-- being removed is finished (onto it) in one round, then moved away in a
+-- later one.
+local btable = require "kv.btable"
+
+local M = {}
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks)
+  return ks
+end
+
+local function chunks(list, size, out)
+  for i = 1, #list, size do
+    local r = {}
+    for j = i, math.min(i + size - 1, #list) do r[#r + 1] = list[j] end
+    out[#out + 1] = r
+  end
+  return out
+end
+
+function M.plan(t, op, addr, opts)
+  opts = opts or {}
+  local parallel = opts.parallel or 64
+  if type(parallel) ~= "number" or parallel < 1 or parallel % 1 ~= 0 then
+    error("migrate_plan.plan: parallel must be a positive integer", 2)
+  end
+  if op ~= "add" and op ~= "del" then error("migrate_plan.plan: op must be add or del", 2) end
+
+  -- 1. what an earlier run left migrating, and the table once it is done
+  local finish, done = {}, t
+  for _, b in ipairs(sorted_keys(t.migrating)) do
+    finish[#finish + 1] = { bucket = b, src = t.owner[b], dst = t.migrating[b] }
+    done = assert(btable.finish_migration(done, b))
+  end
+
+  -- 2. the rest, from there
+  local target, err
+  if op == "add" then
+    target, err = btable.scale_up(done, addr)
+  else
+    local owns = false
+    for b = 0, done.bucket_count - 1 do
+      if done.owner[b] == addr then owns = true break end
+    end
+    if not owns then
+      -- nothing (left) to take away: a finished run, or a wrong address
+      target = done
+    else
+      target, err = btable.scale_down(done, addr)
+    end
+  end
+  if not target then return nil, err end
+  local fresh = btable.moves(done, target)
+
+  -- 3. --count, then rounds
+  local count = opts.count or math.huge
+  local moves, f2, n2 = {}, {}, {}
+  for _, m in ipairs(finish) do
+    if #moves < count then moves[#moves + 1] = m; f2[#f2 + 1] = m end
+  end
+  for _, m in ipairs(fresh) do
+    if #moves < count then moves[#moves + 1] = m; n2[#n2 + 1] = m end
+  end
+  local rounds = chunks(f2, parallel, {})
+  chunks(n2, parallel, rounds)
+  return {
+    finish = f2, moves = moves, rounds = rounds, target = target,
+    total = #moves, left = #finish + #fresh - #moves,
+  }
+end
+
+function M.by_dst(round)
+  local m = {}
+  for _, mv in ipairs(round) do
+    local l = m[mv.dst]
+    if not l then l = {}; m[mv.dst] = l end
+    l[#l + 1] = mv.bucket
+  end
+  local out = {}
+  for _, d in ipairs(sorted_keys(m)) do
+    table.sort(m[d])
+    out[#out + 1] = { dst = d, buckets = m[d] }
+  end
+  return out
+end
+
+function M.by_src(round)
+  local m = {}
+  for _, mv in ipairs(round) do
+    local l = m[mv.src]
+    if not l then l = {}; m[mv.src] = l end
+    l[#l + 1] = mv
+  end
+  local out = {}
+  for _, s in ipairs(sorted_keys(m)) do out[#out + 1] = { src = s, moves = m[s] } end
+  return out
+end
+
+-- Every address a plan touches (sources and destinations), sorted.
+function M.servers(p)
+  local set = {}
+  for _, mv in ipairs(p.moves) do set[mv.src] = true; set[mv.dst] = true end
+  return sorted_keys(set)
+end
+
+return M
