@@ -734,6 +734,12 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
         kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
         return KV_OK;
     }
+    if (w->next_table != NULL) {
+        /* a new table waits for migrate-on-access steps to finish: start no
+         * new one, so the swap happens within a round trip (the client
+         * resumes with the new table; see worker_install_table) */
+        return KV_AGAIN;
+    }
     if (!qps_allowed(w)) {
         kvp_client_reply_str(c, KVP_ERR_QPS);
         return KV_OK;
