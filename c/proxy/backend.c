@@ -169,7 +169,19 @@ static void be_connected(kvp_backend *be)
 {
     int one = 1;
     setsockopt(be->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* A black-holed path must be noticed within redis_down_timeout, not the
+     * kernel's ~15 minutes: keepalive probes on an idle connection, and a
+     * user timeout on unacknowledged data. */
+    int down_s = atomic_load_explicit(&kvp_g.redis_down_timeout_s, memory_order_relaxed);
+    if (down_s < 2)
+        down_s = 2;
+    int idle = down_s / 2, intvl = 1, cnt = down_s - idle;
+    unsigned int user_ms = (unsigned int)down_s * 1000;
     setsockopt(be->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    setsockopt(be->fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(be->fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+    setsockopt(be->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    setsockopt(be->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
     const char *pw = atomic_load(&kvp_g.redis_password);
     if (pw == NULL || pw[0] == '\0') {
         be_ready(be);
@@ -220,6 +232,8 @@ void kvp_backend_connect(kvp_backend *be)
 
 int kvp_backend_usable(kvp_backend *be)
 {
+    if (be->forced_down)
+        return 0;
     if (be->state != KVP_BE_DOWN)
         return 1;
     if (be->w->now_ms >= be->retry_at_ms) {
@@ -371,6 +385,26 @@ out:
     kvp_worker_flush(w);
 }
 
+/* The health check (control thread) found the master down or back. Down:
+ * everything in flight fails now, requests fail fast, no reconnect until it
+ * is back; up: reconnect at once. */
+void kvp_backend_force(kvp_backend *be, int down)
+{
+    if (down) {
+        be->forced_down = 1;
+        if (be->state != KVP_BE_DOWN) {
+            be->was_down_logged = 0;
+            be_set_down(be, "the health check reports it down");
+        }
+    } else if (be->forced_down) {
+        be->forced_down = 0;
+        be->retry_at_ms = 0;
+        be->backoff_ms = BE_BACKOFF_MIN_MS;
+        if (be->in_table && be->state == KVP_BE_DOWN)
+            kvp_backend_connect(be);
+    }
+}
+
 void kvp_backend_tick(kvp_backend *be)
 {
     uint64_t now = be->w->now_ms;
@@ -379,7 +413,7 @@ void kvp_backend_tick(kvp_backend *be)
         kv_buf_shrink(&be->in, BE_IN_KEEP);
     switch (be->state) {
     case KVP_BE_DOWN:
-        if (be->in_table && now >= be->retry_at_ms)
+        if (be->in_table && !be->forced_down && now >= be->retry_at_ms)
             kvp_backend_connect(be);
         break;
     case KVP_BE_CONNECTING:

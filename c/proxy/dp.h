@@ -56,6 +56,7 @@ typedef struct kvp_conf {
     atomic_int max_client_num;
     atomic_int max_qps;
     atomic_int slow_cmd_time_ms;
+    atomic_int redis_down_timeout_s;
     /* AUTH for new backend connections; replaced whole by set_config (the
      * old string is leaked on purpose: a worker may be reading it) */
     _Atomic(const char *) redis_password;
@@ -179,6 +180,7 @@ typedef struct kvp_backend {
     int in_table;              /* still routed to by the worker's table */
     int dirty;                 /* queued on the worker's flush list */
     int was_down_logged;
+    int forced_down;           /* the health check says down: fail fast, no reconnect */
     char unavailable[KVP_ADDR_MAX + 48]; /* "-ERR backend <addr> unavailable\r\n" */
     size_t unavailable_len;
 } kvp_backend;
@@ -214,7 +216,13 @@ typedef struct kvp_msg {
     void *ptr;
 } kvp_msg;
 
-enum { KVP_MSG_TABLE = 1, KVP_MSG_STOP };
+enum { KVP_MSG_TABLE = 1, KVP_MSG_STOP, KVP_MSG_BACKEND_STATE };
+
+/* KVP_MSG_BACKEND_STATE payload (one per worker). */
+typedef struct kvp_backend_verdict {
+    char addr[KVP_ADDR_MAX];
+    int down;
+} kvp_backend_verdict;
 
 /* A worker's counters. Only the worker writes them (a plain load+store,
  * no lock, no atomic read-modify-write); the control thread sums all
@@ -283,6 +291,7 @@ typedef struct kvp_worker {
 /* worker.c */
 int kvp_workers_start(char *err, size_t errlen);
 void kvp_workers_post_table(kvp_table *t);
+void kvp_workers_post_backend_state(const char *addr, int down);
 int kvp_workers_count(void);
 void kvp_worker_mark_client(kvp_worker *w, kvp_client *c);
 void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be);
@@ -323,6 +332,7 @@ int kvp_backend_usable(kvp_backend *be); /* 0: known down, fail fast */
 void kvp_backend_flush(kvp_backend *be);
 void kvp_backend_tick(kvp_backend *be);
 void kvp_backend_connect(kvp_backend *be);
+void kvp_backend_force(kvp_backend *be, int down);
 
 /* router.c */
 /* KV_OK: handled (replied or queued); KV_AGAIN: needs a table, park. */

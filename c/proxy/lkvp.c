@@ -92,6 +92,8 @@ static int l_configure(lua_State *L)
     atomic_store(&kvp_g.max_client_num, opt_int(L, 1, "max_client_num", atomic_load(&kvp_g.max_client_num)));
     atomic_store(&kvp_g.max_qps, opt_int(L, 1, "max_qps", atomic_load(&kvp_g.max_qps)));
     atomic_store(&kvp_g.slow_cmd_time_ms, opt_int(L, 1, "slow_cmd_time", atomic_load(&kvp_g.slow_cmd_time_ms)));
+    atomic_store(&kvp_g.redis_down_timeout_s,
+                 opt_int(L, 1, "redis_down_timeout", atomic_load(&kvp_g.redis_down_timeout_s)));
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -309,6 +311,16 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+/* dp.set_backend_down(addr, down): the health check's verdict on a master. */
+static int l_set_backend_down(lua_State *L)
+{
+    const char *addr = luaL_checkstring(L, 1);
+    if (!started)
+        return 0;
+    kvp_workers_post_backend_state(addr, lua_toboolean(L, 2));
+    return 0;
+}
+
 static int l_client_count(lua_State *L)
 {
     lua_pushinteger(L, atomic_load(&kvp_g.client_count));
@@ -321,6 +333,7 @@ static int luaopen_kvp_dp(lua_State *L)
                                    {"start", l_start},             {"set_table", l_set_table},
                                    {"client_count", l_client_count}, {"stats", l_stats},
                                    {"on_drained", l_on_drained},
+                                   {"set_backend_down", l_set_backend_down},
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);
@@ -333,6 +346,7 @@ void kvp_open_lua(lua_State *L)
     atomic_store(&kvp_g.request_timeout_ms, 2000);
     atomic_store(&kvp_g.max_client_num, 10000);
     atomic_store(&kvp_g.slow_cmd_time_ms, 10);
+    atomic_store(&kvp_g.redis_down_timeout_s, 10);
     kvp_g.io_threads = 2;
     kvp_g.hash_tags = 1;
     snprintf(kvp_g.listen_host, sizeof(kvp_g.listen_host), "0.0.0.0");

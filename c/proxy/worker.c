@@ -276,6 +276,14 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             worker_install_table(w, m->ptr);
         else if (m->type == KVP_MSG_STOP)
             event_base_loopbreak(w->base);
+        else if (m->type == KVP_MSG_BACKEND_STATE) {
+            kvp_backend_verdict *st = m->ptr;
+            for (int i = 0; i < w->nbackends; i++)
+                if (strcmp(w->backends[i]->addr, st->addr) == 0)
+                    kvp_backend_force(w->backends[i], st->down);
+            free(st);
+            kvp_worker_flush(w);
+        }
         free(m);
         m = n;
     }
@@ -302,6 +310,18 @@ void kvp_workers_post_table(kvp_table *t)
     for (int i = 0; i < nworkers; i++) {
         kvp_table_ref(t);
         worker_post(&workers[i], KVP_MSG_TABLE, t);
+    }
+}
+
+void kvp_workers_post_backend_state(const char *addr, int down)
+{
+    for (int i = 0; i < nworkers; i++) {
+        kvp_backend_verdict *st = calloc(1, sizeof(*st));
+        if (st == NULL)
+            continue;
+        snprintf(st->addr, sizeof(st->addr), "%s", addr);
+        st->down = down;
+        worker_post(&workers[i], KVP_MSG_BACKEND_STATE, st);
     }
 }
 

@@ -165,6 +165,12 @@ local function session(state, addr)
       if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
         M.ack(state, state.acked) -- same table as before: already drained
       end
+      -- a new config server connection: tell it what this proxy sees down
+      if state.health then
+        for _, a in ipairs(require("kvp.health").down_list(state.health)) do
+          send(false, "DOWN", state.namespace, a)
+        end
+      end
     else
       local waiter = table.remove(waiting, 1)
       if waiter then waiter(v) end

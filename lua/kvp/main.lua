@@ -13,6 +13,8 @@ local httpd = require "kv.httpd"
 local stats = require "kvp.stats"
 local http_api = require "kvp.http_api"
 local metrics = require "kvp.metrics"
+local health = require "kvp.health"
+local btable = require "kv.btable"
 
 local M = {}
 
@@ -46,6 +48,7 @@ function M.control(path, cfg, state)
       request_timeout = new_cfg.request_timeout, client_timeout = new_cfg.client_timeout,
       max_client_num = new_cfg.max_client_num, max_qps = new_cfg.max_qps,
       slow_cmd_time = new_cfg.slow_cmd_time, redis_password = new_cfg.redis_password,
+      redis_down_timeout = new_cfg.redis_down_timeout,
     })
     local keys = {}
     for k in pairs(changes) do keys[#keys + 1] = k end
@@ -97,7 +100,7 @@ function M.main(arg)
   dp.configure({
     listen = cfg.listen, io_threads = cfg.io_threads, request_timeout = cfg.request_timeout,
     client_timeout = cfg.client_timeout, max_client_num = cfg.max_client_num,
-    max_qps = cfg.max_qps, slow_cmd_time = cfg.slow_cmd_time,
+    max_qps = cfg.max_qps, slow_cmd_time = cfg.slow_cmd_time, redis_down_timeout = cfg.redis_down_timeout,
     redis_password = cfg.redis_password, client_password = cfg.client_password,
   })
   local sok, serr = dp.start()
@@ -129,8 +132,19 @@ function M.main(arg)
       core.exit(1)
     end,
   }
-  state.on_table = function()
+  local px_ref = {}
+  local h = health.new({
+    password = function() return (px_ref.px and px_ref.px.cfg or cfg).redis_password end,
+    down_timeout = function() return (px_ref.px and px_ref.px.cfg or cfg).redis_down_timeout end,
+    set_down = dp.set_backend_down,
+    report = function(kind, addr)
+      if state.send then state.send(false, kind, cfg.namespace, addr) end
+    end,
+  })
+  state.health = h
+  state.on_table = function(t)
     core.daemon_ready(true)
+    health.watch(h, btable.addresses(t))
   end
   state.workers = cfg.io_threads
   dp.on_drained(function(worker, version) cslink.drained(state, worker, version) end)
@@ -147,6 +161,7 @@ function M.main(arg)
   end)
 
   local px = M.control(opts.config, cfg, state)
+  px_ref.px = px
   local hhost, hport = loop.split_addr(cfg.http_listen)
   local hok, herr = httpd.serve(hhost, hport, http_api.routes(px),
     { token = function() return px.cfg.admin_token end })

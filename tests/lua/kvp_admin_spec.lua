@@ -184,3 +184,18 @@ describe("kv.prom", function()
       .. 'a_total{cmd="GET"} 4\n# HELP b flag\n# TYPE b gauge\nb 1\n', m:text())
   end)
 end)
+
+describe("kvp.health.judge", function()
+  local health = require "kvp.health"
+  it("goes down only after down_timeout without a valid reply, up at the first one", function()
+    local m = { down = false, last_ok = 100 }
+    assert.is_nil(health.judge(m, 101, true, 10))
+    assert.is_nil(health.judge(m, 105, false, 10))
+    assert.is_nil(health.judge(m, 110.9, false, 10))
+    assert.equal("down", health.judge(m, 111, false, 10))
+    assert.is_nil(health.judge(m, 112, false, 10)) -- stays down: no second transition
+    assert.equal("up", health.judge(m, 113, true, 10))
+    assert.is_nil(health.judge(m, 114, true, 10))
+    assert.equal(114, m.last_ok)
+  end)
+end)
