@@ -73,6 +73,17 @@ ssize_t kv_buf_read_fd(kv_buf *b, int fd, size_t want)
     return n;
 }
 
+ssize_t kv_buf_write_fd(kv_buf *b, int fd)
+{
+    size_t len = b->wpos - b->rpos;
+    if (len == 0)
+        return 0;
+    ssize_t n = write(fd, b->data + b->rpos, len);
+    if (n > 0)
+        kv_buf_consume(b, (size_t)n);
+    return n;
+}
+
 void kv_buf_shrink(kv_buf *b, size_t keep)
 {
     if (b->cap <= keep || b->wpos - b->rpos > keep / 2)

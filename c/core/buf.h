@@ -25,6 +25,7 @@ void kv_buf_deinit(kv_buf *b);
 int kv_buf_reserve(kv_buf *b, size_t n); /* KV_OK or KV_ENOMEM (bound or malloc) */
 int kv_buf_append(kv_buf *b, const void *p, size_t n);
 ssize_t kv_buf_read_fd(kv_buf *b, int fd, size_t want); /* read(2) result; -2 if full */
+ssize_t kv_buf_write_fd(kv_buf *b, int fd);            /* write(2) of the unread bytes, consumed */
 
 static inline size_t kv_buf_len(const kv_buf *b) { return b->wpos - b->rpos; }
 static inline char *kv_buf_rptr(const kv_buf *b) { return b->data + b->rpos; }

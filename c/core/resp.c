@@ -22,6 +22,17 @@ int kv_parse_ll(const char *p, size_t len, long long *out)
     if (p[i] == '0' && len > i + 1)
         return KV_ERR;
     unsigned long long v = 0;
+    if (len - i <= 18) {
+        /* cannot overflow: no per-digit check (lengths and counts are short) */
+        for (; i < len; i++) {
+            unsigned c = (unsigned char)p[i] - '0';
+            if (c > 9)
+                return KV_ERR;
+            v = v * 10 + c;
+        }
+        *out = neg ? -(long long)v : (long long)v;
+        return KV_OK;
+    }
     for (; i < len; i++) {
         unsigned c = (unsigned char)p[i] - '0';
         if (c > 9)

@@ -63,7 +63,7 @@ kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr)
     be->port = colon ? atoi(colon + 1) : 6379;
     kv_buf_init(&be->in, BE_IN_MAX);
     kv_reply_scanner_reset(&be->scan);
-    be->out = evbuffer_new();
+    kv_buf_init(&be->out, KVP_OUT_MAX);
     be->ring_cap = 64;
     be->ring = calloc(be->ring_cap, sizeof(*be->ring));
     be->backoff_ms = BE_BACKOFF_MIN_MS;
@@ -71,7 +71,7 @@ kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr)
                                            KVP_ERR_BACKEND_UNAVAILABLE_FMT, be->addr);
     be->state = KVP_BE_DOWN;
     be->in_table = 1;
-    if (be->out == NULL || be->ring == NULL) {
+    if (be->ring == NULL) {
         kvp_backend_free(be);
         return NULL;
     }
@@ -100,7 +100,7 @@ static void be_close_fd(kvp_backend *be)
 /* Answer every pending entry with msg and forget the unsent commands. */
 static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
 {
-    evbuffer_drain(be->out, evbuffer_get_length(be->out));
+    kv_buf_consume(&be->out, kv_buf_len(&be->out));
     while (be->ring_len > 0) {
         kvp_pending e = be->ring[be->ring_head];
         be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
@@ -120,8 +120,7 @@ void kvp_backend_free(kvp_backend *be)
     be_fail_pending(be, be->unavailable, be->unavailable_len);
     be_close_fd(be);
     kv_buf_deinit(&be->in);
-    if (be->out)
-        evbuffer_free(be->out);
+    kv_buf_deinit(&be->out);
     free(be->ring);
     free(be);
 }
@@ -288,8 +287,8 @@ void kvp_backend_flush(kvp_backend *be)
 {
     if (be->state != KVP_BE_READY)
         return;
-    while (evbuffer_get_length(be->out) > 0) {
-        int n = evbuffer_write(be->out, be->fd);
+    while (kv_buf_len(&be->out) > 0) {
+        ssize_t n = kv_buf_write_fd(&be->out, be->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -297,7 +296,7 @@ void kvp_backend_flush(kvp_backend *be)
             return;
         }
     }
-    if (evbuffer_get_length(be->out) > 0)
+    if (kv_buf_len(&be->out) > 0)
         event_add(be->wev, NULL);
 }
 
@@ -411,6 +410,8 @@ void kvp_backend_tick(kvp_backend *be)
     /* a big reply (10 MB GET) grew the buffer: give it back once it is empty */
     if (kv_buf_len(&be->in) == 0)
         kv_buf_shrink(&be->in, BE_IN_KEEP);
+    if (kv_buf_len(&be->out) == 0)
+        kv_buf_shrink(&be->out, BE_IN_KEEP);
     switch (be->state) {
     case KVP_BE_DOWN:
         if (be->in_table && !be->forced_down && now >= be->retry_at_ms)

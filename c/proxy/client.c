@@ -3,7 +3,7 @@
  *
  * Replies that can go out at once (the request is the oldest one still
  * waiting) are copied straight into `out`; others wait in their request's
- * own evbuffer and are moved (not copied) into `out` when everything before
+ * own buffer and are copied into `out` when everything before
  * them is done. All output of one event is written by one flush at its end.
  *
  * Back-pressure: while `out` holds more than CLIENT_OUT_HIGH bytes or more
@@ -49,7 +49,7 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
         r = calloc(1, sizeof(*r));
         if (r == NULL)
             return NULL;
-        r->reply = evbuffer_new();
+        kv_buf_init(&r->reply, KVP_OUT_MAX);
         kv_buf_init(&r->first_err, 64 * 1024);
         kv_buf_init(&r->pick, 1024 * 1024);
     }
@@ -94,8 +94,8 @@ static void req_free(kvp_worker *w, kvp_req *r)
     if (r->frags) {
         for (int i = 0; i < r->nfrags; i++) {
             kv_buf_deinit(&r->frags[i].reply);
-            if (r->frags[i].held)
-                evbuffer_free(r->frags[i].held);
+            if (r->frags[i].holding)
+                kv_buf_deinit(&r->frags[i].held);
         }
         free(r->frags);
         r->frags = NULL;
@@ -104,18 +104,19 @@ static void req_free(kvp_worker *w, kvp_req *r)
     free(r->key_pos);
     r->key_frag = NULL;
     r->key_pos = NULL;
-    evbuffer_drain(r->reply, evbuffer_get_length(r->reply));
+    kv_buf_consume(&r->reply, kv_buf_len(&r->reply));
     kv_buf_consume(&r->first_err, kv_buf_len(&r->first_err));
     kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
     if (w->nfree_reqs < REQ_POOL_MAX) {
         kv_buf_shrink(&r->first_err, 256);
+        kv_buf_shrink(&r->reply, 4096);
         kv_buf_shrink(&r->pick, 256);
         r->next = w->free_reqs;
         w->free_reqs = r;
         w->nfree_reqs++;
         return;
     }
-    evbuffer_free(r->reply);
+    kv_buf_deinit(&r->reply);
     kv_buf_deinit(&r->first_err);
     kv_buf_deinit(&r->pick);
     free(r);
@@ -127,7 +128,7 @@ static void client_advance(kvp_client *c)
     kvp_req *r;
     while ((r = c->head) != NULL && r->done) {
         c->held -= r->held;
-        evbuffer_add_buffer(c->out, r->reply);
+        kv_buf_append(&c->out, kv_buf_rptr(&r->reply), kv_buf_len(&r->reply));
         c->head = r->next;
         if (c->head == NULL)
             c->tail = NULL;
@@ -211,13 +212,14 @@ void kvp_req_premig_reply(kvp_req *r, int f, const char *p, size_t n)
         size_t m = kv_buf_len(&fr->reply);
         memcpy(msg, kv_buf_rptr(&fr->reply), m);
         kv_buf_consume(&fr->reply, m);
-        evbuffer_drain(fr->held, evbuffer_get_length(fr->held));
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
         kvp_req_frag_reply(r, f, msg, m);
     } else if (!kvp_backend_usable(fr->target)) {
-        evbuffer_drain(fr->held, evbuffer_get_length(fr->held));
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
         kvp_req_frag_reply(r, f, fr->target->unavailable, fr->target->unavailable_len);
     } else {
-        evbuffer_add_buffer(fr->target->out, fr->held);
+        kv_buf_append(&fr->target->out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
         kvp_backend_enqueue(fr->target, r, f);
     }
     kvp_worker_premig_done(w);
@@ -229,7 +231,7 @@ static void req_complete(kvp_req *r)
     req_untrack(r);
     req_timed(r);
     if (r->merge != KVP_MERGE_NONE)
-        kvp_merge_finish(r, r->reply);
+        kvp_merge_finish(r, &r->reply);
     r->done = 1;
     kvp_client *c = r->c;
     if (c == NULL) {
@@ -261,7 +263,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
         kvp_client *c = r->c;
         if (r->strip_key && n > 0 && p[0] == '*') {
             req_hold(r, n);
-            kvp_reply_strip_key0(p, n, r->reply);
+            kvp_reply_strip_key0(p, n, &r->reply);
             if (r->pending == 0)
                 req_complete(r);
             return;
@@ -270,7 +272,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
             /* fast path: oldest request, reply goes straight out */
             req_untrack(r);
             req_timed(r);
-            evbuffer_add(c->out, p, n);
+            kv_buf_append(&c->out, p, n);
             c->head = r->next;
             if (c->head == NULL)
                 c->tail = NULL;
@@ -283,7 +285,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
             return;
         }
         req_hold(r, n);
-        evbuffer_add(r->reply, p, n);
+        kv_buf_append(&r->reply, p, n);
         if (r->pending == 0)
             req_complete(r);
         return;
@@ -306,7 +308,7 @@ void kvp_req_setup_done(kvp_req *r)
 void kvp_client_reply(kvp_client *c, const char *p, size_t n)
 {
     if (c->head == NULL) {
-        evbuffer_add(c->out, p, n);
+        kv_buf_append(&c->out, p, n);
         kvp_worker_mark_client(c->w, c);
         return;
     }
@@ -314,7 +316,7 @@ void kvp_client_reply(kvp_client *c, const char *p, size_t n)
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
     if (r == NULL)
         return;
-    evbuffer_add(r->reply, p, n);
+    kv_buf_append(&r->reply, p, n);
     r->done = 1;
 }
 
@@ -372,7 +374,7 @@ void kvp_client_accept(kvp_worker *w, int fd, const char *peer)
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     kv_buf_init(&c->in, CLIENT_IN_MAX);
     kv_req_parser_init(&c->parser);
-    c->out = evbuffer_new();
+    kv_buf_init(&c->out, KVP_OUT_MAX);
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
     c->wev = event_new(w->base, fd, EV_WRITE, client_write_cb, c);
     event_add(c->rev, NULL);
@@ -417,16 +419,15 @@ static void client_close(kvp_client *c)
      * struct is freed once it is off every list (see kvp_worker_flush). */
     kv_buf_deinit(&c->in);
     kv_req_parser_deinit(&c->parser);
-    evbuffer_free(c->out);
+    kv_buf_deinit(&c->out);
     free(c->name);
-    c->out = NULL;
     if (!c->dirty && !c->parked)
         free(c);
 }
 
 static void client_update_reading(kvp_client *c)
 {
-    int pause = evbuffer_get_length(c->out) + c->held > CLIENT_OUT_HIGH ||
+    int pause = kv_buf_len(&c->out) + c->held > CLIENT_OUT_HIGH ||
                 c->nreq > CLIENT_MAX_INFLIGHT || c->parked || c->closing;
     if (pause && !c->read_paused) {
         event_del(c->rev);
@@ -445,8 +446,8 @@ static int client_flush(kvp_client *c)
 {
     if (c->dead)
         return -1;
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
+    while (kv_buf_len(&c->out) > 0) {
+        ssize_t n = kv_buf_write_fd(&c->out, c->fd);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
@@ -456,7 +457,7 @@ static int client_flush(kvp_client *c)
         if (n == 0)
             break;
     }
-    size_t left = evbuffer_get_length(c->out);
+    size_t left = kv_buf_len(&c->out);
     if (left + c->held > CLIENT_OUT_MAX) {
         kv_log_warn("closing client %s: output buffer over %lu bytes (slow reader)", c->peer,
                     CLIENT_OUT_MAX);
@@ -511,7 +512,7 @@ static void client_process(kvp_client *c)
     }
     while (!c->closing && !c->dead && kv_buf_len(&c->in) > 0) {
         if (c->nreq > CLIENT_MAX_INFLIGHT ||
-            evbuffer_get_length(c->out) + c->held > CLIENT_OUT_HIGH) {
+            kv_buf_len(&c->out) + c->held > CLIENT_OUT_HIGH) {
             /* Over a bound with commands left in `in`: pause, so that
              * client_update_reading runs them once under it again, even if
              * the client sends nothing more (ECHO <5 MB> then PING in one
@@ -601,8 +602,11 @@ void kvp_client_tick(kvp_worker *w)
         if (limit && c->head == NULL && idle > limit) {
             kv_log_debug("closing idle client %s", c->peer);
             client_close(c);
-        } else if (idle >= 1000 && kv_buf_len(&c->in) == 0) {
-            kv_buf_shrink(&c->in, CLIENT_IN_KEEP);
+        } else if (idle >= 1000) {
+            if (kv_buf_len(&c->in) == 0)
+                kv_buf_shrink(&c->in, CLIENT_IN_KEEP);
+            if (kv_buf_len(&c->out) == 0)
+                kv_buf_shrink(&c->out, CLIENT_IN_KEEP);
         }
         c = next;
     }

@@ -6,9 +6,9 @@
  *
  *   client c                              backend b (one master)
  *   ┌─────────────┐   fragments          ┌──────────────────────┐
- *   │ in  (kv_buf)│──parse──route──────▶ │ out (evbuffer)        │──▶ Redis
+ *   │ in  (kv_buf)│──parse──route──────▶ │ out (kv_buf)          │──▶ Redis
  *   │ head ▸ req1 ▸ req2 ▸ req3          │ pending ring:         │
- *   │ out (evbuffer) ◀─ in order ─┐      │  {req1,0}{req3,1}...  │◀── replies
+ *   │ out (kv_buf) ◀─ in order ─┐        │  {req1,0}{req3,1}...  │◀── replies
  *   └─────────────┘               │      └──────────────────────┘
  *                                 └── replies complete reqs (any order);
  *                                     the client writes only from its head.
@@ -115,7 +115,8 @@ struct kvp_backend;
 typedef struct kvp_frag {
     struct kvp_backend *be;
     kv_buf reply;        /* the fragment's raw reply, kept when the merge needs it */
-    struct evbuffer *held;
+    kv_buf held;
+    uint8_t holding;     /* held is in use (the command waits for its MIGRATEs) */
     struct kvp_backend *target;
     uint16_t premig_pending;
     uint8_t premig_failed;
@@ -125,7 +126,7 @@ typedef struct kvp_req {
     struct kvp_req *next;      /* client FIFO */
     struct kvp_client *c;      /* NULL once the client has gone */
     struct kvp_worker *w;
-    struct evbuffer *reply;    /* final reply when it cannot go straight out */
+    kv_buf reply;              /* final reply when it cannot go straight out */
     uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
     uint8_t done;
     uint8_t strip_key;         /* reply element 0 names a key: drop our prefix */
@@ -170,7 +171,7 @@ typedef struct kvp_backend {
     struct event *rev, *wev;
     kv_buf in;
     kv_reply_scanner scan;
-    struct evbuffer *out;      /* written when READY; held while connecting */
+    kv_buf out;                /* written when READY; held while connecting */
     kvp_pending *ring;
     uint32_t ring_cap, ring_head, ring_len;
     uint64_t state_since_ms;   /* connect start / down since */
@@ -192,7 +193,7 @@ typedef struct kvp_client {
     struct event *rev, *wev;
     kv_buf in;
     kv_req_parser parser;
-    struct evbuffer *out;
+    kv_buf out;
     kvp_req *head, *tail;
     int nreq;
     size_t held;               /* reply bytes waiting in requests behind the head */
@@ -340,14 +341,15 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv);
 
 /* merge.c */
 void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n);
-void kvp_merge_finish(kvp_req *r, struct evbuffer *out);
+void kvp_merge_finish(kvp_req *r, kv_buf *out);
 /* Write reply p (an array whose first element is a prefixed key) without the prefix. */
-void kvp_reply_strip_key0(const char *p, size_t n, struct evbuffer *out);
+#define KVP_OUT_MAX (2048UL * 1024 * 1024) /* hard bound of output buffers; clients are closed far below */
+void kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out);
 
 /* encode helpers (router.c) */
-void kvp_write_bulk(struct evbuffer *out, const char *p, size_t n);
-void kvp_write_bulk_prefixed(struct evbuffer *out, const char *pre, size_t prelen, const char *p,
+void kvp_write_bulk(kv_buf *out, const char *p, size_t n);
+void kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p,
                              size_t n);
-void kvp_write_count(struct evbuffer *out, char type, long long n);
+void kvp_write_count(kv_buf *out, char type, long long n);
 
 #endif

@@ -154,14 +154,14 @@ static long array_elements(const char *p, size_t n, size_t *starts, long max)
     return count;
 }
 
-static void finish_mget(kvp_req *r, struct evbuffer *out)
+static void finish_mget(kvp_req *r, kv_buf *out)
 {
     /* elements per fragment */
     int nf = r->nfrags;
     long *cnt = calloc((size_t)nf, sizeof(long));
     size_t **starts = calloc((size_t)nf, sizeof(size_t *));
     if (cnt == NULL || starts == NULL || r->key_frag == NULL || r->key_pos == NULL) {
-        evbuffer_add(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
         goto done;
     }
     for (int i = 0; i < r->nkeys; i++)
@@ -183,12 +183,12 @@ static void finish_mget(kvp_req *r, struct evbuffer *out)
         kv_buf *b = &r->frags[f].reply;
         if (starts[f]) {
             size_t s = starts[f][r->key_pos[i]], e = starts[f][r->key_pos[i] + 1];
-            evbuffer_add(out, kv_buf_rptr(b) + s, e - s);
+            kv_buf_append(out, kv_buf_rptr(b) + s, e - s);
         } else if (kv_buf_len(b) > 0 && kv_buf_rptr(b)[0] == '-') {
             /* that backend failed: its keys carry its error, in place */
-            evbuffer_add(out, kv_buf_rptr(b), kv_buf_len(b));
+            kv_buf_append(out, kv_buf_rptr(b), kv_buf_len(b));
         } else {
-            evbuffer_add(out, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+            kv_buf_append(out, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
         }
     }
 done:
@@ -199,7 +199,7 @@ done:
     free(cnt);
 }
 
-static void finish_info(kvp_req *r, struct evbuffer *out)
+static void finish_info(kvp_req *r, kv_buf *out)
 {
     int want = r->info_section;
     char buf[2048];
@@ -232,20 +232,20 @@ static void finish_info(kvp_req *r, struct evbuffer *out)
     kvp_write_bulk(out, buf, (size_t)n);
 }
 
-void kvp_merge_finish(kvp_req *r, struct evbuffer *out)
+void kvp_merge_finish(kvp_req *r, kv_buf *out)
 {
     switch (r->merge) {
     case KVP_MERGE_SUM:
         if (r->nerr)
-            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+            kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
             kvp_write_count(out, ':', r->sum);
         break;
     case KVP_MERGE_OK_ALL:
         if (r->nerr)
-            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+            kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
-            evbuffer_add(out, "+OK\r\n", 5);
+            kv_buf_append(out, "+OK\r\n", 5);
         break;
     case KVP_MERGE_MGET:
         finish_mget(r, out);
@@ -254,9 +254,9 @@ void kvp_merge_finish(kvp_req *r, struct evbuffer *out)
         if (r->picks > 0)
             kvp_write_bulk(out, kv_buf_rptr(&r->pick), kv_buf_len(&r->pick));
         else if (r->nerr)
-            evbuffer_add(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+            kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
-            evbuffer_add(out, "$-1\r\n", 5);
+            kv_buf_append(out, "$-1\r\n", 5);
         break;
     case KVP_MERGE_INFO:
         finish_info(r, out);
@@ -266,13 +266,13 @@ void kvp_merge_finish(kvp_req *r, struct evbuffer *out)
     }
 }
 
-void kvp_reply_strip_key0(const char *p, size_t n, struct evbuffer *out)
+void kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
 {
     /* *N\r\n $L\r\n <bucket>_key \r\n ...rest */
     const char *end = p + n;
     const char *l1 = memchr(p, '\n', n);
     if (l1 == NULL || l1 + 1 >= end || l1[1] != '$') {
-        evbuffer_add(out, p, n); /* nil array or not a key: as is */
+        kv_buf_append(out, p, n); /* nil array or not a key: as is */
         return;
     }
     const char *hdr = l1 + 1;
@@ -280,17 +280,17 @@ void kvp_reply_strip_key0(const char *p, size_t n, struct evbuffer *out)
     long long len;
     if (l2 == NULL || kv_parse_ll(hdr + 1, (size_t)(l2 - hdr - 2), &len) != KV_OK || len < 0 ||
         l2 + 1 + len > end) {
-        evbuffer_add(out, p, n);
+        kv_buf_append(out, p, n);
         return;
     }
     const char *key = l2 + 1;
     const char *us = memchr(key, '_', (size_t)len);
     if (us == NULL) {
-        evbuffer_add(out, p, n);
+        kv_buf_append(out, p, n);
         return;
     }
     size_t skip = (size_t)(us - key) + 1;
-    evbuffer_add(out, p, (size_t)(hdr - p));
+    kv_buf_append(out, p, (size_t)(hdr - p));
     kvp_write_count(out, '$', len - (long long)skip);
-    evbuffer_add(out, key + skip, (size_t)(end - key - skip));
+    kv_buf_append(out, key + skip, (size_t)(end - key - skip));
 }

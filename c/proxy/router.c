@@ -18,6 +18,13 @@
 
 static size_t fmt_count(char *buf, char type, long long n)
 {
+    if (n >= 0 && n < 10) { /* "*2", "$3": most headers */
+        buf[0] = type;
+        buf[1] = (char)('0' + n);
+        buf[2] = '\r';
+        buf[3] = '\n';
+        return 4;
+    }
     char tmp[24];
     size_t i = 0, o = 0;
     unsigned long long v = n < 0 ? (unsigned long long)(-(n + 1)) + 1 : (unsigned long long)n;
@@ -35,29 +42,42 @@ static size_t fmt_count(char *buf, char type, long long n)
     return o;
 }
 
-void kvp_write_count(struct evbuffer *out, char type, long long n)
+/* The encoders write straight into the output buffer: one reserve and
+ * plain stores per argument (no per-piece calls, no allocation once the
+ * buffer has grown to its working size). */
+void kvp_write_count(kv_buf *out, char type, long long n)
 {
-    char buf[32];
-    evbuffer_add(out, buf, fmt_count(buf, type, n));
+    if (kv_buf_reserve(out, 32) != KV_OK)
+        return;
+    out->wpos += fmt_count(out->data + out->wpos, type, n);
 }
 
-void kvp_write_bulk(struct evbuffer *out, const char *p, size_t n)
+void kvp_write_bulk(kv_buf *out, const char *p, size_t n)
 {
-    char buf[32];
-    evbuffer_add(out, buf, fmt_count(buf, '$', (long long)n));
-    evbuffer_add(out, p, n);
-    evbuffer_add(out, "\r\n", 2);
+    if (kv_buf_reserve(out, n + 32) != KV_OK)
+        return;
+    char *d = out->data + out->wpos;
+    size_t o = fmt_count(d, '$', (long long)n);
+    memcpy(d + o, p, n);
+    o += n;
+    d[o++] = '\r';
+    d[o++] = '\n';
+    out->wpos += o;
 }
 
-void kvp_write_bulk_prefixed(struct evbuffer *out, const char *pre, size_t prelen, const char *p,
-                             size_t n)
+void kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n)
 {
-    char buf[48];
-    size_t o = fmt_count(buf, '$', (long long)(n + prelen));
-    memcpy(buf + o, pre, prelen);
-    evbuffer_add(out, buf, o + prelen);
-    evbuffer_add(out, p, n);
-    evbuffer_add(out, "\r\n", 2);
+    if (kv_buf_reserve(out, n + prelen + 32) != KV_OK)
+        return;
+    char *d = out->data + out->wpos;
+    size_t o = fmt_count(d, '$', (long long)(n + prelen));
+    memcpy(d + o, pre, prelen);
+    o += prelen;
+    memcpy(d + o, p, n);
+    o += n;
+    d[o++] = '\r';
+    d[o++] = '\n';
+    out->wpos += o;
 }
 
 /* ------------------------------------------------------------- scratch */
@@ -99,11 +119,11 @@ static int eq_nocase(const kv_str *a, const char *s)
 
 static void reply_bulk(kvp_client *c, const char *p, size_t n)
 {
-    struct evbuffer *b = evbuffer_new();
-    kvp_write_bulk(b, p, n);
-    size_t len = evbuffer_get_length(b);
-    kvp_client_reply(c, (const char *)evbuffer_pullup(b, (ssize_t)len), len);
-    evbuffer_free(b);
+    kv_buf b;
+    kv_buf_init(&b, KVP_OUT_MAX);
+    kvp_write_bulk(&b, p, n);
+    kvp_client_reply(c, kv_buf_rptr(&b), kv_buf_len(&b));
+    kv_buf_deinit(&b);
 }
 
 static void reply_int(kvp_client *c, long long v)
@@ -203,7 +223,9 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
         kvp_client_reply_str(c, KVP_ERR_NOAUTH);
         return;
     }
-    struct evbuffer *b = evbuffer_new();
+    kv_buf bb;
+    kv_buf_init(&bb, KVP_OUT_MAX);
+    kv_buf *b = &bb;
     kvp_write_count(b, '*', 14);
     kvp_write_bulk(b, "server", 6);
     kvp_write_bulk(b, "kvp", 3);
@@ -219,9 +241,8 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
     kvp_write_bulk(b, "master", 6);
     kvp_write_bulk(b, "modules", 7);
     kvp_write_count(b, '*', 0);
-    size_t len = evbuffer_get_length(b);
-    kvp_client_reply(c, (const char *)evbuffer_pullup(b, (ssize_t)len), len);
-    evbuffer_free(b);
+    kvp_client_reply(c, kv_buf_rptr(b), kv_buf_len(b));
+    kv_buf_deinit(b);
 }
 
 static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
@@ -269,7 +290,7 @@ static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
 
 /* Write argv as a multibulk; the arguments at keys[] are replaced by their
  * routed form "<bucket>_<key or its SHA-1 hex>" (rkeys[], same order). */
-static void write_routed(struct evbuffer *out, int argc, const kv_str *argv, const int *keys,
+static void write_routed(kv_buf *out, int argc, const kv_str *argv, const int *keys,
                          int nk, const kvp_table *t, const kvp_rkey *rkeys)
 {
     kvp_write_count(out, '*', argc);
@@ -318,7 +339,7 @@ static void count_cmd(kvp_worker *w, const kvp_cmd *cmd)
 /* MIGRATE <dst host> <dst port> "" 0 <timeout> [AUTH pw] KEYS <routed keys
  * whose source is src>: moves those keys (the ones that still exist) from
  * the bucket's owner to the migration destination, atomically per key. */
-static void write_migrate(struct evbuffer *out, const kvp_backend *dst, const kvp_table *t,
+static void write_migrate(kv_buf *out, const kvp_backend *dst, const kvp_table *t,
                           const kvp_rkey *rk, const uint8_t *pick, int nk, int nsel)
 {
     const char *pw = atomic_load(&kvp_g.redis_password);
@@ -348,7 +369,7 @@ static void write_migrate(struct evbuffer *out, const kvp_backend *dst, const kv
  * selected by in_frag) in migrating buckets: hold its command and send one
  * MIGRATE per source. Returns the buffer the caller writes the command
  * into, or NULL when a source is down (the fragment was answered). */
-static struct evbuffer *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *target,
+static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *target,
                                      const uint8_t *in_frag, int nk)
 {
     const kvp_table *t = w->table;
@@ -367,9 +388,9 @@ static struct evbuffer *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backe
             return NULL;
         }
     }
-    if (fr->held == NULL && (fr->held = evbuffer_new()) == NULL) {
-        kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
-        return NULL;
+    if (!fr->holding) {
+        kv_buf_init(&fr->held, KVP_OUT_MAX);
+        fr->holding = 1;
     }
     fr->target = target;
     fr->premig_pending = 0;
@@ -391,12 +412,12 @@ static struct evbuffer *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backe
         for (int j = 0; j < i; j++)
             pick[j] = 0;
         kvp_backend *sbe = w->route[src];
-        write_migrate(sbe->out, target, t, w->s_rkey, pick, nk, nsel);
+        write_migrate(&sbe->out, target, t, w->s_rkey, pick, nk, nsel);
         fr->premig_pending++;
         kvp_backend_enqueue_premig(sbe, r, f);
     }
     w->premig_inflight++;
-    return fr->held;
+    return &fr->held;
 }
 
 static kvp_backend *pick_backend(kvp_client *c, int server)
@@ -422,7 +443,7 @@ static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *
     }
     r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
     kvp_req_routed(r);
-    write_routed(be->out, argc, argv, keys, nk, c->w->table, rkeys);
+    write_routed(&be->out, argc, argv, keys, nk, c->w->table, rkeys);
     r->pending = 1;
     kvp_backend_enqueue(be, r, 0);
 }
@@ -470,7 +491,7 @@ static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     kvp_req_routed(r);
     uint8_t all[nk];
     memset(all, 1, sizeof(all));
-    struct evbuffer *held = premig_start(w, r, 0, be, all, nk);
+    kv_buf *held = premig_start(w, r, 0, be, all, nk);
     if (held)
         write_routed(held, argc, argv, w->s_keys, nk, t, w->s_rkey);
 }
@@ -565,7 +586,7 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
                 cnt++;
                 mig |= w->s_rkey[i].src != KVP_NO_SERVER;
             }
-        struct evbuffer *out = be->out;
+        kv_buf *out = &be->out;
         if (mig) {
             for (int i = 0; i < nk; i++)
                 in_frag[i] = fos[w->s_server[i]] == f;
@@ -647,9 +668,9 @@ static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str 
             continue;
         }
         if (cmd->merge == KVP_MERGE_INFO)
-            write_routed(be->out, 3, info_args, NULL, 0, t, NULL);
+            write_routed(&be->out, 3, info_args, NULL, 0, t, NULL);
         else
-            write_routed(be->out, argc, argv, NULL, 0, t, NULL);
+            write_routed(&be->out, argc, argv, NULL, 0, t, NULL);
         kvp_backend_enqueue(be, r, s);
     }
     kvp_req_setup_done(r);

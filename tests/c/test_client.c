@@ -22,7 +22,7 @@ static kvp_client *fake_client(void)
 {
     kvp_client *c = calloc(1, sizeof(*c));
     c->w = &w;
-    c->out = evbuffer_new();
+    kv_buf_init(&c->out, KVP_OUT_MAX);
     kv_buf_init(&c->in, 1UL << 30);
     kv_req_parser_init(&c->parser);
     return c;
@@ -40,10 +40,11 @@ static kvp_req *forwarded(kvp_client *c)
 static const char *out_text(kvp_client *c)
 {
     static char buf[1024];
-    size_t n = evbuffer_get_length(c->out);
+    size_t n = kv_buf_len(&c->out);
     if (n >= sizeof(buf))
         n = sizeof(buf) - 1;
-    evbuffer_remove(c->out, buf, n);
+    memcpy(buf, kv_buf_rptr(&c->out), n);
+    kv_buf_consume(&c->out, n);
     buf[n] = 0;
     return buf;
 }
@@ -62,7 +63,7 @@ static void test_order_and_held(void)
     kvp_req_frag_reply(r3, 1, ":2\r\n", 4);
     kvp_req_frag_reply(r2, 0, "$3\r\nbbb\r\n", 9);
     kvp_req_frag_reply(r3, 0, ":1\r\n", 4);
-    TAP_CHECK(evbuffer_get_length(c->out) == 0, "nothing goes out while the first request waits");
+    TAP_CHECK(kv_buf_len(&c->out) == 0, "nothing goes out while the first request waits");
     TAP_CHECK(c->held == 9 + 4 + 4, "replies behind the head are counted as held (%zu)", c->held);
 
     kvp_req_frag_reply(r1, 0, "$1\r\na\r\n", 7);
@@ -133,9 +134,10 @@ static void test_info_merge(void)
     kvp_req_frag_reply(r, 0, reply, n);
     kvp_req_setup_done(r);
     free(reply);
-    size_t len = evbuffer_get_length(c->out);
+    size_t len = kv_buf_len(&c->out);
     char *out = calloc(1, len + 1);
-    evbuffer_remove(c->out, out, len);
+    memcpy(out, kv_buf_rptr(&c->out), len);
+    kv_buf_consume(&c->out, len);
     long blen = strtol(out + 1, NULL, 10);
     const char *body = strstr(out, "\r\n");
     TAP_CHECK(out[0] == '$' && body && (size_t)(body + 2 - out) + (size_t)blen + 2 == len,
