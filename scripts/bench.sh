@@ -2,16 +2,64 @@
 # bench.sh -- measurements side by side in one run (never a test: timings on
 # this machine are noisy, so only ratios within one run mean something).
 #
+#   scripts/bench.sh quick|full [--pin] [--threads N] [--label TEXT] [--reps N]
+#       kvp against twemproxy (nutcracker) and a direct Redis master: two
+#       masters (requirepass), a kvcs + kvp in front of them (io_threads N,
+#       default the one of conf/kvp.conf) and nutcracker in front of the same
+#       two masters (murmur, modula, redis_auth). Rows, each with
+#       redis-benchmark -d 64 -r 1000000 -c 50 unless said: SET and GET at -P 1
+#       and -P 16, MSET of 10 keys, MGET of 10 keys, SET at -c 1000 (idle-heavy).
+#       Both masters are preloaded with the whole keyspace (key:000000000000 ..
+#       key:000000999999), so every GET hits whichever master a proxy picks.
+#       Targets alternate within each row (the first target rotates per
+#       repetition); the table has the median rps, p50 and p99 per row and
+#       target, CPU seconds per million requests of the proxy process (and of
+#       the master for direct), the ratios kvp/twemproxy and kvp/direct, and the
+#       RSS of kvp (and nutcracker) holding 10 000 idle client connections.
+#       quick: 2 repetitions of small runs (under 2 minutes); full: 5
+#       repetitions (under 15 minutes). --pin: the load generator on CPU 0,
+#       every server on CPU 1 (taskset). The results also go to
+#       bench/results/<date>-<commit>-<mode>-t<threads>[-pin][-label].csv.
+#   scripts/bench.sh compare A.csv B.csv
+#       two result files side by side, with B/A ratios
 #   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 2 -> 3
 #       masters (KEYS of 64 bytes, default 300000), and p50/p99 of concurrent
 #       SETs through the proxy before and during the move
 #
-# Everything runs on free loopback ports in a temp dir (tests/it/lib.sh).
+# Everything runs on free loopback ports in a temp dir (tests/it/lib.sh);
+# KEEP=1 keeps the dir (logs, raw runs).
 source "$(dirname "$(readlink -f "$0")")/lib/common.sh"
-kv_ensure_deps >/dev/null
-kv_ensure_build
+
+usage() {
+  echo "usage: scripts/bench.sh quick|full [--pin] [--threads N] [--label TEXT] [--reps N]" >&2
+  echo "       scripts/bench.sh compare A.csv B.csv" >&2
+  echo "       scripts/bench.sh migrate [KEYS]" >&2
+  exit 2
+}
+
+MODE=${1:-}
+case "$MODE" in
+  compare)
+    [ $# -eq 3 ] || usage
+    kv_ensure_build || exit 1
+    exec "$KV_BUILD/kvlua" "$KV_ROOT/scripts/lib/bench_report.lua" compare "$2" "$3" ;;
+  quick|full)
+    kv_ensure_deps /usr/sbin/nutcracker:nutcracker taskset:util-linux >/dev/null || exit 1 ;;
+  migrate)
+    kv_ensure_deps >/dev/null || exit 1 ;;
+  *) usage ;;
+esac
+kv_ensure_build || exit 1
 # shellcheck source=../tests/it/lib.sh
 source "$KV_ROOT/tests/it/lib.sh"
+
+# it_kvp_conf NAME ... then set KEY=LUAVALUE pairs (a key set twice in a
+# config file is an error, so extra lines cannot repeat the lib's keys).
+bench_kvp_conf() { # NAME NS CS_PROXY KEY=LUAVALUE...
+  local name=$1 ns=$2 cs=$3 kv; shift 3
+  it_kvp_conf "$name" "$ns" "$cs"
+  for kv in "$@"; do kv_conf_set "$IT_DIR/$name/kvp.conf" "${kv%%=*}" "${kv#*=}"; done
+}
 
 bench_migrate() {
   local nkeys=${1:-300000}
@@ -20,7 +68,8 @@ bench_migrate() {
   for m in $m1 $m2 $m3; do it_redis_start "$m" || exit 1; done
   it_kvcs_start CS || exit 1
   it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$m1" "127.0.0.1:$m2" || exit 1
-  it_kvp_start P test "$CS_PROXY" "" 'log_level = "info"' || exit 1
+  bench_kvp_conf P test "$CS_PROXY" 'log_level="info"'
+  it_kvp_start P test "$CS_PROXY" || exit 1
   local mig
   mig=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
   echo "== migrate: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), $nkeys keys of 64 bytes, 2 -> 3 masters"
@@ -55,7 +104,324 @@ bench_migrate() {
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
 }
 
-case "${1:-}" in
+# ------------------------------------------------------------ kvp vs twemproxy
+
+KEYSPACE=1000000          # -r of every row; the preload writes all of them
+IDLE_CONNS=10000          # idle clients held for the RSS figure
+PIN=0 THREADS="" LABEL="" REPS=""
+
+bench_ticks() { # PID: utime+stime (clock ticks) of the whole process
+  # fields after "pid (comm) ": state is $1, utime $12, stime $13
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+
+bench_status_kib() { # PID FIELD: VmRSS / VmHWM in KiB
+  awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# bench_run ROW TARGET REP N ARGS...: one redis-benchmark run, one line to raw.csv
+bench_run() {
+  local row=$1 target=$2 rep=$3 n=$4; shift 4
+  local port pid auth=()
+  case "$target" in
+    direct) port=$M1; pid=$M1_PID; auth=(-a "$IT_PW") ;;
+    kvp) port=$P_PORT; pid=$KVP_PID ;;
+    twemproxy) port=$NC_PORT; pid=$NC_PID; auth=(-a "$IT_PW") ;;
+  esac
+  local t0 t1 out err="$IT_DIR/runs/$row-$target-$rep.err"
+  t0=$(bench_ticks "$pid")
+  out=$("${LOADGEN[@]}" redis-benchmark -h 127.0.0.1 -p "$port" "${auth[@]}" -n "$n" --csv "$@" 2>"$err")
+  t1=$(bench_ticks "$pid")
+  printf '%s\n' "$out" > "$IT_DIR/runs/$row-$target-$rep.csv"
+  # the data line: "name","rps","avg","min","p50","p95","p99","max"
+  local line errs
+  line=$(printf '%s\n' "$out" | grep -v '^"test"' | grep '^"' | tail -1 | tr -d '"')
+  # redis-benchmark's CONFIG GET at start is refused by both proxies: not an error
+  errs=$(grep -v 'Could not fetch server CONFIG' "$err" | grep -ciE 'error|warning')
+  if [ -z "$line" ]; then
+    echo "  $row/$target rep $rep: no result ($(head -c 200 "$err"))" >&2
+    echo "$row,$target,$rep,,,,$((t1 - t0)),$n,$((errs + 1))" >> "$IT_DIR/raw.csv"
+    return
+  fi
+  # the command name may contain commas? (mget's does not): rps is field
+  # NF-6 counted from the end
+  printf '%s\n' "$line" | awk -F, -v row="$row" -v t="$target" -v rep="$rep" \
+    -v ticks="$((t1 - t0))" -v n="$n" -v e="$errs" \
+    '{ printf "%s,%s,%s,%s,%s,%s,%d,%d,%d\n", row, t, rep, $(NF-6), $(NF-3), $(NF-1), ticks, n, e }' \
+    >> "$IT_DIR/raw.csv"
+}
+
+# bench_row ROW N ARGS...: every target, REPS times, the first target rotating
+bench_row() {
+  local row=$1 n=$2; shift 2
+  local rep i t targets=(direct kvp twemproxy)
+  printf '  %-10s' "$row" >&2
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for ((i = 0; i < 3; i++)); do
+      t=${targets[$(((rep - 1 + i) % 3))]}
+      bench_run "$row" "$t" "$rep" "$n" "$@"
+    done
+    printf ' %d' "$rep" >&2
+  done
+  echo >&2
+}
+
+# bench_idle TARGET PORT PID [PASSWORD]: RSS of PID before and with
+# IDLE_CONNS idle clients; one line to rss.csv
+bench_idle() {
+  local target=$1 port=$2 pid=$3 pw=${4:-}
+  local ready="$IT_DIR/idle-$target.ready" stop="$IT_DIR/idle-$target.stop"
+  local base rss hwm i
+  base=$(bench_status_kib "$pid" VmRSS)
+  "${LOADGEN[@]}" "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/bench_idle.lua" "$port" "$IDLE_CONNS" \
+    "$ready" "$stop" "$pw" 2>"$IT_DIR/idle-$target.err" &
+  local lpid=$!
+  for ((i = 0; i < 1200; i++)); do
+    [ -f "$ready" ] && break
+    kill -0 "$lpid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1   # let the server settle (accept queues drained, buffers freed)
+  rss=$(bench_status_kib "$pid" VmRSS)
+  hwm=$(bench_status_kib "$pid" VmHWM)
+  local st conns failed clients=""
+  st=$(cat "$ready" 2>/dev/null)
+  conns=$(printf '%s' "$st" | sed -n 's/.*connected=\([0-9]*\).*/\1/p')
+  failed=$(printf '%s' "$st" | sed -n 's/.*errors=\([0-9]*\).*/\1/p')
+  if [ "$target" = kvp ]; then
+    clients=$(curl -sf "http://127.0.0.1:$P_HTTP/kvstore/proxy/stats_info" |
+      sed -n 's/.*"client_count":\([0-9]*\).*/\1/p')
+  fi
+  echo "  $target: $st${clients:+ (kvp stats_info client_count=$clients)}" >&2
+  [ -s "$IT_DIR/idle-$target.err" ] && head -3 "$IT_DIR/idle-$target.err" >&2
+  touch "$stop"
+  wait "$lpid" 2>/dev/null
+  echo "$target,$base,$rss,$hwm,${conns:-0},${failed:-0}" >> "$IT_DIR/rss.csv"
+}
+
+bench_compare_proxies() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --pin) PIN=1 ;;
+      --threads) THREADS=${2:-}; shift ;;
+      --threads=*) THREADS=${1#*=} ;;
+      --label) LABEL=${2:-}; shift ;;
+      --label=*) LABEL=${1#*=} ;;
+      --reps) REPS=${2:-}; shift ;;
+      --reps=*) REPS=${1#*=} ;;
+      *) usage ;;
+    esac
+    shift
+  done
+  [ -z "$THREADS" ] && THREADS=$(kv_conf_get "$KV_ROOT/conf/kvp.conf" io_threads)
+  [[ "$THREADS" =~ ^[0-9]+$ ]] || kv_die "--threads needs a number"
+  [[ "$LABEL" =~ ^[A-Za-z0-9._-]*$ ]] || kv_die "--label: letters, digits, . _ - only"
+  # -n per row: P1 rows ~2 s each at ~100k rps; P16 ~2-5 s
+  local n1 n16 nm nc
+  if [ "$MODE" = quick ]; then
+    : "${REPS:=2}"; n1=40000 n16=200000 nm=20000 nc=40000
+  else
+    : "${REPS:=5}"; n1=200000 n16=1000000 nm=100000 nc=200000
+  fi
+  [[ "$REPS" =~ ^[1-9][0-9]*$ ]] || kv_die "--reps needs a positive number"
+
+  local started=$SECONDS
+  # 10 000 idle clients, -c 1000 rows: every process started below inherits this
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  [ "$(ulimit -n)" -gt $((IDLE_CONNS + 1000)) ] ||
+    yellow "warning: ulimit -n is $(ulimit -n): too low for $IDLE_CONNS idle clients" >&2
+
+  LOADGEN=()
+  if [ $PIN -eq 1 ]; then
+    [ "$(nproc)" -ge 2 ] || kv_die "--pin needs 2 CPUs"
+    # this shell, hence every server started from it, on CPU 1; the load
+    # generator is started on CPU 0
+    taskset -pc 1 $$ >/dev/null || kv_die "taskset failed"
+    LOADGEN=(taskset -c 0)
+  fi
+  mkdir -p "$IT_DIR/runs"
+  : > "$IT_DIR/raw.csv"; : > "$IT_DIR/rss.csv"
+
+  # -------- servers
+  M1=$(it_free_port); M2=$(it_free_port)
+  it_redis_start "$M1" || exit 1
+  it_redis_start "$M2" || exit 1
+  M1_PID=$(cat "$IT_DIR/redis-$M1.pid")
+  it_kvcs_start CS || exit 1
+  it_init_table "$CS_HTTP" bench 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || kv_die "init_table failed"
+  bench_kvp_conf P bench "$CS_PROXY" "io_threads=$THREADS" "max_client_num=$((IDLE_CONNS * 2))" \
+    'log_level="warn"' 'request_timeout=2000'
+  it_kvp_start P bench "$CS_PROXY" || { cat "$IT_DIR/P/kvp.log" >&2; exit 1; }
+  it_wait 10 it_kvp_ready "$P_PORT" || kv_die "kvp has no table"
+  KVP_PID=$(cat "$IT_DIR/P/kvp.pid")
+
+  NC_PORT=$(it_free_port)
+  local nc_stats nc_bin
+  nc_stats=$(it_free_port)
+  nc_bin=$(command -v nutcracker || echo /usr/sbin/nutcracker)
+  cat > "$IT_DIR/nutcracker.yml" <<EOC
+bench:
+  listen: 127.0.0.1:$NC_PORT
+  redis: true
+  redis_auth: $IT_PW
+  hash: murmur
+  distribution: modula
+  preconnect: true
+  server_connections: 1
+  auto_eject_hosts: false
+  servers:
+   - 127.0.0.1:$M1:1 m1
+   - 127.0.0.1:$M2:1 m2
+EOC
+  "$nc_bin" -d -c "$IT_DIR/nutcracker.yml" -o "$IT_DIR/nutcracker.log" -p "$IT_DIR/nutcracker.pid" \
+    -s "$nc_stats" -a 127.0.0.1 || kv_die "nutcracker did not start"
+  it_wait 10 sh -c "redis-cli -p $NC_PORT -a $IT_PW --no-auth-warning ping | grep -q PONG" ||
+    { cat "$IT_DIR/nutcracker.log" >&2; kv_die "nutcracker does not answer"; }
+  NC_PID=$(cat "$IT_DIR/nutcracker.pid")
+
+  # -------- header
+  local commit dirty="" rv ncv
+  commit=$(git -C "$KV_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  [ -n "$(git -C "$KV_ROOT" --no-optional-locks status --porcelain -- c lua conf CMakeLists.txt 2>/dev/null)" ] &&
+    dirty="+uncommitted"
+  rv=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
+  ncv=$("$nc_bin" --version 2>&1 | sed -n 's/.*nutcracker-\([^ ]*\).*/\1/p' | head -1)
+  local pin_text="no (processes float over all cores)"
+  [ $PIN -eq 1 ] && pin_text="yes: redis-benchmark and the idle clients on CPU 0; redis x2, kvcs, kvp, nutcracker on CPU 1"
+  local date
+  date=$(date +%Y%m%d-%H%M%S)
+  {
+    echo "date=$date"
+    echo "mode=$MODE"
+    echo "cores=$(nproc)"
+    echo "cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr ',' ' ')"
+    echo "redis=$rv"
+    echo "nutcracker=$ncv"
+    echo "commit=$commit$dirty"
+    echo "io_threads=$THREADS"
+    echo "pin=$([ $PIN -eq 1 ] && echo yes || echo no)"
+    echo "reps=$REPS"
+    echo "n=P1:$n1 P16:$n16 mset/mget:$nm c1000:$nc"
+    echo "label=$LABEL"
+  } > "$IT_DIR/meta"
+  bold "== kvp vs twemproxy vs direct redis ($MODE, $(date '+%Y-%m-%d %H:%M'))"
+  echo "cores: $(nproc) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+  echo "redis $rv, nutcracker $ncv, kvp commit $commit$dirty, kvp io_threads $THREADS"
+  echo "pinned: $pin_text"
+  echo "$REPS repetitions per row and target, targets alternating; -d 64 -r $KEYSPACE -c 50 unless said;"
+  echo "-n: $n1 (-P 1), $n16 (-P 16), $nm (MSET/MGET 10 keys), $nc (-c 1000)"
+
+  # -------- RSS with idle clients, first: the figure of a fresh process
+  # (the preload below leaves kvp's buffers grown)
+  echo "idle clients ($IDLE_CONNS each, fresh processes):" >&2
+  bench_idle kvp "$P_PORT" "$KVP_PID"
+  bench_idle twemproxy "$NC_PORT" "$NC_PID" "$IT_PW"
+
+  # -------- preload: the whole keyspace on both masters, so a GET hits
+  # whichever master kvp or twemproxy sends it to
+  local val t0
+  val=$(printf 'v%.0s' $(seq 64))
+  t0=$SECONDS
+  local script="for i = 0, tonumber(ARGV[1]) - 1 do redis.call('SET', string.format('key:%012d', i), ARGV[2]) end return 1"
+  it_redis "$M1" eval "$script" 0 "$KEYSPACE" "$val" >/dev/null &
+  local l1=$!
+  it_redis "$M2" eval "$script" 0 "$KEYSPACE" "$val" >/dev/null
+  wait "$l1"
+  # kvp stores <bucket>_<key> (SPEC 2): its copy of the keyspace goes through kvp
+  local pipe_out
+  pipe_out=$(awk -v n="$KEYSPACE" -v v="$val" 'BEGIN {
+      for (i = 0; i < n; i++)
+        printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$64\r\n%s\r\n", i, v }' |
+    redis-cli -p "$P_PORT" --pipe 2>&1)
+  printf '%s\n' "$pipe_out" | grep -q 'errors: 0, replies: '"$KEYSPACE" ||
+    yellow "warning: preload through kvp: $(printf '%s' "$pipe_out" | tail -1)" >&2
+  local d1 d2
+  d1=$(it_redis "$M1" dbsize); d2=$(it_redis "$M2" dbsize)
+  echo "preloaded: $d1 + $d2 keys in $((SECONDS - t0)) s (key:000000000000..$(printf '%012d' $((KEYSPACE - 1))) on both masters for direct/twemproxy, once more through kvp as <bucket>_key)"
+  local probe=key:000000123456
+  [ "$(redis-cli -p "$P_PORT" get $probe)" = "$val" ] || yellow "warning: GET $probe through kvp does not hit" >&2
+  [ "$(it_redis "$NC_PORT" get $probe)" = "$val" ] || yellow "warning: GET $probe through twemproxy does not hit" >&2
+  [ "$(redis-cli -p "$P_PORT" mget key:000000000001 key:000000000002 key:000000000003 | grep -c "$val")" = 3 ] ||
+    yellow "warning: MGET through kvp does not return 3 values" >&2
+
+  local rss_kvp_pre rss_nc_pre
+  rss_kvp_pre=$(bench_status_kib "$KVP_PID" VmRSS)
+  rss_nc_pre=$(bench_status_kib "$NC_PID" VmRSS)
+
+  # -------- rows
+  echo "running (row: repetitions done):" >&2
+  local common=(-d 64 -r "$KEYSPACE")
+  local mget=(mget) k
+  for ((k = 0; k < 10; k++)); do mget+=("key:__rand_int__"); done
+  bench_row set_p1 "$n1" "${common[@]}" -c 50 -P 1 -t set
+  bench_row get_p1 "$n1" "${common[@]}" -c 50 -P 1 -t get
+  bench_row set_p16 "$n16" "${common[@]}" -c 50 -P 16 -t set
+  bench_row get_p16 "$n16" "${common[@]}" -c 50 -P 16 -t get
+  bench_row mset10 "$nm" "${common[@]}" -c 50 -P 1 -t mset
+  bench_row mget10 "$nm" "${common[@]}" -c 50 -P 1 "${mget[@]}"
+  bench_row set_c1000 "$nc" "${common[@]}" -c 1000 -P 1 -t set
+
+  # -------- table, CSV
+  echo
+  local res_dir="$KV_ROOT/bench/results" name
+  mkdir -p "$res_dir"
+  name="$date-$commit-$MODE-t$THREADS"
+  [ $PIN -eq 1 ] && name="$name-pin"
+  [ -n "$LABEL" ] && name="$name-$LABEL"
+  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/bench_report.lua" report "$IT_DIR/raw.csv" "$IT_DIR/rss.csv" \
+    "$IT_DIR/meta" "$res_dir/$name.csv" "$(getconf CLK_TCK)"
+  awk -v a="$rss_kvp_pre" -v b="$(bench_status_kib "$KVP_PID" VmRSS)" -v c="$(bench_status_kib "$KVP_PID" VmHWM)" \
+      -v d="$rss_nc_pre" -v e="$(bench_status_kib "$NC_PID" VmRSS)" -v f="$(bench_status_kib "$NC_PID" VmHWM)" 'BEGIN {
+    printf "RSS later: kvp %.1f MiB after the preload (1M SETs by redis-cli --pipe), %.1f MiB after the rows (VmHWM %.1f);\n", a / 1024, b / 1024, c / 1024
+    printf "           nutcracker %.1f MiB after the preload, %.1f MiB after the rows (VmHWM %.1f)\n", d / 1024, e / 1024, f / 1024 }'
+
+  # -------- anything odd
+  echo
+  echo "odd things:"
+  local odd=0 f c
+  for f in "$IT_DIR"/runs/*.err; do
+    [ -s "$f" ] || continue
+    # redis-benchmark's CONFIG GET at start is refused by both proxies
+    c=$(grep -v -c -E 'Could not fetch server CONFIG|^$' "$f")
+    if [ "$c" -gt 0 ]; then
+      echo "  $(basename "$f" .err): $(grep -v -E 'Could not fetch server CONFIG|^$' "$f" | head -2 | tr '\n' ' ')"
+      odd=1
+    fi
+  done
+  local kerr
+  kerr=$(grep -c -E '\b(WARN|ERROR|warn|error)\b' "$IT_DIR/P/kvp.log" 2>/dev/null)
+  if [ "${kerr:-0}" -gt 0 ]; then
+    echo "  kvp.log: $kerr warn/error lines, e.g.:"; grep -E '\b(WARN|ERROR|warn|error)\b' "$IT_DIR/P/kvp.log" | head -3 | sed 's/^/    /'
+    odd=1
+  fi
+  local stats
+  stats=$(timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$nc_stats; cat <&3" 2>/dev/null)
+  if [ -n "$stats" ]; then
+    local kv
+    for k in client_err forward_error server_ejects server_err server_timedout; do
+      kv=$(printf '%s' "$stats" | grep -o "\"$k\":[0-9]*" | awk -F: '{ s += $2 } END { print s + 0 }')
+      if [ "${kv:-0}" -gt 0 ]; then
+        if [ "$k" = client_err ]; then
+          echo "  nutcracker stats: client_err=$kv over $(grep -c ",twemproxy," "$IT_DIR/raw.csv") runs (expected: redis-benchmark opens each run with CONFIG GET, which twemproxy refuses by closing that connection)"
+        else
+          echo "  nutcracker stats: $k=$kv"
+        fi
+        odd=1
+      fi
+    done
+  fi
+  c=$(grep -c -E '\[.*\] .*(error|fail)' "$IT_DIR/nutcracker.log" 2>/dev/null)
+  if [ "${c:-0}" -gt 0 ]; then
+    echo "  nutcracker.log: $c error lines, e.g.:"; grep -E '\[.*\] .*(error|fail)' "$IT_DIR/nutcracker.log" | head -3 | sed 's/^/    /'
+    odd=1
+  fi
+  [ $odd -eq 0 ] && echo "  none"
+  echo
+  echo "results: bench/results/$name.csv"
+  echo "wall time: $((SECONDS - started)) s"
+}
+
+case "$MODE" in
   migrate) shift; bench_migrate "$@" ;;
-  *) echo "usage: scripts/bench.sh migrate [KEYS]" >&2; exit 2 ;;
+  quick|full) shift; bench_compare_proxies "$@" ;;
 esac

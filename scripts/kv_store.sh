@@ -204,6 +204,26 @@ start_daemon() {
     fail_start "$name: no running ${bin##*/} listening on port $port after 20 s"
 }
 
+# redis_role NAME PORT MASTER_PORT|-: put a server back in its SPEC §3 role.
+# A fail-over (kvcs: REPLICAOF + CONFIG REWRITE) writes the new roles into
+# redis.conf, which stop keeps; a fresh start begins from the documented layout.
+redis_role() {
+    local name=$1 p cur want
+    p=$(redis_port "$1" "$2")
+    local -a cli=(timeout 3 redis-cli -h 127.0.0.1 -p "$p" -a "$PASSWORD" --no-auth-warning)
+    cur=$("${cli[@]}" INFO replication 2>/dev/null | tr -d '\r' |
+        sed -n 's/^role:\(.*\)/\1/p; s/^master_port:\(.*\)/\1/p' | paste -sd' ')
+    if [ "$3" = - ]; then want=master; else want="slave $3"; fi
+    [ "$cur" = "$want" ] && return 0
+    if [ "$3" = - ]; then
+        "${cli[@]}" REPLICAOF NO ONE >/dev/null
+    else
+        "${cli[@]}" REPLICAOF 127.0.0.1 "$3" >/dev/null
+    fi
+    "${cli[@]}" CONFIG REWRITE >/dev/null
+    echo "$name was '${cur:-?}' (a fail-over rewrote redis.conf): reset to ${want/slave/replica of}"
+}
+
 fail_start() {
     red "start failed: $*" >&2
     echo "what did start is still running; '$0 stop' stops it and removes its data" >&2
@@ -301,6 +321,7 @@ cmd_start() {
         read -r name port master <<<"$spec"
         kv_redis_start "$H/$name" "$PASSWORD" 10 || fail_start "$name did not start"
         echo "$name started on port $(redis_port "$name" "$port")"
+        redis_role "$name" "$port" "$master"
     done
 
     for name in cs1 cs2; do
@@ -397,7 +418,7 @@ cmd_stop() {
     kv_stop_pidfiles 10 "${css[@]}"
     kv_stop_pidfiles 15 "${redises[@]}"
 
-    # Data: tables, logs, RDB/AOF files, pid files. Config files stay.
+    # Data: tables, logs, RDB/AOF files, pid files, learned HA state. Config files stay.
     local d td
     for d in "$H"/redis[0-9] "$H"/cs[0-9] "$H"/proxy*; do
         [ -d "$d" ] || continue
@@ -411,7 +432,7 @@ cmd_stop() {
             esac
         fi
         rm -rf "$d/appendonlydir"
-        rm -f "$d"/*.log "$d"/*.log.* "$d"/*.out "$d"/*.rdb "$d"/*.aof "$d"/*.pid "$d"/temp-*.rdb
+        rm -f "$d"/*.log "$d"/*.log.* "$d"/*.out "$d"/*.rdb "$d"/*.aof "$d"/*.pid "$d"/temp-*.rdb "$d"/ha_state.json
     done
     echo "stopped $n processes under $H; data removed, config files kept"
 }

@@ -115,6 +115,46 @@ function M.replace_server(cs, body)
   return commit(cs, nt)
 end
 
+-- Cache clusters grow and shrink by rebuilding the table (SPEC §5): add
+-- moves floor(B / (N + 1)) buckets to addr and nothing else; del moves only
+-- addr's buckets, spread over the rest. Keys on moved buckets are lost (the
+-- new owner starts empty, the old one keeps stale copies until they expire
+-- or are evicted): cache mode only, no data is copied and no acks awaited.
+function M.scale_cache_cluster(cs, body)
+  local c, m = need_master(cs)
+  if c then return c, m end
+  if cs.cfg.cluster_type ~= "cache" then
+    return codes.WRONG_CLUSTER_TYPE, ("scale_cache_cluster is for cache clusters; this one is %s "
+      .. "(data_store clusters scale with migration_tool)"):format(tostring(cs.cfg.cluster_type))
+  end
+  local t, code, msg = need_namespace(cs, body)
+  if not t then return code, msg end
+  local action, addr = body.action, body.addr
+  if action ~= "add" and action ~= "del" then
+    return codes.BAD_PARAM, 'action must be "add" or "del"'
+  end
+  if type(addr) ~= "string" or not names.valid_addr(addr) then
+    return codes.BAD_ADDR, ("invalid redis address '%s' (want a.b.c.d:port)"):format(tostring(addr))
+  end
+  local nt, err
+  if action == "add" then
+    local user = store.owner_of(cs.store, addr)
+    if user then return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(addr, user) end
+    nt, err = btable.scale_up(t, addr)
+  else
+    local counts = btable.counts(t)
+    if not counts[addr] then
+      return codes.ADDR_NOT_IN_TABLE, ("%s is not in the table of '%s'"):format(addr, t.namespace)
+    end
+    if #btable.servers(t) == 1 then
+      return codes.TABLE_CHANGE_FAILED, ("%s is the last server of '%s'; it cannot be removed"):format(addr, t.namespace)
+    end
+    nt, err = btable.scale_down(t, addr)
+  end
+  if not nt then return codes.TABLE_CHANGE_FAILED, err end
+  return commit(cs, nt)
+end
+
 -- Key-rewrite patterns belong to the namespace's table (SPEC §4): a change
 -- bumps the version, is persisted and pushed like any table change. Called
 -- by proxies over the control link (PATTERN ADD|DEL ns pattern).
@@ -196,6 +236,7 @@ function M.routes(cs)
     ["/kvstore/cs/bucket_table"] = { fn = h(M.bucket_table) },
     ["/kvstore/cs/proxy_info"] = { fn = h(M.proxy_info) },
     ["/kvstore/cs/replace_server"] = { fn = h(M.replace_server), change = true },
+    ["/kvstore/cs/scale_cache_cluster"] = { fn = h(M.scale_cache_cluster), change = true },
     ["/kvstore/cs/get_config"] = { fn = h(M.get_config) },
     ["/kvstore/cs/remove_proxy"] = { fn = h(M.remove_proxy), change = true },
     ["/kvstore/cs/set_config"] = { fn = h(M.set_config), change = true },

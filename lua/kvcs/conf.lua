@@ -15,6 +15,9 @@ M.schema = {
   cs_listen        = { type = "addr", default = "0.0.0.0:7300" },
   cluster_type     = { type = "enum", default = "data_store", values = { "data_store", "cache" } },
   support_ha       = { type = "boolean", default = true },
+  -- seconds between two INFO replication rounds over the masters (HA learns
+  -- their replicas; also after every table change)
+  update_slave_interval = { type = "integer", default = 10, min = 1, max = 3600 },
   master_cs        = { type = "addr", default = "", empty = true }, -- "": this is the master
   table_dir        = { type = "string", default = "table", min = 1 },
   redis_password   = { type = "string", default = "" },

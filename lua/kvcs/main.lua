@@ -14,6 +14,8 @@ local api = require "kvcs.api"
 local slave = require "kvcs.slave"
 local metrics = require "kvcs.metrics"
 local migration = require "kvcs.migration"
+local failover = require "kvcs.failover"
+local codes = require "kv.codes"
 local cjson = require "cjson"
 local prom = require "kv.prom"
 
@@ -60,7 +62,14 @@ function M.main(arg)
     cfg = cfg, store = st, peers = peers.new(),
     is_master = cfg.master_cs == "", support_ha = cfg.support_ha,
   }
-  cs.publish = function(t) peers.publish(cs, t) end
+  cs.ha = failover.new()
+  cs.publish = function(t)
+    peers.publish(cs, t)
+    failover.table_changed(cs, t)
+  end
+  cs.on_report = function(entry, kind, ns, addr) return failover.report(cs, entry, kind, ns, addr) end
+  cs.on_proxy_join = function(entry) failover.proxy_joined(cs, entry) end
+  cs.on_proxy_leave = function(entry) failover.proxy_left(cs, entry) end
   cs.publish_delete = function(ns) peers.publish_delete(cs, ns) end
   cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end
   cs.forget_proxy = function(ns, who) return peers.forget_proxy(cs, ns, who) end
@@ -79,6 +88,24 @@ function M.main(arg)
         return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, tostring(list)))
       end
       peers.load_known(cs, list)
+    end
+  end
+  -- learned replicas and old masters to re-attach (kvcs.failover)
+  local ha_path = confdir .. "/ha_state.json"
+  cs.save_ha = function(state)
+    return core.write_file_atomic(ha_path, codes.encode_json(state) .. "\n")
+  end
+  do
+    local f = io.open(ha_path, "rb")
+    if f then
+      local text = f:read("*a")
+      f:close()
+      local ok, state = pcall(cjson.decode, text)
+      if ok and type(state) == "table" then
+        failover.load(cs, state)
+      else
+        log.warn("%s: not an HA state (%s); starting without learned replicas", ha_path, tostring(state))
+      end
     end
   end
   cs.started = core.wall()
@@ -119,6 +146,7 @@ function M.main(arg)
     cfg.proxy_listen, cfg.cs_listen, #store.list(st), cfg.cluster_type)
   core.daemon_ready(true)
   if not cs.is_master then slave.start(cs) end
+  failover.start(cs)
   loop.every(1, function() peers.heartbeat(cs) end)
   loop.on_signal(function(signo)
     if signo == 1 then return end

@@ -21,6 +21,14 @@ function M.text(cs, now)
   m:add("kvcs_namespaces", "gauge", "Namespaces with a table", #names)
   m:add("kvcs_slaves_connected", "gauge", "Slave config servers connected to this one",
     count(cs.peers and cs.peers.slaves))
+  local h = cs.ha
+  if h then
+    m:add("kvcs_ha_failovers_total", "counter", "Masters replaced by a promoted replica (data_store)", h.failovers)
+    m:add("kvcs_ha_removals_total", "counter", "Dead masters removed from a table (cache)", h.removals)
+    m:add("kvcs_ha_reattached_total", "counter", "Old masters made replicas of their replacement", h.reattached)
+    m:add("kvcs_ha_old_masters_waiting", "gauge", "Replaced masters not answering yet (to be re-attached)",
+      count(h.watch))
+  end
   for _, ns in ipairs(names) do
     local t = store.get(cs.store, ns)
     local l = { namespace = ns }
@@ -33,6 +41,15 @@ function M.text(cs, now)
       count(cs.peers and cs.peers.proxies[ns]), l)
     m:add("kvcs_proxies_known", "gauge", "Proxies that registered and were not removed",
       count(cs.peers and cs.peers.known[ns]), l)
+    if h then
+      for _, a in ipairs(btable.addresses(t)) do
+        local la = { namespace = ns, master = a }
+        m:add("kvcs_ha_replicas_known", "gauge", "Replicas of the master learned by INFO replication",
+          #(h.replicas[a] or {}), la)
+        m:add("kvcs_ha_down_votes", "gauge", "Connected proxies reporting the master down now",
+          count(h.votes[ns] and h.votes[ns][a]), la)
+      end
+    end
   end
   return m:text()
 end

@@ -4,6 +4,11 @@
 -- Proxy commands:  REGISTER ns listen_addr proxy_id -> bulk table JSON
 --                  PING -> +PONG;  ACK ns version -> +OK
 --                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
+--                  DOWN ns addr / UP ns addr -> +OK (HA votes, kvcs.failover;
+--                  passed to cs.on_report(entry, "DOWN"|"UP", ns, addr))
+-- Hooks (optional): cs.on_proxy_join(entry) after a REGISTER,
+-- cs.on_proxy_leave(entry) when a registered session ends;
+-- entry = { sock, ns, listen, id, peer, seq }.
 -- Slave commands:  SYNC slave_addr -> array {"snapshot", json, json, ...}
 --                  PING -> +PONG
 -- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
@@ -163,12 +168,21 @@ function M.serve_proxy(cs, sock)
         sock:send(resp.encode_reply(btable.encode(t)))
         log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
           sock.peer, entry.id, ns, t.version)
+        if cs.on_proxy_join then cs.on_proxy_join(entry) end
       end
     elseif name == "ACK" and cmd.n == 3 and entry then
       entry.acked = tonumber(cmd[3]) or 0
       local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
       if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
       reply(sock, resp.status("OK"))
+    elseif (name == "DOWN" or name == "UP") and cmd.n == 3 and entry then
+      local ok, err = true, nil
+      if cs.on_report then ok, err = cs.on_report(entry, name, cmd[2], cmd[3]) end
+      if ok then
+        reply(sock, resp.status("OK"))
+      else
+        reply(sock, resp.error("ERR " .. tostring(err)))
+      end
     elseif name == "PATTERN" and cmd.n == 4 and entry then
       local code, msg = api.change_pattern(cs, cmd[3], tostring(cmd[2]):upper(), cmd[4])
       if code == codes.OK then
@@ -188,6 +202,7 @@ function M.serve_proxy(cs, sock)
     log.info("proxy %s (%s) of %s left: %s", entry.listen, sock.peer, entry.ns, tostring(why))
   end
   sock:close()
+  if entry and cs.on_proxy_leave then cs.on_proxy_leave(entry) end
 end
 
 function M.serve_slave(cs, sock)

@@ -15,6 +15,7 @@
 --         total  = #moves,  left = moves beyond --count (not in moves) }
 --   move = { bucket = b, src = "ip:port", dst = "ip:port" }
 --
+--   interleave(moves) -> the same moves, sources taking turns
 --   by_dst(round) -> { { dst =, buckets = {b...} }, ... }  sorted by dst
 --   by_src(round) -> { { src =, moves = {move...} }, ... } sorted by src
 --
@@ -27,7 +28,8 @@
 -- ones scale_up would pick first, so nothing moves twice. Rounds never mix
 -- finishing moves with new ones: a bucket that migrated towards the master
 -- being removed is finished (onto it) in one round, then moved away in a
--- later one.
+-- later one. New moves are ordered with sources taking turns (interleave),
+-- so each round keeps every source master busy.
 local btable = require "kv.btable"
 
 local M = {}
@@ -80,7 +82,7 @@ function M.plan(t, op, addr, opts)
     end
   end
   if not target then return nil, err end
-  local fresh = btable.moves(done, target)
+  local fresh = M.interleave(btable.moves(done, target))
 
   -- 3. --count, then rounds
   local count = opts.count or math.huge
@@ -97,6 +99,29 @@ function M.plan(t, op, addr, opts)
     finish = f2, moves = moves, rounds = rounds, target = target,
     total = #moves, left = #finish + #fresh - #moves,
   }
+end
+
+-- Orders moves so that every round draws on every source: the first move
+-- of each source (by address), then the second of each, ... (each source's
+-- moves keep their bucket order). Every master scans and moves its own keys
+-- at the same time as the others, so a round lasts as long as its busiest
+-- source, not the sum of them.
+function M.interleave(moves)
+  local rank, per = {}, {}
+  for i, mv in ipairs(moves) do
+    per[mv.src] = (per[mv.src] or 0) + 1
+    rank[i] = per[mv.src]
+  end
+  local idx = {}
+  for i = 1, #moves do idx[i] = i end
+  table.sort(idx, function(x, y)
+    if rank[x] ~= rank[y] then return rank[x] < rank[y] end
+    if moves[x].src ~= moves[y].src then return moves[x].src < moves[y].src end
+    return x < y
+  end)
+  local out = {}
+  for i, j in ipairs(idx) do out[i] = moves[j] end
+  return out
 end
 
 function M.by_dst(round)

@@ -96,6 +96,7 @@ describe("kvcs.conf", function()
       cs_listen = "0.0.0.0:7300",
       cluster_type = "data_store",
       support_ha = true,
+      update_slave_interval = 10,
       master_cs = "",
       table_dir = "table",
       redis_password = "",
@@ -122,6 +123,7 @@ master_cs = "127.0.0.1:7300"
     { 'support_ha = "yes"', "'support_ha'" },
     { 'master_cs = "7300"', "'master_cs'" },
     { 'table_dir = ""', "'table_dir'" },
+    { 'update_slave_interval = 0', "'update_slave_interval'" },
     { 'cs_listen = "0.0.0.0"', "'cs_listen'" },
     { 'namespace = "test"', "unknown config key 'namespace'" },
   }

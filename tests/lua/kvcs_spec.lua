@@ -253,3 +253,107 @@ describe("kvcs patterns, remove_proxy, metrics", function()
     assert.truthy(text:find("kvcs_is_master 1", 1, true))
   end)
 end)
+
+describe("kvcs.api scale_cache_cluster", function()
+  local function cache_cs(opts)
+    local cs, fs = new_cs(opts)
+    cs.cfg.cluster_type = "cache"
+    return cs, fs
+  end
+  local function scale(cs, action, addr, ns)
+    return api.scale_cache_cluster(cs, { namespace = ns or "test", action = action, addr = addr })
+  end
+
+  it("add moves floor(B/3) buckets, all to the new server, and nothing else", function()
+    local cs, fs = cache_cs()
+    init(cs)
+    local before = store.get(cs.store, "test")
+    assert.equal(codes.OK, (scale(cs, "add", C)))
+    local t = store.get(cs.store, "test")
+    assert.equal(2, t.version)
+    local moves = btable.moves(before, t)
+    assert.equal(341, #moves)
+    for _, m in ipairs(moves) do assert.equal(C, m.dst) end
+    assert.same({ [A] = 341, [B] = 341, [C] = 341 }, btable.counts(t))
+    assert.equal(2, #cs.published)
+    assert.equal(2, cs.published[2].version)
+    assert.truthy(fs.files["/t/test"]:find(C, 1, true))
+  end)
+
+  it("del moves only the removed server's buckets, spread evenly", function()
+    local cs = cache_cs()
+    init(cs, "test", { A, B, C })
+    local before = store.get(cs.store, "test")
+    assert.equal(codes.OK, (scale(cs, "del", C)))
+    local t = store.get(cs.store, "test")
+    local moves = btable.moves(before, t)
+    assert.equal(341, #moves)
+    for _, m in ipairs(moves) do assert.equal(C, m.src) end
+    assert.same({ [A] = 512, [B] = 511 }, btable.counts(t))
+    assert.equal(2, t.version)
+    assert.equal(2, #cs.published)
+  end)
+
+  it("add then del gives the first table's ownership back", function()
+    local cs = cache_cs()
+    init(cs)
+    local first = store.get(cs.store, "test")
+    assert.equal(codes.OK, (scale(cs, "add", C)))
+    assert.equal(codes.OK, (scale(cs, "del", C)))
+    assert.same({ [A] = 512, [B] = 511 }, btable.counts(store.get(cs.store, "test")))
+    assert.equal(3, store.get(cs.store, "test").version)
+    assert.truthy(#btable.moves(first, store.get(cs.store, "test")) <= 341)
+  end)
+
+  it("is for cache clusters only (1009)", function()
+    local cs = new_cs()
+    init(cs)
+    local code, msg = scale(cs, "add", C)
+    assert.equal(codes.WRONG_CLUSTER_TYPE, code)
+    assert.equal(1009, code)
+    assert.truthy(msg:find("migration_tool", 1, true), msg)
+    assert.equal(1, store.get(cs.store, "test").version)
+    assert.equal(1, #cs.published)
+  end)
+
+  local bad = {
+    { "an address already in the table", "add", A, codes.ADDR_IN_USE },
+    { "an address another namespace uses", "add", "127.0.0.1:6390", codes.ADDR_IN_USE },
+    { "a bad address", "add", "localhost:1", codes.BAD_ADDR },
+    { "a missing address", "add", nil, codes.BAD_ADDR },
+    { "an unknown action", "move", C, codes.BAD_PARAM },
+    { "deleting an address not in the table", "del", C, codes.ADDR_NOT_IN_TABLE },
+  }
+  for _, case in ipairs(bad) do
+    it("refuses " .. case[1] .. ", changing nothing", function()
+      local cs = cache_cs()
+      init(cs)
+      init(cs, "other", { "127.0.0.1:6390" })
+      local code = scale(cs, case[2], case[3])
+      assert.equal(case[4], code)
+      assert.equal(1, store.get(cs.store, "test").version)
+      assert.equal(2, #cs.published)
+    end)
+  end
+
+  it("refuses to remove the last server", function()
+    local cs = cache_cs()
+    init(cs, "test", { A })
+    local code, msg = scale(cs, "del", A)
+    assert.equal(codes.TABLE_CHANGE_FAILED, code)
+    assert.truthy(msg:find("last server", 1, true))
+  end)
+
+  it("refuses an unknown namespace, and on a slave", function()
+    local cs = cache_cs()
+    assert.equal(codes.NO_NAMESPACE, (scale(cs, "add", C, "nope")))
+    local slave = cache_cs({ slave = true })
+    assert.equal(codes.NOT_MASTER, (scale(slave, "add", C)))
+  end)
+
+  it("is routed as a change", function()
+    local r = api.routes(cache_cs())["/kvstore/cs/scale_cache_cluster"]
+    assert.truthy(r)
+    assert.is_true(r.change)
+  end)
+end)

@@ -1,0 +1,876 @@
+-- tools.migration_tool: move buckets between Redis masters online (SPEC §7,
+-- DESIGN §5), for data_store clusters.
+--
+--   migration_tool --cs HOST:PORT --ns NS (--add ADDR | --del ADDR)
+--                  [--password PW] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+--
+-- What it does (plan: tools.migrate_plan):
+--
+--   TABLE ns from the config server's migration port
+--   plan: buckets left migrating by an earlier run first, then
+--         kv.btable.scale_up/scale_down; cut into rounds of P buckets
+--   per round:
+--     MIGRATE.START ns dst b...          one command per destination; +OK once
+--                                        every proxy migrates b on access
+--     per source master, all at once:    (a coroutine each)
+--       pass:  SCAN cur MATCH * COUNT 1000 on the master ──> keys "<b>_..." of
+--              the round's buckets ──> MIGRATE dst "" 0 T [AUTH pw] KEYS k...
+--              (K keys each, up to 2 in flight on a second connection)
+--       repeat passes until one finds no key of the round (the first clean
+--       pass is the verification), at most MAX_PASSES
+--     MIGRATE.DONE ns dst b...           dst owns b everywhere
+--     sleep --wait_ms
+--
+-- Safety: a key is only ever moved by MIGRATE (atomic per key in Redis;
+-- proxies migrating the same key on access race safely: one of them gets
+-- NOKEY). Any MIGRATE reply other than OK/NOKEY is retried, then ends the
+-- run before DONE; the round's buckets stay migrating, which clients do not
+-- notice, and the same command run again finishes them (the config server's
+-- table says where the run stopped). The password is never touched: MIGRATE
+-- carries AUTH. Only masters are scanned (ROLE is checked first).
+local loop = require "kv.loop"
+local redis = require "kv.redis"
+local resp = require "kv.resp"
+local core = require "kv.core"
+local names = require "kv.names"
+local btable = require "kv.btable"
+local plan = require "tools.migrate_plan"
+
+local M = {}
+
+local byte, sub, find, concat, format = string.byte, string.sub, string.find, table.concat, string.format
+
+-- --parallel: every round costs two full SCANs of each source (moving, then
+-- verifying), whatever its size, so the fewer the rounds the faster the run
+-- (2 -> 3 masters, 300 000 keys: 64 buckets a round, 6 rounds, ~35 000
+-- keys/s; 1 round, ~110 000 keys/s). A migrating bucket costs its clients one
+-- MIGRATE round trip per command (no pause), so many in flight is cheap;
+-- 512 moves the common cases of a 1023-bucket table (2->3, 3->4, 3->2) in one
+-- round and still slices a scale-out of a 16384-bucket table into bounded
+-- rounds.
+M.DEFAULT_PARALLEL = 512
+M.SCAN_COUNT = 1000
+M.MIGRATE_TIMEOUT_MS = 5000   -- per I/O step of the source -> destination transfer
+M.MAX_INFLIGHT = 2            -- MIGRATE commands per source at a time: one running, one queued
+M.MAX_TRIES = 3               -- attempts per MIGRATE batch before the run fails
+M.MAX_PASSES = 5              -- scan passes per source and round
+M.CS_TIMEOUT = 120            -- seconds to wait for START/DONE (the CS waits up to 10 s per ack round)
+M.CS_RETRIES = 3              -- reconnects to the config server on a transport error
+
+local USAGE = [[
+usage: migration_tool --cs HOST:PORT --ns NAMESPACE (--add ADDR | --del ADDR)
+                      [--password PW] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+
+Moves buckets of a data_store namespace between Redis masters while clients
+keep working, then updates the table on the config server.
+
+  --cs HOST:PORT   the master config server's migration port (e.g. 127.0.0.1:7200)
+  --ns NAMESPACE   the namespace to rebalance
+  --add ADDR       scale out: move buckets onto the new master ADDR (ip:port)
+                   until every master holds floor/ceil(buckets / masters)
+  --del ADDR       scale in: move every bucket of ADDR to the other masters, evenly
+  --password PW    the masters' requirepass (default: asked from the config server)
+  --count N        move at most N buckets this run (default: all)
+  --wait_ms MS     pause between rounds of buckets (default 0)
+  --batch K        keys per MIGRATE command (default 1000)
+  --parallel P     buckets migrating at once (default 512)
+  -h, --help       this help
+
+Progress goes to stdout (one updating line on a terminal, a line per bucket
+otherwise). Exit status 0 only when every planned bucket moved. An interrupted
+or failed run is finished by running the same command again.]]
+
+--------------------------------------------------------------------------------
+-- Command line
+--------------------------------------------------------------------------------
+
+local function parse_uint(s, name, min, max)
+  local n = s and s:match("^%d+$") and tonumber(s)
+  if not n or n < min or n > max then
+    return nil, ("%s must be an integer from %d to %d, got '%s'"):format(name, min, max, tostring(s))
+  end
+  return n
+end
+
+-- -> opts | nil (help) | nil, err
+function M.parse_args(argv)
+  local o = { batch = 1000, parallel = M.DEFAULT_PARALLEL, wait_ms = 0 }
+  local with_value = { cs = true, ns = true, add = true, del = true, password = true,
+                       count = true, wait_ms = true, batch = true, parallel = true }
+  local seen = {}
+  local i = 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    if a == "-h" or a == "--help" then return nil end
+    local name, val = a:match("^%-%-([%w_]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w_]+)$") end
+    if not name or not with_value[name] then return nil, "unknown argument '" .. a .. "'" end
+    if val == nil then
+      val = argv[i + 1]
+      if val == nil then return nil, "--" .. name .. " needs a value" end
+      i = i + 1
+    end
+    if seen[name] then return nil, "--" .. name .. " is given twice" end
+    seen[name] = true
+    o[name] = val
+    i = i + 1
+  end
+  if not o.cs then return nil, "--cs HOST:PORT is required" end
+  if not names.valid_endpoint(o.cs) then
+    local _, e = names.valid_endpoint(o.cs)
+    return nil, "--cs: " .. e
+  end
+  if not o.ns then return nil, "--ns NAMESPACE is required" end
+  local ok, e = names.valid_namespace(o.ns)
+  if not ok then return nil, "--ns: " .. e end
+  if o.add and o.del then return nil, "give either --add or --del, not both" end
+  if not o.add and not o.del then return nil, "--add ADDR or --del ADDR is required" end
+  o.op = o.add and "add" or "del"
+  o.addr = o.add or o.del
+  ok, e = names.valid_addr(o.addr)
+  if not ok then return nil, "--" .. o.op .. ": " .. e end
+  local n
+  if o.count ~= nil then
+    n, e = parse_uint(o.count, "--count", 1, 1e9)
+    if not n then return nil, e end
+    o.count = n
+  end
+  for _, k in ipairs({ { "wait_ms", 0, 3600000 }, { "batch", 1, 100000 }, { "parallel", 1, btable.MAX_BUCKETS } }) do
+    if type(o[k[1]]) == "string" then
+      n, e = parse_uint(o[k[1]], "--" .. k[1], k[2], k[3])
+      if not n then return nil, e end
+      o[k[1]] = n
+    end
+  end
+  return o
+end
+
+--------------------------------------------------------------------------------
+-- Failures: raised as a Fail object, printed once by main
+--------------------------------------------------------------------------------
+
+local Fail = {}
+Fail.__index = Fail
+Fail.__tostring = function(f) return f.msg end
+
+local function fail(fmt, ...)
+  error(setmetatable({ msg = select("#", ...) > 0 and format(fmt, ...) or fmt }, Fail), 0)
+end
+
+-- KV_MT_DEBUG=1: timings of each step on stderr.
+local DEBUG = os.getenv("KV_MT_DEBUG")
+local function dbg(fmt, ...)
+  if DEBUG then io.stderr:write(format("[%.3f] " .. fmt .. "\n", core.now(), ...)) end
+end
+
+-- Printable form of a binary key.
+local function show_key(k)
+  local s = k:gsub("[^%w%p ]", function(c) return format("\\x%02x", byte(c)) end)
+  if #s > 80 then s = s:sub(1, 77) .. "..." end
+  return '"' .. s .. '"'
+end
+
+--------------------------------------------------------------------------------
+-- Output: one updating line on a terminal, plain lines otherwise
+--------------------------------------------------------------------------------
+
+local Out = {}
+Out.__index = Out
+
+local function new_out(tty)
+  return setmetatable({ tty = tty, drawn = false, buckets = 0, total = 0, keys = 0,
+                        est = 0, t0 = core.now(), last = 0 }, Out)
+end
+
+local function human_time(s)
+  if s ~= s or s == math.huge then return "?" end
+  s = math.floor(s + 0.5)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return format("%dm%02ds", s / 60, s % 60) end
+  return format("%dh%02dm", s / 3600, (s % 3600) / 60)
+end
+
+function Out:rate()
+  local dt = core.now() - self.t0
+  return dt > 0 and self.keys / dt or 0
+end
+
+function Out:clear()
+  if self.tty and self.drawn then
+    io.stdout:write("\r\27[K")
+    self.drawn = false
+  end
+end
+
+-- A line that stays (on a terminal, above the progress line).
+function Out:line(s)
+  self:clear()
+  io.stdout:write(s, "\n")
+  io.stdout:flush()
+  if self.tty then self:draw(true) end
+end
+
+function Out:err(s)
+  self:clear()
+  io.stdout:flush()
+  io.stderr:write("migration_tool: ", s, "\n")
+  io.stderr:flush()
+end
+
+function Out:draw(force)
+  if not self.tty or not self.active then return end
+  local now = core.now()
+  if not force and now - self.last < 0.2 then return end
+  self.last = now
+  local rate = self:rate()
+  local left = math.max(self.est - self.keys, 0)
+  local eta = self.buckets >= self.total and 0 or (rate > 0 and left / rate or math.huge)
+  io.stdout:write(format("\r\27[K[%d/%d buckets] %d keys moved, %d keys/s, ETA %s",
+    self.buckets, self.total, self.keys, math.floor(rate), human_time(eta)))
+  io.stdout:flush()
+  self.drawn = true
+end
+
+function Out:moved(n)
+  self.keys = self.keys + n
+  self:draw(false)
+end
+
+function Out:bucket_done(b, dst, keys)
+  self.buckets = self.buckets + 1
+  if self.tty then
+    self:draw(false)
+  else
+    io.stdout:write(format("bucket %d -> %s: %d keys\n", b, dst, keys))
+    io.stdout:flush()
+  end
+end
+
+function Out:finish()
+  if self.tty and self.drawn then
+    self:draw(true)
+    io.stdout:write("\n")
+    self.drawn = false
+  end
+  self.active = false
+  io.stdout:flush()
+end
+
+--------------------------------------------------------------------------------
+-- Config server (migration port). Transport errors: reconnect and resend
+-- (every command is idempotent); error replies: returned as { err = }.
+--------------------------------------------------------------------------------
+
+local CS = {}
+CS.__index = CS
+
+local function new_cs(addr)
+  local host, port = loop.split_addr(addr)
+  return setmetatable({ addr = addr, host = host, port = port }, CS)
+end
+
+function CS:call(...)
+  local last
+  for attempt = 1, M.CS_RETRIES + 1 do
+    if not self.c then
+      local c, err = redis.connect(self.host, self.port, { timeout = M.CS_TIMEOUT, connect_timeout = 5 })
+      if c then self.c = c else last = err end
+    end
+    if self.c then
+      local r, err = self.c:call(...)
+      if r ~= nil then return r end
+      last = err
+      self.c:close()
+      self.c = nil
+    end
+    if attempt <= M.CS_RETRIES then loop.sleep(attempt) end
+  end
+  fail("config server %s: %s", self.addr, tostring(last))
+end
+
+-- "-ERR 1005 message" -> "message (code 1005)"
+local function cs_error(r)
+  local code, msg = tostring(r.err):match("^ERR (%d+) (.*)$")
+  if code then return msg .. " (code " .. code .. ")" end
+  return tostring(r.err)
+end
+
+function CS:table(ns)
+  local r = self:call("TABLE", ns)
+  if type(r) ~= "string" then
+    fail("config server %s: TABLE %s: %s", self.addr, ns,
+      type(r) == "table" and r.err and cs_error(r) or "unexpected reply")
+  end
+  local t, err = btable.decode(r, ns)
+  if not t then fail("config server %s sent a bad table for %s: %s", self.addr, ns, err) end
+  return t
+end
+
+function CS:password()
+  local r = self:call("REDIS_PASSWORD")
+  if type(r) == "string" then return r end
+  return "" -- an older config server: assume no password
+end
+
+function CS:migrate(cmd, ns, dst, buckets)
+  local args = { cmd, ns, dst }
+  for i, b in ipairs(buckets) do args[i + 3] = tostring(b) end
+  local r = self:call(unpack(args))
+  if type(r) == "table" and r.status == "OK" then return true end
+  local what = type(r) == "table" and r.err and cs_error(r) or "unexpected reply"
+  fail("%s of %d bucket(s) to %s refused by the config server: %s", cmd, #buckets, dst, what)
+end
+
+--------------------------------------------------------------------------------
+-- Masters: a command connection (ROLE, DBSIZE, SCAN) and, for sources, a
+-- MIGRATE connection, so scanning and moving overlap.
+--------------------------------------------------------------------------------
+
+local function open(nodes, addr, pw)
+  local n = nodes[addr]
+  if n then return n end
+  local host, port = loop.split_addr(addr)
+  local c, err = redis.connect(host, port, { timeout = 30, connect_timeout = 5, password = pw })
+  if not c then fail("cannot use master %s: %s", addr, tostring(err)) end
+  n = { addr = addr, host = host, port = port, c = c, pw = pw, inflight = {}, head = 1, tail = 0 }
+  nodes[addr] = n
+  return n
+end
+
+local function node_call(n, ...)
+  local r, err = n.c:call(...)
+  if r == nil then fail("master %s: %s", n.addr, tostring(err)) end
+  if type(r) == "table" and r.err then fail("master %s: %s: %s", n.addr, (...), r.err) end
+  return r
+end
+
+local function check_master(n)
+  local r = node_call(n, "ROLE")
+  if type(r) ~= "table" or r[1] ~= "master" then
+    local role = type(r) == "table" and tostring(r[1]) or "?"
+    local of = ""
+    if role == "slave" then
+      role, of = "replica", " of " .. tostring(r[2]) .. ":" .. tostring(r[3])
+    end
+    fail("%s is a %s%s, not a master: keys are only moved from and to masters (after a "
+      .. "fail-over, check the config server's table)", n.addr, role, of)
+  end
+end
+
+--------------------------------------------------------------------------------
+-- SCAN replies, decoded straight from the socket bytes: only the keys of
+-- wanted buckets become Lua strings, and those are kept in their RESP form
+-- ("$<len>\r\n<key>\r\n"), which is exactly how MIGRATE needs them.
+--------------------------------------------------------------------------------
+
+-- The bucket of a stored key "<bucket>_<key>" starting at byte d (l bytes
+-- long), or -1 when the key does not have that form (decimal, no leading
+-- zero, as `SCAN MATCH <b>_*` would see it).
+local function key_bucket(buf, d, l)
+  if l < 2 then return -1 end
+  local c = byte(buf, d)
+  if c == 48 then
+    return byte(buf, d + 1) == 95 and 0 or -1
+  end
+  if c < 49 or c > 57 then return -1 end
+  local v, j, lim = c - 48, d + 1, d + l - 1
+  if lim > d + 5 then lim = d + 5 end
+  while j <= lim do
+    c = byte(buf, j)
+    if c == 95 then return v end
+    if c < 48 or c > 57 then return -1 end
+    v = v * 10 + c - 48
+    j = j + 1
+  end
+  return -1
+end
+M.key_bucket = key_bucket
+
+local function bad_scan(pos) return nil, "unexpected reply to SCAN at byte " .. (pos - 1) end
+
+-- A decoder for kv.loop's receive_with, one per scan pass, reading SCAN
+-- replies incrementally (a 30 KB reply arrives in several reads; the keys
+-- already walked are not walked again). -> { cursor =, hits = {b, raw, b,
+-- raw, ...}, nhits =, count = keys in the reply } | { err = } | nil (need
+-- more) | nil, err. on_cursor(cursor) is called as soon as the cursor is
+-- read, before the keys, so the next SCAN can be on its way while this
+-- reply is decoded.
+local function scan_decoder(want, on_cursor)
+  local cursor, k, i, p, hits, nh -- state of a reply being read (p: next key)
+  return function(buf, pos)
+    local len = #buf
+    if not p then
+      if pos > len then return nil end
+      local c = byte(buf, pos)
+      if c == 45 or c == 43 then
+        local e = find(buf, "\r\n", pos, true)
+        if not e then return nil end
+        return { err = sub(buf, pos + 1, e - 1) }, e + 2
+      end
+      if c ~= 42 then return bad_scan(pos) end
+      local e = find(buf, "\r\n", pos, true)
+      if not e then return nil end
+      if e ~= pos + 2 or byte(buf, pos + 1) ~= 50 then return bad_scan(pos) end
+      local q = e + 2
+      if q > len then return nil end
+      if byte(buf, q) ~= 36 then return bad_scan(q) end
+      e = find(buf, "\r\n", q, true)
+      if not e then return nil end
+      local n = tonumber(sub(buf, q + 1, e - 1))
+      if not n then return bad_scan(q) end
+      local d = e + 2
+      if d + n + 1 > len then return nil end
+      local cur = sub(buf, d, d + n - 1)
+      q = d + n + 2
+      if q > len then return nil end
+      if byte(buf, q) ~= 42 then return bad_scan(q) end
+      e = find(buf, "\r\n", q, true)
+      if not e then return nil end
+      local cnt = tonumber(sub(buf, q + 1, e - 1))
+      if not cnt then return bad_scan(q) end
+      cursor, k, i, p, hits, nh = cur, cnt, 0, e + 2, {}, 0
+      if on_cursor then on_cursor(cur) end
+    end
+    while i < k do
+      if p > len then return nil end
+      if byte(buf, p) ~= 36 then return bad_scan(p) end
+      local q, l = p + 1, 0
+      local c = byte(buf, q)
+      while c and c >= 48 and c <= 57 do
+        l = l * 10 + c - 48
+        q = q + 1
+        c = byte(buf, q)
+      end
+      if not c then return nil end
+      if c ~= 13 then return bad_scan(q) end
+      local d = q + 2
+      local stop = d + l + 1 -- the LF after the key
+      if stop > len then return nil end
+      local b = key_bucket(buf, d, l)
+      if b >= 0 and want[b] then
+        hits[nh + 1] = b
+        hits[nh + 2] = sub(buf, p, stop)
+        nh = nh + 2
+      end
+      p = stop + 1
+      i = i + 1
+    end
+    local v, nextp = { cursor = cursor, hits = hits, nhits = nh, count = k }, p
+    cursor, k, i, p, hits, nh = nil, nil, nil, nil, nil, nil
+    return v, nextp
+  end
+end
+
+M._scan_decoder = scan_decoder -- for tests
+
+--------------------------------------------------------------------------------
+-- Moving keys of one source
+--------------------------------------------------------------------------------
+
+-- A batch being filled for one destination (from one source).
+local function new_route(dst, pw)
+  local host, port = loop.split_addr(dst)
+  local fixed = { "MIGRATE", host, tostring(port), "", "0", tostring(M.MIGRATE_TIMEOUT_MS) }
+  if pw ~= "" then fixed[#fixed + 1] = "AUTH"; fixed[#fixed + 1] = pw end
+  fixed[#fixed + 1] = "KEYS"
+  local enc = resp.encode_array(fixed)
+  return { dst = dst, nfixed = #fixed, fixed = enc:sub(enc:find("\r\n", 1, true) + 2),
+           segs = {}, n = 0, seen = {} }
+end
+
+-- The keys of a MIGRATE command we built (for messages).
+local function batch_keys(bytes)
+  local v = resp.decode(bytes)
+  local keys = {}
+  if type(v) ~= "table" then return keys end
+  local i = 1
+  while i <= v.n and v[i] ~= "KEYS" do i = i + 1 end
+  for j = i + 1, v.n do keys[#keys + 1] = v[j] end
+  return keys
+end
+
+-- Explains a BUSYKEY: which keys the destination already holds.
+local function busy_detail(e, pw)
+  local host, port = loop.split_addr(e.dst)
+  local c = redis.connect(host, port, { timeout = 5, password = pw })
+  if not c then return "" end
+  local keys = batch_keys(e.bytes)
+  local cmds = {}
+  for i, k in ipairs(keys) do cmds[i] = { "EXISTS", k } end
+  local r = c:pipeline(cmds)
+  c:close()
+  if not r then return "" end
+  local busy = {}
+  for i, x in ipairs(r) do
+    if x == 1 and #busy < 5 then busy[#busy + 1] = show_key(keys[i]) end
+  end
+  if #busy == 0 then return "" end
+  return "; already on " .. e.dst .. ": " .. concat(busy, ", ")
+end
+
+local function send_batch(n, e)
+  local ok, err = n.mig:send_raw(e.bytes)
+  if not ok then fail("master %s: %s", n.addr, tostring(err)) end
+  n.tail = n.tail + 1
+  n.inflight[n.tail] = e
+end
+
+-- Reads the reply of the oldest MIGRATE in flight on n.
+local function await_one(n, ctx)
+  local e = n.inflight[n.head]
+  n.inflight[n.head] = nil
+  n.head = n.head + 1
+  local r, err = n.mig:read_reply(M.MIGRATE_TIMEOUT_MS / 1000 * 4 + 30)
+  if r == nil then fail("MIGRATE on %s: no reply (%s)", n.addr, tostring(err)) end
+  if type(r) == "table" and (r.status == "OK" or r.status == "NOKEY") then
+    ctx.out:moved(e.keys)
+    return
+  end
+  local msg = type(r) == "table" and (r.err or r.status) or tostring(r)
+  e.tries = e.tries + 1
+  if e.tries >= M.MAX_TRIES then
+    local extra = msg:find("^BUSYKEY") and busy_detail(e, ctx.pw) or ""
+    fail("MIGRATE of %d key(s) from %s to %s failed %d times: %s%s", e.keys, n.addr, e.dst,
+      e.tries, msg, extra)
+  end
+  ctx.out:err(("MIGRATE of %d key(s) from %s to %s: %s (retrying)"):format(e.keys, n.addr, e.dst, msg))
+  loop.sleep(0.2 * e.tries)
+  send_batch(n, e)
+end
+
+local function flush(n, r, ctx)
+  if r.n == 0 then return end
+  local bytes = "*" .. (r.nfixed + r.n) .. "\r\n" .. r.fixed .. concat(r.segs, "", 1, r.n)
+  local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0 }
+  r.segs, r.n, r.seen = {}, 0, {}
+  send_batch(n, e)
+  while n.tail - n.head + 1 >= M.MAX_INFLIGHT do await_one(n, ctx) end
+end
+
+local function drain(n, ctx)
+  while n.head <= n.tail do await_one(n, ctx) end
+  n.inflight, n.head, n.tail = {}, 1, 0
+end
+
+-- One SCAN pass over source n: every key of a wanted bucket goes into its
+-- destination's batch. -> number of such keys found
+local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
+  local sock = n.c.sock
+  local function send_scan(cursor)
+    local ok, err = sock:send(resp.encode("SCAN", cursor, "MATCH", pattern, "COUNT", M.SCAN_COUNT))
+    if not ok then fail("master %s: %s", n.addr, tostring(err)) end
+  end
+  -- the next SCAN goes out as soon as a reply's cursor is known
+  local dec = scan_decoder(want, function(cursor)
+    if cursor ~= "0" then send_scan(cursor) end
+  end)
+  local found, batch = 0, ctx.batch
+  assert(n.c.reader:buffered() == 0)
+  send_scan("0")
+  repeat
+    local r, err = sock:receive_with(dec, 30)
+    if r == nil then fail("SCAN on %s: %s", n.addr, tostring(err)) end
+    if r.err then fail("SCAN on %s: %s", n.addr, r.err) end
+    local hits = r.hits
+    for i = 1, r.nhits, 2 do
+      local b, seg = hits[i], hits[i + 1]
+      local rt = want[b]
+      -- SCAN may return a key twice (while the dict rehashes); twice in one
+      -- MIGRATE, the second RESTORE would fail with BUSYKEY
+      if not rt.seen[seg] then
+        rt.seen[seg] = true
+        local k = rt.n + 1
+        rt.segs[k] = seg
+        rt.n = k
+        found_per_bucket[b] = (found_per_bucket[b] or 0) + 1
+        found = found + 1
+        if k >= batch then flush(n, rt, ctx) end
+      end
+    end
+  until r.cursor == "0"
+  for _, rt in pairs(routes) do flush(n, rt, ctx) end
+  drain(n, ctx)
+  return found
+end
+
+-- Moves every key of the given moves (all from source n) and verifies that
+-- n holds none of them any more.
+local function empty_source(n, moves, ctx, found_per_bucket)
+  if not n.mig then
+    local c, err = redis.connect(n.host, n.port, { timeout = 30, connect_timeout = 5, password = n.pw })
+    if not c then fail("cannot use master %s: %s", n.addr, tostring(err)) end
+    n.mig = c
+  end
+  local want, routes = {}, {}
+  for _, mv in ipairs(moves) do
+    local r = routes[mv.dst]
+    if not r then
+      r = new_route(mv.dst, ctx.pw)
+      routes[mv.dst] = r
+    end
+    want[mv.bucket] = r
+  end
+  -- one bucket: Redis filters; several: one pass over everything serves them all
+  local pattern = #moves == 1 and (moves[1].bucket .. "_*") or "*"
+  for pass = 1, M.MAX_PASSES do
+    local found = scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
+    dbg("%s pass %d: %d keys", n.addr, pass, found)
+    if found == 0 then return pass end
+  end
+  local left = {}
+  for _, mv in ipairs(moves) do left[#left + 1] = mv.bucket end
+  fail("%s still holds keys of bucket(s) %s after %d passes: something keeps writing them "
+    .. "there (a proxy with an old table, or a client writing to the master directly)",
+    n.addr, concat(left, " "), M.MAX_PASSES)
+end
+
+--------------------------------------------------------------------------------
+-- Running tasks side by side
+--------------------------------------------------------------------------------
+
+-- Runs each fn in its own task; returns when all ended. -> list of errors (or {})
+local function run_all(fns)
+  local me = coroutine.running()
+  local left, waiting, errors = #fns, false, {}
+  for _, fn in ipairs(fns) do
+    loop.spawn(function()
+      local ok, err = xpcall(fn, function(x)
+        if getmetatable(x) == Fail then return x end
+        return debug.traceback(tostring(x), 2)
+      end)
+      if not ok then errors[#errors + 1] = err end
+      left = left - 1
+      if left == 0 and waiting then
+        loop.timer(0, function()
+          local rok, rerr = coroutine.resume(me)
+          if not rok then io.stderr:write("migration_tool: ", tostring(rerr), "\n") end
+        end)
+      end
+    end)
+  end
+  if left > 0 then
+    waiting = true
+    coroutine.yield()
+  end
+  return errors
+end
+
+--------------------------------------------------------------------------------
+-- The run
+--------------------------------------------------------------------------------
+
+local function describe_plan(o, p, t)
+  local per = {}
+  for _, mv in ipairs(p.moves) do
+    local key = mv.src .. " -> " .. mv.dst
+    per[key] = (per[key] or 0) + 1
+  end
+  local parts = {}
+  for k, v in pairs(per) do parts[#parts + 1] = k .. " (" .. v .. ")" end
+  table.sort(parts)
+  local s = format("plan: %s %s in namespace %s (table v%d, %d buckets): %d bucket move(s) in %d round(s) of up to %d",
+    o.op, o.addr, o.ns, t.version, t.bucket_count, p.total, #p.rounds, o.parallel)
+  if #p.finish > 0 then
+    s = s .. format("; %d left migrating by an earlier run are finished first", #p.finish)
+  end
+  if p.left > 0 then s = s .. format("; %d more after this run (--count)", p.left) end
+  return s .. "\n  " .. concat(parts, "\n  ")
+end
+
+-- Is the round still what the table says? (someone else may change the table)
+local function round_valid(t, round)
+  for _, mv in ipairs(round) do
+    if t.owner[mv.bucket] ~= mv.src then return false end
+    local m = t.migrating[mv.bucket]
+    if m and m ~= mv.dst then return false end
+  end
+  return true
+end
+
+-- Rough number of keys the plan moves, for the ETA.
+local function estimate_keys(p, t, nodes)
+  local owned = btable.counts(t)
+  local est = 0
+  for _, mv in ipairs(p.moves) do
+    local n = nodes[mv.src]
+    if n and n.dbsize and owned[mv.src] then est = est + n.dbsize / owned[mv.src] end
+  end
+  return est
+end
+
+local function preflight(o, p, t, nodes, pw)
+  for _, addr in ipairs(plan.servers(p)) do
+    local n = open(nodes, addr, pw)
+    check_master(n)
+    n.dbsize = node_call(n, "DBSIZE")
+  end
+  if o.op == "add" then
+    local n = nodes[o.addr]
+    local involved = false
+    for b = 0, t.bucket_count - 1 do
+      if t.owner[b] == o.addr or t.migrating[b] == o.addr then involved = true break end
+    end
+    if n and not involved and n.dbsize > 0 then
+      fail("%s holds %d key(s) but owns no bucket of %s: keys left there could come back as stale "
+        .. "values once it owns their bucket; empty it first (FLUSHALL) or use another master",
+        o.addr, n.dbsize, o.ns)
+    end
+  end
+end
+
+local function run_round(o, ctx, cs, round)
+  -- 1. every proxy migrates these buckets on access
+  dbg("round of %d: start", #round)
+  for _, g in ipairs(plan.by_dst(round)) do cs:migrate("MIGRATE.START", o.ns, g.dst, g.buckets) end
+  dbg("started")
+  -- 2. move the keys, all sources at once
+  local found = {}
+  local tasks = {}
+  for _, g in ipairs(plan.by_src(round)) do
+    tasks[#tasks + 1] = function()
+      empty_source(ctx.nodes[g.src] or open(ctx.nodes, g.src, ctx.pw), g.moves, ctx, found)
+    end
+  end
+  local errors = run_all(tasks)
+  if #errors > 0 then
+    for i = 2, #errors do ctx.out:err(tostring(errors[i])) end
+    error(errors[1], 0)
+  end
+  -- 3. the destinations own them
+  dbg("moved")
+  for _, g in ipairs(plan.by_dst(round)) do cs:migrate("MIGRATE.DONE", o.ns, g.dst, g.buckets) end
+  dbg("done")
+  for _, mv in ipairs(round) do ctx.out:bucket_done(mv.bucket, mv.dst, found[mv.bucket] or 0) end
+end
+
+-- After a complete --del: the removed master should hold no key of the namespace.
+local function leftover_keys(n)
+  local all = setmetatable({}, { __index = function() return true end })
+  local sock = n.c.sock
+  local function send_scan(cursor)
+    local ok, err = sock:send(resp.encode("SCAN", cursor, "COUNT", M.SCAN_COUNT))
+    if not ok then fail("master %s: %s", n.addr, tostring(err)) end
+  end
+  local dec = scan_decoder(all, function(cursor)
+    if cursor ~= "0" then send_scan(cursor) end
+  end)
+  local count = 0
+  send_scan("0")
+  repeat
+    local r, err = sock:receive_with(dec, 30)
+    if r == nil then fail("SCAN on %s: %s", n.addr, tostring(err)) end
+    if r.err then fail("SCAN on %s: %s", n.addr, r.err) end
+    count = count + r.nhits / 2
+  until r.cursor == "0"
+  return count
+end
+
+local function run(o, out)
+  local cs = new_cs(o.cs)
+  local pw = o.password or cs:password()
+  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {} }
+  local moved_buckets, t, p = 0, nil, nil
+  local replans = 0
+  while true do
+    t = cs:table(o.ns)
+    local count = o.count and (o.count - moved_buckets) or nil
+    local err
+    p, err = plan.plan(t, o.op, o.addr, { count = count, parallel = o.parallel })
+    if not p then fail("cannot plan: %s", err) end
+    if p.total == 0 then break end
+    preflight(o, p, t, ctx.nodes, pw)
+    if replans == 0 then
+      out:line(describe_plan(o, p, t))
+      out.total = p.total
+      out.est = estimate_keys(p, t, ctx.nodes)
+      out.t0 = core.now()
+      out.active = true
+      out:draw(true)
+    else
+      out.total = moved_buckets + p.total
+    end
+    local changed = false
+    for i, round in ipairs(p.rounds) do
+      if i > 1 then
+        if o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
+        t = cs:table(o.ns)
+        if not round_valid(t, round) then changed = true break end
+      end
+      run_round(o, ctx, cs, round)
+      moved_buckets = moved_buckets + #round
+    end
+    if not changed then break end
+    replans = replans + 1
+    if replans > 5 then fail("the table of %s keeps changing under the tool; run it again later", o.ns) end
+    out:line(format("the table of %s changed (now v%d) without this tool: planning again", o.ns, t.version))
+  end
+  out:finish()
+
+  local dt = core.now() - out.t0
+  if moved_buckets == 0 then
+    out:line(format("nothing to do: %s %s in %s is already done (table v%d)", o.op, o.addr, o.ns, t.version))
+  else
+    out:line(format("done: %d bucket(s), %d keys moved in %.2f s (%d keys/s)",
+      moved_buckets, out.keys, dt, math.floor(dt > 0 and out.keys / dt or 0)))
+  end
+  t = cs:table(o.ns)
+  local counts = btable.counts(t)
+  local parts = {}
+  for _, a in ipairs(btable.servers(t)) do parts[#parts + 1] = a .. " " .. counts[a] end
+  out:line(format("table %s v%d: %s", o.ns, t.version, concat(parts, ", ")))
+  if p and p.left > 0 then
+    out:line(format("%d bucket move(s) left: run again without --count (or with a new one) to go on", p.left))
+  elseif o.op == "del" and not counts[o.addr] then
+    local ok, n = pcall(open, ctx.nodes, o.addr, pw)
+    if ok then
+      local left = leftover_keys(n)
+      if left > 0 then
+        out:err(format("warning: %s owns no bucket now but still holds %d key(s) named like keys of a namespace", o.addr, left))
+      else
+        out:line(format("%s holds no key of %s and can be shut down", o.addr, o.ns))
+      end
+    end
+  end
+  return 0
+end
+
+function M.main(argv)
+  local o, err = M.parse_args(argv or {})
+  if not o then
+    if err == nil then
+      io.stdout:write(USAGE, "\n")
+      return 0
+    end
+    io.stderr:write("migration_tool: ", err, "\n", USAGE, "\n")
+    return 2
+  end
+  local out = new_out(core.isatty(1))
+  loop.on_signal(function(signo)
+    out:err("interrupted: buckets of the current round stay migrating (clients keep working); "
+      .. "run the same command again to finish")
+    core.exit(128 + signo)
+  end)
+  local rc = 1
+  loop.run(function()
+    local ok, e = xpcall(function() return run(o, out) end, function(x)
+      if getmetatable(x) == Fail then return x end
+      return debug.traceback(tostring(x), 2)
+    end)
+    if ok then
+      rc = e
+    else
+      if getmetatable(e) == Fail then
+        out:err(e.msg)
+      else
+        out:err("internal error: " .. tostring(e))
+      end
+      out:err("the run stopped; what was done is kept: run the same command again to resume")
+      rc = 1
+    end
+    io.stdout:flush()
+    loop.stop()
+  end)
+  return rc
+end
+
+return M

@@ -1,0 +1,154 @@
+-- The parts of tools.migration_tool that need no server: the command line,
+-- bucket prefixes and the SCAN reply decoder. kv.core (C, only inside the
+-- runtime) is replaced by a stub so that the module loads under busted.
+package.loaded["kv.core"] = setmetatable({ now = os.clock, DEBUG = 0, INFO = 1, WARN = 2, ERROR = 3 },
+  { __index = function() return function() end end })
+local mt = require "tools.migration_tool"
+
+local function bulk(s) return "$" .. #s .. "\r\n" .. s .. "\r\n" end
+local function scan_reply(cursor, keys)
+  local parts = { "*2\r\n", bulk(cursor), "*" .. #keys .. "\r\n" }
+  for _, k in ipairs(keys) do parts[#parts + 1] = bulk(k) end
+  return table.concat(parts)
+end
+
+describe("tools.migration_tool", function()
+  describe("parse_args", function()
+    local base = { "--cs", "127.0.0.1:7200", "--ns", "test" }
+    local function args(...)
+      local a = {}
+      for i, v in ipairs(base) do a[i] = v end
+      for _, v in ipairs({ ... }) do a[#a + 1] = v end
+      return a
+    end
+
+    it("reads the SPEC's command with its defaults", function()
+      local o = assert(mt.parse_args(args("--add", "127.0.0.1:6375")))
+      assert.equals("127.0.0.1:7200", o.cs)
+      assert.equals("test", o.ns)
+      assert.equals("add", o.op)
+      assert.equals("127.0.0.1:6375", o.addr)
+      assert.equals(1000, o.batch)
+      assert.equals(512, o.parallel)
+      assert.equals(0, o.wait_ms)
+      assert.is_nil(o.count)
+      assert.is_nil(o.password)
+    end)
+
+    it("takes every option, also as --name=value", function()
+      local o = assert(mt.parse_args(args("--del", "127.0.0.1:6375", "--password", "pw", "--count=5",
+        "--wait_ms", "100", "--batch", "50", "--parallel=8")))
+      assert.same({ "del", "127.0.0.1:6375", "pw", 5, 100, 50, 8 },
+        { o.op, o.addr, o.password, o.count, o.wait_ms, o.batch, o.parallel })
+    end)
+
+    it("returns nil without an error for -h and --help", function()
+      local o, err = mt.parse_args({ "-h" })
+      assert.is_nil(o)
+      assert.is_nil(err)
+      o, err = mt.parse_args(args("--add", "127.0.0.1:6375", "--help"))
+      assert.is_nil(o)
+      assert.is_nil(err)
+    end)
+
+    it("names what is wrong", function()
+      local cases = {
+        { {}, "--cs HOST:PORT is required" },
+        { { "--cs", "127.0.0.1:7200" }, "--ns NAMESPACE is required" },
+        { args(), "--add ADDR or --del ADDR is required" },
+        { args("--add", "127.0.0.1:6375", "--del", "127.0.0.1:6371"), "not both" },
+        { args("--add"), "--add needs a value" },
+        { args("--add", "localhost:6375"), "--add: " },
+        { args("--add", "127.0.0.1:6375", "--count", "0"), "--count must be an integer" },
+        { args("--add", "127.0.0.1:6375", "--batch", "x"), "--batch must be an integer" },
+        { args("--add", "127.0.0.1:6375", "--parallel", "-1"), "--parallel must be an integer" },
+        { args("--add", "127.0.0.1:6375", "--bogus", "1"), "unknown argument '--bogus'" },
+        { args("--add", "127.0.0.1:6375", "-x"), "unknown argument '-x'" },
+        { args("--add", "127.0.0.1:6375", "--ns", "b"), "--ns is given twice" },
+        { { "--cs", "nohost", "--ns", "t", "--add", "127.0.0.1:1" }, "--cs: " },
+        { { "--cs", "127.0.0.1:1", "--ns", "a/b", "--add", "127.0.0.1:1" }, "--ns: " },
+      }
+      for _, c in ipairs(cases) do
+        local o, err = mt.parse_args(c[1])
+        assert.is_nil(o)
+        assert.is_truthy(err and err:find(c[2], 1, true), "want '" .. c[2] .. "', got " .. tostring(err))
+      end
+    end)
+  end)
+
+  describe("key_bucket", function()
+    local function kb(s) return mt.key_bucket(s, 1, #s) end
+    it("reads the decimal bucket before the first _", function()
+      assert.equals(682, kb("682_foo"))
+      assert.equals(0, kb("0_x"))
+      assert.equals(16383, kb("16383_"))
+      assert.equals(7, kb("7_a_b"))
+    end)
+    it("rejects what the proxy never writes", function()
+      for _, s in ipairs({ "", "_", "682", "x682_foo", "0682_foo", "00_x", "123456_x", "-1_x", "68a_x" }) do
+        assert.equals(-1, kb(s), s)
+      end
+    end)
+    it("looks only inside the key", function()
+      assert.equals(-1, mt.key_bucket("12_", 1, 2))  -- "12" then the key ends
+      assert.equals(2, mt.key_bucket("xx2_y", 3, 3))
+    end)
+  end)
+
+  describe("scan decoder", function()
+    local want = { [682] = true, [0] = true }
+    local keys = { "682_a", "6820_b", "1_c", "0_\0bin\r\n", "682_" .. string.rep("k", 300), "x" }
+
+    it("keeps only keys of wanted buckets, in their RESP form", function()
+      local reply = scan_reply("1234", keys)
+      local seen
+      local dec = mt._scan_decoder(want, function(c) seen = c end)
+      local v, nextp = dec(reply .. "+EXTRA", 1)
+      assert.equals(#reply + 1, nextp)
+      assert.equals("1234", seen)
+      assert.equals("1234", v.cursor)
+      assert.equals(6, v.count)
+      assert.equals(6, v.nhits)
+      assert.same({ 682, bulk("682_a"), 0, bulk("0_\0bin\r\n"), 682, bulk(keys[5]) }, v.hits)
+    end)
+
+    it("resumes at any split of the bytes, calling on_cursor once", function()
+      local reply = scan_reply("0", keys)
+      for cut = 1, #reply - 1 do
+        local calls = 0
+        local dec = mt._scan_decoder(want, function() calls = calls + 1 end)
+        assert.is_nil((dec(reply:sub(1, cut), 1)))
+        local v, nextp = dec(reply, 1)
+        assert.equals(#reply + 1, nextp)
+        assert.equals(6, v.nhits)
+        assert.equals(1, calls)
+      end
+    end)
+
+    it("reads replies one after the other at any position", function()
+      local a, b = scan_reply("5", { "682_x" }), scan_reply("0", { "0_y", "3_z" })
+      local dec = mt._scan_decoder(want)
+      local buf = "junk" .. a .. b
+      local v, p = dec(buf, 5)
+      assert.equals("5", v.cursor)
+      v, p = dec(buf, p)
+      assert.equals("0", v.cursor)
+      assert.same({ 0, bulk("0_y") }, v.hits)
+      assert.equals(#buf + 1, p)
+    end)
+
+    it("returns an error reply as { err }", function()
+      local dec = mt._scan_decoder(want)
+      local v, p = dec("-NOAUTH Authentication required.\r\n", 1)
+      assert.same({ err = "NOAUTH Authentication required." }, v)
+      assert.equals(35, p)
+    end)
+
+    it("refuses a reply that is not a SCAN reply", function()
+      local dec = mt._scan_decoder(want)
+      local v, err = dec(":1\r\n", 1)
+      assert.is_nil(v)
+      assert.matches("unexpected reply to SCAN", err)
+    end)
+  end)
+end)
