@@ -432,7 +432,7 @@ cmd_stop() {
             esac
         fi
         rm -rf "$d/appendonlydir"
-        rm -f "$d"/*.log "$d"/*.log.* "$d"/*.out "$d"/*.rdb "$d"/*.aof "$d"/*.pid "$d"/temp-*.rdb "$d"/ha_state.json
+        rm -f "$d"/*.log "$d"/*.log.* "$d"/*.out "$d"/*.rdb "$d"/*.aof "$d"/*.pid "$d"/temp-*.rdb "$d"/ha_state.json "$d"/known_proxies.json
     done
     echo "stopped $n processes under $H; data removed, config files kept"
 }

@@ -365,6 +365,24 @@ static void write_migrate(kv_buf *out, const kvp_backend *dst, const kvp_table *
                                     rk[i].len);
 }
 
+/* Unpick repeated keys (MGET k k): Redis would answer BUSYKEY for the second
+ * copy of a key it has just moved. Returns the number still picked. */
+static int unpick_repeats(const kvp_rkey *rk, uint8_t *pick, int nk)
+{
+    int n = 0;
+    for (int i = 0; i < nk; i++) {
+        if (!pick[i])
+            continue;
+        for (int j = 0; j < i; j++)
+            if (pick[j] && rk[j].len == rk[i].len && memcmp(rk[j].p, rk[i].p, rk[i].len) == 0) {
+                pick[i] = 0;
+                break;
+            }
+        n += pick[i];
+    }
+    return n;
+}
+
 /* Fragment f of r goes to `target` and has keys (among w->s_rkey[0..nk)
  * selected by in_frag) in migrating buckets: hold its command and send one
  * MIGRATE per source. Returns the buffer the caller writes the command
@@ -412,6 +430,7 @@ static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *targe
         for (int j = 0; j < i; j++)
             pick[j] = 0;
         kvp_backend *sbe = w->route[src];
+        nsel = unpick_repeats(w->s_rkey, pick, nk);
         write_migrate(&sbe->out, target, t, w->s_rkey, pick, nk, nsel);
         fr->premig_pending++;
         kvp_backend_enqueue_premig(sbe, r, f);

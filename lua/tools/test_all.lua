@@ -615,6 +615,8 @@ function M.main(argv)
   for _ = 1, 10 do math.random() end
 
   local rc = 1
+  -- kv.loop turns signals into events: without this, Ctrl-C would be ignored
+  loop.on_signal(function(signo) core.exit(128 + signo) end)
   loop.run(function()
     local t = new_runner(o)
     local ok, e = xpcall(function() t:run() end, function(e)
