@@ -79,6 +79,7 @@ typedef struct kvp_table {
     char (*prefix)[8];             /* bucket -> "<bucket>_" */
     uint8_t *prefix_len;
     uint16_t *mig_dst;             /* bucket -> server index it migrates to, or KVP_NO_SERVER */
+    uint8_t *blocked;              /* bucket -> 1 while commands on it wait (START, phase 1) */
     int nmigrating;
     int npatterns;                 /* key-rewrite globs (SPEC §4) */
     char **patterns;
@@ -98,6 +99,7 @@ typedef struct kvp_rkey {
     uint32_t bucket;
     uint16_t server;   /* where the command goes: the owner, or the migration dst */
     uint16_t src;      /* migrating bucket: the owner keys are MIGRATEd from first; else KVP_NO_SERVER */
+    uint8_t blocked;   /* the bucket is blocked: the command waits for the next table */
     const char *p;
     size_t len;
 } kvp_rkey;

@@ -246,6 +246,18 @@ static int l_set_table(lua_State *L)
             t->nmigrating++;
         }
     }
+    if (lua_istable(L, 7)) {
+        lua_pushnil(L);
+        while (lua_next(L, 7) != 0) {
+            lua_Integer b = lua_tointeger(L, -2) - 1;
+            lua_pop(L, 1);
+            if (b < 0 || b >= buckets) {
+                kvp_table_unref(t);
+                return fail(L, "bad blocked bucket entry");
+            }
+            t->blocked[b] = 1;
+        }
+    }
     if (lua_istable(L, 5)) {
         int np = (int)lua_objlen(L, 5);
         const char *pats[256];

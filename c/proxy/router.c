@@ -467,43 +467,45 @@ static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *
     kvp_backend_enqueue(be, r, 0);
 }
 
-static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     kvp_worker *w = c->w;
     const kvp_table *t = w->table;
     if (scratch(w, argc) != KV_OK) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
-        return;
+        return KV_OK;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, w->s_keys, argc);
     if (nk < 0) {
         kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
-        return;
+        return KV_OK;
     }
     if (nk == 0) {
         kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
-        return;
+        return KV_OK;
     }
     route_keys(w, t, argv, nk);
+    if (w->s_rkey[0].blocked)
+        return KV_AGAIN; /* the bucket is about to migrate: wait for the next table */
     for (int i = 1; i < nk; i++) {
         if (w->s_rkey[i].bucket != w->s_rkey[0].bucket) {
             kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
-            return;
+            return KV_OK;
         }
     }
     count_cmd(w, cmd);
     kvp_backend *be = pick_backend(c, w->s_rkey[0].server);
     if (be == NULL)
-        return;
+        return KV_OK;
     if (w->s_rkey[0].src == KVP_NO_SERVER) {
         forward_one(c, be, argc, argv, w->s_keys, nk, w->s_rkey, cmd->flags);
-        return;
+        return KV_OK;
     }
     /* the bucket is migrating: MIGRATE the keys to `be` first */
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
     if (r == NULL || kvp_req_ensure_frags(r) != KV_OK) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
-        return;
+        return KV_OK;
     }
     r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
     r->pending = 1;
@@ -513,26 +515,30 @@ static void dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
     kv_buf *held = premig_start(w, r, 0, be, all, nk);
     if (held)
         write_routed(held, argc, argv, w->s_keys, nk, t, w->s_rkey);
+    return KV_OK;
 }
 
 /* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
  * client's order inside each; merged by kvp_merge_*. */
-static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     kvp_worker *w = c->w;
     const kvp_table *t = w->table;
     if (scratch(w, argc) != KV_OK || scratch(w, t->nservers) != KV_OK) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
-        return;
+        return KV_OK;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, w->s_keys, argc);
     int step = cmd->ks[0].keystep > 0 ? cmd->ks[0].keystep : 1; /* MSET: key value */
     if (nk <= 0) {
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
-        return;
+        return KV_OK;
     }
-    count_cmd(w, cmd);
     route_keys(w, t, argv, nk);
+    for (int i = 0; i < nk; i++)
+        if (w->s_rkey[i].blocked)
+            return KV_AGAIN; /* a bucket is about to migrate: wait for the next table */
+    count_cmd(w, cmd);
     int first_server = -1, single = 1, migrating = 0;
     for (int i = 0; i < nk; i++) {
         w->s_server[i] = w->s_rkey[i].server;
@@ -547,14 +553,14 @@ static void dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
         kvp_backend *be = pick_backend(c, first_server);
         if (be)
             forward_one(c, be, argc, argv, w->s_keys, nk, w->s_rkey, 0);
-        return;
+        return KV_OK;
     }
     /* fragment index per server, in order of first appearance */
     int frag_of_server[256];
     int *fos = t->nservers <= 256 ? frag_of_server : malloc(sizeof(int) * (size_t)t->nservers);
     if (fos == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
-        return;
+        return KV_OK;
     }
     for (int s = 0; s < t->nservers; s++)
         fos[s] = -1;
@@ -634,6 +640,7 @@ done:
         free(fos);
     if (fsrv != frag_server)
         free(fsrv);
+    return KV_OK;
 }
 
 /* Every master gets the command as it is (FLUSHALL, DBSIZE, RANDOMKEY, INFO). */
@@ -786,11 +793,9 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
     }
     switch (cmd->cls) {
     case KVP_CLASS_KEYED:
-        dispatch_keyed(c, cmd, argc, argv);
-        break;
+        return dispatch_keyed(c, cmd, argc, argv);
     case KVP_CLASS_SPLIT:
-        dispatch_split(c, cmd, argc, argv);
-        break;
+        return dispatch_split(c, cmd, argc, argv);
     case KVP_CLASS_FANOUT:
         dispatch_fanout(c, cmd, argc, argv);
         break;

@@ -22,7 +22,8 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers)
     t->prefix = calloc(bucket_count, sizeof(*t->prefix));
     t->prefix_len = calloc(bucket_count, 1);
     t->mig_dst = malloc(bucket_count * sizeof(*t->mig_dst));
-    if (!t->servers || !t->owner || !t->prefix || !t->prefix_len || !t->mig_dst) {
+    t->blocked = calloc(bucket_count, 1);
+    if (!t->blocked || !t->servers || !t->owner || !t->prefix || !t->prefix_len || !t->mig_dst) {
         kvp_table_unref(t);
         return NULL;
     }
@@ -47,6 +48,7 @@ void kvp_table_unref(kvp_table *t)
     free(t->prefix);
     free(t->prefix_len);
     free(t->mig_dst);
+    free(t->blocked);
     for (int i = 0; i < t->npatterns; i++)
         free(t->patterns[i]);
     free(t->patterns);
@@ -102,6 +104,7 @@ void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *
     out->len = len;
     out->bucket = kvp_table_bucket(t, key, len);
 server:
+    out->blocked = t->blocked[out->bucket];
     if (t->mig_dst[out->bucket] != KVP_NO_SERVER) {
         out->server = t->mig_dst[out->bucket];
         out->src = t->owner[out->bucket];

@@ -88,14 +88,28 @@ local function sorted_keys(t)
 end
 
 local function copy(t)
-  local owner, migrating, patterns = {}, {}, {}
+  local owner, migrating, patterns, blocked = {}, {}, {}, {}
   for b = 0, t.bucket_count - 1 do owner[b] = t.owner[b] end
   for b, d in pairs(t.migrating) do migrating[b] = d end
   for i, p in ipairs(t.patterns) do patterns[i] = p end
+  for b in pairs(t.blocked or {}) do if migrating[b] then blocked[b] = true end end
   return {
     namespace = t.namespace, bucket_count = t.bucket_count, version = t.version + 1,
-    owner = owner, migrating = migrating, patterns = patterns,
+    owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
   }
+end
+
+-- A migrating bucket is "blocked" in the first of the two tables a
+-- MIGRATE.START publishes: proxies hold commands on it and send nothing,
+-- until every proxy has that table; only then may any proxy move its keys
+-- (otherwise one proxy could move a key while another, still on the older
+-- table, writes it again on the source).
+function M.set_blocked(t, buckets, on)
+  local n = copy(t)
+  for _, b in ipairs(buckets) do
+    if on and n.migrating[b] then n.blocked[b] = true else n.blocked[b] = nil end
+  end
+  return n
 end
 
 local function check_table(t, fname)
@@ -169,7 +183,7 @@ function M.init(namespace, bucket_count, address_list)
   for b = 0, bucket_count - 1 do owner[b] = address_list[(b % n) + 1] end
   return {
     namespace = namespace, bucket_count = bucket_count, version = 1,
-    owner = owner, migrating = {}, patterns = {},
+    owner = owner, migrating = {}, patterns = {}, blocked = {},
   }
 end
 
@@ -191,7 +205,7 @@ function M.to_json(t)
   end
   local mig = setmetatable({}, array_mt)
   for _, b in ipairs(migrating_list(t)) do
-    mig[#mig + 1] = { bucket = b, dst = t.migrating[b] }
+    mig[#mig + 1] = { bucket = b, dst = t.migrating[b], blocked = (t.blocked and t.blocked[b]) or nil }
   end
   local patterns = setmetatable({}, array_mt)
   for i, p in ipairs(t.patterns) do patterns[i] = p end
@@ -229,7 +243,8 @@ function M.encode(t)
   w(',"migrating":[')
   for i, m in ipairs(j.migrating) do
     if i > 1 then w(",") end
-    w('{"bucket":') w(jint(m.bucket)) w(',"dst":') w(jstr(m.dst)) w("}")
+    w('{') if m.blocked then w('"blocked":true,') end
+    w('"bucket":') w(jint(m.bucket)) w(',"dst":') w(jstr(m.dst)) w("}")
   end
   w('],"migrating_bucket_id":') w(jint(j.migrating_bucket_id))
   w(',"migrating_server_addr":') w(jstr(j.migrating_server_addr))
@@ -354,7 +369,7 @@ function M.from_json(obj, namespace)
     end
     return true
   end
-  local migrating = {}
+  local migrating, blocked = {}, {}
   local mlist = obj.migrating
   if mlist ~= nil then
     if not is_array(mlist) then return nil, "migrating must be an array of {bucket, dst}" end
@@ -367,6 +382,7 @@ function M.from_json(obj, namespace)
         return nil, string.format("bucket %d listed twice in migrating", m.bucket)
       end
       migrating[m.bucket] = m.dst
+      if m.blocked == true then blocked[m.bucket] = true end
     end
   end
   local mid, maddr = obj.migrating_bucket_id, obj.migrating_server_addr
@@ -415,7 +431,7 @@ function M.from_json(obj, namespace)
 
   return {
     namespace = ns, bucket_count = B, version = version,
-    owner = owner, migrating = migrating, patterns = patterns,
+    owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
   }
 end
 
@@ -624,6 +640,7 @@ function M.finish_migration(t, bucket)
   local n = copy(t)
   n.owner[bucket] = dst
   n.migrating[bucket] = nil
+  n.blocked[bucket] = nil
   return n
 end
 

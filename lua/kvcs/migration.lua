@@ -78,19 +78,54 @@ local function err_reply(code, msg)
 end
 
 -- Install (persist, push) a planned table and wait for every known proxy.
-local function apply(cs, t, nt, changed, what)
-  if changed then
-    local ok, err = store.put(cs.store, nt)
-    if not ok then return err_reply(codes.SAVE_FAILED, "could not save the table: " .. tostring(err)) end
-    cs.publish(nt)
-    log.info("%s: table %s v%d", what, nt.namespace, nt.version)
-  end
+local function install(cs, nt, what)
+  local ok, err = store.put(cs.store, nt)
+  if not ok then return err_reply(codes.SAVE_FAILED, "could not save the table: " .. tostring(err)) end
+  cs.publish(nt)
+  log.info("%s: table %s v%d", what, nt.namespace, nt.version)
+  return nil
+end
+
+local function wait(cs, nt)
   local ok, who = cs.wait_acks(nt.namespace, nt.version, M.ACK_TIMEOUT)
   if not ok then
     return err_reply(codes.TABLE_CHANGE_FAILED, ("proxy %s has not acked table v%d of %s; "
       .. "bucket moves wait for it (or remove it: /kvstore/cs/remove_proxy)"):format(who, nt.version, nt.namespace))
   end
-  return resp.status("OK")
+  return nil
+end
+
+local function apply(cs, t, nt, changed, what, started)
+  if changed then
+    if started and #started > 0 then
+      -- first the buckets are blocked everywhere (commands on them wait),
+      -- then, once every proxy holds that table, they migrate: no proxy can
+      -- write a key on the source after another one moved it
+      local e = install(cs, nt, what .. " (blocked)") or wait(cs, nt)
+      if e then return e end
+      nt = btable.set_blocked(nt, started, false)
+      what = what .. " (migrating)"
+    end
+    local e = install(cs, nt, what)
+    if e then return e end
+  end
+  return wait(cs, nt) or resp.status("OK")
+end
+
+-- A table left with blocked buckets (the config server stopped between the
+-- two tables of a START) is moved on to migrating at start.
+function M.unblock_all(cs)
+  for _, ns in ipairs(store.list(cs.store)) do
+    local t = store.get(cs.store, ns)
+    local bs = {}
+    for b in pairs(t.blocked or {}) do bs[#bs + 1] = b end
+    if #bs > 0 then
+      local nt = btable.set_blocked(t, bs, false)
+      local ok, err = store.put(cs.store, nt)
+      if ok then log.warn("table %s: %d blocked bucket(s) left by a stop moved on to migrating (v%d)", ns, #bs, nt.version)
+      else log.error("table %s: cannot unblock: %s", ns, tostring(err)) end
+    end
+  end
 end
 
 local function handle(cs, cmd)
@@ -118,7 +153,15 @@ local function handle(cs, cmd)
     local plan = name == "MIGRATE.START" and M.plan_start or M.plan_done
     local nt, code, changed = plan(cs, t, cmd[3], buckets)
     if not nt then return err_reply(code, changed) end
-    return apply(cs, t, nt, changed, ("%s %d bucket(s) -> %s"):format(name:lower(), #buckets, cmd[3]))
+    local started
+    if name == "MIGRATE.START" then
+      started = {}
+      for _, b in ipairs(buckets) do
+        if not t.migrating[b] then started[#started + 1] = b end
+      end
+      if #started > 0 then nt = btable.set_blocked(nt, started, true); nt.version = nt.version - 1 end
+    end
+    return apply(cs, t, nt, changed, ("%s %d bucket(s) -> %s"):format(name:lower(), #buckets, cmd[3]), started)
   end
   return resp.error("ERR unknown command '" .. name .. "'")
 end

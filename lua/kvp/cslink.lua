@@ -38,9 +38,10 @@ function M.flatten(t)
   for i, a in ipairs(servers) do index[a] = i end
   local owners = {}
   for b = 0, t.bucket_count - 1 do owners[b + 1] = index[t.owner[b]] end
-  local migrating = {}
+  local migrating, blocked = {}, {}
   for b, dst in pairs(t.migrating) do migrating[b + 1] = index[dst] end
-  return servers, owners, migrating
+  for b in pairs(t.blocked or {}) do blocked[b + 1] = true end
+  return servers, owners, migrating, blocked
 end
 
 -- Install a table if newer. Returns true when installed.
@@ -54,8 +55,8 @@ function M.apply(state, json)
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
-  local servers, owners, migrating = M.flatten(t)
-  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns, migrating)
+  local servers, owners, migrating, blocked = M.flatten(t)
+  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns, migrating, blocked)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
