@@ -33,15 +33,20 @@ end
 -- Bytes are moved into the reader as they arrive, so a decoder that sees
 -- an incomplete value must still mark the socket bytes consumed.
 function Client:read_reply(timeout)
-  local v, err = self.reader:next()
+  return M.read_value(self.sock, self.reader, timeout or self.timeout)
+end
+
+-- One RESP value from sock through a kv.resp reader (which keeps partial
+-- values between calls, so a large reply costs O(bytes)): the bytes are
+-- moved into the reader as they arrive. -> value | nil, err
+function M.read_value(sock, reader, timeout)
+  local v, err = reader:next()
   if v ~= nil then return v end
   if err then return nil, err end
-  local sock = self.sock
-  local reader = self.reader
   return sock:receive_with(function(buf, pos)
     if pos <= #buf then
       reader:feed(buf:sub(pos))
-      sock.pos = #buf + 1 -- consumed into the reader
+      sock.pos = #buf + 1
     end
     local val, e = reader:next()
     if val == nil then
@@ -49,7 +54,7 @@ function Client:read_reply(timeout)
       return nil
     end
     return val, sock.pos
-  end, timeout or self.timeout)
+  end, timeout)
 end
 
 function Client:send_raw(bytes)

@@ -18,6 +18,7 @@
 -- still write a key of b to the source without migrating it first.
 local loop = require "kv.loop"
 local resp = require "kv.resp"
+local redis = require "kv.redis"
 local btable = require "kv.btable"
 local names = require "kv.names"
 local codes = require "kv.codes"
@@ -169,18 +170,7 @@ end
 function M.serve(cs, sock)
   local reader = resp.new_reader()
   while true do
-    local cmd = sock:receive_with(function(buf, pos)
-      if pos <= #buf then
-        reader:feed(buf:sub(pos))
-        sock.pos = #buf + 1
-      end
-      local v, e = reader:next()
-      if v == nil then
-        if e then return nil, e end
-        return nil
-      end
-      return v, sock.pos
-    end, 3600)
+    local cmd = redis.read_value(sock, reader, 3600)
     if not cmd then break end
     local ok, r = xpcall(function() return handle(cs, cmd) end, debug.traceback)
     if not ok then

@@ -15,6 +15,7 @@
 -- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
 local loop = require "kv.loop"
 local resp = require "kv.resp"
+local redis = require "kv.redis"
 local btable = require "kv.btable"
 local log = require "kv.log"
 local store = require "kvcs.store"
@@ -93,18 +94,7 @@ local function push(sock, ...)
 end
 
 local function read_command(sock, reader)
-  return sock:receive_with(function(buf, pos)
-    if pos <= #buf then
-      reader:feed(buf:sub(pos))
-      sock.pos = #buf + 1
-    end
-    local v, e = reader:next()
-    if v == nil then
-      if e then return nil, e end
-      return nil
-    end
-    return v, sock.pos
-  end, DEAD_AFTER)
+  return redis.read_value(sock, reader, DEAD_AFTER)
 end
 
 local function reply(sock, v)

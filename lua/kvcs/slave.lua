@@ -5,6 +5,7 @@
 -- slave never changes a table by itself.
 local loop = require "kv.loop"
 local resp = require "kv.resp"
+local redis = require "kv.redis"
 local btable = require "kv.btable"
 local log = require "kv.log"
 local store = require "kvcs.store"
@@ -46,18 +47,7 @@ local function session(cs, host, port)
   if not sock then return err end
   local reader = resp.new_reader()
   local function next_value()
-    return sock:receive_with(function(buf, pos)
-      if pos <= #buf then
-        reader:feed(buf:sub(pos))
-        sock.pos = #buf + 1
-      end
-      local v, e = reader:next()
-      if v == nil then
-        if e then return nil, e end
-        return nil
-      end
-      return v, sock.pos
-    end, 5)
+    return redis.read_value(sock, reader, 5)
   end
   sock:send(resp.encode("SYNC", cs.cfg.cs_listen))
   local alive = true

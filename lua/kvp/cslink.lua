@@ -19,6 +19,7 @@
 --   push table <json> | push ping | push del_namespace <ns>
 local loop = require "kv.loop"
 local resp = require "kv.resp"
+local redis = require "kv.redis"
 local btable = require "kv.btable"
 local log = require "kv.log"
 
@@ -83,18 +84,7 @@ local function session(state, addr)
   state.sock = sock
   local reader = resp.new_reader()
   local function next_value()
-    return sock:receive_with(function(buf, pos)
-      if pos <= #buf then
-        reader:feed(buf:sub(pos))
-        sock.pos = #buf + 1
-      end
-      local v, e = reader:next()
-      if v == nil then
-        if e then return nil, e end
-        return nil
-      end
-      return v, sock.pos
-    end, DEAD_AFTER)
+    return redis.read_value(sock, reader, DEAD_AFTER)
   end
   -- every command sent gets a slot; a reply fills the oldest one
   local waiting = {}
