@@ -21,6 +21,25 @@ local prom = require "kv.prom"
 
 local M = {}
 
+-- A state file beside the config: its text, or nil, err.
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+-- The JSON object in path: value; nil when the file does not exist; nil,
+-- err when it is not a JSON object.
+local function read_json(path)
+  local text = read_file(path)
+  if not text then return nil end
+  local ok, v = pcall(cjson.decode, text)
+  if not ok or type(v) ~= "table" then return nil, tostring(v) end
+  return v
+end
+
 local function fail(msg)
   io.stderr:write("kvcs: ", msg, "\n")
   return 1
@@ -79,16 +98,9 @@ function M.main(arg)
     return core.write_file_atomic(known_path, cjson.encode(list) .. "\n")
   end
   do
-    local f = io.open(known_path, "rb")
-    if f then
-      local text = f:read("*a")
-      f:close()
-      local ok, list = pcall(cjson.decode, text)
-      if not ok or type(list) ~= "table" then
-        return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, tostring(list)))
-      end
-      peers.load_known(cs, list)
-    end
+    local list, err = read_json(known_path)
+    if err then return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, err)) end
+    if list then peers.load_known(cs, list) end
   end
   -- learned replicas and old masters to re-attach (kvcs.failover)
   local ha_path = confdir .. "/ha_state.json"
@@ -96,24 +108,17 @@ function M.main(arg)
     return core.write_file_atomic(ha_path, codes.encode_json(state) .. "\n")
   end
   do
-    local f = io.open(ha_path, "rb")
-    if f then
-      local text = f:read("*a")
-      f:close()
-      local ok, state = pcall(cjson.decode, text)
-      if ok and type(state) == "table" then
-        failover.load(cs, state)
-      else
-        log.warn("%s: not an HA state (%s); starting without learned replicas", ha_path, tostring(state))
-      end
+    local state, err = read_json(ha_path)
+    if err then
+      log.warn("%s: not an HA state (%s); starting without learned replicas", ha_path, err)
+    elseif state then
+      failover.load(cs, state)
     end
   end
   cs.started = core.wall()
   cs.save_config = function(changes)
-    local f, ferr = io.open(opts.config, "rb")
-    if not f then return nil, ferr end
-    local text = f:read("*a")
-    f:close()
+    local text, ferr = read_file(opts.config)
+    if not text then return nil, ferr end
     local new, uerr = config.update_text(text, changes)
     if not new then return nil, uerr end
     return core.write_file_atomic(opts.config, new)
