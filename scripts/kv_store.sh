@@ -25,7 +25,7 @@ PASSWORD=kvstore123
 NAMESPACE_DEFAULT="test"
 BUCKET_COUNT=1023
 INIT_MASTERS='"127.0.0.1:6371","127.0.0.1:6373"'
-SCENARIOS=(scale_test.sh http_test.sh cache_cluster_test.sh key_rewrite_test.sh)
+SCENARIOS=(scale_test.sh http_test.sh cache_cluster_test.sh key_rewrite_test.sh failover_test.sh)
 
 # name port master_port(- for a master)
 REDIS_LIST=(

@@ -271,7 +271,10 @@ function handlers.timer(id)
   if fn then fn() end
 end
 
+-- The runtime catches SIGINT/SIGTERM for every program; one that set no
+-- handler (a script, a test helper) ends as the signal would have ended it.
 function handlers.signal(signo)
+  if #signal_handlers == 0 then core.exit(128 + signo) end
   for _, fn in ipairs(signal_handlers) do fn(signo) end
 end
 

@@ -209,7 +209,8 @@ function M.pred(desc, fn) return matcher(desc, fn) end
 -- Printing
 --------------------------------------------------------------------------------
 
-local GREEN, RED, RESET = "\27[32m", "\27[31m", "\27[0m"
+local GREEN, RED, YELLOW, RESET = "\27[32m", "\27[31m", "\27[33m", "\27[0m"
+local COLOURS = { green = GREEN, red = RED, yellow = YELLOW }
 
 local Reporter = {}
 Reporter.__index = Reporter
@@ -242,7 +243,7 @@ function Reporter:fail(group, what, expected_text, actual_text, why)
 end
 
 function Reporter:plain(text, colour)
-  self:line(text, colour and (colour == "green" and GREEN or RED))
+  self:line(text, colour and (COLOURS[colour] or RED))
 end
 
 -- "basic 2, string 30, ..." in the order the groups first passed a check.

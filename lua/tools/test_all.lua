@@ -9,6 +9,14 @@
 -- After all loops: QUIT, "PASSED ALL TEST", exit 0. Every read has a timeout;
 -- a timeout is a failure. Bad arguments: usage on stderr, exit 2.
 --
+-- --tolerate-unavailable (for runs across an HA fail-over, TEST_GUIDE 4): a
+-- check whose actual reply is the proxy's "backend ... unavailable" or
+-- "request timeout" error does not fail the run; the loop it happened in is
+-- abandoned (its keys deleted, best effort) and run again after a short
+-- pause. Any other failure still fails at once, and so does a stretch of
+-- more than UNAVAILABLE_LIMIT seconds of such errors only. The summary says
+-- how many loops were restarted and over which period.
+--
 -- Hidden flag --direct: the target is a plain redis-server, not the proxy;
 -- the checks whose answer only the proxy gives (CROSSSLOT, unsupported
 -- commands, SELECT 1) are skipped and the texts Redis extends (unknown
@@ -23,9 +31,17 @@ local M = {}
 local null = redis.null
 local OK = check.OK
 local TIMEOUT = 5
-local USAGE = "usage: test_all [-h HOST] [-p PORT] [-l LOOPS] [-a PASSWORD]"
+local USAGE = "usage: test_all [-h HOST] [-p PORT] [-l LOOPS] [-a PASSWORD] [--tolerate-unavailable]"
+local UNAVAILABLE_LIMIT = 60 -- seconds of nothing but tolerated errors
 
 local Failure = {} -- metatable of the error object raised by a failed check
+local Retry = {}   -- ... by a tolerated one (--tolerate-unavailable)
+
+-- The errors the proxy gives while a master is down or being replaced.
+local function tolerable(actual_text)
+  return actual_text:find("ERR backend [^ ]+ unavailable") ~= nil
+      or actual_text:find("ERR request timeout", 1, true) ~= nil
+end
 
 --------------------------------------------------------------------------------
 -- Arguments
@@ -39,6 +55,8 @@ local function parse_args(argv)
     i = i + 1
     if a == "--direct" then
       o.direct = true
+    elseif a == "--tolerate-unavailable" then
+      o.tolerate = true
     elseif a == "--help" then
       return nil, nil
     else
@@ -80,10 +98,24 @@ local T = {}
 T.__index = T
 
 local function new_runner(o)
-  return setmetatable({ o = o, rep = check.reporter(core.isatty(1)), keys = {} }, T)
+  return setmetatable({ o = o, rep = check.reporter(core.isatty(1)), keys = {},
+                        tolerated = 0, restarts = 0 }, T)
 end
 
 function T:fail(group, what, expected_text, actual_text, why)
+  if self.o.tolerate and self.in_loop and tolerable(actual_text) then
+    local now = loop.now()
+    self.tolerated = self.tolerated + 1
+    self.first_tolerated = self.first_tolerated or now
+    self.last_tolerated = now
+    self.unavailable_since = self.unavailable_since or now
+    if now - self.unavailable_since <= UNAVAILABLE_LIMIT then
+      self.rep:plain("[" .. group .. "] " .. what .. " → " .. actual_text
+        .. " (tolerated: this loop starts again)", "yellow")
+      error(setmetatable({}, Retry), 0)
+    end
+    why = ("only unavailable/timeout errors for more than %d s"):format(UNAVAILABLE_LIMIT)
+  end
   self.rep:fail(group, what, expected_text, actual_text, why)
   error(setmetatable({}, Failure), 0)
 end
@@ -577,26 +609,47 @@ function T:run()
   local o = self.o
   self.c = self:connect("connect")
   self:protocol_checks()
-  for n = 1, o.loops do
+  local n = 1
+  while n <= o.loops do
     self.keys = {}
     if o.loops > 1 then self.rep:plain("--- loop " .. n .. " of " .. o.loops .. " ---") end
-    self:basic()
-    self:string()
-    self:hash()
-    self:set()
-    self:zset()
-    self:list()
-    self:hyperloglog()
-    self:pipeline_group()
-    self:multikey()
-    self:siblings()
-    self:cleanup()
+    self.in_loop = true
+    local ok, e = pcall(self.one_loop, self)
+    self.in_loop = false
+    if ok then
+      n = n + 1
+      self.unavailable_since = nil
+    elseif getmetatable(e) == Retry then
+      self.restarts = self.restarts + 1
+      pcall(self.remove_keys, self)
+      loop.sleep(0.2)
+    else
+      error(e, 0)
+    end
   end
   self.keys = {}
   self:expect("end", { "QUIT" }, OK)
   self.c:close()
   self.rep:plain(self.rep.count .. " checks passed (" .. self.rep:summary() .. ")")
+  if self.tolerated > 0 then
+    self.rep:plain(("%d unavailable/timeout error(s) tolerated over %.1f s, %d loop(s) run again"):format(
+      self.tolerated, self.last_tolerated - self.first_tolerated, self.restarts), "yellow")
+  end
   self.rep:plain("PASSED ALL TEST", "green")
+end
+
+function T:one_loop()
+  self:basic()
+  self:string()
+  self:hash()
+  self:set()
+  self:zset()
+  self:list()
+  self:hyperloglog()
+  self:pipeline_group()
+  self:multikey()
+  self:siblings()
+  self:cleanup()
 end
 
 --------------------------------------------------------------------------------

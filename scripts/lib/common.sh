@@ -8,6 +8,7 @@
 #   kv_die MSG                   red message on stderr, exit 1
 #   kv_free_port                 a free loopback TCP port (never 6371-6376, 7000-7501)
 #   kv_wait_port HOST PORT SECS  wait until HOST:PORT accepts TCP connections
+#   kv_wait_cond SECS CMD...     retry CMD (quietly) every 0.1 s until it succeeds
 #   kv_redis_ping PORT [PW]      0 when the redis on 127.0.0.1:PORT answers PONG
 #   kv_redis_write_conf DIR PORT PW [MASTER_PORT]   redis.conf from conf/redis.conf
 #   kv_redis_start DIR [PW]      start the daemonized redis of DIR, wait for PONG
@@ -55,7 +56,7 @@ kv_ensure_deps() {
         /usr/include/hiredis/hiredis.h:libhiredis-dev
         busted:lua-busted
         redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
-        curl:curl ss:iproute2 ip:iproute2 ps:procps pgrep:procps
+        curl:curl ss:iproute2 ip:iproute2 iptables:iptables ps:procps pgrep:procps
         timeout:coreutils flock:util-linux
         "$@"
     )
@@ -214,6 +215,17 @@ kv_wait_port() {
 }
 
 # ---------------------------------------------------------------- redis
+
+# kv_wait_cond SECS CMD...: 0 as soon as CMD succeeds, 1 after SECS seconds.
+kv_wait_cond() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while [ "$(date +%s)" -le "$end" ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
 
 # kv_redis_ping PORT [PASSWORD]: 0 when 127.0.0.1:PORT answers PONG.
 kv_redis_ping() {

@@ -35,8 +35,13 @@ it_eq "the replica has the master's writes (WAIT)" "1" "$(it_redis "$M1" wait 1 
 
 # a proxy that still sees M1 (never votes) blocks the fail-over while connected
 "$IT_BIN/kvlua" "$IT_ROOT/tests/it/fake_proxy.lua" "$cs1_PROXY" test 1 "sleep 15" > "$IT_DIR/fake.out" 2>&1 &
+FAKE=$!
 it_wait 5 sh -c "curl -s -d '{\"namespace\":\"test\"}' http://127.0.0.1:$cs1_HTTP/kvstore/cs/proxy_info | grep -q '127.0.0.1:1\"'" ||
   { echo "the stand-in proxy did not register"; cat "$IT_DIR/fake.out"; exit 1; }
+# test_all across the fail-over: only unavailable/timeout errors, tolerated
+"$IT_BIN/test_all" -p "$P2_PORT" -l 300 --tolerate-unavailable > "$IT_DIR/test_all.out" 2>&1 &
+TA=$!
+sleep 1
 t0=$(date +%s)
 it_redis_stop "$M1"
 it_check "both real proxies report the master down" it_wait 10 sh -c \
@@ -44,7 +49,7 @@ it_check "both real proxies report the master down" it_wait 10 sh -c \
 it_eq "2 of 3 connected proxies: the table is unchanged" "1 512" \
   "$(table_of "j.version .. ' ' .. #(j.table['127.0.0.1:$M1'] or {})")"
 it_check "the config server says why it waits" grep -q "2 of 3 connected proxies report it down" "$IT_DIR/cs1/kvcs.log"
-wait   # the stand-in disconnects: its (absent) vote no longer blocks
+wait "$FAKE"   # the stand-in disconnects: its (absent) vote no longer blocks
 
 it_check "within 30 s of the kill the table has the replica in place of the master" it_wait $((t0 + 30 - $(date +%s))) sh -c \
   "luajit $IT_ROOT/scripts/lib/json.lua '#(j.table[\"127.0.0.1:$R1\"] or {}) == 512 and j.table[\"127.0.0.1:$M1\"] == nil' < $IT_DIR/cs1/table/test | grep -qx true"
@@ -58,6 +63,10 @@ it_check "writes through proxy 1 work again" it_wait 10 sh -c "redis-cli -p $P1_
 it_check "writes through proxy 2 work again" it_wait 10 sh -c "redis-cli -p $P2_PORT set hello after2 | grep -qx OK"
 it_eq "reads see the new master" "after2 kept" "$(redis-cli -p "$P1_PORT" get hello) $(redis-cli -p "$P1_PORT" get foo)"
 it_eq "the write is on the promoted replica" "after2" "$(it_redis "$R1" get 804_hello)"
+wait "$TA"
+it_eq "test_all -l 300 --tolerate-unavailable across the fail-over exits 0" "0" "$?"
+tail -n 3 "$IT_DIR/test_all.out" | sed 's/^/     /'
+it_check "test_all met unavailable errors and ran those loops again" grep -Eq "^[0-9]+ unavailable/timeout error\(s\) tolerated" "$IT_DIR/test_all.out"
 sleep 4
 it_eq "later DOWN repeats change nothing (still version 2)" "2" "$(table_of 'j.version')"
 
