@@ -311,11 +311,9 @@ static void be_write_cb(evutil_socket_t fd, short what, void *arg)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err != 0) {
             be_set_down(be, strerror(err));
-            kvp_worker_flush(be->w);
             return;
         }
         be_connected(be);
-        kvp_worker_flush(be->w);
         return;
     }
     kvp_backend_flush(be);
@@ -381,7 +379,7 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
             break;
     }
 out:
-    kvp_worker_flush(w);
+    return;
 }
 
 /* The health check (control thread) found the master down or back. Down:

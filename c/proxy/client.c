@@ -496,7 +496,6 @@ static void client_write_cb(evutil_socket_t fd, short what, void *arg)
     kvp_worker_clock(w);
     if (client_flush(c) == 0)
         client_update_reading(c);
-    kvp_worker_flush(w);
 }
 
 /* Parse and dispatch every complete command in the input buffer. */
@@ -577,14 +576,12 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
         if (n == -2)
             kv_log_warn("closing client %s: query buffer limit reached", c->peer);
         client_close(c);
-        kvp_worker_flush(w);
         return;
     }
     if (n > 0) {
         c->last_active_ms = w->now_ms;
         client_process(c);
     }
-    kvp_worker_flush(w);
 }
 
 /* Once a second: close clients idle past client_timeout, and give back the

@@ -272,6 +272,7 @@ typedef struct kvp_worker {
     int nbdirty, capbdirty;
     kvp_client **parked;
     int nparked, capparked;
+    int stopping;              /* a STOP message came: leave the loop */
     int table_wait_expired;
 
     kvp_req *free_reqs;

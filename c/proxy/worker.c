@@ -5,9 +5,10 @@
  * needed. The control thread talks to a worker only through its message
  * queue (mutex + eventfd wake-up): new tables, stop. Workers never enter Lua.
  *
- * After each event the worker flushes, once, every client and backend that
- * got output during it (the "dirty" lists): replies of a whole pipeline go
- * out in one write. */
+ * After each pass of its event loop (all the events one epoll_wait found)
+ * the worker flushes, once, every client and backend that got output during
+ * it (the "dirty" lists): replies of a whole pipeline go out in one write,
+ * and so do the requests of many clients to one backend. */
 #include "dp.h"
 #include "errors.h"
 #include "../core/log.h"
@@ -238,7 +239,6 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     for (int i = 0; i < w->nparked; i++)
         kvp_client_resume(w->parked[i]);
     w->nparked = 0;
-    kvp_worker_flush(w);
 }
 
 void kvp_worker_premig_done(kvp_worker *w)
@@ -274,15 +274,16 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
         kvp_msg *n = m->next;
         if (m->type == KVP_MSG_TABLE)
             worker_install_table(w, m->ptr);
-        else if (m->type == KVP_MSG_STOP)
+        else if (m->type == KVP_MSG_STOP) {
+            w->stopping = 1;
             event_base_loopbreak(w->base);
+        }
         else if (m->type == KVP_MSG_BACKEND_STATE) {
             kvp_backend_verdict *st = m->ptr;
             for (int i = 0; i < w->nbackends; i++)
                 if (strcmp(w->backends[i]->addr, st->addr) == 0)
                     kvp_backend_force(w->backends[i], st->down);
             free(st);
-            kvp_worker_flush(w);
         }
         free(m);
         m = n;
@@ -359,7 +360,6 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
             w->nparked = 0;
         }
     }
-    kvp_worker_flush(w);
 }
 
 static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
@@ -383,7 +383,6 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
         snprintf(peer, sizeof(peer), "%s:%d", ip, ntohs(sa.sin_port));
         kvp_client_accept(w, cfd, peer);
     }
-    kvp_worker_flush(w);
 }
 
 static int worker_listen(kvp_worker *w, char *err, size_t errlen)
@@ -413,10 +412,16 @@ static int worker_listen(kvp_worker *w, char *err, size_t errlen)
     return KV_OK;
 }
 
+/* One flush per pass of the event loop, not one per event: the requests of
+ * every client found readable by one epoll_wait go to each backend in one
+ * write (and Redis reads them with one read), as the replies of a pipeline
+ * go to their client in one write. Callbacks only mark what has output. */
 static void *worker_main(void *arg)
 {
     kvp_worker *w = arg;
-    event_base_dispatch(w->base);
+    while (!w->stopping && event_base_loop(w->base, EVLOOP_ONCE) == 0)
+        kvp_worker_flush(w);
+    kvp_worker_flush(w);
     return NULL;
 }
 
