@@ -7,6 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+/* First allocation: most buffers (a client's replies, a small request's
+ * bytes) stay small, and a connection's memory is what idle clients cost;
+ * a big one doubles up from here in a few steps. */
+#define KV_BUF_FIRST 512
+
 void kv_buf_init(kv_buf *b, size_t max)
 {
     memset(b, 0, sizeof(*b));
@@ -32,7 +37,7 @@ int kv_buf_reserve(kv_buf *b, size_t n)
     }
     if (len + n > b->max)
         return KV_ENOMEM;
-    size_t cap = b->cap ? b->cap : 4096;
+    size_t cap = b->cap ? b->cap : KV_BUF_FIRST;
     while (cap < len + n)
         cap *= 2;
     if (cap > b->max)
@@ -82,6 +87,13 @@ ssize_t kv_buf_write_fd(kv_buf *b, int fd)
     if (n > 0)
         kv_buf_consume(b, (size_t)n);
     return n;
+}
+
+void kv_buf_release(kv_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
 }
 
 void kv_buf_shrink(kv_buf *b, size_t keep)

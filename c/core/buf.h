@@ -37,5 +37,7 @@ static inline void kv_buf_consume(kv_buf *b, size_t n)
 }
 /* Give memory back after a burst (a big value passed through). */
 void kv_buf_shrink(kv_buf *b, size_t keep);
+/* Free the storage of an empty buffer (it is allocated again on demand). */
+void kv_buf_release(kv_buf *b);
 
 #endif

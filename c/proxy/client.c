@@ -24,9 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CLIENT_READ_CHUNK (16 * 1024)
+#define CLIENT_READ_CHUNK KVP_IN_SCRATCH
 #define CLIENT_IN_MAX (KV_RESP_MAX_BULK + 64 * 1024 * 1024)
-#define CLIENT_IN_KEEP (64 * 1024) /* query buffer kept by an idle client */
 #define CLIENT_OUT_HIGH (4 * 1024 * 1024)
 #define CLIENT_OUT_MAX (512UL * 1024 * 1024)
 #define CLIENT_MAX_INFLIGHT 8192
@@ -417,6 +416,8 @@ static void client_close(kvp_client *c)
     atomic_fetch_sub(&kvp_g.client_count, 1);
     /* a parked client is dropped from the park list by the worker; the
      * struct is freed once it is off every list (see kvp_worker_flush). */
+    if (c->in.data == w->in_scratch)
+        c->in.data = NULL; /* borrowed: the worker's */
     kv_buf_deinit(&c->in);
     kv_req_parser_deinit(&c->parser);
     kv_buf_deinit(&c->out);
@@ -502,7 +503,10 @@ static void client_write_cb(evutil_socket_t fd, short what, void *arg)
 static void client_process(kvp_client *c)
 {
     if (c->has_cmd) {
-        /* a command parked for want of a table: run it first */
+        /* a command parked for want of a table: run it first (argv from
+         * offsets: the bytes have moved since, out of the scratch buffer) */
+        for (int i = 0; i < c->parser.argc; i++)
+            c->parser.argv[i].p = kv_buf_rptr(&c->in) + c->parser.arg_off[i];
         int rc = kvp_dispatch(c, c->parser.argc, c->parser.argv);
         if (rc == KV_AGAIN)
             return;
@@ -558,11 +562,23 @@ void kvp_client_resume(kvp_client *c)
             free(c);
         return;
     }
-    /* argv pointers are rebuilt from offsets: the buffer may have moved */
-    for (int i = 0; i < c->parser.argc; i++)
-        c->parser.argv[i].p = kv_buf_rptr(&c->in) + c->parser.arg_off[i];
     client_process(c);
     client_update_reading(c);
+}
+
+/* After a read into the worker's scratch buffer: keep a copy of what is
+ * left (a partial command, commands held back) in the client's own buffer. */
+static void client_unborrow(kvp_client *c)
+{
+    kv_buf *b = &c->in;
+    size_t len = kv_buf_len(b);
+    const char *rest = kv_buf_rptr(b);
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+    if (len > 0 && !c->dead && kv_buf_append(b, rest, len) != KV_OK) {
+        kv_log_warn("closing client %s: out of memory for its query buffer", c->peer);
+        client_close(c);
+    }
 }
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -571,6 +587,11 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_worker *w = c->w;
     KV_UNUSED(what);
     kvp_worker_clock(w);
+    int borrowed = c->in.data == NULL;
+    if (borrowed) {
+        c->in.data = w->in_scratch;
+        c->in.cap = KVP_IN_SCRATCH;
+    }
     ssize_t n = kv_buf_read_fd(&c->in, fd, CLIENT_READ_CHUNK);
     if (n == 0 || (n < 0 && n != -1) || (n == -1 && errno != EAGAIN && errno != EINTR)) {
         if (n == -2)
@@ -582,6 +603,9 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
         c->last_active_ms = w->now_ms;
         client_process(c);
     }
+    /* c is still allocated: client_process marked it for the flush */
+    if (borrowed)
+        client_unborrow(c);
 }
 
 /* Once a second: close clients idle past client_timeout, and give back the
@@ -601,9 +625,9 @@ void kvp_client_tick(kvp_worker *w)
             client_close(c);
         } else if (idle >= 1000) {
             if (kv_buf_len(&c->in) == 0)
-                kv_buf_shrink(&c->in, CLIENT_IN_KEEP);
+                kv_buf_release(&c->in);
             if (kv_buf_len(&c->out) == 0)
-                kv_buf_shrink(&c->out, CLIENT_IN_KEEP);
+                kv_buf_release(&c->out);
         }
         c = next;
     }

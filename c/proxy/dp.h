@@ -124,6 +124,11 @@ typedef struct kvp_frag {
     uint8_t premig_failed;
 } kvp_frag;
 
+/* A client with no bytes held reads into its worker's scratch buffer and
+ * keeps (copies) only what is left unparsed: idle connections hold no
+ * input buffer. */
+#define KVP_IN_SCRATCH (16 * 1024)
+
 typedef struct kvp_req {
     struct kvp_req *next;      /* client FIFO */
     struct kvp_client *c;      /* NULL once the client has gone */
@@ -277,6 +282,7 @@ typedef struct kvp_worker {
 
     kvp_req *free_reqs;
     int nfree_reqs;
+    char *in_scratch;          /* KVP_IN_SCRATCH bytes clients read into (client.c) */
 
     uint64_t now_ms;           /* clock read once per event (kvp_worker_clock) */
     uint64_t now_us;

@@ -449,13 +449,14 @@ int kvp_workers_start(char *err, size_t errlen)
         w->idx = i;
         w->listen_fd = -1;
         w->st.cmd = calloc((size_t)kvp_cmd_count(), sizeof(*w->st.cmd));
+        w->in_scratch = malloc(KVP_IN_SCRATCH);
         pthread_mutex_init(&w->mu, NULL);
         struct event_config *cfg = event_config_new();
         event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
         w->base = event_base_new_with_config(cfg);
         event_config_free(cfg);
         w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->base == NULL || w->notify_fd < 0) {
+        if (w->base == NULL || w->notify_fd < 0 || w->in_scratch == NULL) {
             snprintf(err, errlen, "cannot create worker %d event loop", i);
             return KV_ERR;
         }
