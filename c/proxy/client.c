@@ -30,10 +30,16 @@
 #define CLIENT_OUT_MAX (512UL * 1024 * 1024)
 #define CLIENT_MAX_INFLIGHT 8192
 #define REQ_POOL_MAX 4096
+/* A pooled request keeps up to this many fragments and MGET keys' maps;
+ * beyond, their memory goes back with the request (a rare huge MGET must not
+ * pin memory in thousands of pooled requests). */
+#define REQ_POOL_FRAGS 64
+#define REQ_POOL_KEYS 1024
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
 static void client_process(kvp_client *c);
+static void req_free(kvp_worker *w, kvp_req *r);
 
 /* ------------------------------------------------------------- requests */
 
@@ -69,14 +75,9 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     r->picks = 0;
     r->nkeys = 0;
     r->info_section = 0;
-    if (nfrags > 1 || merge != KVP_MERGE_NONE) {
-        r->frags = calloc((size_t)nfrags, sizeof(kvp_frag));
-        if (r->frags == NULL) {
-            free(r);
-            return NULL;
-        }
-        for (int i = 0; i < nfrags; i++)
-            kv_buf_init(&r->frags[i].reply, CLIENT_IN_MAX);
+    if ((nfrags > 1 || merge != KVP_MERGE_NONE) && kvp_req_ensure_frags(r) != KV_OK) {
+        req_free(w, r);
+        return NULL;
     }
     /* append to the client's FIFO */
     if (c->tail)
@@ -88,24 +89,43 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     return r;
 }
 
+/* Free fragments' and key maps' storage (all of it, or what is too big to
+ * keep in a pooled request). */
+static void req_drop_storage(kvp_req *r, int all)
+{
+    if (all || r->frag_pool_cap > REQ_POOL_FRAGS) {
+        for (int i = 0; i < r->frag_pool_cap; i++)
+            kv_buf_deinit(&r->frag_pool[i].reply);
+        free(r->frag_pool);
+        r->frag_pool = NULL;
+        r->frag_pool_cap = 0;
+    }
+    if (all || r->keys_cap > REQ_POOL_KEYS) {
+        free(r->key_frag);
+        free(r->key_pos);
+        r->key_frag = NULL;
+        r->key_pos = NULL;
+        r->keys_cap = 0;
+    }
+}
+
 static void req_free(kvp_worker *w, kvp_req *r)
 {
     if (r->frags) {
         for (int i = 0; i < r->nfrags; i++) {
-            kv_buf_deinit(&r->frags[i].reply);
-            if (r->frags[i].holding)
-                kv_buf_deinit(&r->frags[i].held);
+            kvp_frag *f = &r->frags[i];
+            kv_buf_consume(&f->reply, kv_buf_len(&f->reply));
+            kv_buf_shrink(&f->reply, 4096);
+            if (f->holding)
+                kv_buf_deinit(&f->held);
+            f->holding = 0;
         }
-        free(r->frags);
         r->frags = NULL;
     }
-    free(r->key_frag);
-    free(r->key_pos);
-    r->key_frag = NULL;
-    r->key_pos = NULL;
     kv_buf_consume(&r->reply, kv_buf_len(&r->reply));
     kv_buf_consume(&r->first_err, kv_buf_len(&r->first_err));
     kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
+    req_drop_storage(r, w->nfree_reqs >= REQ_POOL_MAX);
     if (w->nfree_reqs < REQ_POOL_MAX) {
         kv_buf_shrink(&r->first_err, 256);
         kv_buf_shrink(&r->reply, 4096);
@@ -168,16 +188,55 @@ static void req_untrack(kvp_req *r)
     }
 }
 
+/* Give r its r->nfrags fragments, from the storage it keeps while pooled
+ * (grown when too small). Their reply buffers are empty: req_free left
+ * them so. */
 int kvp_req_ensure_frags(kvp_req *r)
 {
     if (r->frags)
         return KV_OK;
-    r->frags = calloc((size_t)r->nfrags, sizeof(kvp_frag));
-    if (r->frags == NULL)
-        return KV_ENOMEM;
-    for (int i = 0; i < r->nfrags; i++)
-        kv_buf_init(&r->frags[i].reply, CLIENT_IN_MAX);
+    int n = r->nfrags;
+    if (n > r->frag_pool_cap) {
+        kvp_frag *p = realloc(r->frag_pool, (size_t)n * sizeof(*p));
+        if (p == NULL)
+            return KV_ENOMEM;
+        for (int i = r->frag_pool_cap; i < n; i++) {
+            memset(&p[i], 0, sizeof(p[i]));
+            kv_buf_init(&p[i].reply, CLIENT_IN_MAX);
+        }
+        r->frag_pool = p;
+        r->frag_pool_cap = n;
+    }
+    for (int i = 0; i < n; i++) {
+        kvp_frag *f = &r->frag_pool[i];
+        f->be = f->target = NULL;
+        f->holding = 0;
+        f->premig_pending = 0;
+        f->premig_failed = 0;
+    }
+    r->frags = r->frag_pool;
     return KV_OK;
+}
+
+/* MGET: room for the fragment and position of each of nkeys keys. */
+int kvp_req_map_keys(kvp_req *r, int nkeys)
+{
+    if (nkeys > r->keys_cap) {
+        uint16_t *kf = realloc(r->key_frag, sizeof(uint16_t) * (size_t)nkeys);
+        if (kf == NULL)
+            goto oom;
+        r->key_frag = kf;
+        uint32_t *kp = realloc(r->key_pos, sizeof(uint32_t) * (size_t)nkeys);
+        if (kp == NULL)
+            goto oom;
+        r->key_pos = kp;
+        r->keys_cap = nkeys;
+    }
+    r->nkeys = nkeys;
+    return KV_OK;
+oom:
+    r->nkeys = -1; /* the merge answers out of memory */
+    return KV_ENOMEM;
 }
 
 /* The reply of one migrate-on-access MIGRATE of fragment f. When the last

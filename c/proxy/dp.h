@@ -150,10 +150,15 @@ typedef struct kvp_req {
     kv_buf first_err;
     kv_buf pick;               /* RANDOMKEY choice / INFO redis_version */
     int picks;
-    kvp_frag *frags;
-    int nkeys;
+    kvp_frag *frags;           /* NULL, or frag_pool while this request uses it */
+    int nkeys;                 /* MGET: keys mapped in key_frag/key_pos */
     uint16_t *key_frag;        /* MGET: fragment of each key, in client order */
     uint32_t *key_pos;         /* MGET: element index inside that fragment */
+    /* Storage a pooled request keeps for its next use, so a split command
+     * allocates nothing in the steady state. */
+    kvp_frag *frag_pool;
+    int frag_pool_cap;
+    int keys_cap;              /* entries of key_frag and key_pos */
     int info_section;          /* INFO: which sections were asked for */
 } kvp_req;
 
@@ -329,6 +334,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n);
 void kvp_req_setup_done(kvp_req *r);
 void kvp_req_premig_reply(kvp_req *r, int frag, const char *p, size_t n);
 int kvp_req_ensure_frags(kvp_req *r);
+int kvp_req_map_keys(kvp_req *r, int nkeys);
 void kvp_req_routed(kvp_req *r);
 void kvp_client_tick(kvp_worker *w);
 

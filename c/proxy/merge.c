@@ -154,36 +154,45 @@ static long array_elements(const char *p, size_t n, size_t *starts, long max)
     return count;
 }
 
+/* MGET: each key's value, in the client's order, from the array replies of
+ * the fragments. One flat index (on the stack for ordinary sizes): per
+ * fragment its key count and where its element offsets start, then the
+ * offsets, count + 1 per fragment. */
+#define MGET_NOT_PARSED ((size_t)-1)
 static void finish_mget(kvp_req *r, kv_buf *out)
 {
-    /* elements per fragment */
     int nf = r->nfrags;
-    long *cnt = calloc((size_t)nf, sizeof(long));
-    size_t **starts = calloc((size_t)nf, sizeof(size_t *));
-    if (cnt == NULL || starts == NULL || r->key_frag == NULL || r->key_pos == NULL) {
+    if (r->nkeys < 0 || r->key_frag == NULL) {
         kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
-        goto done;
+        return;
     }
+    size_t small[256];
+    size_t need = 3 * (size_t)nf + (size_t)r->nkeys;
+    size_t *mem = need <= sizeof(small) / sizeof(small[0]) ? small : malloc(need * sizeof(size_t));
+    if (mem == NULL) {
+        kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        return;
+    }
+    size_t *cnt = mem, *base = mem + nf, *starts = mem + 2 * (size_t)nf;
+    memset(cnt, 0, sizeof(size_t) * (size_t)nf);
     for (int i = 0; i < r->nkeys; i++)
         cnt[r->key_frag[i]]++;
+    size_t off = 0;
     for (int f = 0; f < nf; f++) {
         kv_buf *b = &r->frags[f].reply;
-        if (kv_buf_len(b) == 0 || kv_buf_rptr(b)[0] == '-')
-            continue;
-        starts[f] = malloc(sizeof(size_t) * (size_t)(cnt[f] + 1));
-        if (starts[f] == NULL ||
-            array_elements(kv_buf_rptr(b), kv_buf_len(b), starts[f], cnt[f]) != cnt[f]) {
-            free(starts[f]);
-            starts[f] = NULL;
-        }
+        base[f] = MGET_NOT_PARSED;
+        if (kv_buf_len(b) > 0 && kv_buf_rptr(b)[0] != '-' &&
+            array_elements(kv_buf_rptr(b), kv_buf_len(b), starts + off, (long)cnt[f]) == (long)cnt[f])
+            base[f] = off;
+        off += cnt[f] + 1;
     }
     kvp_write_count(out, '*', r->nkeys);
     for (int i = 0; i < r->nkeys; i++) {
         int f = r->key_frag[i];
         kv_buf *b = &r->frags[f].reply;
-        if (starts[f]) {
-            size_t s = starts[f][r->key_pos[i]], e = starts[f][r->key_pos[i] + 1];
-            kv_buf_append(out, kv_buf_rptr(b) + s, e - s);
+        if (base[f] != MGET_NOT_PARSED) {
+            const size_t *st = starts + base[f] + r->key_pos[i];
+            kv_buf_append(out, kv_buf_rptr(b) + st[0], st[1] - st[0]);
         } else if (kv_buf_len(b) > 0 && kv_buf_rptr(b)[0] == '-') {
             /* that backend failed: its keys carry its error, in place */
             kv_buf_append(out, kv_buf_rptr(b), kv_buf_len(b));
@@ -191,12 +200,8 @@ static void finish_mget(kvp_req *r, kv_buf *out)
             kv_buf_append(out, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
         }
     }
-done:
-    if (starts)
-        for (int f = 0; f < nf; f++)
-            free(starts[f]);
-    free(starts);
-    free(cnt);
+    if (mem != small)
+        free(mem);
 }
 
 static void finish_info(kvp_req *r, kv_buf *out)

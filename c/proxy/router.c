@@ -584,15 +584,11 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     }
     r->pending = nfrags + 1; /* guard: released by kvp_req_setup_done */
     kvp_req_routed(r);
-    if (cmd->merge == KVP_MERGE_MGET) {
-        r->nkeys = nk;
-        r->key_frag = malloc(sizeof(uint16_t) * (size_t)nk);
-        r->key_pos = malloc(sizeof(uint32_t) * (size_t)nk);
-    }
+    int map_keys = cmd->merge == KVP_MERGE_MGET && kvp_req_map_keys(r, nk) == KV_OK;
     for (int f = 0; f < nfrags; f++) {
         kvp_backend *be = w->route[fsrv[f]];
         r->frags[f].be = be;
-        if (r->key_frag)
+        if (map_keys)
             for (int i = 0, pos = 0; i < nk; i++)
                 if (fos[w->s_server[i]] == f) {
                     r->key_frag[i] = (uint16_t)f;

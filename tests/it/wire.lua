@@ -5,7 +5,9 @@
 -- 2. 2000 pipelined SET/GET/INCR over keys on every master come back in
 --    request order with the right values;
 -- 3. a protocol error is answered after the replies before it, then the
---    connection closes; the next connection works.
+--    connection closes; the next connection works;
+-- 4. 120 pipelined MGETs of cycling sizes (up to 1500 keys, over the size a
+--    pooled request keeps) reusing pooled requests, each reply exact.
 local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
@@ -131,6 +133,34 @@ loop.run(function()
       and r6[3] == "-ERR unknown command ''" and r6[4] == "+PONG",
     r6 and table.concat(r6, "|"))
   c6:close()
+
+  -- 4. pooled requests reused by MGETs of every size, in one pipeline
+  local c7 = assert(redis.connect("127.0.0.1", port))
+  local mset = { "MSET" }
+  for i = 1, 1500 do mset[#mset + 1] = "wire:m:" .. i; mset[#mset + 1] = "v" .. i end
+  check("MSET of 1500 keys", show(c7:call(unpack(mset))) == "+OK")
+  local sizes, pipe, expect = { 2, 7, 1500, 3, 40, 1, 1100, 5 }, {}, {}
+  for n = 1, 120 do
+    local size, args, vals = sizes[(n - 1) % #sizes + 1], { "MGET" }, {}
+    for j = 1, size do
+      local i = (n * 37 + j * 11) % 1600 + 1 -- some keys past 1500: nil
+      args[#args + 1] = "wire:m:" .. i
+      vals[#vals + 1] = i <= 1500 and ("v" .. i) or "nil"
+    end
+    pipe[#pipe + 1] = resp.encode(unpack(args))
+    expect[n] = "[" .. table.concat(vals, ",") .. "]"
+  end
+  c7:send_raw(table.concat(pipe))
+  local got7, err7 = read_n(c7, #expect)
+  local bad7
+  for n = 1, got7 and #expect or 0 do
+    if got7[n] ~= expect[n] then bad7 = ("MGET %d: %s"):format(n, got7[n]:sub(1, 200)) break end
+  end
+  check("120 pipelined MGETs of 1 to 1500 keys answered exactly", got7 ~= nil and bad7 == nil, err7 or bad7)
+  local del = { "DEL" }
+  for i = 1, 1500 do del[#del + 1] = "wire:m:" .. i end
+  check("DEL of the 1500 keys", show(c7:call(unpack(del))) == "1500")
+  c7:close()
   loop.stop()
 end)
 return failed == 0 and 0 or 1
