@@ -63,11 +63,13 @@ static int l_configure(lua_State *L)
         if (colon == NULL)
             return fail(L, "listen must be host:port");
         *colon = 0;
-        snprintf(kvp_g.listen_host, sizeof(kvp_g.listen_host), "%s", listen);
+        if (strlen(listen) >= sizeof(kvp_g.listen_host))
+            return fail(L, "listen host is too long");
+        memcpy(kvp_g.listen_host, listen, strlen(listen) + 1);
         kvp_g.listen_port = atoi(colon + 1);
     }
     if (!started) {
-        kvp_g.io_threads = opt_int(L, 1, "io_threads", kvp_g.io_threads ? kvp_g.io_threads : 2);
+        kvp_g.io_threads = opt_int(L, 1, "io_threads", kvp_g.io_threads ? kvp_g.io_threads : 1);
         opt_str(L, 1, "client_password", kvp_g.client_password, sizeof(kvp_g.client_password));
     }
     lua_getfield(L, 1, "redis_password");

@@ -15,7 +15,7 @@ M.schema = {
   http_listen           = { type = "addr", default = "0.0.0.0:7500" },
   config_server_master  = { type = "addr", default = "127.0.0.1:7100" },
   config_server_slave   = { type = "addr", default = "", empty = true },
-  io_threads            = { type = "integer", default = 2, min = 1, max = 64 },
+  io_threads            = { type = "integer", default = 1, min = 1, max = 64 },
   max_qps               = { type = "integer", default = 0, min = 0 },          -- 0: unlimited
   max_client_num        = { type = "integer", default = 10000, min = 1 },
   slow_cmd_time         = { type = "integer", default = 10, min = 0 },         -- ms

@@ -10,7 +10,7 @@ describe("kvp.conf", function()
       http_listen = "0.0.0.0:7500",
       config_server_master = "127.0.0.1:7100",
       config_server_slave = "",
-      io_threads = 2,
+      io_threads = 1,
       max_qps = 0,
       max_client_num = 10000,
       slow_cmd_time = 10,
