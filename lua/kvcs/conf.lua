@@ -18,6 +18,10 @@ M.schema = {
   -- seconds between two INFO replication rounds over the masters (HA learns
   -- their replicas; also after every table change)
   update_slave_interval = { type = "integer", default = 10, min = 1, max = 3600 },
+  -- a replica whose link to its master went down more than this many
+  -- seconds before the first proxy reported the master down is stale: it
+  -- is never promoted (kvcs.ha)
+  replica_stale_after = { type = "integer", default = 300, min = 1, max = 86400 },
   master_cs        = { type = "addr", default = "", empty = true }, -- "": this is the master
   table_dir        = { type = "string", default = "table", min = 1 },
   redis_password   = { type = "string", default = "" },

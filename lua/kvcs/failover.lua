@@ -52,6 +52,7 @@ function M.new()
     learning = {},   -- [addr] = true while INFO runs on it
     watching = {},   -- [old] = true while a watch try runs
     said = {},       -- ["ns addr"] = last note logged (no repeats every 3 s)
+    down_at = {},    -- ["ns addr"] = loop.now() of the first down vote still held
     failovers = 0, removals = 0, reattached = 0,
   }
 end
@@ -242,6 +243,7 @@ end
 local function clear_votes(cs, ns, addr)
   if cs.ha.votes[ns] then cs.ha.votes[ns][addr] = nil end
   cs.ha.said[ns .. " " .. addr] = nil
+  cs.ha.down_at[ns .. " " .. addr] = nil
 end
 
 -- DOWN/UP from a registered proxy (entry of kvcs.peers). -> true | nil, err
@@ -266,6 +268,7 @@ function M.report(cs, entry, kind, ns, addr)
     end
     local v = h.votes[ns][addr] or {}
     h.votes[ns][addr] = v
+    h.down_at[ns .. " " .. addr] = h.down_at[ns .. " " .. addr] or loop.now()
     if v[entry.id] ~= entry.sock then
       v[entry.id] = entry.sock
       local _, nv, np = ha.tally(v, connected(cs, ns))
@@ -326,6 +329,8 @@ local function probe_replicas(cs, master)
       local of = tostring(info.master_host) .. ":" .. tostring(info.master_port)
       if of == master then
         r.up, r.role, r.offset = true, "slave", info.offset or 0
+        -- Redis prints it only while the link is down
+        if info.master_link_status ~= "up" then r.link_down_s = info.link_down_s end
       else
         r.why = "it is a replica of " .. of .. " now"
       end
@@ -487,8 +492,23 @@ local function run(cs, ns)
   -- decide on the state as it is now: votes may have changed meanwhile
   t = store.get(cs.store, ns)
   if not t then return end
+  local votes, proxies = vote_sets(cs, ns), connected(cs, ns)
+  if cs.support_ha and cs.cfg.cluster_type ~= "cache" then
+    for addr, voters in pairs(votes) do
+      if not replicas[addr] and present_in(t, addr) and ha.tally(voters, proxies) then
+        -- agreed while the others were probed: its report set h.again, and
+        -- the next round probes its replicas (not "no replica is known")
+        votes[addr] = nil
+      end
+    end
+  end
+  local down_for, now = {}, loop.now()
+  for addr in pairs(replicas) do
+    down_for[addr] = now - (h.down_at[ns .. " " .. addr] or now)
+  end
   local actions, notes = ha.decide({
-    votes = vote_sets(cs, ns), proxies = connected(cs, ns), table = t, replicas = replicas,
+    votes = votes, proxies = proxies, table = t, replicas = replicas,
+    down_for = down_for, stale_after = cs.cfg.replica_stale_after,
     in_use = in_use(cs), support_ha = cs.support_ha, cluster_type = cs.cfg.cluster_type,
   })
   for _, n in ipairs(notes) do

@@ -7,7 +7,10 @@
 --       votes      = { [addr] = { [proxy_id] = true, ... } },  -- say DOWN now
 --       proxies    = { [proxy_id] = true, ... },   -- connected proxies of the ns
 --       table      = t,                            -- kv.btable table of the ns
---       replicas   = { [master] = { {addr=, up=bool, role=, offset=n}, ... } },
+--       replicas   = { [master] = { {addr=, up=bool, role=, offset=n,
+--                                     link_down_s=n|nil}, ... } },
+--       down_for   = { [master] = seconds since the first proxy reported it down },
+--       stale_after = seconds (default M.STALE_GRACE, kvcs.conf replica_stale_after),
 --       in_use     = { [addr] = namespace },       -- optional: addresses any table uses
 --       support_ha = bool,
 --       cluster_type = "data_store" | "cache",
@@ -19,9 +22,10 @@
 --              stale = true: its votes can be dropped; a master only some
 --              proxies report down gets wait = true)
 --   ha.tally(voters, proxies) -> agreed, n_votes, n_proxies
---   ha.pick_replica(list, in_use) -> replica | nil, why
+--   ha.pick_replica(list, in_use, down_for, stale_after) -> replica | nil, why
 --   ha.parse_info(text) -> { role=, offset=, master_host=, master_port=,
---                            master_link_status=, slaves = {{addr=, state=, offset=}} }
+--                            master_link_status=, link_down_s=,
+--                            slaves = {{addr=, state=, offset=}} }
 --   ha.follow(watch, addr) -> the address that replaced addr last (through
 --                             a chain of fail-overs), or addr
 --
@@ -32,8 +36,13 @@
 --     proxies that are not connected do not count (the caller drops them on
 --     disconnect and on UP).
 --   * data_store: the replica of that master that answered at decision time,
---     is not used by any table, and has the greatest replication offset
---     (ties: lowest address) replaces it. No live replica: nothing happens.
+--     is not used by any table, is not stale, and has the greatest
+--     replication offset (ties: lowest address) replaces it. Stale: it never
+--     finished a sync with this master (master_link_down_since_seconds -1),
+--     or its link went down more than stale_after seconds before the first
+--     proxy reported the master down -- it holds old data, and promoting it
+--     would silently lose every write since. No usable replica: nothing
+--     happens (the operator decides).
 --   * cache: the master is removed and its buckets spread over the rest;
 --     never the last server of the table, and never when every server of
 --     the table is reported down (that is the proxies' network, not Redis).
@@ -65,16 +74,40 @@ function M.tally(voters, proxies)
   return agreed and n_proxies > 0, n_votes, n_proxies
 end
 
--- The live replica with the greatest offset (ties: lowest address).
-function M.pick_replica(list, in_use)
+-- A replica's link may go down before the proxies report its master: at
+-- once when the master dies, up to repl-timeout (60 s) later when it is
+-- black-holed, while the proxies wait redis_down_timeout first. A link
+-- down for longer than the report plus this was broken before the master
+-- failed: that replica missed writes.
+M.STALE_GRACE = 300
+
+-- Why replica r cannot stand in for a master reported down down_for seconds
+-- ago, or nil.
+local function stale(r, down_for, stale_after)
+  local d = r.link_down_s
+  if d == nil then return nil end
+  if d < 0 then return "never finished a sync with it" end
+  if d > (down_for or 0) + (stale_after or M.STALE_GRACE) then
+    -- no "N s ago": the note stays the same while it lasts (logged once)
+    return ("its link broke over %d s before the master was reported down"):format(
+      stale_after or M.STALE_GRACE)
+  end
+  return nil
+end
+
+-- The live, fresh replica with the greatest offset (ties: lowest address).
+function M.pick_replica(list, in_use, down_for, stale_after)
   if not list or #list == 0 then return nil, "no replica of it is known" end
   local best
-  local dead, used = 0, 0
+  local dead, used, stales = 0, 0, {}
   for _, r in ipairs(list) do
+    local why_stale = r.up and stale(r, down_for, stale_after)
     if not r.up then
       dead = dead + 1
     elseif in_use and in_use[r.addr] then
       used = used + 1
+    elseif why_stale then
+      stales[#stales + 1] = r.addr .. " " .. why_stale
     elseif not best or (r.offset or 0) > (best.offset or 0)
         or ((r.offset or 0) == (best.offset or 0) and r.addr < best.addr) then
       best = r
@@ -83,6 +116,10 @@ function M.pick_replica(list, in_use)
   if best then return best end
   local names = {}
   for i, r in ipairs(list) do names[i] = r.addr end
+  if #stales > 0 then
+    return nil, ("no replica with its recent data (%s; %d down, %d used by a table): promote one by hand if "
+      .. "losing those writes is acceptable"):format(table.concat(stales, "; "), dead, used)
+  end
   local why = ("no replica of it answers (%s)"):format(table.concat(names, ", "))
   if used > 0 then
     why = ("no usable replica (%s: %d down, %d already used by a table)"):format(
@@ -160,7 +197,7 @@ function M.decide(input)
     local in_use = {}
     for a, ns in pairs(input.in_use or {}) do in_use[a] = ns end
     for a in pairs(chosen) do in_use[a] = true end
-    local r, why = M.pick_replica(list, in_use)
+    local r, why = M.pick_replica(list, in_use, (input.down_for or {})[d.addr], input.stale_after)
     if not r then
       note(d.addr, ("all %d connected proxies report it down, but %s"):format(d.n, why))
     else
@@ -193,6 +230,8 @@ function M.parse_info(text)
       info.master_port = tonumber(v)
     elseif k == "master_link_status" then
       info.master_link_status = v
+    elseif k == "master_link_down_since_seconds" then
+      info.link_down_s = tonumber(v)
     elseif k == "slave_repl_offset" then
       info.slave_offset = tonumber(v)
     elseif k == "master_repl_offset" then

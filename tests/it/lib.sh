@@ -78,8 +78,8 @@ it_redis_stop() { # SIGKILL: a crash, not a clean shutdown
   sleep 0.1
 }
 
-it_kvcs_start() {
-  local name=$1 master=${2:-}
+it_kvcs_start() { # it_kvcs_start NAME [MASTER_CS] [extra conf lines]
+  local name=$1 master=${2:-} extra=${3:-}
   local dir=$IT_DIR/$name
   mkdir -p "$dir"
   if [ ! -f "$dir/kvcs.conf" ]; then
@@ -95,6 +95,7 @@ table_dir = "table"
 redis_password = "$IT_PW"
 log_file = "kvcs.log"
 log_level = "debug"
+$extra
 EOC
   fi
   local http proxy sync

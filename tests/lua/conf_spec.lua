@@ -97,6 +97,7 @@ describe("kvcs.conf", function()
       cluster_type = "data_store",
       support_ha = true,
       update_slave_interval = 10,
+      replica_stale_after = 300,
       master_cs = "",
       table_dir = "table",
       redis_password = "",

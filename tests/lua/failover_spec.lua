@@ -10,7 +10,9 @@ package.loaded["kv.log"] = {
   warn = function(...) logged[#logged + 1] = string.format(...) end,
   error = function(...) logged[#logged + 1] = string.format(...) end,
 }
+local clock = 1000
 package.loaded["kv.loop"] = {
+  now = function() return clock end,
   spawn = function(fn, ...)
     local co = coroutine.create(fn)
     assert(coroutine.resume(co, ...))
@@ -54,6 +56,10 @@ package.loaded["kv.redis"] = {
           lines[#lines + 1] = "master_host:" .. h
           lines[#lines + 1] = "master_port:" .. p
           lines[#lines + 1] = "slave_repl_offset:" .. (s.offset or 0)
+          lines[#lines + 1] = "master_link_status:" .. (s.link_down and "down" or "up")
+          if s.link_down then
+            lines[#lines + 1] = "master_link_down_since_seconds:" .. s.link_down
+          end
         else
           for i, r in ipairs(s.replicas or {}) do
             local h, p = r:match("^(.+):(%d+)$")
@@ -230,6 +236,28 @@ describe("kvcs.failover (data_store)", function()
     failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
     assert.equal(M1, owner0(cs))
     servers[R1].of = M1                                    -- retried on the next report
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    assert.equal(R1, owner0(cs))
+  end)
+
+  it("a stale replica is not promoted; it is once its link went down with the master", function()
+    local cs = setup()
+    data_store_servers()
+    failover.learn_all(cs)
+    servers[M1].up = false
+    servers[R1].link_down = -1                             -- never finished a sync
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    assert.equal(M1, owner0(cs))
+    local said = table.concat(logged, "\n")
+    assert.truthy(said:find(R1 .. " never finished a sync with it", 1, true), said)
+    servers[R1].link_down = 1000                           -- down long before the first report
+    clock = clock + 30
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    assert.equal(M1, owner0(cs))
+    said = table.concat(logged, "\n")
+    assert.truthy(said:find("its link broke over 300 s before the master was reported down", 1, true), said)
+    assert.equal(0, count_sent(R1, "REPLICAOF NO ONE"))
+    servers[R1].link_down = 40                             -- went down with the master
     failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
     assert.equal(R1, owner0(cs))
   end)

@@ -128,6 +128,57 @@ describe("kvcs.ha.decide (data_store)", function()
     assert.truthy(actions[1].why:find(R3 .. " down", 1, true), actions[1].why)
   end)
 
+  it("passes over a stale replica for a fresh one, whatever their offsets", function()
+    local actions = ha.decide(input({
+      replicas = { [A] = {
+        { addr = RA1, up = true, offset = 100, link_down_s = 40 },   -- went down with the master
+        { addr = RA2, up = true, offset = 900, link_down_s = 4000 }, -- down an hour before it
+      } },
+      votes = { [A] = { p1 = true } },
+      down_for = { [A] = 30 },
+    }))
+    assert.equal(1, #actions)
+    assert.equal(RA1, actions[1].new)
+  end)
+
+  it("only stale replicas (or one that never synced): nothing, and the note says why", function()
+    local actions, notes = ha.decide(input({
+      replicas = { [A] = {
+        { addr = RA1, up = true, offset = 0, link_down_s = -1 },
+        { addr = RA2, up = true, offset = 900, link_down_s = 4000 },
+      } },
+      votes = { [A] = { p1 = true } },
+      down_for = { [A] = 30 },
+    }))
+    assert.same({}, actions)
+    local t = texts(notes)
+    assert.truthy(t:find(RA1 .. " never finished a sync with it", 1, true), t)
+    assert.truthy(t:find(RA2 .. " its link broke over 300 s before the master was reported down",
+      1, true), t)
+    assert.truthy(t:find("promote one by hand", 1, true), t)
+  end)
+
+  it("a link down since the master died (within the grace) is fresh", function()
+    local actions = ha.decide(input({
+      replicas = { [A] = { { addr = RA1, up = true, offset = 5, link_down_s = 70 + ha.STALE_GRACE } } },
+      votes = { [A] = { p1 = true } },
+      down_for = { [A] = 70 },
+    }))
+    assert.equal(RA1, actions[1].new)
+    -- without down_for (no report time known) the grace alone applies
+    actions = ha.decide(input({
+      replicas = { [A] = { { addr = RA1, up = true, offset = 5, link_down_s = ha.STALE_GRACE + 1 } } },
+      votes = { [A] = { p1 = true } },
+    }))
+    assert.same({}, actions)
+    -- replica_stale_after of kvcs.conf replaces the default
+    local over = { replicas = { [A] = { { addr = RA1, up = true, link_down_s = 20 } } },
+                   votes = { [A] = { p1 = true } }, down_for = { [A] = 5 } }
+    assert.equal(1, #ha.decide(input(over)))
+    over.stale_after = 10
+    assert.same({}, (ha.decide(input(over))))
+  end)
+
   it("equal offsets: the lowest address, so the choice is stable", function()
     local actions = ha.decide(input({
       replicas = { [A] = { { addr = RA2, up = true, offset = 7 }, { addr = RA1, up = true, offset = 7 } } },
@@ -236,9 +287,10 @@ describe("kvcs.ha helpers", function()
 
   it("parse_info reads a replica's own offset", function()
     local info = ha.parse_info("role:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:6371\r\n"
-      .. "master_link_status:down\r\nslave_repl_offset:777\r\nmaster_repl_offset:777\r\n")
-    assert.same({ "slave", "127.0.0.1", 6371, "down", 777 },
-      { info.role, info.master_host, info.master_port, info.master_link_status, info.offset })
+      .. "master_link_status:down\r\nslave_repl_offset:777\r\nmaster_link_down_since_seconds:12\r\n"
+      .. "master_repl_offset:777\r\n")
+    assert.same({ "slave", "127.0.0.1", 6371, "down", 777, 12 },
+      { info.role, info.master_host, info.master_port, info.master_link_status, info.offset, info.link_down_s })
   end)
 
   it("follow walks a chain of fail-overs and stops on a cycle", function()
