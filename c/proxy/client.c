@@ -35,6 +35,10 @@
  * pin memory in thousands of pooled requests). */
 #define REQ_POOL_FRAGS 64
 #define REQ_POOL_KEYS 1024
+/* Bytes of fragment reply buffers a pooled request keeps in all: enough for
+ * the replies of an ordinary MGET, and at most REQ_POOL_MAX times this per
+ * worker (8 MB) however big the replies were. */
+#define REQ_POOL_REPLY_BYTES 2048
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -111,11 +115,17 @@ static void req_drop_storage(kvp_req *r, int all)
 
 static void req_free(kvp_worker *w, kvp_req *r)
 {
+    int pooled = w->nfree_reqs < REQ_POOL_MAX;
     if (r->frags) {
+        size_t kept = 0;
         for (int i = 0; i < r->nfrags; i++) {
             kvp_frag *f = &r->frags[i];
             kv_buf_consume(&f->reply, kv_buf_len(&f->reply));
-            kv_buf_shrink(&f->reply, 4096);
+            /* keep the first buffers up to the budget, as they are */
+            if (pooled && kept + f->reply.cap <= REQ_POOL_REPLY_BYTES)
+                kept += f->reply.cap;
+            else
+                kv_buf_release(&f->reply);
             if (f->holding)
                 kv_buf_deinit(&f->held);
             f->holding = 0;
@@ -125,8 +135,8 @@ static void req_free(kvp_worker *w, kvp_req *r)
     kv_buf_consume(&r->reply, kv_buf_len(&r->reply));
     kv_buf_consume(&r->first_err, kv_buf_len(&r->first_err));
     kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
-    req_drop_storage(r, w->nfree_reqs >= REQ_POOL_MAX);
-    if (w->nfree_reqs < REQ_POOL_MAX) {
+    req_drop_storage(r, !pooled);
+    if (pooled) {
         kv_buf_shrink(&r->first_err, 256);
         kv_buf_shrink(&r->reply, 4096);
         kv_buf_shrink(&r->pick, 256);
@@ -355,6 +365,19 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
 }
 
 /* Called after all fragments were sent: drops the set-up guard. */
+/* Setting up r failed (out of memory) before anything was sent: it
+ * answers msg in its turn instead of waiting forever. */
+void kvp_req_abort(kvp_req *r, const char *msg)
+{
+    kv_buf_append(&r->reply, msg, strlen(msg));
+    r->merge = KVP_MERGE_NONE;
+    r->pending = 0;
+    req_untrack(r);
+    r->done = 1;
+    if (r->c && r->c->head == r)
+        client_advance(r->c);
+}
+
 void kvp_req_setup_done(kvp_req *r)
 {
     if (--r->pending == 0)

@@ -335,6 +335,7 @@ void kvp_req_setup_done(kvp_req *r);
 void kvp_req_premig_reply(kvp_req *r, int frag, const char *p, size_t n);
 int kvp_req_ensure_frags(kvp_req *r);
 int kvp_req_map_keys(kvp_req *r, int nkeys);
+void kvp_req_abort(kvp_req *r, const char *msg);
 void kvp_req_routed(kvp_req *r);
 void kvp_client_tick(kvp_worker *w);
 

@@ -503,8 +503,12 @@ static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     }
     /* the bucket is migrating: MIGRATE the keys to `be` first */
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
-    if (r == NULL || kvp_req_ensure_frags(r) != KV_OK) {
+    if (r == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    if (kvp_req_ensure_frags(r) != KV_OK) {
+        kvp_req_abort(r, KVP_ERR_OOM);
         return KV_OK;
     }
     r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
@@ -578,8 +582,12 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
             fos[w->s_server[i]] = nfrags++;
         }
     kvp_req *r = kvp_req_new(c, cmd->merge, nfrags);
-    if (r == NULL || (migrating && (in_frag = malloc((size_t)nk)) == NULL)) {
+    if (r == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
+        goto done;
+    }
+    if (migrating && (in_frag = malloc((size_t)nk)) == NULL) {
+        kvp_req_abort(r, KVP_ERR_OOM);
         goto done;
     }
     r->pending = nfrags + 1; /* guard: released by kvp_req_setup_done */
