@@ -89,7 +89,7 @@ local function stale(r, down_for, stale_after)
   if d < 0 then return "never finished a sync with it" end
   if d > (down_for or 0) + (stale_after or M.STALE_GRACE) then
     -- no "N s ago": the note stays the same while it lasts (logged once)
-    return ("its link broke over %d s before the master was reported down"):format(
+    return ("its link broke over %d s before the first down report for the master"):format(
       stale_after or M.STALE_GRACE)
   end
   return nil

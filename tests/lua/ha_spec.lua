@@ -153,7 +153,7 @@ describe("kvcs.ha.decide (data_store)", function()
     assert.same({}, actions)
     local t = texts(notes)
     assert.truthy(t:find(RA1 .. " never finished a sync with it", 1, true), t)
-    assert.truthy(t:find(RA2 .. " its link broke over 300 s before the master was reported down",
+    assert.truthy(t:find(RA2 .. " its link broke over 300 s before the first down report for the master",
       1, true), t)
     assert.truthy(t:find("promote one by hand", 1, true), t)
   end)
