@@ -364,7 +364,6 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
         req_complete(r);
 }
 
-/* Called after all fragments were sent: drops the set-up guard. */
 /* Setting up r failed (out of memory) before anything was sent: it
  * answers msg in its turn instead of waiting forever. */
 void kvp_req_abort(kvp_req *r, const char *msg)
@@ -378,6 +377,7 @@ void kvp_req_abort(kvp_req *r, const char *msg)
         client_advance(r->c);
 }
 
+/* Called after all fragments were sent: drops the set-up guard. */
 void kvp_req_setup_done(kvp_req *r)
 {
     if (--r->pending == 0)

@@ -63,9 +63,10 @@ static int l_configure(lua_State *L)
         if (colon == NULL)
             return fail(L, "listen must be host:port");
         *colon = 0;
-        if (strlen(listen) >= sizeof(kvp_g.listen_host))
+        size_t host_len = strlen(listen);
+        if (host_len >= sizeof(kvp_g.listen_host))
             return fail(L, "listen host is too long");
-        memcpy(kvp_g.listen_host, listen, strlen(listen) + 1);
+        memcpy(kvp_g.listen_host, listen, host_len + 1);
         kvp_g.listen_port = atoi(colon + 1);
     }
     if (!started) {

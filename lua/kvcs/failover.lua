@@ -328,9 +328,8 @@ local function probe_replicas(cs, master)
     elseif info.role == "slave" then
       local of = tostring(info.master_host) .. ":" .. tostring(info.master_port)
       if of == master then
-        r.up, r.role, r.offset = true, "slave", info.offset or 0
-        -- Redis prints it only while the link is down
-        if info.master_link_status ~= "up" then r.link_down_s = info.link_down_s end
+        -- link_down_s: nil while the link is up (Redis prints it only while down)
+        r.up, r.role, r.offset, r.link_down_s = true, "slave", info.offset or 0, info.link_down_s
       else
         r.why = "it is a replica of " .. of .. " now"
       end

@@ -84,13 +84,12 @@ M.STALE_GRACE = 300
 -- Why replica r cannot stand in for a master reported down down_for seconds
 -- ago, or nil.
 local function stale(r, down_for, stale_after)
-  local d = r.link_down_s
+  local d, grace = r.link_down_s, stale_after or M.STALE_GRACE
   if d == nil then return nil end
   if d < 0 then return "never finished a sync with it" end
-  if d > (down_for or 0) + (stale_after or M.STALE_GRACE) then
+  if d > (down_for or 0) + grace then
     -- no "N s ago": the note stays the same while it lasts (logged once)
-    return ("its link broke over %d s before the first down report for the master"):format(
-      stale_after or M.STALE_GRACE)
+    return ("its link broke over %d s before the first down report for the master"):format(grace)
   end
   return nil
 end

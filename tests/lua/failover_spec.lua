@@ -50,6 +50,11 @@ package.loaded["kv.redis"] = {
         return { status = "OK" }
       end
       if name == "INFO" then
+        if s.on_info then -- something happens while this server is asked
+          local f = s.on_info
+          s.on_info = nil
+          f()
+        end
         local lines = { "# Replication", "role:" .. s.role }
         if s.role == "slave" then
           local h, p = s.of:match("^(.+):(%d+)$")
@@ -260,6 +265,21 @@ describe("kvcs.failover (data_store)", function()
     servers[R1].link_down = 40                             -- went down with the master
     failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
     assert.equal(R1, owner0(cs))
+  end)
+
+  it("a master agreed down while another's replicas are probed waits for the next round", function()
+    local cs = setup()
+    data_store_servers()
+    failover.learn_all(cs)
+    servers[M1].up, servers[M2].up = false, false
+    -- M2's report arrives while R1 is being asked (the evaluation runs)
+    servers[R1].on_info = function() failover.report(cs, cs.proxy[1], "DOWN", "test", M2) end
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    local said = table.concat(logged, "\n")
+    assert.falsy(said:find("no replica of it is known", 1, true), said)
+    local t = store.get(cs.store, "test")
+    assert.equal(R1, t.owner[0])
+    assert.equal(R2, t.owner[1])
   end)
 
   it("never acts with support_ha off or on a slave config server", function()
