@@ -496,15 +496,15 @@ static void client_close(kvp_client *c)
         c->next->prev = c->prev;
     w->nclients--;
     atomic_fetch_sub(&kvp_g.client_count, 1);
-    /* a parked client is dropped from the park list by the worker; the
-     * struct is freed once it is off every list (see kvp_worker_flush). */
+    kvp_worker_unpark(w, c);
+    /* the struct is freed once it is off the flush list (see kvp_worker_flush) */
     if (c->in.data == w->in_scratch)
         c->in.data = NULL; /* borrowed: the worker's */
     kv_buf_deinit(&c->in);
     kv_req_parser_deinit(&c->parser);
     kv_buf_deinit(&c->out);
     free(c->name);
-    if (!c->dirty && !c->parked)
+    if (!c->dirty)
         free(c);
 }
 
@@ -562,8 +562,7 @@ void kvp_client_flush_marked(kvp_client *c)
 {
     c->dirty = 0;
     if (c->dead) {
-        if (!c->parked)
-            free(c);
+        free(c);
         return;
     }
     if (client_flush(c) == 0)
@@ -590,8 +589,12 @@ static void client_process(kvp_client *c)
         for (int i = 0; i < c->parser.argc; i++)
             c->parser.argv[i].p = kv_buf_rptr(&c->in) + c->parser.arg_off[i];
         int rc = kvp_dispatch(c, c->parser.argc, c->parser.argv);
-        if (rc == KV_AGAIN)
+        if (rc == KV_AGAIN) {
+            /* still waiting (the new table blocks its bucket too): park
+             * again, keeping the time it first parked */
+            kvp_worker_park(c->w, c);
             return;
+        }
         c->has_cmd = 0;
         kv_buf_consume(&c->in, c->cmd_len);
     }
@@ -625,9 +628,10 @@ static void client_process(kvp_client *c)
         }
         rc = kvp_dispatch(c, c->parser.argc, c->parser.argv);
         if (rc == KV_AGAIN) {
-            /* no table yet: keep the parsed command and wait */
+            /* keep the parsed command and wait (c->park_reason says for what) */
             c->has_cmd = 1;
             c->cmd_len = consumed;
+            c->park_since_ms = c->w->now_ms;
             kvp_worker_park(c->w, c);
             break;
         }
@@ -636,14 +640,30 @@ static void client_process(kvp_client *c)
     kvp_worker_mark_client(c->w, c);
 }
 
+/* The worker took c off its park list: try the command again. */
 void kvp_client_resume(kvp_client *c)
 {
-    c->parked = 0;
-    if (c->dead) {
-        if (!c->dirty)
-            free(c);
-        return;
+    client_process(c);
+    client_update_reading(c);
+}
+
+/* c's command waited request_timeout: it is answered with an error (in its
+ * turn) and the client goes on with what follows it. */
+void kvp_client_park_expired(kvp_client *c)
+{
+    switch (c->park_reason) {
+    case KVP_PARK_NO_TABLE:
+        kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
+        break;
+    case KVP_PARK_BLOCKED:
+        kvp_client_reply_str(c, KVP_ERR_TIMEOUT_BLOCKED);
+        break;
+    default:
+        kvp_client_reply_str(c, KVP_ERR_TIMEOUT_TABLE_SWAP);
+        break;
     }
+    c->has_cmd = 0;
+    kv_buf_consume(&c->in, c->cmd_len);
     client_process(c);
     client_update_reading(c);
 }

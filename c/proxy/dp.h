@@ -216,12 +216,24 @@ typedef struct kvp_client {
     unsigned closing : 1;      /* close once out is flushed */
     unsigned authed : 1;
     unsigned dirty : 1;
-    unsigned parked : 1;       /* waiting for the first table */
+    unsigned parked : 1;       /* on the worker's park list (see park_reason) */
     unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
     unsigned has_cmd : 1;      /* a parsed command waits in parser (parked) */
     unsigned dead : 1;
     size_t cmd_len;            /* bytes of that parsed command */
+    /* Parked: why, since when (the first park of this command; a resume
+     * that parks it again keeps it), and the worker's park list links. */
+    uint8_t park_reason;       /* KVP_PARK_* */
+    uint64_t park_since_ms;
+    struct kvp_client *park_prev, *park_next;
 } kvp_client;
+
+/* Why a client's parsed command waits (kvp_dispatch returned KV_AGAIN). */
+enum kvp_park_reason {
+    KVP_PARK_NO_TABLE = 1,     /* no bucket table yet */
+    KVP_PARK_BLOCKED,          /* a key's bucket is blocked (MIGRATE.START, phase 1) */
+    KVP_PARK_TABLE_SWAP,       /* a new table waits for migrate-on-access steps */
+};
 
 typedef struct kvp_msg {
     struct kvp_msg *next;
@@ -280,8 +292,7 @@ typedef struct kvp_worker {
     int ncdirty, capcdirty;
     kvp_backend **bdirty;
     int nbdirty, capbdirty;
-    kvp_client **parked;
-    int nparked, capparked;
+    kvp_client *parked_head, *parked_tail; /* clients whose command waits */
     int stopping;              /* a STOP message came: leave the loop */
     int table_wait_expired;
 
@@ -312,6 +323,7 @@ void kvp_worker_mark_client(kvp_worker *w, kvp_client *c);
 void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be);
 void kvp_worker_flush(kvp_worker *w);
 void kvp_worker_park(kvp_worker *w, kvp_client *c);
+void kvp_worker_unpark(kvp_worker *w, kvp_client *c);
 void kvp_worker_premig_done(kvp_worker *w);
 void kvp_worker_req_done(kvp_worker *w, kvp_req *r);
 /* Control thread: drained-table reports from workers (see lkvp.c). */
@@ -326,6 +338,7 @@ int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_
 /* client.c */
 void kvp_client_accept(kvp_worker *w, int fd, const char *peer);
 void kvp_client_resume(kvp_client *c);
+void kvp_client_park_expired(kvp_client *c);
 void kvp_client_reply(kvp_client *c, const char *p, size_t n);
 void kvp_client_reply_str(kvp_client *c, const char *s);
 void kvp_client_reply_err(kvp_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -352,7 +365,8 @@ void kvp_backend_connect(kvp_backend *be);
 void kvp_backend_force(kvp_backend *be, int down);
 
 /* router.c */
-/* KV_OK: handled (replied or queued); KV_AGAIN: needs a table, park. */
+/* KV_OK: handled (replied or queued); KV_AGAIN: the command must wait,
+ * c->park_reason says for what. */
 int kvp_dispatch(kvp_client *c, int argc, kv_str *argv);
 
 /* merge.c */

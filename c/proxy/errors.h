@@ -13,6 +13,8 @@
 #define KVP_ERR_AUTH_NOPASS       "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"
 #define KVP_ERR_BACKEND_UNAVAILABLE_FMT "-ERR backend %s unavailable\r\n"
 #define KVP_ERR_TIMEOUT           "-ERR request timeout\r\n"
+#define KVP_ERR_TIMEOUT_BLOCKED   "-ERR request timeout (bucket blocked for a migration)\r\n"
+#define KVP_ERR_TIMEOUT_TABLE_SWAP "-ERR request timeout (waiting for a table change)\r\n"
 #define KVP_ERR_NO_TABLE          "-ERR proxy has no bucket table yet (config server not reached)\r\n"
 #define KVP_ERR_QPS               "-ERR reach qps limit\r\n"
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"

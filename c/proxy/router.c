@@ -485,8 +485,10 @@ static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
         return KV_OK;
     }
     route_keys(w, t, argv, nk);
-    if (w->s_rkey[0].blocked)
-        return KV_AGAIN; /* the bucket is about to migrate: wait for the next table */
+    if (w->s_rkey[0].blocked) {
+        c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
+        return KV_AGAIN;
+    }
     for (int i = 1; i < nk; i++) {
         if (w->s_rkey[i].bucket != w->s_rkey[0].bucket) {
             kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
@@ -540,8 +542,10 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     }
     route_keys(w, t, argv, nk);
     for (int i = 0; i < nk; i++)
-        if (w->s_rkey[i].blocked)
-            return KV_AGAIN; /* a bucket is about to migrate: wait for the next table */
+        if (w->s_rkey[i].blocked) {
+            c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
+            return KV_AGAIN;
+        }
     count_cmd(w, cmd);
     int first_server = -1, single = 1, migrating = 0;
     for (int i = 0; i < nk; i++) {
@@ -780,8 +784,10 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
         return KV_OK;
     }
     if (w->table == NULL) {
-        if (!w->table_wait_expired)
+        if (!w->table_wait_expired) {
+            c->park_reason = KVP_PARK_NO_TABLE;
             return KV_AGAIN;
+        }
         kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
         return KV_OK;
     }
@@ -789,6 +795,7 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv)
         /* a new table waits for migrate-on-access steps to finish: start no
          * new one, so the swap happens within a round trip (the client
          * resumes with the new table; see worker_install_table) */
+        c->park_reason = KVP_PARK_TABLE_SWAP;
         return KV_AGAIN;
     }
     if (!qps_allowed(w)) {

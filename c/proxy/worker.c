@@ -111,12 +111,68 @@ void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be)
         be->dirty = 1;
 }
 
+/* Park lists are intrusive (no allocation, so parking cannot fail) and a
+ * resume of all of them detaches the list first: a client that must wait
+ * again parks on the fresh list while the rest are resumed. */
 void kvp_worker_park(kvp_worker *w, kvp_client *c)
 {
     if (c->parked)
         return;
-    if (push_ptr((void ***)&w->parked, &w->nparked, &w->capparked, c) == KV_OK)
-        c->parked = 1;
+    c->parked = 1;
+    c->park_next = NULL;
+    c->park_prev = w->parked_tail;
+    if (w->parked_tail)
+        w->parked_tail->park_next = c;
+    else
+        w->parked_head = c;
+    w->parked_tail = c;
+}
+
+void kvp_worker_unpark(kvp_worker *w, kvp_client *c)
+{
+    if (!c->parked)
+        return;
+    if (c->park_prev)
+        c->park_prev->park_next = c->park_next;
+    else
+        w->parked_head = c->park_next;
+    if (c->park_next)
+        c->park_next->park_prev = c->park_prev;
+    else
+        w->parked_tail = c->park_prev;
+    c->park_prev = c->park_next = NULL;
+    c->parked = 0;
+}
+
+/* Every parked client tries its command again (a new table is in). */
+static void worker_resume_parked(kvp_worker *w)
+{
+    kvp_client *c = w->parked_head;
+    w->parked_head = w->parked_tail = NULL;
+    while (c) {
+        kvp_client *next = c->park_next;
+        c->park_prev = c->park_next = NULL;
+        c->parked = 0;
+        kvp_client_resume(c);
+        c = next;
+    }
+}
+
+/* Parked commands older than request_timeout are answered with an error. */
+static void worker_expire_parked(kvp_worker *w)
+{
+    uint64_t limit = (uint64_t)atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
+    kvp_client *c = w->parked_head;
+    while (c) {
+        kvp_client *next = c->park_next;
+        if (w->now_ms - c->park_since_ms > limit) {
+            if (c->park_reason == KVP_PARK_NO_TABLE)
+                w->table_wait_expired = 1;
+            kvp_worker_unpark(w, c);
+            kvp_client_park_expired(c);
+        }
+        c = next;
+    }
 }
 
 /* Backends first (requests out), then clients (replies out). Flushing a
@@ -235,10 +291,8 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     w->inflight_cur = 0;
     if (w->inflight_old == 0)
         report_drained(w);
-    /* waiting clients go on */
-    for (int i = 0; i < w->nparked; i++)
-        kvp_client_resume(w->parked[i]);
-    w->nparked = 0;
+    /* waiting clients go on (or wait again, for this table's blocked buckets) */
+    worker_resume_parked(w);
 }
 
 void kvp_worker_premig_done(kvp_worker *w)
@@ -348,18 +402,8 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
         last_client_tick = w->now_ms;
         kvp_client_tick(w);
     }
-    /* clients waiting for the first table give up after request_timeout */
-    if (w->table == NULL && w->nparked > 0 && !w->table_wait_expired) {
-        static __thread uint64_t started;
-        if (started == 0)
-            started = w->now_ms;
-        if (w->now_ms - started > (uint64_t)atomic_load(&kvp_g.request_timeout_ms)) {
-            w->table_wait_expired = 1;
-            for (int i = 0; i < w->nparked; i++)
-                kvp_client_resume(w->parked[i]);
-            w->nparked = 0;
-        }
-    }
+    /* a parked command waits at most request_timeout */
+    worker_expire_parked(w);
 }
 
 static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
