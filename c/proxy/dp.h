@@ -27,6 +27,7 @@
 #define KVP_DP_H
 
 #include "../core/buf.h"
+#include "../core/keyset.h"
 #include "../core/kv.h"
 #include "../core/resp.h"
 #include "command.h"
@@ -306,12 +307,18 @@ typedef struct kvp_worker {
     uint64_t qps_sec;
     int qps_count;
 
-    /* scratch for routing multi-key commands */
+    /* scratch for routing multi-key commands, sized by the biggest
+     * command so far (never the stack: a client chooses argc) */
     int *s_keys;
     int *s_server;
     kvp_rkey *s_rkey;
     char (*s_hex)[40];
+    uint8_t *s_in_frag;        /* key i goes to the fragment being written */
+    uint8_t *s_pick;           /* key i is named by the MIGRATE being written */
     int s_cap;
+    uint8_t *s_src_done;       /* per table server: its MIGRATE is written */
+    int s_src_cap;
+    kv_keyset s_seen;          /* keys already named by a fragment's MIGRATEs */
 } kvp_worker;
 
 /* worker.c */

@@ -105,7 +105,29 @@ static int scratch(kvp_worker *w, int n)
     if (hex == NULL)
         return KV_ENOMEM;
     w->s_hex = hex;
+    uint8_t *in = realloc(w->s_in_frag, (size_t)cap);
+    if (in == NULL)
+        return KV_ENOMEM;
+    w->s_in_frag = in;
+    uint8_t *pick = realloc(w->s_pick, (size_t)cap);
+    if (pick == NULL)
+        return KV_ENOMEM;
+    w->s_pick = pick;
     w->s_cap = cap;
+    return KV_OK;
+}
+
+/* One mark per server of the table (which sources have had their MIGRATE). */
+static int scratch_servers(kvp_worker *w, int n)
+{
+    if (n > w->s_src_cap) {
+        uint8_t *d = realloc(w->s_src_done, (size_t)n);
+        if (d == NULL)
+            return KV_ENOMEM;
+        w->s_src_done = d;
+        w->s_src_cap = n;
+    }
+    memset(w->s_src_done, 0, (size_t)n);
     return KV_OK;
 }
 
@@ -336,17 +358,21 @@ static void count_cmd(kvp_worker *w, const kvp_cmd *cmd)
 
 /* ---------------------------------------------------- migrate on access */
 
-/* MIGRATE <dst host> <dst port> "" 0 <timeout> [AUTH pw] KEYS <routed keys
- * whose source is src>: moves those keys (the ones that still exist) from
- * the bucket's owner to the migration destination, atomically per key. */
+/* MIGRATE <dst host> <dst port> "" 0 <timeout> [AUTH pw] KEYS <routed keys>:
+ * moves the named keys whose source is src (keys from..nk) from the bucket's
+ * owner to the migration destination, atomically per key (the ones that
+ * still exist). */
 static void write_migrate(kv_buf *out, const kvp_backend *dst, const kvp_table *t,
-                          const kvp_rkey *rk, const uint8_t *pick, int nk, int nsel)
+                          const kvp_rkey *rk, const uint8_t *named, uint16_t src, int from, int nk)
 {
     const char *pw = atomic_load(&kvp_g.redis_password);
     int auth = pw != NULL && pw[0] != '\0';
     char port[16], tmo[16];
     int pl = snprintf(port, sizeof(port), "%d", dst->port);
     int tl = snprintf(tmo, sizeof(tmo), "%d", atomic_load(&kvp_g.request_timeout_ms));
+    int nsel = 0;
+    for (int i = from; i < nk; i++)
+        nsel += named[i] && rk[i].src == src;
     kvp_write_count(out, '*', 7 + (auth ? 2 : 0) + nsel);
     kvp_write_bulk(out, "MIGRATE", 7);
     kvp_write_bulk(out, dst->host, strlen(dst->host));
@@ -359,40 +385,23 @@ static void write_migrate(kv_buf *out, const kvp_backend *dst, const kvp_table *
         kvp_write_bulk(out, pw, strlen(pw));
     }
     kvp_write_bulk(out, "KEYS", 4);
-    for (int i = 0; i < nk; i++)
-        if (pick[i])
+    for (int i = from; i < nk; i++)
+        if (named[i] && rk[i].src == src)
             kvp_write_bulk_prefixed(out, t->prefix[rk[i].bucket], t->prefix_len[rk[i].bucket], rk[i].p,
                                     rk[i].len);
 }
 
-/* Unpick repeated keys (MGET k k): Redis would answer BUSYKEY for the second
- * copy of a key it has just moved. Returns the number still picked. */
-static int unpick_repeats(const kvp_rkey *rk, uint8_t *pick, int nk)
-{
-    int n = 0;
-    for (int i = 0; i < nk; i++) {
-        if (!pick[i])
-            continue;
-        for (int j = 0; j < i; j++)
-            if (pick[j] && rk[j].len == rk[i].len && memcmp(rk[j].p, rk[i].p, rk[i].len) == 0) {
-                pick[i] = 0;
-                break;
-            }
-        n += pick[i];
-    }
-    return n;
-}
-
 /* Fragment f of r goes to `target` and has keys (among w->s_rkey[0..nk)
- * selected by in_frag) in migrating buckets: hold its command and send one
- * MIGRATE per source. Returns the buffer the caller writes the command
- * into, or NULL when a source is down (the fragment was answered). */
-static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *target,
-                                     const uint8_t *in_frag, int nk)
+ * selected by w->s_in_frag) in migrating buckets: hold its command and send
+ * one MIGRATE per source, naming each key once (MGET k k: Redis would answer
+ * BUSYKEY for the second copy of a key it has just moved). Linear in nk.
+ * Returns the buffer the caller writes the command into, or NULL when it
+ * was answered (a source is down, or out of memory). */
+static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *target, int nk)
 {
     const kvp_table *t = w->table;
     kvp_frag *fr = &r->frags[f];
-    uint8_t pick[nk > 0 ? nk : 1];
+    const uint8_t *in_frag = w->s_in_frag;
     /* every source must be reachable, or nothing is sent */
     for (int i = 0; i < nk; i++) {
         if (!in_frag[i] || w->s_rkey[i].src == KVP_NO_SERVER)
@@ -406,6 +415,16 @@ static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *targe
             return NULL;
         }
     }
+    if (scratch_servers(w, t->nservers) != KV_OK || kv_keyset_reset(&w->s_seen, (size_t)nk) != KV_OK) {
+        kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        return NULL;
+    }
+    /* a repeated key has the same bucket, hence the same source: one set
+     * over the fragment finds every repeat */
+    uint8_t *named = w->s_pick;
+    for (int i = 0; i < nk; i++)
+        named[i] = in_frag[i] && w->s_rkey[i].src != KVP_NO_SERVER &&
+                   kv_keyset_add(&w->s_seen, w->s_rkey[i].p, w->s_rkey[i].len);
     if (!fr->holding) {
         kv_buf_init(&fr->held, KVP_OUT_MAX);
         fr->holding = 1;
@@ -413,25 +432,13 @@ static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *targe
     fr->target = target;
     fr->premig_pending = 0;
     fr->premig_failed = 0;
-    uint8_t done_src[nk > 0 ? nk : 1];
-    memset(done_src, 0, sizeof(done_src));
     for (int i = 0; i < nk; i++) {
-        if (!in_frag[i] || w->s_rkey[i].src == KVP_NO_SERVER || done_src[i])
+        if (!named[i] || w->s_src_done[w->s_rkey[i].src])
             continue;
         uint16_t src = w->s_rkey[i].src;
-        int nsel = 0;
-        for (int j = i; j < nk; j++) {
-            pick[j] = in_frag[j] && w->s_rkey[j].src == src;
-            if (pick[j]) {
-                done_src[j] = 1;
-                nsel++;
-            }
-        }
-        for (int j = 0; j < i; j++)
-            pick[j] = 0;
+        w->s_src_done[src] = 1;
         kvp_backend *sbe = w->route[src];
-        nsel = unpick_repeats(w->s_rkey, pick, nk);
-        write_migrate(&sbe->out, target, t, w->s_rkey, pick, nk, nsel);
+        write_migrate(&sbe->out, target, t, w->s_rkey, named, src, i, nk);
         fr->premig_pending++;
         kvp_backend_enqueue_premig(sbe, r, f);
     }
@@ -516,9 +523,8 @@ static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
     r->pending = 1;
     kvp_req_routed(r);
-    uint8_t all[nk];
-    memset(all, 1, sizeof(all));
-    kv_buf *held = premig_start(w, r, 0, be, all, nk);
+    memset(w->s_in_frag, 1, (size_t)nk);
+    kv_buf *held = premig_start(w, r, 0, be, nk);
     if (held)
         write_routed(held, argc, argv, w->s_keys, nk, t, w->s_rkey);
     return KV_OK;
@@ -575,7 +581,6 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     int nfrags = 0;
     int frag_server[256 + 1];
     int *fsrv = frag_server;
-    uint8_t *in_frag = NULL;
     if (t->nservers > 256 && (fsrv = malloc(sizeof(int) * (size_t)t->nservers)) == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
         goto done;
@@ -588,10 +593,6 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     kvp_req *r = kvp_req_new(c, cmd->merge, nfrags);
     if (r == NULL) {
         kvp_client_reply_str(c, KVP_ERR_OOM);
-        goto done;
-    }
-    if (migrating && (in_frag = malloc((size_t)nk)) == NULL) {
-        kvp_req_abort(r, KVP_ERR_OOM);
         goto done;
     }
     r->pending = nfrags + 1; /* guard: released by kvp_req_setup_done */
@@ -622,8 +623,8 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
         kv_buf *out = &be->out;
         if (mig) {
             for (int i = 0; i < nk; i++)
-                in_frag[i] = fos[w->s_server[i]] == f;
-            out = premig_start(w, r, f, be, in_frag, nk);
+                w->s_in_frag[i] = fos[w->s_server[i]] == f;
+            out = premig_start(w, r, f, be, nk);
             if (out == NULL)
                 continue; /* a source is down: answered */
         }
@@ -643,7 +644,6 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     }
     kvp_req_setup_done(r);
 done:
-    free(in_frag);
     if (fos != frag_of_server)
         free(fos);
     if (fsrv != frag_server)
