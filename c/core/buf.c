@@ -35,16 +35,20 @@ int kv_buf_reserve(kv_buf *b, size_t n)
         b->wpos = len;
         return KV_OK;
     }
-    if (len + n > b->max)
+    if (len + n > b->max) {
+        b->failed = 1;
         return KV_ENOMEM;
+    }
     size_t cap = b->cap ? b->cap : KV_BUF_FIRST;
     while (cap < len + n)
         cap *= 2;
     if (cap > b->max)
         cap = b->max;
     char *d = malloc(cap);
-    if (d == NULL)
+    if (d == NULL) {
+        b->failed = 1;
         return KV_ENOMEM;
+    }
     if (len)
         memcpy(d, b->data + b->rpos, len);
     free(b->data);
@@ -53,6 +57,17 @@ int kv_buf_reserve(kv_buf *b, size_t n)
     b->rpos = 0;
     b->wpos = len;
     return KV_OK;
+}
+
+int kv_buf_settle(kv_buf *b, size_t mark)
+{
+    if (!b->failed)
+        return KV_OK;
+    b->failed = 0;
+    b->wpos = b->rpos + mark;
+    if (mark == 0)
+        b->rpos = b->wpos = 0;
+    return KV_ENOMEM;
 }
 
 int kv_buf_append(kv_buf *b, const void *p, size_t n)

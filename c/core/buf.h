@@ -17,7 +17,8 @@
 typedef struct kv_buf {
     char *data;
     size_t rpos, wpos, cap;
-    size_t max; /* hard bound: reserve fails past it */
+    size_t max;     /* hard bound: reserve fails past it */
+    int failed;     /* a reserve failed since the last kv_buf_mark */
 } kv_buf;
 
 void kv_buf_init(kv_buf *b, size_t max);
@@ -35,6 +36,17 @@ static inline void kv_buf_consume(kv_buf *b, size_t n)
     if (b->rpos == b->wpos)
         b->rpos = b->wpos = 0;
 }
+/* A group of appends that lands whole or not at all (a command for a
+ * backend, a reply for a client): mark, append, then kv_buf_settle, which
+ * takes every byte since the mark back if any reserve failed in between
+ * (KV_ENOMEM) -- so a half-written command can never be sent. */
+static inline size_t kv_buf_mark(kv_buf *b)
+{
+    b->failed = 0;
+    return b->wpos - b->rpos;
+}
+int kv_buf_settle(kv_buf *b, size_t mark);
+
 /* Give memory back after a burst (a big value passed through). */
 void kv_buf_shrink(kv_buf *b, size_t keep);
 /* Free the storage of an empty buffer (it is allocated again on demand). */

@@ -79,6 +79,7 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags)
     r->picks = 0;
     r->nkeys = 0;
     r->info_section = 0;
+    r->oom = 0;
     if ((nfrags > 1 || merge != KVP_MERGE_NONE) && kvp_req_ensure_frags(r) != KV_OK) {
         req_free(w, r);
         return NULL;
@@ -151,13 +152,35 @@ static void req_free(kvp_worker *w, kvp_req *r)
     free(r);
 }
 
+/* Bytes for the client's output. If they cannot be kept the connection is
+ * closed at the next flush: a reply left out would give every later reply
+ * to the wrong command. */
+static void client_out(kvp_client *c, const char *p, size_t n)
+{
+    if (c->broken || kv_buf_append(&c->out, p, n) == KV_OK)
+        return;
+    c->broken = 1;
+    kvp_worker_mark_client(c->w, c);
+}
+
+/* A request's own reply buffer could not keep its reply: it answers out of
+ * memory in its turn instead (the merge buffers latch the same way). */
+static void req_keep(kvp_req *r, kv_buf *b, const char *p, size_t n)
+{
+    if (kv_buf_append(b, p, n) != KV_OK)
+        r->oom = 1;
+}
+
 /* Move every finished request at the head of the FIFO into out. */
 static void client_advance(kvp_client *c)
 {
     kvp_req *r;
     while ((r = c->head) != NULL && r->done) {
         c->held -= r->held;
-        kv_buf_append(&c->out, kv_buf_rptr(&r->reply), kv_buf_len(&r->reply));
+        if (r->oom)
+            client_out(c, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        else
+            client_out(c, kv_buf_rptr(&r->reply), kv_buf_len(&r->reply));
         c->head = r->next;
         if (c->head == NULL)
             c->tail = NULL;
@@ -253,12 +276,25 @@ oom:
  * one is in, the held command goes to its target -- or, if any MIGRATE
  * failed, the fragment fails and nothing runs on the target (running it
  * would act on an empty key while the data is still on the source). */
+/* Fragment f's held command must not run (a MIGRATE failed or could not be
+ * sent): it will answer msg, a whole error line, once its MIGRATEs are in.
+ * The first failure is the one reported. */
+void kvp_frag_premig_fail(kvp_req *r, int f, const char *msg)
+{
+    kvp_frag *fr = &r->frags[f];
+    if (fr->premig_failed)
+        return;
+    fr->premig_failed = 1;
+    kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
+    if (kv_buf_append(&fr->reply, msg, strlen(msg)) != KV_OK)
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply)); /* empty: answered as out of memory */
+}
+
 void kvp_req_premig_reply(kvp_req *r, int f, const char *p, size_t n)
 {
     kvp_frag *fr = &r->frags[f];
     int ok = n >= 5 && (memcmp(p, "+OK\r\n", 5) == 0 || (n >= 8 && memcmp(p, "+NOKEY\r\n", 8) == 0));
     if (!ok && !fr->premig_failed) {
-        fr->premig_failed = 1;
         char msg[400];
         size_t body = n > 2 ? n - 2 : 0;
         if (body > 300)
@@ -268,9 +304,8 @@ void kvp_req_premig_reply(kvp_req *r, int f, const char *p, size_t n)
             text++;
             body--;
         }
-        int m = snprintf(msg, sizeof(msg), "-ERR migrate-on-access failed: %.*s\r\n", (int)body, text);
-        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
-        kv_buf_append(&fr->reply, msg, (size_t)m);
+        snprintf(msg, sizeof(msg), "-ERR migrate-on-access failed: %.*s\r\n", (int)body, text);
+        kvp_frag_premig_fail(r, f, msg);
     }
     if (--fr->premig_pending > 0)
         return;
@@ -278,17 +313,27 @@ void kvp_req_premig_reply(kvp_req *r, int f, const char *p, size_t n)
     if (fr->premig_failed) {
         char msg[400];
         size_t m = kv_buf_len(&fr->reply);
-        memcpy(msg, kv_buf_rptr(&fr->reply), m);
-        kv_buf_consume(&fr->reply, m);
+        if (m == 0 || m > sizeof(msg)) {
+            m = sizeof(KVP_ERR_OOM) - 1;
+            memcpy(msg, KVP_ERR_OOM, m);
+        } else {
+            memcpy(msg, kv_buf_rptr(&fr->reply), m);
+        }
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
         kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
         kvp_req_frag_reply(r, f, msg, m);
     } else if (!kvp_backend_usable(fr->target)) {
         kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
         kvp_req_frag_reply(r, f, fr->target->unavailable, fr->target->unavailable_len);
     } else {
-        kv_buf_append(&fr->target->out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
+        kv_buf *out = &fr->target->out;
+        size_t mark = kv_buf_mark(out);
+        kv_buf_append(out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
         kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
-        kvp_backend_enqueue(fr->target, r, f);
+        if (kv_buf_settle(out, mark) != KV_OK)
+            kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        else
+            kvp_backend_enqueue(fr->target, r, f);
     }
     kvp_worker_premig_done(w);
 }
@@ -298,8 +343,8 @@ static void req_complete(kvp_req *r)
 {
     req_untrack(r);
     req_timed(r);
-    if (r->merge != KVP_MERGE_NONE)
-        kvp_merge_finish(r, &r->reply);
+    if (r->merge != KVP_MERGE_NONE && !r->oom && kvp_merge_finish(r, &r->reply) != KV_OK)
+        r->oom = 1;
     r->done = 1;
     kvp_client *c = r->c;
     if (c == NULL) {
@@ -331,7 +376,8 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
         kvp_client *c = r->c;
         if (r->strip_key && n > 0 && p[0] == '*') {
             req_hold(r, n);
-            kvp_reply_strip_key0(p, n, &r->reply);
+            if (kvp_reply_strip_key0(p, n, &r->reply) != KV_OK)
+                r->oom = 1;
             if (r->pending == 0)
                 req_complete(r);
             return;
@@ -340,7 +386,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
             /* fast path: oldest request, reply goes straight out */
             req_untrack(r);
             req_timed(r);
-            kv_buf_append(&c->out, p, n);
+            client_out(c, p, n);
             c->head = r->next;
             if (c->head == NULL)
                 c->tail = NULL;
@@ -353,7 +399,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
             return;
         }
         req_hold(r, n);
-        kv_buf_append(&r->reply, p, n);
+        req_keep(r, &r->reply, p, n);
         if (r->pending == 0)
             req_complete(r);
         return;
@@ -368,7 +414,7 @@ void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
  * answers msg in its turn instead of waiting forever. */
 void kvp_req_abort(kvp_req *r, const char *msg)
 {
-    kv_buf_append(&r->reply, msg, strlen(msg));
+    req_keep(r, &r->reply, msg, strlen(msg));
     r->merge = KVP_MERGE_NONE;
     r->pending = 0;
     req_untrack(r);
@@ -389,15 +435,18 @@ void kvp_req_setup_done(kvp_req *r)
 void kvp_client_reply(kvp_client *c, const char *p, size_t n)
 {
     if (c->head == NULL) {
-        kv_buf_append(&c->out, p, n);
+        client_out(c, p, n);
         kvp_worker_mark_client(c->w, c);
         return;
     }
     /* earlier requests still wait: queue behind them */
     kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
-    if (r == NULL)
+    if (r == NULL) {
+        c->broken = 1; /* its place in the order cannot be kept */
+        kvp_worker_mark_client(c->w, c);
         return;
-    kv_buf_append(&r->reply, p, n);
+    }
+    req_keep(r, &r->reply, p, n);
     r->done = 1;
 }
 
@@ -529,6 +578,15 @@ static int client_flush(kvp_client *c)
 {
     if (c->dead)
         return -1;
+    if (c->broken) {
+        static __thread uint64_t last_log;
+        if (c->w->now_ms - last_log > 10000) {
+            kv_log_warn("closing client %s: out of memory for its replies", c->peer);
+            last_log = c->w->now_ms;
+        }
+        client_close(c);
+        return -1;
+    }
     while (kv_buf_len(&c->out) > 0) {
         ssize_t n = kv_buf_write_fd(&c->out, c->fd);
         if (n < 0) {
@@ -598,7 +656,7 @@ static void client_process(kvp_client *c)
         c->has_cmd = 0;
         kv_buf_consume(&c->in, c->cmd_len);
     }
-    while (!c->closing && !c->dead && kv_buf_len(&c->in) > 0) {
+    while (!c->closing && !c->dead && !c->broken && kv_buf_len(&c->in) > 0) {
         if (c->nreq > CLIENT_MAX_INFLIGHT ||
             kv_buf_len(&c->out) + c->held > CLIENT_OUT_HIGH) {
             /* Over a bound with commands left in `in`: pause, so that

@@ -138,6 +138,7 @@ typedef struct kvp_req {
     uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
     uint8_t done;
     uint8_t strip_key;         /* reply element 0 names a key: drop our prefix */
+    uint8_t oom;               /* a buffer of the reply could not grow: answer out of memory */
     uint16_t nfrags;
     int pending;               /* fragments (plus set-up guard) outstanding */
     size_t held;               /* reply bytes counted in c->held for this request */
@@ -221,6 +222,7 @@ typedef struct kvp_client {
     unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
     unsigned has_cmd : 1;      /* a parsed command waits in parser (parked) */
     unsigned dead : 1;
+    unsigned broken : 1;       /* a reply could not be kept: close at the flush */
     size_t cmd_len;            /* bytes of that parsed command */
     /* Parked: why, since when (the first park of this command; a resume
      * that parks it again keeps it), and the worker's park list links. */
@@ -353,6 +355,7 @@ kvp_req *kvp_req_new(kvp_client *c, uint8_t merge, int nfrags);
 void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n);
 void kvp_req_setup_done(kvp_req *r);
 void kvp_req_premig_reply(kvp_req *r, int frag, const char *p, size_t n);
+void kvp_frag_premig_fail(kvp_req *r, int frag, const char *msg);
 int kvp_req_ensure_frags(kvp_req *r);
 int kvp_req_map_keys(kvp_req *r, int nkeys);
 void kvp_req_abort(kvp_req *r, const char *msg);
@@ -378,15 +381,15 @@ int kvp_dispatch(kvp_client *c, int argc, kv_str *argv);
 
 /* merge.c */
 void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n);
-void kvp_merge_finish(kvp_req *r, kv_buf *out);
+int kvp_merge_finish(kvp_req *r, kv_buf *out); /* KV_ENOMEM: out holds nothing of it */
 /* Write reply p (an array whose first element is a prefixed key) without the prefix. */
 #define KVP_OUT_MAX (2048UL * 1024 * 1024) /* hard bound of output buffers; clients are closed far below */
-void kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out);
+int kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out);
 
 /* encode helpers (router.c) */
-void kvp_write_bulk(kv_buf *out, const char *p, size_t n);
-void kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p,
-                             size_t n);
-void kvp_write_count(kv_buf *out, char type, long long n);
+int kvp_write_bulk(kv_buf *out, const char *p, size_t n);
+int kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p,
+                            size_t n);
+int kvp_write_count(kv_buf *out, char type, long long n);
 
 #endif

@@ -14,13 +14,21 @@
 #include <time.h>
 #include <unistd.h>
 
+/* What a merge keeps of a fragment's reply; if it cannot be kept the whole
+ * request answers out of memory (a partial merge would be a wrong answer). */
+static void keep(kvp_req *r, kv_buf *b, const char *p, size_t n)
+{
+    if (kv_buf_append(b, p, n) != KV_OK)
+        r->oom = 1;
+}
+
 static void keep_err(kvp_req *r, const char *p, size_t n)
 {
     if (r->nerr++ == 0) {
         if (n > 0 && p[0] == '-')
-            kv_buf_append(&r->first_err, p, n);
+            keep(r, &r->first_err, p, n);
         else
-            kv_buf_append(&r->first_err, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+            keep(r, &r->first_err, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
     }
 }
 
@@ -70,7 +78,7 @@ static void info_accumulate(kvp_req *r, const char *text, size_t len)
             size_t vl = (size_t)(nl - line - 14);
             if (vl > 0 && line[14 + vl - 1] == '\r')
                 vl--;
-            kv_buf_append(&r->pick, line + 14, vl);
+            keep(r, &r->pick, line + 14, vl);
         }
         line = nl + 1;
     }
@@ -81,7 +89,7 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
     if (n > 0 && p[0] == '-') {
         keep_err(r, p, n);
         if (r->merge == KVP_MERGE_MGET)
-            kv_buf_append(&r->frags[frag].reply, p, n);
+            keep(r, &r->frags[frag].reply, p, n);
         return;
     }
     switch (r->merge) {
@@ -99,10 +107,10 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
         break;
     case KVP_MERGE_MGET:
         if (n > 0 && p[0] == '*')
-            kv_buf_append(&r->frags[frag].reply, p, n);
+            keep(r, &r->frags[frag].reply, p, n);
         else {
             keep_err(r, p, n);
-            kv_buf_append(&r->frags[frag].reply, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+            keep(r, &r->frags[frag].reply, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
         }
         break;
     case KVP_MERGE_RANDOMKEY: {
@@ -115,7 +123,7 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
             const char *us = memchr(key, '_', len);
             size_t skip = us ? (size_t)(us - key) + 1 : 0;
             kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
-            kv_buf_append(&r->pick, key + skip, len - skip);
+            keep(r, &r->pick, key + skip, len - skip);
         }
         break;
     }
@@ -237,8 +245,11 @@ static void finish_info(kvp_req *r, kv_buf *out)
     kvp_write_bulk(out, buf, (size_t)n);
 }
 
-void kvp_merge_finish(kvp_req *r, kv_buf *out)
+/* The merged reply, written whole into out, or KV_ENOMEM with nothing of it
+ * left in out. */
+int kvp_merge_finish(kvp_req *r, kv_buf *out)
 {
+    size_t mark = kv_buf_mark(out);
     switch (r->merge) {
     case KVP_MERGE_SUM:
         if (r->nerr)
@@ -269,16 +280,18 @@ void kvp_merge_finish(kvp_req *r, kv_buf *out)
     default:
         break;
     }
+    return kv_buf_settle(out, mark);
 }
 
-void kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
+int kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
 {
+    size_t mark = kv_buf_mark(out);
     /* *N\r\n $L\r\n <bucket>_key \r\n ...rest */
     const char *end = p + n;
     const char *l1 = memchr(p, '\n', n);
     if (l1 == NULL || l1 + 1 >= end || l1[1] != '$') {
         kv_buf_append(out, p, n); /* nil array or not a key: as is */
-        return;
+        return kv_buf_settle(out, mark);
     }
     const char *hdr = l1 + 1;
     const char *l2 = memchr(hdr, '\n', (size_t)(end - hdr));
@@ -286,16 +299,17 @@ void kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
     if (l2 == NULL || kv_parse_ll(hdr + 1, (size_t)(l2 - hdr - 2), &len) != KV_OK || len < 0 ||
         l2 + 1 + len > end) {
         kv_buf_append(out, p, n);
-        return;
+        return kv_buf_settle(out, mark);
     }
     const char *key = l2 + 1;
     const char *us = memchr(key, '_', (size_t)len);
     if (us == NULL) {
         kv_buf_append(out, p, n);
-        return;
+        return kv_buf_settle(out, mark);
     }
     size_t skip = (size_t)(us - key) + 1;
     kv_buf_append(out, p, (size_t)(hdr - p));
     kvp_write_count(out, '$', len - (long long)skip);
     kv_buf_append(out, key + skip, (size_t)(end - key - skip));
+    return kv_buf_settle(out, mark);
 }

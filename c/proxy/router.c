@@ -44,18 +44,20 @@ static size_t fmt_count(char *buf, char type, long long n)
 
 /* The encoders write straight into the output buffer: one reserve and
  * plain stores per argument (no per-piece calls, no allocation once the
- * buffer has grown to its working size). */
-void kvp_write_count(kv_buf *out, char type, long long n)
+ * buffer has grown to its working size). A failed reserve returns KV_ENOMEM
+ * and marks the buffer (kv_buf_settle takes the group back). */
+int kvp_write_count(kv_buf *out, char type, long long n)
 {
     if (kv_buf_reserve(out, 32) != KV_OK)
-        return;
+        return KV_ENOMEM;
     out->wpos += fmt_count(out->data + out->wpos, type, n);
+    return KV_OK;
 }
 
-void kvp_write_bulk(kv_buf *out, const char *p, size_t n)
+int kvp_write_bulk(kv_buf *out, const char *p, size_t n)
 {
     if (kv_buf_reserve(out, n + 32) != KV_OK)
-        return;
+        return KV_ENOMEM;
     char *d = out->data + out->wpos;
     size_t o = fmt_count(d, '$', (long long)n);
     memcpy(d + o, p, n);
@@ -63,12 +65,13 @@ void kvp_write_bulk(kv_buf *out, const char *p, size_t n)
     d[o++] = '\r';
     d[o++] = '\n';
     out->wpos += o;
+    return KV_OK;
 }
 
-void kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n)
+int kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n)
 {
     if (kv_buf_reserve(out, n + prelen + 32) != KV_OK)
-        return;
+        return KV_ENOMEM;
     char *d = out->data + out->wpos;
     size_t o = fmt_count(d, '$', (long long)(n + prelen));
     memcpy(d + o, pre, prelen);
@@ -78,6 +81,7 @@ void kvp_write_bulk_prefixed(kv_buf *out, const char *pre, size_t prelen, const 
     d[o++] = '\r';
     d[o++] = '\n';
     out->wpos += o;
+    return KV_OK;
 }
 
 /* ------------------------------------------------------------- scratch */
@@ -139,13 +143,23 @@ static int eq_nocase(const kv_str *a, const char *s)
     return a->len == n && strncasecmp(a->p, s, n) == 0;
 }
 
+/* A locally built reply (kept whole in b) goes to the client, or out of
+ * memory in its place. */
+static void reply_built(kvp_client *c, kv_buf *b)
+{
+    if (b->failed)
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+    else
+        kvp_client_reply(c, kv_buf_rptr(b), kv_buf_len(b));
+    kv_buf_deinit(b);
+}
+
 static void reply_bulk(kvp_client *c, const char *p, size_t n)
 {
     kv_buf b;
     kv_buf_init(&b, KVP_OUT_MAX);
     kvp_write_bulk(&b, p, n);
-    kvp_client_reply(c, kv_buf_rptr(&b), kv_buf_len(&b));
-    kv_buf_deinit(&b);
+    reply_built(c, &b);
 }
 
 static void reply_int(kvp_client *c, long long v)
@@ -263,8 +277,7 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
     kvp_write_bulk(b, "master", 6);
     kvp_write_bulk(b, "modules", 7);
     kvp_write_count(b, '*', 0);
-    kvp_client_reply(c, kv_buf_rptr(b), kv_buf_len(b));
-    kv_buf_deinit(b);
+    reply_built(c, b);
 }
 
 static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
@@ -315,6 +328,7 @@ static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *
 static void write_routed(kv_buf *out, int argc, const kv_str *argv, const int *keys,
                          int nk, const kvp_table *t, const kvp_rkey *rkeys)
 {
+    /* a failed reserve marks out; the caller settles the group */
     kvp_write_count(out, '*', argc);
     int k = 0;
     for (int i = 0; i < argc; i++) {
@@ -354,6 +368,13 @@ static void count_cmd(kvp_worker *w, const kvp_cmd *cmd)
     int id = cmd->parent ? cmd->parent->id : cmd->id;
     if (w->st.cmd)
         kvp_stat_add(&w->st.cmd[id], 1);
+}
+
+/* Fragment f's command could not be written whole (out of memory): what
+ * was written of it is taken back and it answers an error, in its place. */
+static void frag_oom(kvp_req *r, int f)
+{
+    kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
 }
 
 /* ---------------------------------------------------- migrate on access */
@@ -438,11 +459,23 @@ static kv_buf *premig_start(kvp_worker *w, kvp_req *r, int f, kvp_backend *targe
         uint16_t src = w->s_rkey[i].src;
         w->s_src_done[src] = 1;
         kvp_backend *sbe = w->route[src];
+        size_t mark = kv_buf_mark(&sbe->out);
         write_migrate(&sbe->out, target, t, w->s_rkey, named, src, i, nk);
+        if (kv_buf_settle(&sbe->out, mark) != KV_OK) {
+            /* this source's keys stay there: the command must not run */
+            kvp_frag_premig_fail(r, f, KVP_ERR_OOM);
+            continue;
+        }
         fr->premig_pending++;
         kvp_backend_enqueue_premig(sbe, r, f);
     }
+    if (fr->premig_pending == 0) {
+        /* no MIGRATE went out: answered now */
+        frag_oom(r, f);
+        return NULL;
+    }
     w->premig_inflight++;
+    kv_buf_mark(&fr->held);
     return &fr->held;
 }
 
@@ -469,9 +502,13 @@ static void forward_one(kvp_client *c, kvp_backend *be, int argc, const kv_str *
     }
     r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
     kvp_req_routed(r);
-    write_routed(&be->out, argc, argv, keys, nk, c->w->table, rkeys);
     r->pending = 1;
-    kvp_backend_enqueue(be, r, 0);
+    size_t mark = kv_buf_mark(&be->out);
+    write_routed(&be->out, argc, argv, keys, nk, c->w->table, rkeys);
+    if (kv_buf_settle(&be->out, mark) != KV_OK)
+        frag_oom(r, 0);
+    else
+        kvp_backend_enqueue(be, r, 0);
 }
 
 static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
@@ -525,8 +562,11 @@ static int dispatch_keyed(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
     kvp_req_routed(r);
     memset(w->s_in_frag, 1, (size_t)nk);
     kv_buf *held = premig_start(w, r, 0, be, nk);
-    if (held)
+    if (held) {
         write_routed(held, argc, argv, w->s_keys, nk, t, w->s_rkey);
+        if (kv_buf_settle(held, 0) != KV_OK)
+            kvp_frag_premig_fail(r, 0, KVP_ERR_OOM);
+    }
     return KV_OK;
 }
 
@@ -621,12 +661,14 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
                 mig |= w->s_rkey[i].src != KVP_NO_SERVER;
             }
         kv_buf *out = &be->out;
+        size_t mark = kv_buf_mark(out);
         if (mig) {
             for (int i = 0; i < nk; i++)
                 w->s_in_frag[i] = fos[w->s_server[i]] == f;
             out = premig_start(w, r, f, be, nk);
             if (out == NULL)
                 continue; /* a source is down: answered */
+            mark = 0;
         }
         kvp_write_count(out, '*', 1 + (long long)cnt * step);
         kvp_write_bulk(out, argv[0].p, argv[0].len);
@@ -639,8 +681,14 @@ static int dispatch_split(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *a
             for (int v = 1; v < step; v++)
                 kvp_write_bulk(out, argv[ki + v].p, argv[ki + v].len);
         }
-        if (!mig)
+        if (kv_buf_settle(out, mark) != KV_OK) {
+            if (mig)
+                kvp_frag_premig_fail(r, f, KVP_ERR_OOM); /* answered when its MIGRATEs are */
+            else
+                frag_oom(r, f);
+        } else if (!mig) {
             kvp_backend_enqueue(be, r, f);
+        }
     }
     kvp_req_setup_done(r);
 done:
@@ -701,11 +749,15 @@ static void dispatch_fanout(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str 
                 kvp_req_frag_reply(r, s, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
             continue;
         }
+        size_t mark = kv_buf_mark(&be->out);
         if (cmd->merge == KVP_MERGE_INFO)
             write_routed(&be->out, 3, info_args, NULL, 0, t, NULL);
         else
             write_routed(&be->out, argc, argv, NULL, 0, t, NULL);
-        kvp_backend_enqueue(be, r, s);
+        if (kv_buf_settle(&be->out, mark) != KV_OK)
+            frag_oom(r, s);
+        else
+            kvp_backend_enqueue(be, r, s);
     }
     kvp_req_setup_done(r);
 }
