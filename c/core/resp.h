@@ -22,6 +22,7 @@
 #ifndef KV_RESP_H
 #define KV_RESP_H
 
+#include "buf.h"
 #include "kv.h"
 
 #define KV_RESP_MAX_INLINE     (64 * 1024)
@@ -59,6 +60,19 @@ void kv_reply_scanner_reset(kv_reply_scanner *s);
 /* KV_OK: *reply_len bytes starting at buf form one reply (scanner reset);
  * KV_AGAIN: need more; KV_ERR: not RESP2. */
 int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *reply_len);
+
+/* Writer: RESP headers and bulk strings straight into a buffer, one reserve
+ * and plain stores each (no per-piece calls, no allocation once the buffer
+ * has its working size). KV_ENOMEM when the buffer cannot grow; the buffer
+ * then latches it (kv_buf.failed), so a group of writes is checked once
+ * with kv_buf_settle. The proxy writes every command and reply with these;
+ * the control plane's RESP is hiredis. */
+/* The header "<type><n>\r\n" into buf (at least 24 bytes); its length. */
+size_t kv_resp_fmt_count(char *buf, char type, long long n);
+int kv_resp_write_count(kv_buf *out, char type, long long n);   /* "*3\r\n", ":5\r\n" */
+int kv_resp_write_bulk(kv_buf *out, const char *p, size_t n);   /* "$n\r\n<p>\r\n" */
+/* one bulk of pre then p: a routed key "<bucket>_<key>" without a copy */
+int kv_resp_write_bulk2(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n);
 
 /* Strict integer parse of a whole span (no sign '+', no leading zeros, no
  * overflow), as Redis's string2ll. KV_OK or KV_ERR. */

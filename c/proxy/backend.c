@@ -1,18 +1,5 @@
-/* backend.c -- one worker's connection to one Redis master.
- *
- * States: DOWN -> CONNECTING -> (AUTHING) -> READY, and back to DOWN when a
- * connect fails. While CONNECTING/AUTHING, commands wait in `out` (their
- * pending entries already queued, in order); AUTH is sent alone first so a
- * wrong password fails the queue with a clear error instead of NOAUTH
- * replies. While DOWN, callers fail fast (kvp_backend_usable() == 0) until
- * the back-off expires and the worker's tick reconnects.
- *
- * Every command sent gets an entry in the pending ring; replies are matched
- * to entries in order. When the oldest entry is older than request_timeout
- * the connection is dropped: every entry gets "-ERR request timeout" and a
- * fresh connection is made, so a stuck or black-holed path never holds
- * clients longer than the timeout. */
-#include "dp.h"
+/* backend.c -- see backend.h. */
+#include "backend.h"
 #include "errors.h"
 #include "../core/log.h"
 
@@ -32,13 +19,18 @@
 #define BE_IN_KEEP (64 * 1024) /* reply buffer kept between big replies */
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
+#define BE_IDLE_KEEP_MS 30000  /* an idle lendable connection is closed after this */
 
 static void be_read_cb(evutil_socket_t fd, short what, void *arg);
 static void be_write_cb(evutil_socket_t fd, short what, void *arg);
+static void be_connect(kvp_backend *be);
+static void be_flush(kvp_backend *be);
+
+static uint64_t be_now(const kvp_backend *be) { return be->set->clock->now_ms; }
 
 static int connect_timeout_ms(void)
 {
-    int t = atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
+    int t = kvp_conf_int(&kvp_g.request_timeout_ms);
     if (t > 2000)
         t = 2000;
     if (t < 100)
@@ -46,12 +38,15 @@ static int connect_timeout_ms(void)
     return t;
 }
 
-kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr)
+/* ------------------------------------------------------------ lifecycle */
+
+static kvp_backend *be_new(kvp_backends *set, const char *addr, int mode)
 {
     kvp_backend *be = calloc(1, sizeof(*be));
     if (be == NULL)
         return NULL;
-    be->w = w;
+    be->set = set;
+    be->mode = mode;
     be->fd = -1;
     snprintf(be->addr, sizeof(be->addr), "%s", addr);
     const char *colon = strrchr(addr, ':');
@@ -72,7 +67,7 @@ kvp_backend *kvp_backend_new(kvp_worker *w, const char *addr)
     be->state = KVP_BE_DOWN;
     be->in_table = 1;
     if (be->ring == NULL) {
-        kvp_backend_free(be);
+        free(be);
         return NULL;
     }
     return be;
@@ -97,26 +92,28 @@ static void be_close_fd(kvp_backend *be)
     kv_reply_scanner_reset(&be->scan);
 }
 
+/* The oldest in-flight entry, taken off the ring. */
+static kvp_inflight be_pop(kvp_backend *be)
+{
+    kvp_inflight e = be->ring[be->ring_head];
+    be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
+    be->ring_len--;
+    return e;
+}
+
 /* Answer every pending entry with msg and forget the unsent commands. */
 static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
 {
     kv_buf_consume(&be->out, kv_buf_len(&be->out));
     while (be->ring_len > 0) {
-        kvp_pending e = be->ring[be->ring_head];
-        be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
-        be->ring_len--;
-        if (e.premig)
-            kvp_req_premig_reply(e.req, e.frag, msg, len);
-        else
-            kvp_req_frag_reply(e.req, e.frag, msg, len);
+        kvp_inflight e = be_pop(be);
+        e.cb(e.ctx, e.tag, msg, len);
     }
     be->ring_head = 0;
 }
 
-void kvp_backend_free(kvp_backend *be)
+static void be_free(kvp_backend *be)
 {
-    if (be == NULL)
-        return;
     be_fail_pending(be, be->unavailable, be->unavailable_len);
     be_close_fd(be);
     kv_buf_deinit(&be->in);
@@ -125,45 +122,55 @@ void kvp_backend_free(kvp_backend *be)
     free(be);
 }
 
+/* --------------------------------------------------------- transitions */
+
+/* -> DOWN: a connect failed (or the health check says so): fail what waits,
+ * retry after the back-off. */
 static void be_set_down(kvp_backend *be, const char *why)
 {
     be_close_fd(be);
     if (!be->was_down_logged) {
-        kv_log_warn("backend %s down: %s (worker %d)", be->addr, why, be->w->idx);
+        kv_log_warn("backend %s down: %s (worker %d)", be->addr, why, be->set->idx);
         be->was_down_logged = 1;
     }
     be->state = KVP_BE_DOWN;
-    be->state_since_ms = be->w->now_ms;
-    be->retry_at_ms = be->w->now_ms + (uint64_t)be->backoff_ms;
+    be->state_since_ms = be_now(be);
+    be->retry_at_ms = be_now(be) + (uint64_t)be->backoff_ms;
     be->backoff_ms = be->backoff_ms * 2 > BE_BACKOFF_MAX_MS ? BE_BACKOFF_MAX_MS : be->backoff_ms * 2;
     be_fail_pending(be, be->unavailable, be->unavailable_len);
 }
 
-/* A working connection broke (EOF, error, timeout): fail what was in flight
- * and reconnect at once; only a failed connect counts as down. */
+/* READY -> DOWN -> CONNECTING: a working connection broke (EOF, error,
+ * timeout): fail what was in flight with msg and reconnect at once; only a
+ * failed connect counts as down. */
 static void be_reset(kvp_backend *be, const char *why, const char *msg, size_t len)
 {
     kv_log_warn("backend %s connection reset: %s (worker %d, %u in flight)", be->addr, why,
-                be->w->idx, be->ring_len);
+                be->set->idx, be->ring_len);
     be_close_fd(be);
     be_fail_pending(be, msg, len);
     be->state = KVP_BE_DOWN;
     be->retry_at_ms = 0;
-    kvp_backend_connect(be);
+    /* an owned connection's state (a transaction, a watch) is gone with it:
+     * its owner finds it down and gives it back */
+    if (be->mode == KVP_BE_SHARED)
+        be_connect(be);
 }
 
+/* -> READY: queued commands go out. */
 static void be_ready(kvp_backend *be)
 {
     if (be->was_down_logged)
-        kv_log_info("backend %s up (worker %d)", be->addr, be->w->idx);
+        kv_log_info("backend %s up (worker %d)", be->addr, be->set->idx);
     be->was_down_logged = 0;
     be->backoff_ms = BE_BACKOFF_MIN_MS;
     be->state = KVP_BE_READY;
-    be->state_since_ms = be->w->now_ms;
+    be->state_since_ms = be_now(be);
     event_add(be->rev, NULL);
-    kvp_backend_flush(be);
+    be_flush(be);
 }
 
+/* CONNECTING -> AUTHING (or READY without a password). */
 static void be_connected(kvp_backend *be)
 {
     int one = 1;
@@ -171,7 +178,7 @@ static void be_connected(kvp_backend *be)
     /* A black-holed path must be noticed within redis_down_timeout, not the
      * kernel's ~15 minutes: keepalive probes on an idle connection, and a
      * user timeout on unacknowledged data. */
-    int down_s = atomic_load_explicit(&kvp_g.redis_down_timeout_s, memory_order_relaxed);
+    int down_s = kvp_conf_int(&kvp_g.redis_down_timeout_s);
     if (down_s < 2)
         down_s = 2;
     int idle = down_s / 2, intvl = 1, cnt = down_s - idle;
@@ -189,7 +196,7 @@ static void be_connected(kvp_backend *be)
     char cmd[512];
     size_t pl = strlen(pw);
     int n = snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, pw);
-    if (write(be->fd, cmd, (size_t)n) != n) {
+    if (n < 0 || n >= (int)sizeof(cmd) || write(be->fd, cmd, (size_t)n) != n) {
         be_set_down(be, "cannot send AUTH");
         return;
     }
@@ -197,7 +204,8 @@ static void be_connected(kvp_backend *be)
     event_add(be->rev, NULL);
 }
 
-void kvp_backend_connect(kvp_backend *be)
+/* DOWN -> CONNECTING. */
+static void be_connect(kvp_backend *be)
 {
     if (be->state != KVP_BE_DOWN)
         return;
@@ -216,10 +224,14 @@ void kvp_backend_connect(kvp_backend *be)
         return;
     }
     be->fd = fd;
-    be->rev = event_new(be->w->base, fd, EV_READ | EV_PERSIST, be_read_cb, be);
-    be->wev = event_new(be->w->base, fd, EV_WRITE, be_write_cb, be);
+    be->rev = event_new(be->set->base, fd, EV_READ | EV_PERSIST, be_read_cb, be);
+    be->wev = event_new(be->set->base, fd, EV_WRITE, be_write_cb, be);
     be->state = KVP_BE_CONNECTING;
-    be->state_since_ms = be->w->now_ms;
+    be->state_since_ms = be_now(be);
+    if (be->rev == NULL || be->wev == NULL) {
+        be_set_down(be, "out of memory");
+        return;
+    }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
         be_connected(be);
     } else if (errno == EINPROGRESS) {
@@ -235,55 +247,69 @@ int kvp_backend_usable(kvp_backend *be)
         return 0;
     if (be->state != KVP_BE_DOWN)
         return 1;
-    if (be->w->now_ms >= be->retry_at_ms) {
-        kvp_backend_connect(be);
+    if (be->mode == KVP_BE_SHARED && be_now(be) >= be->retry_at_ms) {
+        be_connect(be);
         return be->state != KVP_BE_DOWN;
     }
     return 0;
 }
 
-static void be_enqueue(kvp_backend *be, kvp_req *r, int frag, int premig)
+/* ------------------------------------------------------------- sending */
+
+static void be_mark(kvp_backend *be)
 {
-    if (be->ring_len == be->ring_cap) {
-        uint32_t ncap = be->ring_cap * 2;
-        kvp_pending *n = malloc(ncap * sizeof(*n));
-        if (n == NULL) {
-            /* the command is already in `out`: without its entry the next
-             * replies would go to the wrong requests, so start over */
-            if (premig)
-                kvp_req_premig_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
-            else
-                kvp_req_frag_reply(r, frag, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
-            be_reset(be, "out of memory", KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+    kvp_backends *set = be->set;
+    if (be->dirty)
+        return;
+    if (set->ndirty == set->capdirty) {
+        int nc = set->capdirty ? set->capdirty * 2 : 64;
+        kvp_backend **d = realloc(set->dirty, (size_t)nc * sizeof(*d));
+        if (d == NULL) {
+            be_flush(be); /* no room on the list: write now */
             return;
         }
-        for (uint32_t i = 0; i < be->ring_len; i++)
-            n[i] = be->ring[(be->ring_head + i) & (be->ring_cap - 1)];
-        free(be->ring);
-        be->ring = n;
-        be->ring_cap = ncap;
-        be->ring_head = 0;
+        set->dirty = d;
+        set->capdirty = nc;
     }
-    kvp_pending *e = &be->ring[(be->ring_head + be->ring_len) & (be->ring_cap - 1)];
-    e->req = r;
-    e->frag = (uint16_t)frag;
-    e->premig = (uint8_t)premig;
-    e->sent_ms = be->w->now_ms;
+    set->dirty[set->ndirty++] = be;
+    be->dirty = 1;
+}
+
+/* Room for one more in-flight entry. */
+static int be_ring_reserve(kvp_backend *be)
+{
+    if (be->ring_len < be->ring_cap)
+        return KV_OK;
+    uint32_t ncap = be->ring_cap * 2;
+    kvp_inflight *n = malloc(ncap * sizeof(*n));
+    if (n == NULL)
+        return KV_ENOMEM;
+    for (uint32_t i = 0; i < be->ring_len; i++)
+        n[i] = be->ring[(be->ring_head + i) & (be->ring_cap - 1)];
+    free(be->ring);
+    be->ring = n;
+    be->ring_cap = ncap;
+    be->ring_head = 0;
+    return KV_OK;
+}
+
+int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
+{
+    if (be_ring_reserve(be) != KV_OK)
+        be->out.failed = 1;
+    if (kv_buf_settle(&be->out, mark) != KV_OK)
+        return KV_ENOMEM;
+    kvp_inflight *e = &be->ring[(be->ring_head + be->ring_len) & (be->ring_cap - 1)];
+    e->cb = cb;
+    e->ctx = ctx;
+    e->tag = tag;
+    e->sent_ms = be_now(be);
     be->ring_len++;
-    kvp_worker_mark_backend(be->w, be);
+    be_mark(be);
+    return KV_OK;
 }
 
-void kvp_backend_enqueue(kvp_backend *be, kvp_req *r, int frag)
-{
-    be_enqueue(be, r, frag, 0);
-}
-
-void kvp_backend_enqueue_premig(kvp_backend *be, kvp_req *r, int frag)
-{
-    be_enqueue(be, r, frag, 1);
-}
-
-void kvp_backend_flush(kvp_backend *be)
+static void be_flush(kvp_backend *be)
 {
     if (be->state != KVP_BE_READY)
         return;
@@ -304,7 +330,7 @@ static void be_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_backend *be = arg;
     KV_UNUSED(what);
-    kvp_worker_clock(be->w);
+    kvp_clock_read(be->set->clock);
     if (be->state == KVP_BE_CONNECTING) {
         int err = 0;
         socklen_t len = sizeof(err);
@@ -316,29 +342,55 @@ static void be_write_cb(evutil_socket_t fd, short what, void *arg)
         be_connected(be);
         return;
     }
-    kvp_backend_flush(be);
+    be_flush(be);
+}
+
+/* ------------------------------------------------------------- replies */
+
+/* One complete reply of rl bytes at the head of be->in. 0, or -1 when the
+ * connection was reset (be->in is gone). */
+static int be_reply(kvp_backend *be, const char *p, size_t rl)
+{
+    if (be->state == KVP_BE_AUTHING) {
+        if (p[0] != '+') {
+            kv_log_error("backend %s refused AUTH: %.*s", be->addr, (int)(rl > 2 ? rl - 2 : rl), p);
+            be->was_down_logged = 1;
+            be_set_down(be, "authentication failed");
+            return -1;
+        }
+        kv_buf_consume(&be->in, rl);
+        be_ready(be);
+        return 0;
+    }
+    if (be->ring_len == 0) {
+        be_reset(be, "reply without a request", be->unavailable, be->unavailable_len);
+        return -1;
+    }
+    kvp_inflight e = be_pop(be);
+    e.cb(e.ctx, e.tag, p, rl);
+    kv_buf_consume(&be->in, rl);
+    return 0;
 }
 
 static void be_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_backend *be = arg;
-    kvp_worker *w = be->w;
     KV_UNUSED(what);
-    kvp_worker_clock(w);
+    kvp_clock_read(be->set->clock);
     for (;;) {
         ssize_t n = kv_buf_read_fd(&be->in, fd, BE_READ_CHUNK);
         if (n > 0)
-            be->last_read_ms = w->now_ms;
+            be->last_read_ms = be_now(be);
         if (n == 0) {
             be_reset(be, "closed by peer", be->unavailable, be->unavailable_len);
-            goto out;
+            return;
         }
         if (n < 0) {
             if (n == -1 && (errno == EAGAIN || errno == EINTR))
-                break;
+                return;
             be_reset(be, n == -2 ? "reply too large" : strerror(errno), be->unavailable,
                      be->unavailable_len);
-            goto out;
+            return;
         }
         for (;;) {
             size_t rl;
@@ -347,64 +399,21 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
                 break;
             if (rc == KV_ERR) {
                 be_reset(be, "protocol error in reply", be->unavailable, be->unavailable_len);
-                goto out;
+                return;
             }
-            const char *p = kv_buf_rptr(&be->in);
-            if (be->state == KVP_BE_AUTHING) {
-                if (p[0] != '+') {
-                    kv_log_error("backend %s refused AUTH: %.*s", be->addr,
-                                 (int)(rl > 2 ? rl - 2 : rl), p);
-                    be->was_down_logged = 1;
-                    be_set_down(be, "authentication failed");
-                    goto out;
-                }
-                kv_buf_consume(&be->in, rl);
-                be_ready(be);
-                continue;
-            }
-            if (be->ring_len == 0) {
-                be_reset(be, "reply without a request", be->unavailable, be->unavailable_len);
-                goto out;
-            }
-            kvp_pending e = be->ring[be->ring_head];
-            be->ring_head = (be->ring_head + 1) & (be->ring_cap - 1);
-            be->ring_len--;
-            if (e.premig)
-                kvp_req_premig_reply(e.req, e.frag, p, rl);
-            else
-                kvp_req_frag_reply(e.req, e.frag, p, rl);
-            kv_buf_consume(&be->in, rl);
+            if (be_reply(be, kv_buf_rptr(&be->in), rl) != 0)
+                return;
         }
         if ((size_t)n < BE_READ_CHUNK)
-            break;
-    }
-out:
-    return;
-}
-
-/* The health check (control thread) found the master down or back. Down:
- * everything in flight fails now, requests fail fast, no reconnect until it
- * is back; up: reconnect at once. */
-void kvp_backend_force(kvp_backend *be, int down)
-{
-    if (down) {
-        be->forced_down = 1;
-        if (be->state != KVP_BE_DOWN) {
-            be->was_down_logged = 0;
-            be_set_down(be, "the health check reports it down");
-        }
-    } else if (be->forced_down) {
-        be->forced_down = 0;
-        be->retry_at_ms = 0;
-        be->backoff_ms = BE_BACKOFF_MIN_MS;
-        if (be->in_table && be->state == KVP_BE_DOWN)
-            kvp_backend_connect(be);
+            return;
     }
 }
 
-void kvp_backend_tick(kvp_backend *be)
+/* -------------------------------------------------------------- timers */
+
+static void be_tick(kvp_backend *be)
 {
-    uint64_t now = be->w->now_ms;
+    uint64_t now = be_now(be);
     /* a big reply (10 MB GET) grew the buffer: give it back once it is empty */
     if (kv_buf_len(&be->in) == 0)
         kv_buf_shrink(&be->in, BE_IN_KEEP);
@@ -412,8 +421,8 @@ void kvp_backend_tick(kvp_backend *be)
         kv_buf_shrink(&be->out, BE_IN_KEEP);
     switch (be->state) {
     case KVP_BE_DOWN:
-        if (be->in_table && !be->forced_down && now >= be->retry_at_ms)
-            kvp_backend_connect(be);
+        if (be->mode == KVP_BE_SHARED && be->in_table && !be->forced_down && now >= be->retry_at_ms)
+            be_connect(be);
         break;
     case KVP_BE_CONNECTING:
     case KVP_BE_AUTHING:
@@ -422,7 +431,7 @@ void kvp_backend_tick(kvp_backend *be)
         break;
     case KVP_BE_READY:
         if (be->ring_len > 0) {
-            uint64_t t = (uint64_t)atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
+            uint64_t t = (uint64_t)kvp_conf_int(&kvp_g.request_timeout_ms);
             /* from the later of the oldest send and the last bytes read: a
              * backend still streaming a big pipeline's replies is slow,
              * not stuck, and other clients share this connection */
@@ -434,4 +443,215 @@ void kvp_backend_tick(kvp_backend *be)
         }
         break;
     }
+}
+
+/* The health check (control thread) found the master down or back. Down:
+ * everything in flight fails now, requests fail fast, no reconnect until it
+ * is back; up: reconnect at once. */
+static void be_force(kvp_backend *be, int down)
+{
+    if (down) {
+        be->forced_down = 1;
+        if (be->state != KVP_BE_DOWN) {
+            be->was_down_logged = 0;
+            be_set_down(be, "the health check reports it down");
+        }
+    } else if (be->forced_down) {
+        be->forced_down = 0;
+        be->retry_at_ms = 0;
+        be->backoff_ms = BE_BACKOFF_MIN_MS;
+        if (be->mode == KVP_BE_SHARED && be->in_table && be->state == KVP_BE_DOWN)
+            be_connect(be);
+    }
+}
+
+/* ------------------------------------------------------------------ set */
+
+void kvp_backends_init(kvp_backends *set, struct event_base *base, kvp_clock *clock, int idx)
+{
+    memset(set, 0, sizeof(*set));
+    set->base = base;
+    set->clock = clock;
+    set->idx = idx;
+    set->owned_max = KVP_OWNED_MAX_DEFAULT;
+}
+
+static int set_add(kvp_backends *set, kvp_backend *be)
+{
+    if (set->n == set->cap) {
+        int nc = set->cap ? set->cap * 2 : 16;
+        kvp_backend **a = realloc(set->all, (size_t)nc * sizeof(*a));
+        if (a == NULL)
+            return KV_ENOMEM;
+        set->all = a;
+        set->cap = nc;
+    }
+    set->all[set->n++] = be;
+    return KV_OK;
+}
+
+/* Off the set and freed (not on the dirty list: the caller checked). */
+static void set_drop(kvp_backends *set, int i)
+{
+    kvp_backend *be = set->all[i];
+    set->all[i] = set->all[--set->n];
+    be_free(be);
+}
+
+void kvp_backends_free(kvp_backends *set)
+{
+    while (set->n > 0)
+        set_drop(set, set->n - 1);
+    free(set->all);
+    free(set->dirty);
+    memset(set, 0, sizeof(*set));
+}
+
+static kvp_backend *set_find(kvp_backends *set, const char *addr, int mode)
+{
+    for (int i = 0; i < set->n; i++)
+        if (set->all[i]->mode == mode && strcmp(set->all[i]->addr, addr) == 0)
+            return set->all[i];
+    return NULL;
+}
+
+kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr)
+{
+    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED);
+    if (be) {
+        be->in_table = 1;
+        return be;
+    }
+    be = be_new(set, addr, KVP_BE_SHARED);
+    if (be == NULL)
+        return NULL;
+    if (set_add(set, be) != KV_OK) {
+        be_free(be);
+        return NULL;
+    }
+    be_connect(be);
+    return be;
+}
+
+void kvp_backends_untable(kvp_backends *set)
+{
+    for (int i = 0; i < set->n; i++)
+        set->all[i]->in_table = 0;
+}
+
+void kvp_backends_flush(kvp_backends *set)
+{
+    while (set->ndirty > 0) {
+        kvp_backend *be = set->dirty[--set->ndirty];
+        be->dirty = 0;
+        be_flush(be);
+    }
+}
+
+/* An idle or shared connection nothing needs any more. */
+static int set_unneeded(kvp_backends *set, kvp_backend *be)
+{
+    if (be->dirty || be->ring_len > 0)
+        return 0;
+    if (be->mode == KVP_BE_SHARED)
+        return !be->in_table;
+    if (be->mode == KVP_BE_IDLE) {
+        kvp_backend *shared = set_find(set, be->addr, KVP_BE_SHARED);
+        return shared == NULL || !shared->in_table || be->state != KVP_BE_READY ||
+               be_now(be) - be->state_since_ms > BE_IDLE_KEEP_MS;
+    }
+    return 0;
+}
+
+void kvp_backends_tick(kvp_backends *set)
+{
+    for (int i = 0; i < set->n; i++) {
+        kvp_backend *be = set->all[i];
+        be_tick(be);
+        if (set_unneeded(set, be)) {
+            if (be->mode == KVP_BE_SHARED)
+                kv_log_info("worker %d: dropping backend %s (not in the table)", set->idx, be->addr);
+            set_drop(set, i);
+            i--;
+        }
+    }
+}
+
+void kvp_backends_force(kvp_backends *set, const char *addr, int down)
+{
+    for (int i = 0; i < set->n; i++)
+        if (strcmp(set->all[i]->addr, addr) == 0)
+            be_force(set->all[i], down);
+}
+
+/* -------------------------------------------------------------- lending */
+
+int kvp_backends_owned(const kvp_backends *set, const char *addr)
+{
+    int n = 0;
+    for (int i = 0; i < set->n; i++) {
+        const kvp_backend *be = set->all[i];
+        if ((be->mode == KVP_BE_OWNED || be->mode == KVP_BE_RESETTING) && strcmp(be->addr, addr) == 0)
+            n++;
+    }
+    return n;
+}
+
+kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner)
+{
+    if (kvp_backends_owned(set, addr) >= set->owned_max)
+        return NULL;
+    kvp_backend *be = set_find(set, addr, KVP_BE_IDLE);
+    if (be == NULL) {
+        be = be_new(set, addr, KVP_BE_OWNED);
+        if (be == NULL)
+            return NULL;
+        if (set_add(set, be) != KV_OK) {
+            be_free(be);
+            return NULL;
+        }
+        be_connect(be);
+    }
+    be->mode = KVP_BE_OWNED;
+    be->owner = owner;
+    return be;
+}
+
+/* The RESET of a given-back connection answered: clean, lendable again. */
+static void be_reset_reply(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    kvp_backend *be = ctx;
+    KV_UNUSED(tag);
+    if (n >= 8 && memcmp(p, "+RESET\r\n", 8) == 0 && be->state == KVP_BE_READY) {
+        be->mode = KVP_BE_IDLE;
+        be->state_since_ms = be_now(be);
+        return;
+    }
+    /* anything else: its state is unknown; the tick closes it */
+    be->mode = KVP_BE_IDLE;
+    be->state_since_ms = 0;
+    if (be->state == KVP_BE_READY) {
+        be_close_fd(be);
+        be->state = KVP_BE_DOWN;
+    }
+}
+
+void kvp_backend_give_back(kvp_backend *be)
+{
+    be->owner = NULL;
+    be->mode = KVP_BE_RESETTING;
+    if (be->state == KVP_BE_READY && be->ring_len == 0 && kv_buf_len(&be->out) == 0) {
+        static const char reset[] = "*1\r\n$5\r\nRESET\r\n";
+        size_t mark = kv_buf_mark(&be->out);
+        kv_buf_append(&be->out, reset, sizeof(reset) - 1);
+        if (kvp_backend_send(be, mark, be_reset_reply, be, 0) == KV_OK)
+            return;
+    }
+    /* commands still in flight (a blocked BLPOP), or not connected: its
+     * state cannot be known, so it is never lent again */
+    be_close_fd(be);
+    be_fail_pending(be, be->unavailable, be->unavailable_len);
+    be->state = KVP_BE_DOWN;
+    be->mode = KVP_BE_IDLE;
+    be->state_since_ms = 0; /* closed by the next tick */
 }

@@ -16,7 +16,10 @@
  *
  * Lua validates (kvp/conf.lua, kv/btable.lua); C checks again what would
  * corrupt memory if wrong. */
-#include "dp.h"
+#include "command.h"
+#include "conf.h"
+#include "table.h"
+#include "worker.h"
 #include "proxy.h"
 #include "../core/log.h"
 #include "../lua/runtime.h"

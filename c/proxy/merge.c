@@ -1,12 +1,7 @@
-/* merge.c -- turning the replies of a split or fanned-out command into the
- * one reply a client expects (SPEC §4: sums for counts, MGET in key order,
- * MSET +OK only when every part succeeded, else the first error).
- *
- * Fragments arrive in any order; kvp_merge_fragment keeps what each merge
- * needs (a running sum, the first error, the MGET fragment's bytes) and
- * kvp_merge_finish writes the answer once the last one is in. */
-#include "dp.h"
+/* merge.c -- see merge.h. */
+#include "merge.h"
 #include "errors.h"
+#include "../core/resp.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,7 +189,7 @@ static void finish_mget(kvp_req *r, kv_buf *out)
             base[f] = off;
         off += cnt[f] + 1;
     }
-    kvp_write_count(out, '*', r->nkeys);
+    kv_resp_write_count(out, '*', r->nkeys);
     for (int i = 0; i < r->nkeys; i++) {
         int f = r->key_frag[i];
         kv_buf *b = &r->frags[f].reply;
@@ -242,7 +237,7 @@ static void finish_info(kvp_req *r, kv_buf *out)
 #undef SECTION
     if (n > (int)sizeof(buf))
         n = sizeof(buf);
-    kvp_write_bulk(out, buf, (size_t)n);
+    kv_resp_write_bulk(out, buf, (size_t)n);
 }
 
 /* The merged reply, written whole into out, or KV_ENOMEM with nothing of it
@@ -255,7 +250,7 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         if (r->nerr)
             kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
-            kvp_write_count(out, ':', r->sum);
+            kv_resp_write_count(out, ':', r->sum);
         break;
     case KVP_MERGE_OK_ALL:
         if (r->nerr)
@@ -268,7 +263,7 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         break;
     case KVP_MERGE_RANDOMKEY:
         if (r->picks > 0)
-            kvp_write_bulk(out, kv_buf_rptr(&r->pick), kv_buf_len(&r->pick));
+            kv_resp_write_bulk(out, kv_buf_rptr(&r->pick), kv_buf_len(&r->pick));
         else if (r->nerr)
             kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
@@ -309,7 +304,7 @@ int kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
     }
     size_t skip = (size_t)(us - key) + 1;
     kv_buf_append(out, p, (size_t)(hdr - p));
-    kvp_write_count(out, '$', len - (long long)skip);
+    kv_resp_write_count(out, '$', len - (long long)skip);
     kv_buf_append(out, key + skip, (size_t)(end - key - skip));
     return kv_buf_settle(out, mark);
 }

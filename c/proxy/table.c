@@ -1,6 +1,7 @@
-/* table.c -- the routing snapshot: bucket -> master, plus each bucket's key
- * prefix precomputed so the request path never formats a number. */
-#include "dp.h"
+/* table.c -- see table.h. Each bucket's key prefix is precomputed so the
+ * request path never formats a number. */
+#include "table.h"
+#include "../core/kv.h"
 #include "../core/glob.h"
 #include "../core/hash.h"
 #include "../core/sha1.h"
@@ -16,6 +17,8 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers)
         return NULL;
     atomic_init(&t->refs, 1);
     t->bucket_count = bucket_count;
+    t->hash_kind = kvp_g.hash_kind;
+    t->hash_tags = kvp_g.hash_tags;
     t->nservers = nservers;
     t->servers = calloc(nservers, sizeof(*t->servers));
     t->owner = calloc(bucket_count, sizeof(*t->owner));
@@ -60,9 +63,9 @@ uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len)
 {
     const char *h = key;
     size_t hl = len;
-    if (kvp_g.hash_tags)
+    if (t->hash_tags)
         kv_hash_tag(key, len, &h, &hl);
-    uint32_t v = kvp_g.hash_kind == KVP_HASH_CRC16 ? kv_hash_crc16(h, hl)
+    uint32_t v = t->hash_kind == KVP_HASH_CRC16 ? kv_hash_crc16(h, hl)
                                                    : kv_hash_murmur2_kvstore(h, hl);
     return v % t->bucket_count;
 }

@@ -1,23 +1,23 @@
-/* worker.c -- the io_threads event loops of the data path.
- *
- * Each worker binds its own listening socket on the client address with
- * SO_REUSEPORT, so the kernel spreads connections and no lock or hand-off is
- * needed. The control thread talks to a worker only through its message
- * queue (mutex + eventfd wake-up): new tables, stop. Workers never enter Lua.
+/* worker.c -- see worker.h.
  *
  * After each pass of its event loop (all the events one epoll_wait found)
- * the worker flushes, once, every client and backend that got output during
- * it (the "dirty" lists): replies of a whole pipeline go out in one write,
- * and so do the requests of many clients to one backend. */
-#include "dp.h"
-#include "errors.h"
+ * a worker flushes, once, every client and backend that got output during
+ * it (the sets' dirty lists): replies of a whole pipeline go out in one
+ * write, and so do the requests of many clients to one backend. */
+#include "worker.h"
+#include "backend.h"
+#include "client.h"
+#include "dispatch.h"
+#include "req.h"
 #include "../core/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +28,42 @@
 
 #define TICK_MS 100
 
-kvp_conf kvp_g;
+typedef struct kvp_msg {
+    struct kvp_msg *next;
+    int type;
+    void *ptr;
+} kvp_msg;
+
+enum { KVP_MSG_TABLE = 1, KVP_MSG_BACKEND_STATE };
+
+/* KVP_MSG_BACKEND_STATE payload (one per worker). */
+typedef struct kvp_backend_verdict {
+    char addr[KVP_ADDR_MAX];
+    int down;
+} kvp_backend_verdict;
+
+typedef struct kvp_worker {
+    int idx;
+    pthread_t thread;
+    struct event_base *base;
+    int listen_fd;
+    struct event *listen_ev;
+    int notify_fd;
+    struct event *notify_ev;
+    struct event *tick_ev;
+    pthread_mutex_t mu;
+    kvp_msg *msgs;
+    kvp_clock clock;
+    kvp_wstats st;
+    kvp_req_pool pool;
+    kvp_backends backends;
+    kvp_clients clients;
+    kvp_dispatcher disp;
+    kvp_table *table;
+    kvp_table *next_table;     /* waits while migrate-on-access steps run */
+    uint64_t last_client_tick;
+} kvp_worker;
+
 static kvp_worker *workers;
 static int nworkers;
 
@@ -43,26 +78,6 @@ static pthread_mutex_t drained_mu = PTHREAD_MUTEX_INITIALIZER;
 static drained_msg *drained_head;
 static int drained_fd = -1;
 
-void kvp_client_flush_marked(kvp_client *c);
-
-uint64_t kvp_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* One clock read per event: every request handled in it shares the time
- * (response times, timeouts), so there is no clock call per request. */
-void kvp_worker_clock(kvp_worker *w)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    w->now_us = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-    w->now_ms = w->now_us / 1000;
-}
-
-/* Sums of every worker's counters (read by the control thread). */
 int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_t *rt_count,
                       uint64_t *cmd, int ncmd)
 {
@@ -81,135 +96,25 @@ int kvp_workers_stats(uint64_t *total, uint64_t *slow, uint64_t *rt_sum, uint64_
     return nworkers;
 }
 
-static int push_ptr(void ***arr, int *n, int *cap, void *p)
-{
-    if (*n == *cap) {
-        int nc = *cap ? *cap * 2 : 64;
-        void **a = realloc(*arr, (size_t)nc * sizeof(void *));
-        if (a == NULL)
-            return KV_ENOMEM;
-        *arr = a;
-        *cap = nc;
-    }
-    (*arr)[(*n)++] = p;
-    return KV_OK;
-}
-
-void kvp_worker_mark_client(kvp_worker *w, kvp_client *c)
-{
-    if (c->dirty)
-        return;
-    if (push_ptr((void ***)&w->cdirty, &w->ncdirty, &w->capcdirty, c) == KV_OK)
-        c->dirty = 1;
-}
-
-void kvp_worker_mark_backend(kvp_worker *w, kvp_backend *be)
-{
-    if (be->dirty)
-        return;
-    if (push_ptr((void ***)&w->bdirty, &w->nbdirty, &w->capbdirty, be) == KV_OK)
-        be->dirty = 1;
-}
-
-/* Park lists are intrusive (no allocation, so parking cannot fail) and a
- * resume of all of them detaches the list first: a client that must wait
- * again parks on the fresh list while the rest are resumed. */
-void kvp_worker_park(kvp_worker *w, kvp_client *c)
-{
-    if (c->parked)
-        return;
-    c->parked = 1;
-    c->park_next = NULL;
-    c->park_prev = w->parked_tail;
-    if (w->parked_tail)
-        w->parked_tail->park_next = c;
-    else
-        w->parked_head = c;
-    w->parked_tail = c;
-}
-
-void kvp_worker_unpark(kvp_worker *w, kvp_client *c)
-{
-    if (!c->parked)
-        return;
-    if (c->park_prev)
-        c->park_prev->park_next = c->park_next;
-    else
-        w->parked_head = c->park_next;
-    if (c->park_next)
-        c->park_next->park_prev = c->park_prev;
-    else
-        w->parked_tail = c->park_prev;
-    c->park_prev = c->park_next = NULL;
-    c->parked = 0;
-}
-
-/* Every parked client tries its command again (a new table is in). */
-static void worker_resume_parked(kvp_worker *w)
-{
-    kvp_client *c = w->parked_head;
-    w->parked_head = w->parked_tail = NULL;
-    while (c) {
-        kvp_client *next = c->park_next;
-        c->park_prev = c->park_next = NULL;
-        c->parked = 0;
-        kvp_client_resume(c);
-        c = next;
-    }
-}
-
-/* Parked commands older than request_timeout are answered with an error. */
-static void worker_expire_parked(kvp_worker *w)
-{
-    uint64_t limit = (uint64_t)atomic_load_explicit(&kvp_g.request_timeout_ms, memory_order_relaxed);
-    kvp_client *c = w->parked_head;
-    while (c) {
-        kvp_client *next = c->park_next;
-        if (w->now_ms - c->park_since_ms > limit) {
-            if (c->park_reason == KVP_PARK_NO_TABLE)
-                w->table_wait_expired = 1;
-            kvp_worker_unpark(w, c);
-            kvp_client_park_expired(c);
-        }
-        c = next;
-    }
-}
-
 /* Backends first (requests out), then clients (replies out). Flushing a
- * backend can fail its queue and so produce client output: loop. */
-void kvp_worker_flush(kvp_worker *w)
+ * backend can fail its queue and so produce client output, and a client
+ * under its bounds again runs the commands it held back: loop. */
+static void worker_flush(kvp_worker *w)
 {
-    while (w->nbdirty > 0 || w->ncdirty > 0) {
-        while (w->nbdirty > 0) {
-            kvp_backend *be = w->bdirty[--w->nbdirty];
-            be->dirty = 0;
-            kvp_backend_flush(be);
-        }
-        while (w->ncdirty > 0) {
-            kvp_client *c = w->cdirty[--w->ncdirty];
-            kvp_client_flush_marked(c);
-        }
+    while (w->backends.ndirty > 0 || w->clients.ndirty > 0) {
+        kvp_backends_flush(&w->backends);
+        kvp_clients_flush(&w->clients);
     }
 }
 
-static kvp_backend *worker_backend(kvp_worker *w, const char *addr)
-{
-    for (int i = 0; i < w->nbackends; i++)
-        if (strcmp(w->backends[i]->addr, addr) == 0)
-            return w->backends[i];
-    kvp_backend *be = kvp_backend_new(w, addr);
-    if (be == NULL)
-        return NULL;
-    if (push_ptr((void ***)&w->backends, &w->nbackends, &w->capbackends, be) != KV_OK) {
-        kvp_backend_free(be);
-        return NULL;
-    }
-    kvp_backend_connect(be);
-    return be;
-}
+/* -------------------------------------------------------------- tables */
 
-static void report_drained(kvp_worker *w)
+/* The pool's on_drained: nothing routed with an older table is in flight. */
+static void worker_report_drained(void *ctx)
 {
+    kvp_worker *w = ctx;
+    if (w->table == NULL)
+        return;
     drained_msg *m = malloc(sizeof(*m));
     if (m == NULL)
         return;
@@ -246,19 +151,9 @@ int kvp_workers_poll_drained(kvp_drained_fn fn)
     return n;
 }
 
-/* A routed request completed (reply in, or failed). */
-void kvp_worker_req_done(kvp_worker *w, kvp_req *r)
-{
-    if (w->table && r->tver == w->table->version) {
-        w->inflight_cur--;
-    } else if (--w->inflight_old == 0) {
-        report_drained(w);
-    }
-}
-
 static void worker_install_table(kvp_worker *w, kvp_table *t)
 {
-    if (w->premig_inflight > 0) {
+    if (w->disp.premig_inflight > 0) {
         /* A migrate-on-access step routed with the current table is between
          * its MIGRATE and its command: swapping now could let a later
          * command on the same key reach the new owner first. Install when
@@ -266,6 +161,7 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
         if (w->next_table)
             kvp_table_unref(w->next_table);
         w->next_table = t;
+        w->disp.table_waits = 1;
         return;
     }
     kvp_backend **route = calloc((size_t)t->nservers, sizeof(*route));
@@ -275,34 +171,33 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
         kvp_table_unref(t);
         return;
     }
-    for (int i = 0; i < w->nbackends; i++)
-        w->backends[i]->in_table = 0;
-    for (int i = 0; i < t->nservers; i++) {
-        route[i] = worker_backend(w, t->servers[i]);
-        if (route[i])
-            route[i]->in_table = 1;
-    }
-    free(w->route);
-    w->route = route;
+    kvp_backends_untable(&w->backends);
+    for (int i = 0; i < t->nservers; i++)
+        route[i] = kvp_backends_get(&w->backends, t->servers[i]);
+    free(w->disp.route);
+    w->disp.route = route;
     kvp_table_unref(w->table);
     w->table = t;
+    w->disp.table = t;
+    w->disp.table_waits = 0;
     /* everything in flight was routed with an older table now */
-    w->inflight_old += w->inflight_cur;
-    w->inflight_cur = 0;
-    if (w->inflight_old == 0)
-        report_drained(w);
+    kvp_req_pool_table(&w->pool, t->version);
     /* waiting clients go on (or wait again, for this table's blocked buckets) */
-    worker_resume_parked(w);
+    kvp_clients_resume_parked(&w->clients);
 }
 
-void kvp_worker_premig_done(kvp_worker *w)
+/* The dispatcher's on_steps_done: no migrate-on-access step is in flight. */
+static void worker_steps_done(void *ctx)
 {
-    if (--w->premig_inflight == 0 && w->next_table) {
+    kvp_worker *w = ctx;
+    if (w->next_table) {
         kvp_table *t = w->next_table;
         w->next_table = NULL;
         worker_install_table(w, t);
     }
 }
+
+/* ------------------------------------------------------------ messages */
 
 static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -311,7 +206,7 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
     ssize_t r = read(fd, &v, sizeof(v));
     (void)r;
-    kvp_worker_clock(w);
+    kvp_clock_read(&w->clock);
     pthread_mutex_lock(&w->mu);
     kvp_msg *m = w->msgs;
     w->msgs = NULL;
@@ -326,17 +221,11 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
     }
     for (m = rev; m;) {
         kvp_msg *n = m->next;
-        if (m->type == KVP_MSG_TABLE)
+        if (m->type == KVP_MSG_TABLE) {
             worker_install_table(w, m->ptr);
-        else if (m->type == KVP_MSG_STOP) {
-            w->stopping = 1;
-            event_base_loopbreak(w->base);
-        }
-        else if (m->type == KVP_MSG_BACKEND_STATE) {
+        } else if (m->type == KVP_MSG_BACKEND_STATE) {
             kvp_backend_verdict *st = m->ptr;
-            for (int i = 0; i < w->nbackends; i++)
-                if (strcmp(w->backends[i]->addr, st->addr) == 0)
-                    kvp_backend_force(w->backends[i], st->down);
+            kvp_backends_force(&w->backends, st->addr, st->down);
             free(st);
         }
         free(m);
@@ -380,37 +269,34 @@ void kvp_workers_post_backend_state(const char *addr, int down)
     }
 }
 
+/* --------------------------------------------------------------- timers */
+
 static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_worker *w = arg;
     KV_UNUSED(fd);
     KV_UNUSED(what);
-    kvp_worker_clock(w);
-    for (int i = 0; i < w->nbackends; i++) {
-        kvp_backend *be = w->backends[i];
-        kvp_backend_tick(be);
-        if (!be->in_table && be->ring_len == 0 && !be->dirty) {
-            /* no longer routed to and nothing in flight */
-            kv_log_info("worker %d: dropping backend %s (not in the table)", w->idx, be->addr);
-            kvp_backend_free(be);
-            w->backends[i] = w->backends[--w->nbackends];
-            i--;
-        }
+    kvp_clock_read(&w->clock);
+    kvp_backends_tick(&w->backends);
+    if (w->clock.now_ms - w->last_client_tick >= 1000) {
+        w->last_client_tick = w->clock.now_ms;
+        kvp_clients_tick(&w->clients);
     }
-    static __thread uint64_t last_client_tick;
-    if (w->now_ms - last_client_tick >= 1000) {
-        last_client_tick = w->now_ms;
-        kvp_client_tick(w);
-    }
+    /* no table within request_timeout of the first command that wanted
+     * one: commands get the error at once from now on */
+    kvp_dispatcher *d = &w->disp;
+    if (d->table == NULL && d->no_table_since &&
+        w->clock.now_ms - d->no_table_since > (uint64_t)kvp_conf_int(&kvp_g.request_timeout_ms))
+        d->table_wait_expired = 1;
     /* a parked command waits at most request_timeout */
-    worker_expire_parked(w);
+    kvp_clients_expire_parked(&w->clients);
 }
 
 static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
     kvp_worker *w = arg;
     KV_UNUSED(what);
-    kvp_worker_clock(w);
+    kvp_clock_read(&w->clock);
     for (int i = 0; i < 64; i++) {
         struct sockaddr_in sa;
         socklen_t sl = sizeof(sa);
@@ -425,9 +311,11 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
         char peer[48], ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
         snprintf(peer, sizeof(peer), "%s:%d", ip, ntohs(sa.sin_port));
-        kvp_client_accept(w, cfd, peer);
+        kvp_clients_accept(&w->clients, cfd, peer);
     }
 }
+
+/* ---------------------------------------------------------------- start */
 
 static int worker_listen(kvp_worker *w, char *err, size_t errlen)
 {
@@ -463,10 +351,51 @@ static int worker_listen(kvp_worker *w, char *err, size_t errlen)
 static void *worker_main(void *arg)
 {
     kvp_worker *w = arg;
-    while (!w->stopping && event_base_loop(w->base, EVLOOP_ONCE) == 0)
-        kvp_worker_flush(w);
-    kvp_worker_flush(w);
+    while (event_base_loop(w->base, EVLOOP_ONCE) == 0)
+        worker_flush(w);
     return NULL;
+}
+
+/* The layers of one worker, wired bottom up: requests complete into
+ * clients, clients' commands go to the dispatcher, the dispatcher's idle
+ * steps and the pool's drained tables come back to the worker. */
+static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
+{
+    w->idx = i;
+    w->listen_fd = -1;
+    w->st.cmd = calloc((size_t)kvp_cmd_count(), sizeof(*w->st.cmd));
+    pthread_mutex_init(&w->mu, NULL);
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    kvp_clock_read(&w->clock);
+    kvp_req_pool_init(&w->pool, &w->clock, &w->st, NULL);
+    w->pool.on_drained = worker_report_drained;
+    w->pool.drained_ctx = w;
+    kvp_dispatcher_init(&w->disp, &w->clock, &w->st);
+    w->disp.on_steps_done = worker_steps_done;
+    w->disp.steps_ctx = w;
+    if (w->base == NULL || w->notify_fd < 0 || w->st.cmd == NULL ||
+        kvp_clients_init(&w->clients, w->base, &w->clock, &w->pool, kvp_dispatch, &w->disp) != KV_OK) {
+        snprintf(err, errlen, "cannot create worker %d event loop", i);
+        return KV_ERR;
+    }
+    kvp_backends_init(&w->backends, w->base, &w->clock, i);
+    if (worker_listen(w, err, errlen) != KV_OK)
+        return KV_ERR;
+    w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
+    w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify_cb, w);
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_tick_cb, w);
+    struct timeval tv = {0, TICK_MS * 1000};
+    if (w->listen_ev == NULL || w->notify_ev == NULL || w->tick_ev == NULL ||
+        event_add(w->listen_ev, NULL) != 0 || event_add(w->notify_ev, NULL) != 0 ||
+        event_add(w->tick_ev, &tv) != 0) {
+        snprintf(err, errlen, "cannot create worker %d events", i);
+        return KV_ERR;
+    }
+    return KV_OK;
 }
 
 int kvp_workers_start(char *err, size_t errlen)
@@ -488,33 +417,9 @@ int kvp_workers_start(char *err, size_t errlen)
      * this threshold after the first such free, and the memory then stays in
      * its arenas: RSS never came down after a burst of big values. */
     mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-    for (int i = 0; i < nworkers; i++) {
-        kvp_worker *w = &workers[i];
-        w->idx = i;
-        w->listen_fd = -1;
-        w->st.cmd = calloc((size_t)kvp_cmd_count(), sizeof(*w->st.cmd));
-        w->in_scratch = malloc(KVP_IN_SCRATCH);
-        pthread_mutex_init(&w->mu, NULL);
-        struct event_config *cfg = event_config_new();
-        event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
-        w->base = event_base_new_with_config(cfg);
-        event_config_free(cfg);
-        w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->base == NULL || w->notify_fd < 0 || w->in_scratch == NULL) {
-            snprintf(err, errlen, "cannot create worker %d event loop", i);
+    for (int i = 0; i < nworkers; i++)
+        if (worker_init(&workers[i], i, err, errlen) != KV_OK)
             return KV_ERR;
-        }
-        if (worker_listen(w, err, errlen) != KV_OK)
-            return KV_ERR;
-        kvp_worker_clock(w);
-        w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);
-        w->notify_ev = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify_cb, w);
-        w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_tick_cb, w);
-        struct timeval tv = {0, TICK_MS * 1000};
-        event_add(w->listen_ev, NULL);
-        event_add(w->notify_ev, NULL);
-        event_add(w->tick_ev, &tv);
-    }
     for (int i = 0; i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             snprintf(err, errlen, "cannot start worker thread %d", i);
@@ -523,5 +428,3 @@ int kvp_workers_start(char *err, size_t errlen)
     }
     return KV_OK;
 }
-
-int kvp_workers_count(void) { return nworkers; }

@@ -1,158 +1,193 @@
-/* test_client.c -- a client's request FIFO and buffers (c/proxy/client.c,
- * c/proxy/backend.c), without sockets or an event loop.
+/* test_client.c -- the client layer alone (c/proxy/client.c) over a
+ * socketpair: reply order, held bytes, park / resume / deadline, close.
+ * Links kvp_client and below: the dispatcher is a stand-in here, which is
+ * what the function pointer between the layers allows.
  *
  * Why: replies come back from several backends in any order, but a client
  * must get them in request order; replies that wait behind a slow first
- * request count against the client's output bound (c->held), or a stuck
- * backend lets them pile up without limit; the buffers a 10 MB value
- * grew must be given back once the connection is quiet, or every idle
- * connection keeps its peak; and a backend's INFO text, which is neither
- * NUL-terminated nor of bounded length, must not be read or copied past its
- * end.
- */
-#include "../../c/proxy/dp.h"
+ * request count against the client's output bound, or a stuck backend lets
+ * them pile up; a parked command must be run again when a table comes,
+ * wait again if that table still blocks it (it used to be dropped and the
+ * client never answered), and end in an error after request_timeout; a
+ * client that goes away must leave its requests to be freed by their
+ * backends' replies. */
+#include "../../c/proxy/client.h"
+#include "../../c/proxy/errors.h"
 #include "tap.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-static kvp_worker w;
+static kvp_clock clk;
+static kvp_wstats st;
+static kvp_req_pool pool;
+static kvp_clients set;
+static struct event_base *base;
 
-static kvp_client *fake_client(void)
+/* The stand-in dispatcher: "WAIT" parks (reason BLOCKED) while `blocked`,
+ * "GET x" makes a request the test answers, anything else is echoed. */
+static int blocked;
+static kvp_req *reqs[16];
+static int nreqs;
+static int ncommands;
+
+static int on_command(void *ctx, kvp_client *c, int argc, kv_str *argv)
 {
-    kvp_client *c = calloc(1, sizeof(*c));
-    c->w = &w;
-    kv_buf_init(&c->out, KVP_OUT_MAX);
-    kv_buf_init(&c->in, 1UL << 30);
-    kv_req_parser_init(&c->parser);
-    return c;
+    (void)ctx;
+    ncommands++;
+    if (argv[0].len == 4 && memcmp(argv[0].p, "WAIT", 4) == 0) {
+        if (blocked) {
+            c->park_reason = KVP_PARK_BLOCKED;
+            return KV_AGAIN;
+        }
+        kvp_client_reply_str(c, "+RAN\r\n");
+        return KV_OK;
+    }
+    if (argv[0].len == 3 && memcmp(argv[0].p, "GET", 3) == 0 && argc == 2) {
+        kvp_req *r = kvp_client_req_new(c, KVP_MERGE_NONE, 1);
+        kvp_req_sent(r);
+        reqs[nreqs++] = r;
+        return KV_OK;
+    }
+    char buf[64];
+    int n = snprintf(buf, sizeof(buf), "+%.*s\r\n", (int)argv[0].len, argv[0].p);
+    kvp_client_reply(c, buf, (size_t)n);
+    return KV_OK;
 }
 
-/* A request forwarded to one backend, as forward_one leaves it. */
-static kvp_req *forwarded(kvp_client *c)
+/* One client on a socketpair; *peer is the test's end. */
+static kvp_client *connect_client(int *peer)
 {
-    kvp_req *r = kvp_req_new(c, KVP_MERGE_NONE, 1);
-    r->pending = 1;
-    return r;
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    kvp_clients_accept(&set, sv[0], "test");
+    *peer = sv[1];
+    return set.list;
 }
 
-/* What the client has been given so far (and drain it). */
-static const char *out_text(kvp_client *c)
+/* Send bytes as the client, let the loop read them, flush replies. */
+static void send_cmd(int peer, const char *s)
 {
-    static char buf[1024];
-    size_t n = kv_buf_len(&c->out);
-    if (n >= sizeof(buf))
-        n = sizeof(buf) - 1;
-    memcpy(buf, kv_buf_rptr(&c->out), n);
-    kv_buf_consume(&c->out, n);
-    buf[n] = 0;
+    ssize_t w = write(peer, s, strlen(s));
+    (void)w;
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    kvp_clients_flush(&set);
+}
+
+static const char *recv_all(int peer)
+{
+    static char buf[4096];
+    kvp_clients_flush(&set);
+    ssize_t n = recv(peer, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    buf[n > 0 ? n : 0] = 0;
     return buf;
 }
 
 static void test_order_and_held(void)
 {
-    kvp_client *c = fake_client();
-    kvp_req *r1 = forwarded(c);
-    kvp_req *r2 = forwarded(c);
-    kvp_req *r3 = kvp_req_new(c, KVP_MERGE_SUM, 2); /* DEL over two backends */
-    r3->pending = 2 + 1;
-    kvp_req_setup_done(r3);
-    kvp_client_reply_str(c, "+PONG\r\n"); /* local reply behind them */
-    TAP_CHECK(c->nreq == 4, "four requests wait (%d)", c->nreq);
+    int peer;
+    kvp_client *c = connect_client(&peer);
+    nreqs = 0;
+    send_cmd(peer, "GET a\r\nGET b\r\nPING\r\n");
+    TAP_CHECK(nreqs == 2 && c->nreq == 3, "two requests and a local reply wait in order (%d)", c->nreq);
+    kvp_req_frag_reply(reqs[1], 0, "$3\r\nbbb\r\n", 9);
+    TAP_CHECK(strcmp(recv_all(peer), "") == 0, "nothing goes out while the first request waits");
+    TAP_CHECK(c->held == 9 + 7, "replies behind the head are counted as held (%zu)", c->held);
+    kvp_req_frag_reply(reqs[0], 0, "$1\r\na\r\n", 7);
+    TAP_CHECK(strcmp(recv_all(peer), "$1\r\na\r\n$3\r\nbbb\r\n+PING\r\n") == 0, "replies in request order");
+    TAP_CHECK(c->held == 0 && c->nreq == 0 && c->head == NULL, "FIFO empty, nothing held");
 
-    kvp_req_frag_reply(r3, 1, ":2\r\n", 4);
-    kvp_req_frag_reply(r2, 0, "$3\r\nbbb\r\n", 9);
-    kvp_req_frag_reply(r3, 0, ":1\r\n", 4);
-    TAP_CHECK(kv_buf_len(&c->out) == 0, "nothing goes out while the first request waits");
-    TAP_CHECK(c->held == 9 + 4 + 4, "replies behind the head are counted as held (%zu)", c->held);
+    /* the client goes away with a request in flight: its reply frees it */
+    nreqs = 0;
+    send_cmd(peer, "GET c\r\n");
+    kvp_req *r = reqs[0];
+    close(peer);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    kvp_clients_flush(&set);
+    TAP_CHECK(set.n == 0 && r->state == KVP_REQ_ORPHANED, "closed: its request is orphaned");
+    int nfree = pool.nfree;
+    kvp_req_frag_reply(r, 0, "$1\r\nc\r\n", 7);
+    TAP_CHECK(pool.nfree == nfree + 1, "and freed by its reply");
+}
 
-    kvp_req_frag_reply(r1, 0, "$1\r\na\r\n", 7);
-    TAP_CHECK(strcmp(out_text(c), "$1\r\na\r\n$3\r\nbbb\r\n:3\r\n+PONG\r\n") == 0,
-              "replies in request order, DEL parts summed");
-    TAP_CHECK(c->held == 0 && c->nreq == 0 && c->head == NULL && c->tail == NULL,
-              "FIFO empty and nothing held (held %zu, nreq %d)", c->held, c->nreq);
+static void test_park_resume_deadline(void)
+{
+    int peer;
+    kvp_client *c = connect_client(&peer);
+    atomic_store(&kvp_g.request_timeout_ms, 1000);
+    blocked = 1;
+    ncommands = 0;
+    send_cmd(peer, "WAIT\r\nPING\r\n"); /* the read reads the clock */
+    uint64_t t0 = c->park_since_ms;
+    TAP_CHECK(c->state == KVP_CLIENT_PARKED && set.parked_head == c && ncommands == 1,
+              "a command that must wait parks the client; the next one is not run");
+    TAP_CHECK(strcmp(recv_all(peer), "") == 0, "nothing answered yet");
 
-    /* The head answered first: straight out, nothing held. */
-    kvp_req *a = forwarded(c);
-    kvp_req *b = forwarded(c);
-    kvp_req_frag_reply(a, 0, "+A\r\n", 4);
-    TAP_CHECK(c->held == 0 && strcmp(out_text(c), "+A\r\n") == 0, "head reply goes straight out");
-    kvp_req_frag_reply(b, 0, "+B\r\n", 4);
-    TAP_CHECK(c->held == 0 && strcmp(out_text(c), "+B\r\n") == 0 && c->nreq == 0,
-              "next one too");
+    /* a new table that still blocks it: it waits again, keeping its time */
+    clk.now_ms = t0 + 500;
+    kvp_clients_resume_parked(&set);
+    TAP_CHECK(c->state == KVP_CLIENT_PARKED && set.parked_head == c && c->park_since_ms == t0,
+              "resumed while still blocked: parked again, since the first park");
+    /* and one that frees it */
+    blocked = 0;
+    kvp_clients_resume_parked(&set);
+    TAP_CHECK(c->state == KVP_CLIENT_OPEN && set.parked_head == NULL, "resumed when unblocked: open");
+    TAP_CHECK(strcmp(recv_all(peer), "+RAN\r\n+PING\r\n") == 0, "its command and the next ran, in order");
+
+    /* a wait past request_timeout ends in an error, then the rest runs */
+    blocked = 1;
+    send_cmd(peer, "WAIT\r\nPING\r\n");
+    t0 = c->park_since_ms;
+    clk.now_ms = t0 + 900;
+    kvp_clients_expire_parked(&set);
+    TAP_CHECK(c->state == KVP_CLIENT_PARKED, "within request_timeout: still waiting");
+    clk.now_ms = t0 + 1001;
+    kvp_clients_expire_parked(&set);
+    TAP_CHECK(c->state == KVP_CLIENT_OPEN && set.parked_head == NULL, "past request_timeout: off the park list");
+    TAP_CHECK(strcmp(recv_all(peer), KVP_ERR_TIMEOUT_BLOCKED "+PING\r\n") == 0,
+              "answered with the timeout error in its turn, then the next command");
+
+    /* a parked client is not read; one whose peer left is closed once its
+     * wait ends, and is off the park list */
+    send_cmd(peer, "WAIT\r\n");
+    close(peer);
+    clk.now_ms = c->park_since_ms + 1001;
+    kvp_clients_expire_parked(&set);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    kvp_clients_flush(&set);
+    TAP_CHECK(set.parked_head == NULL && set.n == 0, "a parked client whose peer left: closed after its wait");
+    blocked = 0;
 }
 
 static void test_idle_buffers_shrink(void)
 {
-    kvp_client *c = fake_client();
-    w.clients = c;
+    int peer;
+    kvp_client *c = connect_client(&peer);
     atomic_store(&kvp_g.client_timeout_s, 0);
     kv_buf_reserve(&c->in, 10 * 1024 * 1024); /* a 10 MB SET went through */
     c->last_active_ms = 1000;
-    w.now_ms = 1500;
-    kvp_client_tick(&w);
+    clk.now_ms = 1500;
+    kvp_clients_tick(&set);
     TAP_CHECK(c->in.cap >= 10 * 1024 * 1024, "an active client keeps its query buffer");
-    w.now_ms = 2500;
-    kvp_client_tick(&w);
+    clk.now_ms = 2500;
+    kvp_clients_tick(&set);
     TAP_CHECK(c->in.cap <= 64 * 1024, "an idle client gives it back (cap %zu)", c->in.cap);
-
-    kv_buf_reserve(&c->in, 10 * 1024 * 1024);
-    kv_buf_append(&c->in, "*2\r\n$3\r\nSET\r\n", 13); /* half a command */
-    w.now_ms = 10000;
-    kvp_client_tick(&w);
-    TAP_CHECK(c->in.cap >= 10 * 1024 * 1024 && kv_buf_len(&c->in) == 13,
-              "a buffer holding part of a command is left alone");
-    w.clients = NULL;
-
-    kvp_backend *be = kvp_backend_new(&w, "127.0.0.1:1");
-    be->in_table = 0; /* so the tick does not connect */
-    kv_buf_reserve(&be->in, 10 * 1024 * 1024);
-    kvp_backend_tick(be);
-    TAP_CHECK(be->in.cap <= 64 * 1024, "a backend's empty reply buffer shrinks (cap %zu)",
-              be->in.cap);
-    kvp_backend_free(be);
-}
-
-static void test_info_merge(void)
-{
-    kvp_client *c = fake_client();
-    kvp_req *r = kvp_req_new(c, KVP_MERGE_INFO, 1);
-    r->pending = 1 + 1;
-    r->info_section = 1 | 8; /* server, keyspace */
-    char text[4096];
-    int tl = snprintf(text, sizeof(text), "# Server\r\nredis_version:%03000d\r\n\r\n# Keyspace\r\n"
-                      "db0:keys=5,expires=2,avg_ttl=0\r\ndb1:keys=4\r\n", 7);
-    char head[32];
-    int hl = snprintf(head, sizeof(head), "$%d\r\n", tl);
-    size_t n = (size_t)hl + (size_t)tl + 2;
-    char *reply = malloc(n); /* exactly the reply: no NUL after it */
-    if (reply == NULL)
-        abort();
-    memcpy(reply, head, (size_t)hl);
-    memcpy(reply + hl, text, (size_t)tl);
-    memcpy(reply + hl + tl, "\r\n", 2);
-    kvp_req_frag_reply(r, 0, reply, n);
-    kvp_req_setup_done(r);
-    free(reply);
-    size_t len = kv_buf_len(&c->out);
-    char *out = calloc(1, len + 1);
-    memcpy(out, kv_buf_rptr(&c->out), len);
-    kv_buf_consume(&c->out, len);
-    long blen = strtol(out + 1, NULL, 10);
-    const char *body = strstr(out, "\r\n");
-    TAP_CHECK(out[0] == '$' && body && (size_t)(body + 2 - out) + (size_t)blen + 2 == len,
-              "INFO reply is one well-formed bulk (%zu bytes)", len);
-    TAP_CHECK(strstr(out, "db0:keys=9,expires=2,avg_ttl=0\r\n") != NULL,
-              "keyspace summed over db lines, one without expires=");
-    TAP_CHECK(strstr(out, "redis_version:0000") != NULL && strlen(out) < 1024,
-              "a 3000-byte redis_version from a backend is cut, not copied past the buffer");
-    free(out);
+    close(peer);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    kvp_clients_flush(&set);
 }
 
 int main(void)
 {
+    base = event_base_new();
+    kvp_g.max_client_num = 100;
+    kvp_req_pool_init(&pool, &clk, &st, NULL);
+    kvp_clients_init(&set, base, &clk, &pool, on_command, NULL);
     test_order_and_held();
+    test_park_resume_deadline();
     test_idle_buffers_shrink();
-    test_info_merge();
     return tap_done();
 }

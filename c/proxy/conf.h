@@ -1,0 +1,72 @@
+/* conf.h -- the bottom of the data path: its settings, its clock, its
+ * counters, and the bounds every layer above shares.
+ *
+ * Settings: workers read the atomics on the request path; the control thread
+ * may change them at any time (dp.configure). Nothing here calls upward. */
+#ifndef KVP_CONF_H
+#define KVP_CONF_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define KVP_ADDR_MAX 64
+#define KVP_NO_SERVER 0xFFFFu
+/* hard bound of output buffers; clients are closed far below */
+#define KVP_OUT_MAX (2048UL * 1024 * 1024)
+
+enum kvp_hash_kind { KVP_HASH_MURMUR2_KVSTORE = 0, KVP_HASH_CRC16 = 1 };
+
+typedef struct kvp_conf {
+    char listen_host[64];
+    int listen_port;
+    int io_threads;
+    int hash_kind;                /* the policy's; copied into each table */
+    int hash_tags;
+    atomic_int request_timeout_ms;
+    atomic_int client_timeout_s;
+    atomic_int max_client_num;
+    atomic_int max_qps;
+    atomic_int slow_cmd_time_ms;
+    atomic_int redis_down_timeout_s;
+    /* AUTH for new backend connections; replaced whole by set_config (the
+     * old string is leaked on purpose: a worker may be reading it) */
+    _Atomic(const char *) redis_password;
+    char client_password[256];
+    atomic_int client_count;      /* across workers */
+    atomic_ullong next_client_id;
+    uint64_t start_wall;          /* unix seconds at start, for INFO */
+} kvp_conf;
+
+extern kvp_conf kvp_g;
+
+static inline int kvp_conf_int(atomic_int *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* A worker's clock, read once per event (kvp_clock_read): every request
+ * handled in it shares the time, so there is no clock call per request. */
+typedef struct kvp_clock {
+    uint64_t now_ms;
+    uint64_t now_us;
+} kvp_clock;
+
+void kvp_clock_read(kvp_clock *clk);
+
+/* A worker's counters. Only the worker writes them (a plain load+store,
+ * no lock, no atomic read-modify-write); the control thread sums all
+ * workers' on read (dp.stats), so counting costs no lock and no Lua call. */
+typedef struct kvp_wstats {
+    _Atomic uint64_t total;     /* commands executed for clients */
+    _Atomic uint64_t slow;      /* ... slower than slow_cmd_time */
+    _Atomic uint64_t rt_sum_us; /* response times of forwarded commands */
+    _Atomic uint64_t rt_count;
+    _Atomic uint64_t *cmd;      /* per command table id */
+} kvp_wstats;
+
+static inline void kvp_stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,899 @@
+/* dispatch.c -- see dispatch.h.
+ *
+ * Checks, in order: known command (unknown -> error), client AUTH, container
+ * subcommand, arity, supported by the proxy, qps limit; then the class
+ * decides. A command that must wait (no table yet, a blocked bucket, a table
+ * swap held back) returns KV_AGAIN with the client's park_reason set, and
+ * the client waits (parked) without losing its place.
+ *
+ * Every command for a backend is written between kv_buf_mark and
+ * kvp_backend_send, so it lands whole with its in-flight entry or not at
+ * all (the request then answers out of memory in its place). */
+#include "dispatch.h"
+#include "errors.h"
+#include "merge.h"
+#include "../core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ------------------------------------------------------------- scratch */
+
+static int scratch(kvp_dispatcher *d, int n)
+{
+    if (n <= d->s_cap)
+        return KV_OK;
+    int cap = d->s_cap ? d->s_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    int *k = realloc(d->s_keys, (size_t)cap * sizeof(int));
+    if (k == NULL)
+        return KV_ENOMEM;
+    d->s_keys = k;
+    int *s = realloc(d->s_server, (size_t)cap * sizeof(int));
+    if (s == NULL)
+        return KV_ENOMEM;
+    d->s_server = s;
+    kvp_rkey *rk = realloc(d->s_rkey, (size_t)cap * sizeof(kvp_rkey));
+    if (rk == NULL)
+        return KV_ENOMEM;
+    d->s_rkey = rk;
+    char(*hex)[40] = realloc(d->s_hex, (size_t)cap * sizeof(*hex));
+    if (hex == NULL)
+        return KV_ENOMEM;
+    d->s_hex = hex;
+    uint8_t *in = realloc(d->s_in_frag, (size_t)cap);
+    if (in == NULL)
+        return KV_ENOMEM;
+    d->s_in_frag = in;
+    uint8_t *pick = realloc(d->s_pick, (size_t)cap);
+    if (pick == NULL)
+        return KV_ENOMEM;
+    d->s_pick = pick;
+    d->s_cap = cap;
+    return KV_OK;
+}
+
+/* Per server of the table: a mark (cleared), its fragment, and the server
+ * of each fragment. */
+static int scratch_servers(kvp_dispatcher *d, int n)
+{
+    if (n > d->s_src_cap) {
+        uint8_t *m = realloc(d->s_src_done, (size_t)n);
+        if (m == NULL)
+            return KV_ENOMEM;
+        d->s_src_done = m;
+        int *fo = realloc(d->s_frag_of, (size_t)n * sizeof(int));
+        if (fo == NULL)
+            return KV_ENOMEM;
+        d->s_frag_of = fo;
+        int *fs = realloc(d->s_frag_server, (size_t)n * sizeof(int));
+        if (fs == NULL)
+            return KV_ENOMEM;
+        d->s_frag_server = fs;
+        d->s_src_cap = n;
+    }
+    memset(d->s_src_done, 0, (size_t)n);
+    return KV_OK;
+}
+
+/* ------------------------------------------------------------ local cmds */
+
+static int eq_nocase(const kv_str *a, const char *s)
+{
+    size_t n = strlen(s);
+    return a->len == n && strncasecmp(a->p, s, n) == 0;
+}
+
+/* A locally built reply (kept whole in b) goes to the client, or out of
+ * memory in its place. */
+static void reply_built(kvp_client *c, kv_buf *b)
+{
+    if (b->failed)
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+    else
+        kvp_client_reply(c, kv_buf_rptr(b), kv_buf_len(b));
+    kv_buf_deinit(b);
+}
+
+static void reply_bulk(kvp_client *c, const char *p, size_t n)
+{
+    kv_buf b;
+    kv_buf_init(&b, KVP_OUT_MAX);
+    kv_resp_write_bulk(&b, p, n);
+    reply_built(c, &b);
+}
+
+static void reply_int(kvp_client *c, long long v)
+{
+    char buf[32];
+    kvp_client_reply(c, buf, kv_resp_fmt_count(buf, ':', v));
+}
+
+static int check_password(kvp_client *c, const kv_str *user, const kv_str *pass)
+{
+    if (kvp_g.client_password[0] == '\0') {
+        kvp_client_reply_str(c, KVP_ERR_AUTH_NOPASS);
+        return 0;
+    }
+    size_t pl = strlen(kvp_g.client_password);
+    int ok = (user == NULL || eq_nocase(user, "default")) && pass->len == pl;
+    unsigned char diff = 0;
+    for (size_t i = 0; ok && i < pl; i++)
+        diff |= (unsigned char)(pass->p[i] ^ kvp_g.client_password[i]);
+    if (!ok || diff) {
+        kvp_client_reply_str(c, KVP_ERR_WRONGPASS);
+        return 0;
+    }
+    c->authed = 1;
+    return 1;
+}
+
+static void local_client(kvp_client *c, int argc, kv_str *argv)
+{
+    if (eq_nocase(&argv[1], "setname") && argc == 3) {
+        for (size_t i = 0; i < argv[2].len; i++) {
+            unsigned char ch = (unsigned char)argv[2].p[i];
+            if (ch <= ' ' || ch > '~') {
+                kvp_client_reply_str(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+                return;
+            }
+        }
+        free(c->name);
+        c->name = NULL;
+        if (argv[2].len > 0) {
+            c->name = malloc(argv[2].len + 1);
+            if (c->name) {
+                memcpy(c->name, argv[2].p, argv[2].len);
+                c->name[argv[2].len] = 0;
+            }
+        }
+        kvp_client_reply_str(c, "+OK\r\n");
+    } else if (eq_nocase(&argv[1], "getname") && argc == 2) {
+        if (c->name)
+            reply_bulk(c, c->name, strlen(c->name));
+        else
+            kvp_client_reply_str(c, "$-1\r\n");
+    } else if (eq_nocase(&argv[1], "id") && argc == 2) {
+        reply_int(c, (long long)c->id);
+    } else if (eq_nocase(&argv[1], "setname") || eq_nocase(&argv[1], "getname") ||
+               eq_nocase(&argv[1], "id")) {
+        char name[64];
+        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, name);
+    } else {
+        char name[64];
+        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
+        for (char *p = name; *p; p++)
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, name);
+    }
+}
+
+static void local_hello(kvp_client *c, int argc, kv_str *argv)
+{
+    int i = 1;
+    if (argc >= 2) {
+        long long v;
+        if (kv_parse_ll(argv[1].p, argv[1].len, &v) != KV_OK || v != 2) {
+            kvp_client_reply_str(c, KVP_ERR_NOPROTO);
+            return;
+        }
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        if (eq_nocase(&argv[i], "auth") && i + 2 < argc) {
+            if (!check_password(c, &argv[i + 1], &argv[i + 2]))
+                return;
+            i += 2;
+        } else if (eq_nocase(&argv[i], "setname") && i + 1 < argc) {
+            free(c->name);
+            c->name = strndup(argv[i + 1].p, argv[i + 1].len);
+            i += 1;
+        } else {
+            kvp_client_reply_str(c, KVP_ERR_SYNTAX);
+            return;
+        }
+    }
+    if (!c->authed) {
+        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
+        return;
+    }
+    kv_buf bb;
+    kv_buf_init(&bb, KVP_OUT_MAX);
+    kv_buf *b = &bb;
+    kv_resp_write_count(b, '*', 14);
+    kv_resp_write_bulk(b, "server", 6);
+    kv_resp_write_bulk(b, "kvp", 3);
+    kv_resp_write_bulk(b, "version", 7);
+    kv_resp_write_bulk(b, KV_VERSION, strlen(KV_VERSION));
+    kv_resp_write_bulk(b, "proto", 5);
+    kv_resp_write_count(b, ':', 2);
+    kv_resp_write_bulk(b, "id", 2);
+    kv_resp_write_count(b, ':', (long long)c->id);
+    kv_resp_write_bulk(b, "mode", 4);
+    kv_resp_write_bulk(b, "standalone", 10);
+    kv_resp_write_bulk(b, "role", 4);
+    kv_resp_write_bulk(b, "master", 6);
+    kv_resp_write_bulk(b, "modules", 7);
+    kv_resp_write_count(b, '*', 0);
+    reply_built(c, b);
+}
+
+static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    switch (cmd->local) {
+    case KVP_LOCAL_PING:
+        if (argc == 1)
+            kvp_client_reply_str(c, "+PONG\r\n");
+        else
+            reply_bulk(c, argv[1].p, argv[1].len);
+        break;
+    case KVP_LOCAL_ECHO:
+        reply_bulk(c, argv[1].p, argv[1].len);
+        break;
+    case KVP_LOCAL_QUIT:
+        kvp_client_reply_str(c, "+OK\r\n");
+        kvp_client_drain(c);
+        break;
+    case KVP_LOCAL_SELECT: {
+        long long db;
+        if (kv_parse_ll(argv[1].p, argv[1].len, &db) != KV_OK)
+            kvp_client_reply_str(c, KVP_ERR_NOT_INT);
+        else if (db != 0)
+            kvp_client_reply_str(c, KVP_ERR_DB_RANGE);
+        else
+            kvp_client_reply_str(c, "+OK\r\n");
+        break;
+    }
+    case KVP_LOCAL_AUTH:
+        if (argc == 2 ? check_password(c, NULL, &argv[1]) : check_password(c, &argv[1], &argv[2]))
+            kvp_client_reply_str(c, "+OK\r\n");
+        break;
+    case KVP_LOCAL_CLIENT:
+        local_client(c, argc, argv);
+        break;
+    case KVP_LOCAL_HELLO:
+        local_hello(c, argc, argv);
+        break;
+    default:
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+    }
+}
+
+/* --------------------------------------------------------------- routed */
+
+/* Write argv as a multibulk; the arguments at keys[] are replaced by their
+ * routed form "<bucket>_<key or its SHA-1 hex>" (rkeys[], same order). */
+static void write_routed(kv_buf *out, int argc, const kv_str *argv, const int *keys,
+                         int nk, const kvp_table *t, const kvp_rkey *rkeys)
+{
+    /* a failed reserve marks out; the caller settles the group */
+    kv_resp_write_count(out, '*', argc);
+    int k = 0;
+    for (int i = 0; i < argc; i++) {
+        /* keys[] is ascending for every command in the table; fall back to a
+         * scan for any that is not */
+        int kb = -1;
+        if (k < nk && keys[k] == i)
+            kb = k++;
+        else
+            for (int j = 0; j < nk; j++)
+                if (keys[j] == i) {
+                    kb = j;
+                    break;
+                }
+        if (kb >= 0) {
+            uint32_t b = rkeys[kb].bucket;
+            kv_resp_write_bulk2(out, t->prefix[b], t->prefix_len[b], rkeys[kb].p, rkeys[kb].len);
+        } else {
+            kv_resp_write_bulk(out, argv[i].p, argv[i].len);
+        }
+    }
+}
+
+/* Route every key of argv listed in d->s_keys[0..nk) into d->s_rkey. */
+static void route_keys(kvp_dispatcher *d, const kvp_table *t, const kv_str *argv, int nk)
+{
+    for (int i = 0; i < nk; i++) {
+        const kv_str *a = &argv[d->s_keys[i]];
+        kvp_table_route(t, a->p, a->len, &d->s_rkey[i], d->s_hex[i]);
+    }
+}
+
+/* One more command executed for a client (refused ones are not counted). */
+static void count_cmd(kvp_dispatcher *d, const kvp_cmd *cmd)
+{
+    kvp_stat_add(&d->st->total, 1);
+    int id = cmd->parent ? cmd->parent->id : cmd->id;
+    if (d->st->cmd)
+        kvp_stat_add(&d->st->cmd[id], 1);
+}
+
+/* Fragment f's command could not be written whole (out of memory): what
+ * was written of it is taken back and it answers an error, in its place. */
+static void frag_oom(kvp_req *r, int f)
+{
+    kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+}
+
+/* Fragment f's backend is known down (or missing): fail fast. */
+static void frag_unavailable(kvp_req *r, int f, const kvp_backend *be)
+{
+    if (be)
+        kvp_req_frag_reply(r, f, be->unavailable, be->unavailable_len);
+    else
+        frag_oom(r, f);
+}
+
+/* INFO: which sections the client wants (bits: server, clients, stats,
+ * keyspace); 0 = the default set, 1 << 8 = only sections we do not have. */
+static int info_sections(int argc, const kv_str *argv)
+{
+    static const char *names[] = {"server", "clients", "stats", "keyspace"};
+    int want = 0;
+    for (int a = 1; a < argc; a++) {
+        if (eq_nocase(&argv[a], "all") || eq_nocase(&argv[a], "everything") ||
+            eq_nocase(&argv[a], "default"))
+            return 0;
+        for (int s = 0; s < 4; s++)
+            if (eq_nocase(&argv[a], names[s]))
+                want |= 1 << s;
+    }
+    return argc >= 2 && want == 0 ? 1 << 8 : want;
+}
+
+/* ---------------------------------------------------- migrate on access */
+
+/* MIGRATE <dst host> <dst port> "" 0 <timeout> [AUTH pw] KEYS <routed keys>:
+ * moves the named keys whose source is src (keys from..nk) from the bucket's
+ * owner to the migration destination, atomically per key (the ones that
+ * still exist). */
+static void write_migrate(kv_buf *out, const kvp_backend *dst, const kvp_table *t,
+                          const kvp_rkey *rk, const uint8_t *named, uint16_t src, int from, int nk)
+{
+    const char *pw = atomic_load(&kvp_g.redis_password);
+    int auth = pw != NULL && pw[0] != '\0';
+    char port[16], tmo[16];
+    int pl = snprintf(port, sizeof(port), "%d", dst->port);
+    int tl = snprintf(tmo, sizeof(tmo), "%d", atomic_load(&kvp_g.request_timeout_ms));
+    int nsel = 0;
+    for (int i = from; i < nk; i++)
+        nsel += named[i] && rk[i].src == src;
+    kv_resp_write_count(out, '*', 7 + (auth ? 2 : 0) + nsel);
+    kv_resp_write_bulk(out, "MIGRATE", 7);
+    kv_resp_write_bulk(out, dst->host, strlen(dst->host));
+    kv_resp_write_bulk(out, port, (size_t)pl);
+    kv_resp_write_bulk(out, "", 0);
+    kv_resp_write_bulk(out, "0", 1);
+    kv_resp_write_bulk(out, tmo, (size_t)tl);
+    if (auth) {
+        kv_resp_write_bulk(out, "AUTH", 4);
+        kv_resp_write_bulk(out, pw, strlen(pw));
+    }
+    kv_resp_write_bulk(out, "KEYS", 4);
+    for (int i = from; i < nk; i++)
+        if (named[i] && rk[i].src == src)
+            kv_resp_write_bulk2(out, t->prefix[rk[i].bucket], t->prefix_len[rk[i].bucket], rk[i].p,
+                                    rk[i].len);
+}
+
+/* Fragment f's held command must not run (a MIGRATE failed or could not be
+ * sent): it will answer msg, a whole error line, once its MIGRATEs are in.
+ * The first failure is the one reported. */
+static void premig_fail(kvp_req *r, int f, const char *msg)
+{
+    kvp_frag *fr = &r->frags[f];
+    if (fr->premig_failed)
+        return;
+    fr->premig_failed = 1;
+    kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
+    if (kv_buf_append(&fr->reply, msg, strlen(msg)) != KV_OK)
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply)); /* empty: answered as out of memory */
+}
+
+static void premig_step_done(kvp_dispatcher *d)
+{
+    if (--d->premig_inflight == 0 && d->on_steps_done)
+        d->on_steps_done(d->steps_ctx);
+}
+
+/* Every MIGRATE of fragment f has answered: its held command goes to its
+ * target -- or, if any MIGRATE failed, the fragment fails and nothing runs
+ * on the target (running it would act on an empty key while the data is
+ * still on the source). */
+static void premig_release(kvp_req *r, int f)
+{
+    kvp_frag *fr = &r->frags[f];
+    kvp_dispatcher *d = r->route_ctx;
+    if (fr->premig_failed) {
+        char msg[400];
+        size_t m = kv_buf_len(&fr->reply);
+        if (m == 0 || m > sizeof(msg)) {
+            m = sizeof(KVP_ERR_OOM) - 1;
+            memcpy(msg, KVP_ERR_OOM, m);
+        } else {
+            memcpy(msg, kv_buf_rptr(&fr->reply), m);
+        }
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
+        kvp_req_frag_reply(r, f, msg, m);
+    } else if (!kvp_backend_usable(fr->target)) {
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
+        kvp_req_frag_reply(r, f, fr->target->unavailable, fr->target->unavailable_len);
+    } else {
+        kv_buf *out = &fr->target->out;
+        size_t mark = kv_buf_mark(out);
+        kv_buf_append(out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
+        kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
+        if (kvp_backend_send(fr->target, mark, kvp_req_on_reply, r, (uint32_t)f) != KV_OK)
+            kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+    }
+    premig_step_done(d);
+}
+
+/* The in-flight callback of a migrate-on-access MIGRATE (ctx = the request,
+ * tag = the fragment). */
+static void premig_reply(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    kvp_req *r = ctx;
+    int f = (int)tag;
+    kvp_frag *fr = &r->frags[f];
+    int ok = n >= 5 && (memcmp(p, "+OK\r\n", 5) == 0 || (n >= 8 && memcmp(p, "+NOKEY\r\n", 8) == 0));
+    if (!ok && !fr->premig_failed) {
+        char msg[400];
+        size_t body = n > 2 ? n - 2 : 0;
+        if (body > 300)
+            body = 300;
+        const char *text = p;
+        if (body > 0 && p[0] == '-') {
+            text++;
+            body--;
+        }
+        snprintf(msg, sizeof(msg), "-ERR migrate-on-access failed: %.*s\r\n", (int)body, text);
+        premig_fail(r, f, msg);
+    }
+    if (--fr->premig_pending == 0)
+        premig_release(r, f);
+}
+
+/* Fragment f of r goes to `target` and has keys (among d->s_rkey[0..nk)
+ * selected by d->s_in_frag) in migrating buckets: hold its command and send
+ * one MIGRATE per source, naming each key once (MGET k k: Redis would answer
+ * BUSYKEY for the second copy of a key it has just moved). Linear in nk.
+ * Returns the buffer the caller writes the command into, or NULL when it
+ * was answered (a source is down, or out of memory). */
+static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *target, int nk)
+{
+    const kvp_table *t = d->table;
+    kvp_frag *fr = &r->frags[f];
+    const uint8_t *in_frag = d->s_in_frag;
+    /* every source must be reachable, or nothing is sent */
+    for (int i = 0; i < nk; i++) {
+        if (!in_frag[i] || d->s_rkey[i].src == KVP_NO_SERVER)
+            continue;
+        kvp_backend *src = d->route[d->s_rkey[i].src];
+        if (src == NULL || !kvp_backend_usable(src)) {
+            frag_unavailable(r, f, src);
+            return NULL;
+        }
+    }
+    if (scratch_servers(d, t->nservers) != KV_OK || kv_keyset_reset(&d->s_seen, (size_t)nk) != KV_OK) {
+        kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        return NULL;
+    }
+    /* a repeated key has the same bucket, hence the same source: one set
+     * over the fragment finds every repeat */
+    uint8_t *named = d->s_pick;
+    for (int i = 0; i < nk; i++)
+        named[i] = in_frag[i] && d->s_rkey[i].src != KVP_NO_SERVER &&
+                   kv_keyset_add(&d->s_seen, d->s_rkey[i].p, d->s_rkey[i].len);
+    if (!fr->holding) {
+        kv_buf_init(&fr->held, KVP_OUT_MAX);
+        fr->holding = 1;
+    }
+    fr->target = target;
+    fr->premig_pending = 0;
+    fr->premig_failed = 0;
+    for (int i = 0; i < nk; i++) {
+        if (!named[i] || d->s_src_done[d->s_rkey[i].src])
+            continue;
+        uint16_t src = d->s_rkey[i].src;
+        d->s_src_done[src] = 1;
+        kvp_backend *sbe = d->route[src];
+        size_t mark = kv_buf_mark(&sbe->out);
+        write_migrate(&sbe->out, target, t, d->s_rkey, named, src, i, nk);
+        if (kvp_backend_send(sbe, mark, premig_reply, r, (uint32_t)f) != KV_OK) {
+            /* this source's keys stay there: the command must not run */
+            premig_fail(r, f, KVP_ERR_OOM);
+            continue;
+        }
+        fr->premig_pending++;
+    }
+    if (fr->premig_pending == 0) {
+        /* no MIGRATE went out: answered now */
+        frag_oom(r, f);
+        return NULL;
+    }
+    d->premig_inflight++;
+    r->route_ctx = d;
+    kv_buf_mark(&fr->held);
+    return &fr->held;
+}
+
+static kvp_backend *pick_backend(kvp_dispatcher *d, kvp_client *c, int server)
+{
+    kvp_backend *be = d->route[server];
+    if (be == NULL || !kvp_backend_usable(be)) {
+        if (be)
+            kvp_client_reply(c, be->unavailable, be->unavailable_len);
+        else
+            kvp_client_reply_str(c, KVP_ERR_OOM);
+        return NULL;
+    }
+    return be;
+}
+
+static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
+                        const int *keys, int nk, const kvp_rkey *rkeys, uint32_t flags)
+{
+    kvp_req *r = kvp_client_req_new(c, KVP_MERGE_NONE, 1);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
+    kvp_req_routed(r);
+    size_t mark = kv_buf_mark(&be->out);
+    write_routed(&be->out, argc, argv, keys, nk, d->table, rkeys);
+    if (kvp_backend_send(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
+        frag_oom(r, 0);
+    kvp_req_sent(r);
+}
+
+static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    const kvp_table *t = d->table;
+    if (scratch(d, argc) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
+    if (nk < 0) {
+        kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
+        return KV_OK;
+    }
+    if (nk == 0) {
+        kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
+        return KV_OK;
+    }
+    route_keys(d, t, argv, nk);
+    if (d->s_rkey[0].blocked) {
+        c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
+        return KV_AGAIN;
+    }
+    for (int i = 1; i < nk; i++) {
+        if (d->s_rkey[i].bucket != d->s_rkey[0].bucket) {
+            kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
+            return KV_OK;
+        }
+    }
+    count_cmd(d, cmd);
+    kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
+    if (be == NULL)
+        return KV_OK;
+    if (d->s_rkey[0].src == KVP_NO_SERVER) {
+        forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, cmd->flags);
+        return KV_OK;
+    }
+    /* the bucket is migrating: MIGRATE the keys to `be` first */
+    kvp_req *r = kvp_client_req_new(c, KVP_MERGE_NONE, 1);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+    kvp_req_routed(r);
+    if (kvp_req_ensure_frags(r) != KV_OK) {
+        frag_oom(r, 0);
+    } else {
+        memset(d->s_in_frag, 1, (size_t)nk);
+        kv_buf *held = premig_start(d, r, 0, be, nk);
+        if (held) {
+            write_routed(held, argc, argv, d->s_keys, nk, t, d->s_rkey);
+            if (kv_buf_settle(held, 0) != KV_OK)
+                premig_fail(r, 0, KVP_ERR_OOM);
+        }
+    }
+    kvp_req_sent(r);
+    return KV_OK;
+}
+
+/* Fragment f of a split command: its keys (d->s_server[i] == f), in the
+ * client's order, to its backend -- or held behind its MIGRATEs. */
+static void split_send(kvp_dispatcher *d, kvp_req *r, int f, const kv_str *argv, int nk, int step)
+{
+    const kvp_table *t = d->table;
+    kvp_backend *be = r->frags[f].be;
+    if (be == NULL || !kvp_backend_usable(be)) {
+        frag_unavailable(r, f, be);
+        return;
+    }
+    int cnt = 0, mig = 0;
+    for (int i = 0; i < nk; i++)
+        if (d->s_server[i] == f) {
+            cnt++;
+            mig |= d->s_rkey[i].src != KVP_NO_SERVER;
+        }
+    kv_buf *out = &be->out;
+    size_t mark = 0;
+    if (mig) {
+        for (int i = 0; i < nk; i++)
+            d->s_in_frag[i] = d->s_server[i] == f;
+        if ((out = premig_start(d, r, f, be, nk)) == NULL)
+            return; /* answered: a source is down */
+    } else {
+        mark = kv_buf_mark(out);
+    }
+    kv_resp_write_count(out, '*', 1 + (long long)cnt * step);
+    kv_resp_write_bulk(out, argv[0].p, argv[0].len);
+    for (int i = 0; i < nk; i++) {
+        if (d->s_server[i] != f)
+            continue;
+        int ki = d->s_keys[i];
+        const kvp_rkey *rk = &d->s_rkey[i];
+        kv_resp_write_bulk2(out, t->prefix[rk->bucket], t->prefix_len[rk->bucket], rk->p, rk->len);
+        for (int v = 1; v < step; v++)
+            kv_resp_write_bulk(out, argv[ki + v].p, argv[ki + v].len);
+    }
+    if (mig) {
+        if (kv_buf_settle(out, 0) != KV_OK)
+            premig_fail(r, f, KVP_ERR_OOM); /* answered when its MIGRATEs are */
+    } else if (kvp_backend_send(be, mark, kvp_req_on_reply, r, (uint32_t)f) != KV_OK) {
+        frag_oom(r, f);
+    }
+}
+
+/* DEL/UNLINK/EXISTS/TOUCH/MGET/MSET: one fragment per backend, keys in the
+ * client's order inside each; merged by merge.c. */
+static int dispatch_split(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    const kvp_table *t = d->table;
+    if (scratch(d, argc) != KV_OK || scratch_servers(d, t->nservers) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
+    int step = cmd->ks[0].keystep > 0 ? cmd->ks[0].keystep : 1; /* MSET: key value */
+    if (nk <= 0) {
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return KV_OK;
+    }
+    route_keys(d, t, argv, nk);
+    for (int i = 0; i < nk; i++)
+        if (d->s_rkey[i].blocked) {
+            c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
+            return KV_AGAIN;
+        }
+    count_cmd(d, cmd);
+    int single = 1, migrating = 0;
+    for (int i = 0; i < nk; i++) {
+        migrating |= d->s_rkey[i].src != KVP_NO_SERVER;
+        single &= d->s_rkey[i].server == d->s_rkey[0].server;
+    }
+    if (single && !migrating) {
+        /* one backend: its reply is already the right merged reply */
+        kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
+        if (be)
+            forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, 0);
+        return KV_OK;
+    }
+    /* fragment of each key: per server, in order of first appearance */
+    int *fsrv = d->s_frag_server;
+    int nfrags = 0;
+    for (int i = 0; i < nk; i++) {
+        int s = d->s_rkey[i].server;
+        if (d->s_src_done[s] == 0) {
+            fsrv[nfrags] = s;
+            d->s_src_done[s] = 1;
+            d->s_frag_of[s] = nfrags++;
+        }
+        d->s_server[i] = d->s_frag_of[s];
+    }
+    kvp_req *r = kvp_client_req_new(c, cmd->merge, nfrags);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    kvp_req_routed(r);
+    int map_keys = cmd->merge == KVP_MERGE_MGET && kvp_req_map_keys(r, nk) == KV_OK;
+    for (int f = 0; f < nfrags; f++)
+        r->frags[f].be = d->route[fsrv[f]];
+    if (map_keys) {
+        /* element index of each key inside its fragment's reply; the counts
+         * run in s_src_done, reset per server */
+        for (int f = 0; f < nfrags; f++)
+            d->s_frag_of[fsrv[f]] = 0;
+        for (int i = 0; i < nk; i++) {
+            r->key_frag[i] = (uint16_t)d->s_server[i];
+            r->key_pos[i] = (uint32_t)d->s_frag_of[fsrv[d->s_server[i]]]++;
+        }
+    }
+    for (int f = 0; f < nfrags; f++)
+        split_send(d, r, f, argv, nk, step);
+    kvp_req_sent(r);
+    return KV_OK;
+}
+
+/* Every master gets the command as it is (FLUSHALL, DBSIZE, RANDOMKEY, INFO). */
+static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    const kvp_table *t = d->table;
+    count_cmd(d, cmd);
+    kvp_req *r = kvp_client_req_new(c, cmd->merge, t->nservers);
+    if (r == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return;
+    }
+    kvp_req_routed(r);
+    static const kv_str info_args[3] = {{"INFO", 4}, {"server", 6}, {"keyspace", 8}};
+    if (cmd->merge == KVP_MERGE_INFO)
+        r->info_section = info_sections(argc, argv);
+    for (int s = 0; s < t->nservers; s++) {
+        kvp_backend *be = d->route[s];
+        r->frags[s].be = be;
+        if (be == NULL || !kvp_backend_usable(be)) {
+            frag_unavailable(r, s, be);
+            continue;
+        }
+        size_t mark = kv_buf_mark(&be->out);
+        if (cmd->merge == KVP_MERGE_INFO)
+            write_routed(&be->out, 3, info_args, NULL, 0, t, NULL);
+        else
+            write_routed(&be->out, argc, argv, NULL, 0, t, NULL);
+        if (kvp_backend_send(be, mark, kvp_req_on_reply, r, (uint32_t)s) != KV_OK)
+            frag_oom(r, s);
+    }
+    kvp_req_sent(r);
+}
+
+static void dispatch_any(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    const kvp_table *t = d->table;
+    count_cmd(d, cmd);
+    int server = (int)(c->id % (uint64_t)t->nservers);
+    kvp_backend *be = pick_backend(d, c, server);
+    if (be)
+        forward_one(d, c, be, argc, argv, NULL, 0, NULL, 0);
+}
+
+/* ------------------------------------------------------------- dispatch */
+
+static int qps_allowed(kvp_dispatcher *d)
+{
+    int max = kvp_conf_int(&kvp_g.max_qps);
+    if (max <= 0)
+        return 1;
+    int share = max / (kvp_g.io_threads > 0 ? kvp_g.io_threads : 1);
+    if (share < 1)
+        share = 1;
+    uint64_t sec = d->clock->now_ms / 1000;
+    if (sec != d->qps_sec) {
+        d->qps_sec = sec;
+        d->qps_count = 0;
+    }
+    return ++d->qps_count <= share;
+}
+
+/* The entry for a container's subcommand, or NULL when answered. */
+static const kvp_cmd *lookup_sub(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    if (argc < 2) {
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return NULL;
+    }
+    const kvp_cmd *sub = kvp_cmd_lookup_sub(cmd, argv[1].p, argv[1].len);
+    if (sub == NULL) {
+        char upper[32];
+        size_t i = 0;
+        for (; cmd->name[i] && i < sizeof(upper) - 1; i++)
+            upper[i] = (char)(cmd->name[i] >= 'a' && cmd->name[i] <= 'z' ? cmd->name[i] - 32 : cmd->name[i]);
+        upper[i] = 0;
+        int n = argv[1].len > 64 ? 64 : (int)argv[1].len;
+        kvp_client_reply_err(c, KVP_ERR_UNKNOWN_SUB_FMT, n, argv[1].p, upper);
+    }
+    return sub;
+}
+
+int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
+{
+    kvp_dispatcher *d = ctx;
+    const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
+    if (cmd == NULL) {
+        int n = argv[0].len > 128 ? 128 : (int)argv[0].len;
+        kvp_client_reply_err(c, KVP_ERR_UNKNOWN_FMT, n, argv[0].p);
+        return KV_OK;
+    }
+    if (!c->authed && cmd->local != KVP_LOCAL_AUTH && cmd->local != KVP_LOCAL_HELLO &&
+        cmd->local != KVP_LOCAL_QUIT) {
+        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
+        return KV_OK;
+    }
+    if (kvp_cmd_is_container(cmd) && (cmd = lookup_sub(c, cmd, argc, argv)) == NULL)
+        return KV_OK;
+    if (!kvp_cmd_arity_ok(cmd, argc)) {
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_UNSUPPORTED) {
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+        return KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_LOCAL) {
+        count_cmd(d, cmd);
+        dispatch_local(c, cmd, argc, argv);
+        return KV_OK;
+    }
+    if (d->table == NULL) {
+        if (!d->table_wait_expired) {
+            if (d->no_table_since == 0)
+                d->no_table_since = d->clock->now_ms;
+            c->park_reason = KVP_PARK_NO_TABLE;
+            return KV_AGAIN;
+        }
+        kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
+        return KV_OK;
+    }
+    if (d->table_waits) {
+        /* a new table waits for migrate-on-access steps to finish: start no
+         * new one, so the swap happens within a round trip (the client
+         * resumes with the new table) */
+        c->park_reason = KVP_PARK_TABLE_SWAP;
+        return KV_AGAIN;
+    }
+    if (!qps_allowed(d)) {
+        kvp_client_reply_str(c, KVP_ERR_QPS);
+        return KV_OK;
+    }
+    switch (cmd->cls) {
+    case KVP_CLASS_KEYED:
+        return dispatch_keyed(d, c, cmd, argc, argv);
+    case KVP_CLASS_SPLIT:
+        return dispatch_split(d, c, cmd, argc, argv);
+    case KVP_CLASS_FANOUT:
+        dispatch_fanout(d, c, cmd, argc, argv);
+        break;
+    case KVP_CLASS_ANY:
+        dispatch_any(d, c, cmd, argc, argv);
+        break;
+    default:
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+    }
+    return KV_OK;
+}
+
+void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
+{
+    memset(d, 0, sizeof(*d));
+    d->clock = clock;
+    d->st = st;
+}
+
+void kvp_dispatcher_free(kvp_dispatcher *d)
+{
+    free(d->s_keys);
+    free(d->s_server);
+    free(d->s_rkey);
+    free(d->s_hex);
+    free(d->s_in_frag);
+    free(d->s_pick);
+    free(d->s_src_done);
+    free(d->s_frag_of);
+    free(d->s_frag_server);
+    kv_keyset_free(&d->s_seen);
+    memset(d, 0, sizeof(*d));
+}

@@ -1,0 +1,205 @@
+/* test_backend.c -- the backend layer alone (c/proxy/backend.c) against a
+ * stand-in Redis in this process (a listening socket the test answers by
+ * hand): connect, AUTH, ready, replies to their callbacks in order, request
+ * timeout, a connection closed by the peer, a refused AUTH, and lending:
+ * the bound, RESET on give-back, reuse, and never reusing a connection in
+ * an unknown state. Links kvp_backend and below: no request, no client.
+ *
+ * Why: a reply matched to the wrong entry goes to the wrong client; a
+ * stalled master must not hold requests past request_timeout; a wrong
+ * password must fail requests with a clear error; a connection lent to a
+ * client (MULTI, BLPOP, SUBSCRIBE) and reused without a RESET would carry
+ * that client's transaction or subscription into the next one's. */
+#include "../../c/proxy/backend.h"
+#include "tap.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct event_base *base;
+static kvp_clock clk;
+static kvp_backends set;
+static int lfd, port;
+static char addr[32];
+
+static char got[8][128];
+static int ngot;
+
+static void on_reply(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    (void)ctx;
+    snprintf(got[ngot % 8], sizeof(got[0]), "%u:%.*s", tag, (int)n, p);
+    ngot++;
+}
+
+static void spin(void)
+{
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        kvp_backends_flush(&set);
+        usleep(2000);
+    }
+}
+
+/* The stand-in accepts the next connection. */
+static int accept_one(void)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    for (int i = 0; i < 100 && poll(&p, 1, 10) == 0; i++)
+        spin();
+    return accept(lfd, NULL, NULL);
+}
+
+/* What the stand-in has read (waits a little for it). */
+static const char *server_read(int fd)
+{
+    static char buf[4096];
+    struct pollfd p = {fd, POLLIN, 0};
+    for (int i = 0; i < 100 && poll(&p, 1, 10) == 0; i++)
+        spin();
+    ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    buf[n > 0 ? n : 0] = 0;
+    return buf;
+}
+
+static void server_write(int fd, const char *s)
+{
+    ssize_t w = write(fd, s, strlen(s));
+    (void)w;
+    spin();
+}
+
+static void send_cmd(kvp_backend *be, const char *cmd, uint32_t tag)
+{
+    size_t mark = kv_buf_mark(&be->out);
+    kv_buf_append(&be->out, cmd, strlen(cmd));
+    kvp_backend_send(be, mark, on_reply, NULL, tag);
+    kvp_backends_flush(&set);
+}
+
+static void test_states(void)
+{
+    atomic_store(&kvp_g.redis_password, "pw");
+    atomic_store(&kvp_g.request_timeout_ms, 1000);
+    kvp_backend *be = kvp_backends_get(&set, addr);
+    TAP_CHECK(be && be->mode == KVP_BE_SHARED && be->state == KVP_BE_CONNECTING, "get: connecting");
+    send_cmd(be, "*1\r\n$4\r\nPING\r\n", 1); /* queued while connecting */
+    int s = accept_one();
+    spin();
+    TAP_CHECK(be->state == KVP_BE_AUTHING, "connected: AUTH sent first");
+    TAP_CHECK(strcmp(server_read(s), "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n") == 0, "the server sees AUTH alone");
+    server_write(s, "+OK\r\n");
+    TAP_CHECK(be->state == KVP_BE_READY, "+OK: ready");
+    TAP_CHECK(strcmp(server_read(s), "*1\r\n$4\r\nPING\r\n") == 0, "the queued command follows");
+    send_cmd(be, "*1\r\n$4\r\nECHO\r\n", 2);
+    server_read(s);
+    server_write(s, "+PONG\r\n$1\r\nx\r\n");
+    TAP_CHECK(ngot == 2 && strcmp(got[0], "1:+PONG\r\n") == 0 && strcmp(got[1], "2:$1\r\nx\r\n") == 0,
+              "replies reach their callbacks in order");
+
+    /* request timeout: the master does not answer */
+    send_cmd(be, "*1\r\n$4\r\nPING\r\n", 3);
+    server_read(s);
+    clk.now_ms += 1500;
+    kvp_backends_tick(&set);
+    TAP_CHECK(ngot == 3 && strcmp(got[2], "3:-ERR request timeout\r\n") == 0, "past request_timeout: the entry fails");
+    TAP_CHECK(be->state == KVP_BE_CONNECTING || be->state == KVP_BE_AUTHING, "and a new connection is made");
+    close(s);
+    s = accept_one();
+    server_read(s);
+    server_write(s, "+OK\r\n");
+    TAP_CHECK(be->state == KVP_BE_READY, "ready again");
+
+    /* closed by the peer with a command in flight */
+    send_cmd(be, "*1\r\n$4\r\nPING\r\n", 4);
+    server_read(s);
+    close(s);
+    spin();
+    TAP_CHECK(ngot == 4 && strstr(got[3], "4:-ERR backend") && strstr(got[3], "unavailable"),
+              "a connection closed by the peer fails what was in flight");
+
+    /* a refused AUTH: down, with the error for what waits */
+    s = accept_one();
+    send_cmd(be, "*1\r\n$4\r\nPING\r\n", 5);
+    server_read(s);
+    server_write(s, "-WRONGPASS invalid\r\n");
+    TAP_CHECK(be->state == KVP_BE_DOWN && ngot == 5 && strstr(got[4], "5:-ERR backend"),
+              "a refused AUTH: down, the queued command fails");
+    TAP_CHECK(kvp_backend_usable(be) == 0, "and callers fail fast during the back-off");
+    close(s);
+}
+
+static void test_lending(void)
+{
+    atomic_store(&kvp_g.redis_password, "");
+    set.owned_max = 2;
+    kvp_backend *a = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *b = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *c = kvp_backends_lend(&set, addr, &set);
+    TAP_CHECK(a && b && a != b && a->mode == KVP_BE_OWNED, "two connections of their own");
+    TAP_CHECK(c == NULL && kvp_backends_owned(&set, addr) == 2, "a third is refused at owned_max");
+    int sa = accept_one(), sb = accept_one();
+    spin();
+    TAP_CHECK(a->state == KVP_BE_READY && b->state == KVP_BE_READY, "both connected");
+
+    /* a given back with nothing in flight: RESET, then idle and lent again */
+    kvp_backend_give_back(a);
+    const char *seen = server_read(sa);
+    int sa_got_reset = strcmp(seen, "*1\r\n$5\r\nRESET\r\n") == 0;
+    int sb_got_reset = !sa_got_reset && strcmp(seen = server_read(sb), "*1\r\n$5\r\nRESET\r\n") == 0;
+    TAP_CHECK(sa_got_reset || sb_got_reset, "given back: RESET sent");
+    TAP_CHECK(a->mode == KVP_BE_RESETTING && kvp_backends_owned(&set, addr) == 2,
+              "while resetting it still counts against the bound");
+    server_write(sa_got_reset ? sa : sb, "+RESET\r\n");
+    TAP_CHECK(a->mode == KVP_BE_IDLE && kvp_backends_owned(&set, addr) == 1, "+RESET: idle, off the bound");
+    kvp_backend *again = kvp_backends_lend(&set, addr, &set);
+    TAP_CHECK(again == a && a->mode == KVP_BE_OWNED, "the idle connection is lent again");
+
+    /* b given back with a command in flight (a BLPOP): never reused */
+    send_cmd(b, "*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n", 9);
+    int before = ngot;
+    kvp_backend_give_back(b);
+    TAP_CHECK(b->state == KVP_BE_DOWN && b->mode == KVP_BE_IDLE && ngot == before + 1,
+              "given back mid-command: closed, its entry answered");
+    clk.now_ms += 1;
+    kvp_backends_tick(&set);
+    TAP_CHECK(kvp_backends_owned(&set, addr) == 1 && set.n == 2,
+              "and dropped by the tick, never lent again (%d connections)", set.n);
+    /* an owned connection that breaks is not reconnected */
+    close(sa);
+    close(sb);
+    spin();
+    TAP_CHECK(a->state == KVP_BE_DOWN && kvp_backend_usable(a) == 0, "an owned connection that breaks stays down");
+    kvp_backend_give_back(a);
+    kvp_backends_tick(&set);
+    TAP_CHECK(kvp_backends_owned(&set, addr) == 0, "given back, it is gone");
+}
+
+int main(void)
+{
+    base = event_base_new();
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    socklen_t sl = sizeof(sa);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 16) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &sl) != 0)
+        return 1;
+    port = ntohs(sa.sin_port);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+    kvp_clock_read(&clk);
+    kvp_backends_init(&set, base, &clk, 0);
+    test_states();
+    test_lending();
+    kvp_backends_free(&set);
+    return tap_done();
+}

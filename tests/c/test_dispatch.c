@@ -1,0 +1,244 @@
+/* test_dispatch.c -- routing alone (c/proxy/dispatch.c): split commands,
+ * unreachable backends, migrate-on-access sequencing, the reasons a command
+ * waits, and commands that cannot be written whole. Backends are left
+ * connecting (commands wait in their output, no socket); replies are fed to
+ * the in-flight entries by hand. Links kvp_dispatch and below: no worker.
+ *
+ * Why: a split command must send one fragment per master with its keys in
+ * the client's order, or MGET answers values in the wrong places; a key of
+ * a migrating bucket must be MIGRATEd before its command runs on the
+ * destination, and nothing may run there when the MIGRATE failed; a
+ * truncated command in a backend's output shifts every later reply. */
+#include "../../c/proxy/dispatch.h"
+#include "../../c/proxy/errors.h"
+#include "tap.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static kvp_clock clk;
+static kvp_wstats st;
+static kvp_req_pool pool;
+static kvp_clients clients;
+static kvp_backends backends;
+static kvp_dispatcher d;
+static kvp_backend *be[2];
+static kvp_table *t;
+
+static kvp_client *fake_client(void)
+{
+    kvp_client *c = calloc(1, sizeof(*c));
+    c->set = &clients;
+    c->authed = 1;
+    c->state = KVP_CLIENT_OPEN;
+    kv_buf_init(&c->out, KVP_OUT_MAX);
+    return c;
+}
+
+/* Two masters: even buckets on the first, odd on the second ("foo" is in
+ * bucket 705, "hello" in 804, "a" in 58, "b" in 227 with murmur2). */
+static void setup(void)
+{
+    kvp_cmd_init();
+    kvp_clock_read(&clk);
+    atomic_store(&kvp_g.request_timeout_ms, 1000);
+    kvp_req_pool_init(&pool, &clk, &st, NULL);
+    kvp_clients_init(&clients, NULL, &clk, &pool, kvp_dispatch, &d);
+    kvp_backends_init(&backends, NULL, &clk, 0);
+    kvp_dispatcher_init(&d, &clk, &st);
+    t = kvp_table_new(1023, 2);
+    strcpy(t->servers[0], "127.0.0.1:1");
+    strcpy(t->servers[1], "127.0.0.1:2");
+    for (int b = 0; b < 1023; b++)
+        t->owner[b] = (uint16_t)(b % 2);
+    t->version = 1;
+    d.table = t;
+    d.route = calloc(2, sizeof(*d.route));
+    for (int i = 0; i < 2; i++) {
+        /* made by hand: kvp_backends_get would connect */
+        be[i] = calloc(1, sizeof(kvp_backend));
+        be[i]->set = &backends;
+        be[i]->state = KVP_BE_CONNECTING;
+        be[i]->ring_cap = 64;
+        be[i]->ring = calloc(64, sizeof(kvp_inflight));
+        kv_buf_init(&be[i]->out, KVP_OUT_MAX);
+        snprintf(be[i]->addr, sizeof(be[i]->addr), "%s", t->servers[i]);
+        snprintf(be[i]->host, sizeof(be[i]->host), "127.0.0.1");
+        be[i]->port = i + 1;
+        be[i]->unavailable_len = (size_t)snprintf(be[i]->unavailable, sizeof(be[i]->unavailable),
+                                                  "-ERR backend %s unavailable\r\n", be[i]->addr);
+        d.route[i] = be[i];
+    }
+}
+
+static int run(kvp_client *c, const char *line)
+{
+    static char buf[1024];
+    kv_str argv[32];
+    int argc = 0;
+    strcpy(buf, line);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+        argv[argc].p = tok;
+        argv[argc++].len = strlen(tok);
+    }
+    return kvp_dispatch(&d, c, argc, argv);
+}
+
+/* The oldest entry waiting on backend i gets reply p. */
+static void answer(int i, const char *p)
+{
+    kvp_backend *b = be[i];
+    kvp_inflight e = b->ring[b->ring_head];
+    b->ring_head = (b->ring_head + 1) & (b->ring_cap - 1);
+    b->ring_len--;
+    e.cb(e.ctx, e.tag, p, strlen(p));
+}
+
+static int text_is(kv_buf *b, const char *want)
+{
+    size_t n = strlen(want);
+    int ok = kv_buf_len(b) == n && memcmp(kv_buf_rptr(b), want, n) == 0;
+    if (!ok)
+        fprintf(stderr, "# got [%.*s]\n", (int)kv_buf_len(b), kv_buf_rptr(b));
+    kv_buf_consume(b, kv_buf_len(b));
+    return ok;
+}
+
+/* A key of the even master other than hello, and its routed form. */
+static const char *even_key(char *routed, size_t n) /* n >= 64 */
+{
+    static char key[16];
+    for (int i = 0;; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        uint32_t b = kvp_table_bucket(t, key, strlen(key));
+        if (b % 2 == 0 && b != 804) {
+            snprintf(routed, n, "$%zu\r\n%u_%s\r\n", strlen(key) + strlen(t->prefix[b]), b, key);
+            return key;
+        }
+    }
+}
+
+static void test_split(kvp_client *c)
+{
+    char routed[64], cmd[96], want[160];
+    const char *k = even_key(routed, sizeof(routed));
+    snprintf(cmd, sizeof(cmd), "MGET foo hello %s foo", k);
+    run(c, cmd);
+    TAP_CHECK(be[1]->ring_len == 1 && be[0]->ring_len == 1, "MGET over two masters: one fragment each");
+    TAP_CHECK(text_is(&be[1]->out, "*3\r\n$4\r\nMGET\r\n$7\r\n705_foo\r\n$7\r\n705_foo\r\n"),
+              "the odd master's keys, in the client's order");
+    snprintf(want, sizeof(want), "*3\r\n$4\r\nMGET\r\n$9\r\n804_hello\r\n%s", routed);
+    TAP_CHECK(text_is(&be[0]->out, want), "the even master's keys, in the client's order");
+    answer(0, "*2\r\n$1\r\nH\r\n$1\r\nK\r\n");
+    answer(1, "*2\r\n$1\r\nF\r\n$1\r\nG\r\n");
+    TAP_CHECK(text_is(&c->out, "*4\r\n$1\r\nF\r\n$1\r\nH\r\n$1\r\nK\r\n$1\r\nG\r\n"), "values back in key order");
+
+    /* one master known down: its keys carry its error in place */
+    be[1]->forced_down = 1;
+    run(c, "MGET foo hello");
+    TAP_CHECK(be[1]->ring_len == 0 && kv_buf_len(&be[1]->out) == 0, "nothing sent to the master known down");
+    answer(0, "*1\r\n$1\r\nH\r\n");
+    TAP_CHECK(text_is(&c->out, "*2\r\n-ERR backend 127.0.0.1:2 unavailable\r\n$1\r\nH\r\n"),
+              "MGET: the unavailable master's error in its key's place");
+    run(c, "MSET foo 1 hello 2");
+    kv_buf_consume(&be[0]->out, kv_buf_len(&be[0]->out));
+    answer(0, "+OK\r\n");
+    TAP_CHECK(text_is(&c->out, "-ERR backend 127.0.0.1:2 unavailable\r\n"), "MSET with a part down: the error");
+    be[1]->forced_down = 0;
+
+    /* all keys on one master: forwarded as is, no merge */
+    run(c, "DEL foo foo");
+    TAP_CHECK(text_is(&be[1]->out, "*3\r\n$3\r\nDEL\r\n$7\r\n705_foo\r\n$7\r\n705_foo\r\n") && be[1]->ring_len == 1,
+              "keys of one master: one command");
+    answer(1, ":1\r\n");
+    TAP_CHECK(text_is(&c->out, ":1\r\n"), "its reply as is");
+}
+
+static void test_migrate_on_access(kvp_client *c)
+{
+    /* bucket 705 (foo) migrates from the odd master to the even one */
+    t->mig_dst[705] = 0;
+    run(c, "GET foo");
+    TAP_CHECK(be[1]->ring_len == 1 && be[0]->ring_len == 0 && d.premig_inflight == 1,
+              "a key of a migrating bucket: a MIGRATE on the source first, nothing on the destination");
+    TAP_CHECK(text_is(&be[1]->out, "*8\r\n$7\r\nMIGRATE\r\n$9\r\n127.0.0.1\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n0\r\n"
+                                   "$4\r\n1000\r\n$4\r\nKEYS\r\n$7\r\n705_foo\r\n"),
+              "MIGRATE to the destination names the key");
+    answer(1, "+NOKEY\r\n");
+    TAP_CHECK(text_is(&be[0]->out, "*2\r\n$3\r\nGET\r\n$7\r\n705_foo\r\n") && be[0]->ring_len == 1 &&
+                  d.premig_inflight == 0,
+              "MIGRATE answered: the command goes to the destination");
+    answer(0, "$1\r\nv\r\n");
+    TAP_CHECK(text_is(&c->out, "$1\r\nv\r\n"), "and its reply to the client");
+
+    /* a failed MIGRATE: nothing runs on the destination */
+    run(c, "SET foo w");
+    kv_buf_consume(&be[1]->out, kv_buf_len(&be[1]->out));
+    answer(1, "-IOERR error or timeout\r\n");
+    TAP_CHECK(kv_buf_len(&be[0]->out) == 0 && be[0]->ring_len == 0, "MIGRATE failed: nothing sent to the destination");
+    TAP_CHECK(text_is(&c->out, "-ERR migrate-on-access failed: IOERR error or timeout\r\n"), "the client gets why");
+
+    /* a split command over a migrating bucket and an owned one */
+    run(c, "MGET foo hello");
+    TAP_CHECK(be[1]->ring_len == 1 && be[0]->ring_len == 0, "MGET: the MIGRATE for foo's fragment first");
+    kv_buf_consume(&be[1]->out, kv_buf_len(&be[1]->out));
+    answer(1, "+OK\r\n");
+    TAP_CHECK(text_is(&be[0]->out, "*3\r\n$4\r\nMGET\r\n$7\r\n705_foo\r\n$9\r\n804_hello\r\n"),
+              "then one fragment on the destination with both keys");
+    answer(0, "*2\r\n$1\r\nF\r\n$1\r\nH\r\n");
+    TAP_CHECK(text_is(&c->out, "*2\r\n$1\r\nF\r\n$1\r\nH\r\n"), "merged");
+    t->mig_dst[705] = KVP_NO_SERVER;
+}
+
+static void test_waits(kvp_client *c)
+{
+    t->blocked[705] = 1;
+    TAP_CHECK(run(c, "GET foo") == KV_AGAIN && c->park_reason == KVP_PARK_BLOCKED, "a blocked bucket: wait (blocked)");
+    TAP_CHECK(run(c, "MGET hello foo") == KV_AGAIN && kv_buf_len(&be[0]->out) == 0, "a split with one: wait, nothing sent");
+    t->blocked[705] = 0;
+    d.table_waits = 1;
+    TAP_CHECK(run(c, "GET hello") == KV_AGAIN && c->park_reason == KVP_PARK_TABLE_SWAP, "a table swap held back: wait");
+    TAP_CHECK(run(c, "PING") == KV_OK && text_is(&c->out, "+PONG\r\n"), "a local command does not");
+    d.table_waits = 0;
+    d.table = NULL;
+    TAP_CHECK(run(c, "GET hello") == KV_AGAIN && c->park_reason == KVP_PARK_NO_TABLE, "no table: wait");
+    d.table_wait_expired = 1;
+    TAP_CHECK(run(c, "GET hello") == KV_OK && text_is(&c->out, KVP_ERR_NO_TABLE), "no table past the wait: the error");
+    d.table = t;
+}
+
+static void test_append_fail(kvp_client *c)
+{
+    char big[300] = "SET foo ";
+    memset(big + 8, 'v', 200);
+    /* the odd master's output cannot take the SET */
+    kv_buf_release(&be[1]->out);
+    be[1]->out.max = 64;
+    run(c, big);
+    TAP_CHECK(kv_buf_len(&be[1]->out) == 0 && be[1]->ring_len == 0, "no part of a SET that did not fit is left, nothing queued");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_OOM), "the client is answered out of memory");
+    run(c, "GET foo");
+    TAP_CHECK(text_is(&be[1]->out, "*2\r\n$3\r\nGET\r\n$7\r\n705_foo\r\n") && be[1]->ring_len == 1,
+              "the next command goes out whole, alone");
+    answer(1, "$1\r\nx\r\n");
+    TAP_CHECK(text_is(&c->out, "$1\r\nx\r\n"), "and its reply is its own");
+    char mset[300] = "MSET hello 1 foo ";
+    memset(mset + 17, 'v', 200);
+    run(c, mset);
+    TAP_CHECK(kv_buf_len(&be[1]->out) == 0 && be[1]->ring_len == 0, "MSET: no part for the full backend");
+    TAP_CHECK(text_is(&be[0]->out, "*3\r\n$4\r\nMSET\r\n$9\r\n804_hello\r\n$1\r\n1\r\n"), "MSET: the other part whole");
+    answer(0, "+OK\r\n");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_OOM), "MSET answers the error");
+    be[1]->out.max = KVP_OUT_MAX;
+}
+
+int main(void)
+{
+    setup();
+    kvp_client *c = fake_client();
+    test_split(c);
+    test_migrate_on_access(c);
+    test_waits(c);
+    test_append_fail(c);
+    return tap_done();
+}
