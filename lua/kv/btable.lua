@@ -112,6 +112,20 @@ function M.set_blocked(t, buckets, on)
   return n
 end
 
+-- Undoes the START of the listed buckets that are still blocked: no proxy
+-- has moved a key of a blocked bucket, so it simply stays with its owner.
+-- -> t itself when none of them is blocked, else a new table.
+function M.cancel_blocked(t, buckets)
+  local any = false
+  for _, b in ipairs(buckets) do any = any or (t.blocked and t.blocked[b]) or false end
+  if not any then return t end
+  local n = copy(t)
+  for _, b in ipairs(buckets) do
+    if n.blocked[b] then n.blocked[b], n.migrating[b] = nil, nil end
+  end
+  return n
+end
+
 local function check_table(t, fname)
   if type(t) ~= "table" or type(t.owner) ~= "table" or not is_int(t.bucket_count) then
     error("kv.btable." .. fname .. ": not a bucket table", 3)

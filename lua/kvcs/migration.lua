@@ -10,8 +10,16 @@
 --   MIGRATE.DONE  <ns> <dst> <b> [<b>...]  -> +OK once dst owns b, persisted, pushed, acked
 -- Errors: -ERR <code> <message> (codes of kv.codes). Both are idempotent, so
 -- a tool that lost a reply (or was killed) just sends the same again: a
--- bucket already migrating to dst is accepted by START, a bucket already
--- owned by dst is accepted by DONE. A slave answers every change with 1008.
+-- bucket already migrating to dst is accepted by START (one still blocked is
+-- taken on to migrating), a bucket already owned by dst is accepted by DONE.
+-- A slave answers every change with 1008.
+--
+-- START publishes the buckets blocked first (proxies park commands on them)
+-- and migrating once every known proxy acked that. If a proxy does not ack
+-- the blocked table in ACK_TIMEOUT, START aborts: the buckets go back to
+-- their owner in a new table (parked commands run there; no key has moved)
+-- and the error names the proxy. No command waits longer than one
+-- ACK_TIMEOUT, and a later START begins afresh.
 --
 -- The acks are the "no write lost" guarantee: once every proxy runs with the
 -- new table and nothing routed with an older one is in flight, no proxy can
@@ -87,30 +95,57 @@ local function install(cs, nt, what)
   return nil
 end
 
-local function wait(cs, nt)
+-- -> nil once every known proxy acked nt | the message naming one that did not
+local function unacked(cs, nt)
   local ok, who = cs.wait_acks(nt.namespace, nt.version, M.ACK_TIMEOUT)
-  if not ok then
-    return err_reply(codes.TABLE_CHANGE_FAILED, ("proxy %s has not acked table v%d of %s; "
-      .. "bucket moves wait for it (or remove it: /kvstore/cs/remove_proxy)"):format(who, nt.version, nt.namespace))
-  end
-  return nil
+  if ok then return nil end
+  return ("proxy %s has not acked table v%d of %s; bucket moves wait for it (or remove it: "
+    .. "/kvstore/cs/remove_proxy)"):format(who, nt.version, nt.namespace)
 end
 
-local function apply(cs, t, nt, changed, what, started)
+local function wait(cs, nt)
+  local msg = unacked(cs, nt)
+  return msg and err_reply(codes.TABLE_CHANGE_FAILED, msg)
+end
+
+-- MIGRATE.START after planning: nt is t with the new buckets migrating
+-- (changed) or t itself (a retry). The buckets of the command that are new,
+-- or still blocked from an earlier START, go through the blocked phase:
+-- published blocked, acked by every known proxy, then published migrating.
+-- When those acks time out, nothing has moved a key of those buckets yet,
+-- so they are rolled back to their owner (a new version: proxies release
+-- the commands they parked) and the error tells to START again.
+local function start(cs, t, nt, changed, what, buckets)
+  local ns = t.namespace
+  local blocked = {}
+  for _, b in ipairs(buckets) do
+    if not t.migrating[b] or t.blocked[b] then blocked[#blocked + 1] = b end
+  end
+  if #blocked == 0 then
+    local e = changed and install(cs, nt, what)
+    return e or wait(cs, nt) or resp.status("OK")
+  end
   if changed then
-    if started and #started > 0 then
-      -- first the buckets are blocked everywhere (commands on them wait),
-      -- then, once every proxy holds that table, they migrate: no proxy can
-      -- write a key on the source after another one moved it
-      local e = install(cs, nt, what .. " (blocked)") or wait(cs, nt)
-      if e then return e end
-      nt = btable.set_blocked(nt, started, false)
-      what = what .. " (migrating)"
-    end
-    local e = install(cs, nt, what)
+    local version = nt.version
+    nt = btable.set_blocked(nt, blocked, true)
+    nt.version = version
+    local e = install(cs, nt, what .. " (blocked)")
     if e then return e end
   end
-  return wait(cs, nt) or resp.status("OK")
+  local lagging = unacked(cs, nt)
+  local cur = store.get(cs.store, ns)
+  if not cur then return err_reply(codes.NO_NAMESPACE, "namespace '" .. ns .. "' was deleted") end
+  if lagging then
+    local back = btable.cancel_blocked(cur, blocked)
+    if back.version > cur.version then
+      local e = install(cs, back, what .. " (aborted: blocked buckets back to their owner)")
+      if e then return e end
+    end
+    return err_reply(codes.TABLE_CHANGE_FAILED, lagging .. "; the buckets stay with their owner: MIGRATE.START again")
+  end
+  nt = btable.set_blocked(cur, blocked, false)
+  local e = install(cs, nt, what .. " (migrating)")
+  return e or wait(cs, nt) or resp.status("OK")
 end
 
 -- A table left with blocked buckets (the config server stopped between the
@@ -154,15 +189,13 @@ local function handle(cs, cmd)
     local plan = name == "MIGRATE.START" and M.plan_start or M.plan_done
     local nt, code, changed = plan(cs, t, cmd[3], buckets)
     if not nt then return err_reply(code, changed) end
-    local started
-    if name == "MIGRATE.START" then
-      started = {}
-      for _, b in ipairs(buckets) do
-        if not t.migrating[b] then started[#started + 1] = b end
-      end
-      if #started > 0 then nt = btable.set_blocked(nt, started, true); nt.version = nt.version - 1 end
+    local what = ("%s %d bucket(s) -> %s"):format(name:lower(), #buckets, cmd[3])
+    if name == "MIGRATE.START" then return start(cs, t, nt, changed, what, buckets) end
+    if changed then
+      local e = install(cs, nt, what)
+      if e then return e end
     end
-    return apply(cs, t, nt, changed, ("%s %d bucket(s) -> %s"):format(name:lower(), #buckets, cmd[3]), started)
+    return wait(cs, nt) or resp.status("OK")
   end
   return resp.error("ERR unknown command '" .. name .. "'")
 end
