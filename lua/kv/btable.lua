@@ -87,6 +87,7 @@ local function sorted_keys(t)
   return ks
 end
 
+-- A new table equal to t but for version + 1, for a change to fill in.
 local function copy(t)
   local owner, migrating, patterns, blocked = {}, {}, {}, {}
   for b = 0, t.bucket_count - 1 do owner[b] = t.owner[b] end
@@ -99,32 +100,7 @@ local function copy(t)
   }
 end
 
--- A migrating bucket is "blocked" in the first of the two tables a
--- MIGRATE.START publishes: proxies hold commands on it and send nothing,
--- until every proxy has that table; only then may any proxy move its keys
--- (otherwise one proxy could move a key while another, still on the older
--- table, writes it again on the source).
-function M.set_blocked(t, buckets, on)
-  local n = copy(t)
-  for _, b in ipairs(buckets) do
-    if on and n.migrating[b] then n.blocked[b] = true else n.blocked[b] = nil end
-  end
-  return n
-end
-
--- Undoes the START of the listed buckets that are still blocked: no proxy
--- has moved a key of a blocked bucket, so it simply stays with its owner.
--- -> t itself when none of them is blocked, else a new table.
-function M.cancel_blocked(t, buckets)
-  local any = false
-  for _, b in ipairs(buckets) do any = any or (t.blocked and t.blocked[b]) or false end
-  if not any then return t end
-  local n = copy(t)
-  for _, b in ipairs(buckets) do
-    if n.blocked[b] then n.blocked[b], n.migrating[b] = nil, nil end
-  end
-  return n
-end
+M.copy = copy
 
 local function check_table(t, fname)
   if type(t) ~= "table" or type(t.owner) ~= "table" or not is_int(t.bucket_count) then

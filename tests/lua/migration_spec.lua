@@ -21,6 +21,7 @@ local migration = require "kvcs.migration"
 local store = require "kvcs.store"
 local btable = require "kv.btable"
 local resp = require "kv.resp"
+local buckets = require "kvcs.buckets"
 
 local A, B, C = "127.0.0.1:6371", "127.0.0.1:6373", "127.0.0.1:6375"
 
@@ -37,7 +38,8 @@ local function memfs()
 end
 
 -- A master config server of one data_store namespace "test" (A, B). Its
--- proxies ack every table unless cs.lagging names one that does not.
+-- proxies ack every table unless cs.lagging names one that does not (or is
+-- a function of the version that does).
 local function new_cs()
   local cs = {
     cfg = { cluster_type = "data_store", redis_password = "pw" },
@@ -50,7 +52,9 @@ local function new_cs()
   cs.publish = function(t) cs.published[#cs.published + 1] = t end
   cs.wait_acks = function(ns, version)
     cs.waited[#cs.waited + 1] = version
-    if cs.lagging then return false, cs.lagging end
+    local who = cs.lagging
+    if type(who) == "function" then who = who(version) end
+    if who then return false, who end
     return true
   end
   return cs
@@ -122,5 +126,86 @@ describe("kvcs.migration MIGRATE.START", function()
     assert.is_nil(tbl(cs).blocked[5])
     assert.equal(t.version, cs.waited[1]) -- the blocked table acked first
     assert.equal(tbl(cs), cs.published[#cs.published])
+  end)
+
+  it("whose migrating table is not acked fails; the buckets stay migrating and a retry waits", function()
+    local cs = new_cs()
+    cs.lagging = function(v) return v == 3 and "127.0.0.1:7400 (id p1)" or nil end
+    local r = run(cs, { "MIGRATE.START", "test", C, "5" })
+    assert.truthy(r[1].err:find("has not acked table v3", 1, true), r[1].err)
+    assert.equal("migrating", buckets.state(tbl(cs), 5)) -- keys may move now: no way back
+    cs.lagging = nil
+    r = run(cs, { "MIGRATE.START", "test", C, "5" })
+    assert.same({ { status = "OK" } }, r)
+    assert.equal(3, tbl(cs).version)
+    assert.same({ 2, 3, 3 }, cs.waited)
+  end)
+
+  it("aborts only the buckets it blocked; others of the list keep migrating", function()
+    local cs = new_cs()
+    assert.same({ { status = "OK" } }, run(cs, { "MIGRATE.START", "test", C, "5" }))
+    cs.lagging = "127.0.0.1:7400 (id p1)"
+    local r = run(cs, { "MIGRATE.START", "test", C, "5", "7" })
+    assert.truthy(r[1].err, "an error")
+    assert.equal("migrating", buckets.state(tbl(cs), 5))
+    assert.equal("owned", buckets.state(tbl(cs), 7))
+  end)
+
+  it("refuses a bad destination, a bucket of another move, a slave", function()
+    local cs = new_cs()
+    assert(store.put(cs.store, assert(btable.init("other", 256, { "127.0.0.1:6399" }))))
+    local r = run(cs,
+      { "MIGRATE.START", "test", "nohost", "5" },
+      { "MIGRATE.START", "test", "127.0.0.1:6399", "5" },
+      { "MIGRATE.START", "test", C, "x" },
+      { "MIGRATE.START", "test", C, "256" },
+      { "MIGRATE.START", "nosuch", C, "5" },
+      { "MIGRATE.START", "test", A, "4" })
+    assert.same({
+      { err = "ERR 1006 invalid destination nohost" },
+      { err = "ERR 1007 127.0.0.1:6399 is used by namespace 'other'" },
+      { err = "ERR 1003 bucket ids are integers" },
+      { err = "ERR 1003 bucket 256 is not 0..255" },
+      { err = "ERR 1004 no such namespace 'nosuch'" },
+      { err = "ERR 1018 bucket 4 is already owned by 127.0.0.1:6371" },
+    }, r)
+    cs.is_master = false
+    assert.same({ { err = "ERR 1008 this config server is a slave" } }, run(cs, { "MIGRATE.START", "test", C, "5" }))
+    assert.equal(0, #cs.published)
+  end)
+end)
+
+describe("kvcs.migration MIGRATE.DONE", function()
+  it("gives a migrating bucket to its destination; a retry answers OK", function()
+    local cs = new_cs()
+    local r = run(cs, { "MIGRATE.START", "test", C, "5" }, { "MIGRATE.DONE", "test", C, "5" },
+      { "MIGRATE.DONE", "test", C, "5" })
+    assert.same({ { status = "OK" }, { status = "OK" }, { status = "OK" } }, r)
+    assert.equal(C, tbl(cs).owner[5])
+    assert.equal(4, tbl(cs).version)
+  end)
+
+  it("refuses a bucket still blocked: its keys have not moved", function()
+    local cs = new_cs()
+    assert(store.put(cs.store, assert(buckets.block(tbl(cs), C, { 5 }))))
+    local r = run(cs, { "MIGRATE.DONE", "test", C, "5" }, { "MIGRATE.DONE", "test", B, "4" })
+    assert.same({ { err = "ERR 1018 bucket 5 is blocked: its MIGRATE.START has not completed" },
+                  { err = "ERR 1018 bucket 4 is not migrating to 127.0.0.1:6373" } }, r)
+  end)
+end)
+
+describe("kvcs.migration.abort_blocked", function()
+  it("gives buckets left blocked by a stop back to their owner, and nothing else", function()
+    local cs = new_cs()
+    local t = assert(buckets.block(tbl(cs), C, { 5, 6 }))
+    t = assert(buckets.migrate(t, { 6 }))
+    assert(store.put(cs.store, t))
+    migration.abort_blocked(cs)
+    assert.equal(t.version + 1, tbl(cs).version)
+    assert.equal("owned", buckets.state(tbl(cs), 5))
+    assert.equal("migrating", buckets.state(tbl(cs), 6))
+    local v = tbl(cs).version
+    migration.abort_blocked(cs)
+    assert.equal(v, tbl(cs).version)
   end)
 end)
