@@ -32,6 +32,7 @@ local codes = require "kv.codes"
 local log = require "kv.log"
 local store = require "kvcs.store"
 local buckets = require "kvcs.buckets"
+local dispatch = require "kvcs.dispatch"
 
 local M = {}
 
@@ -141,16 +142,33 @@ function M.abort_blocked(cs)
   end
 end
 
-local function handle(cs, cmd)
-  local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
-  if name == "PING" then return resp.status("PONG") end
-  if name == "REDIS_PASSWORD" then return cs.cfg.redis_password end
-  if name == "TABLE" and cmd.n == 2 then
-    local t = store.get(cs.store, cmd[2])
-    if not t then return no_namespace(cmd[2]) end
-    return btable.encode(t)
-  end
-  if (name == "MIGRATE.START" or name == "MIGRATE.DONE") and cmd.n >= 4 then
+--------------------------------------------------------------------------------
+-- Commands: commands[NAME] = { arity, run(cs, cmd) -> reply } (kvcs.dispatch)
+--------------------------------------------------------------------------------
+
+local commands = {}
+M.commands = commands
+
+commands.PING = { arity = -1 }
+function commands.PING.run()
+  return resp.status("PONG")
+end
+
+commands.REDIS_PASSWORD = { arity = -1 }
+function commands.REDIS_PASSWORD.run(cs)
+  return cs.cfg.redis_password
+end
+
+commands.TABLE = { arity = 2 }
+function commands.TABLE.run(cs, cmd)
+  local t = store.get(cs.store, cmd[2])
+  if not t then return no_namespace(cmd[2]) end
+  return btable.encode(t)
+end
+
+-- MIGRATE.START|DONE ns dst b...: checks, then step(cs, ns, dst, buckets)
+local function migrate(step)
+  return function(cs, cmd)
     if not cs.is_master then return err_reply(codes.NOT_MASTER, "this config server is a slave") end
     if cs.cfg.cluster_type ~= "data_store" then
       return err_reply(codes.WRONG_CLUSTER_TYPE, "migration is for data_store clusters")
@@ -162,10 +180,17 @@ local function handle(cs, cmd)
       if not b then return err_reply(codes.BAD_PARAM, "bucket ids are integers") end
       list[#list + 1] = b
     end
-    local run = name == "MIGRATE.START" and M.start or M.done
-    return run(cs, cmd[2], cmd[3], list)
+    return step(cs, cmd[2], cmd[3], list)
   end
-  return resp.error("ERR unknown command '" .. name .. "'")
+end
+commands["MIGRATE.START"] = { arity = -4, run = migrate(M.start) }
+commands["MIGRATE.DONE"] = { arity = -4, run = migrate(M.done) }
+
+-- One command of a migration connection. -> reply
+function M.command(cs, cmd)
+  local c, name = dispatch.find(commands, cmd)
+  if not c then return resp.error("ERR unknown command '" .. name .. "'") end
+  return c.run(cs, cmd)
 end
 
 function M.serve(cs, sock)
@@ -173,7 +198,7 @@ function M.serve(cs, sock)
   while true do
     local cmd = redis.read_value(sock, reader, 3600)
     if not cmd then break end
-    local ok, r = xpcall(function() return handle(cs, cmd) end, debug.traceback)
+    local ok, r = xpcall(function() return M.command(cs, cmd) end, debug.traceback)
     if not ok then
       log.error("migration command failed: %s", r)
       r = err_reply(codes.INTERNAL, "internal error")
