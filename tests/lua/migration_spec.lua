@@ -1,6 +1,7 @@
--- kvcs.migration without a server: the migration port's commands run through
--- M.serve on a fake socket (kv.redis.read_value hands it the commands), with
--- a fake config server whose proxies ack, or do not, as each spec says.
+-- kvcs.migration without a server: START and DONE run through M.serve on a
+-- fake socket (kv.redis.read_value hands it the commands), the other
+-- commands through M.command, with a fake config server whose proxies ack,
+-- or do not, as each spec says.
 -- (busted insulates each spec file, so the stubbed modules do not leak.)
 package.loaded["kv.log"] = {
   debug = function() end, info = function() end, warn = function() end, error = function() end,
@@ -207,5 +208,41 @@ describe("kvcs.migration.abort_blocked", function()
     local v = tbl(cs).version
     migration.abort_blocked(cs)
     assert.equal(v, tbl(cs).version)
+  end)
+end)
+
+describe("kvcs.migration commands", function()
+  local function cmd(...) return { n = select("#", ...), ... } end
+
+  it("PING, REDIS_PASSWORD and TABLE answer from the config server", function()
+    local cs = new_cs()
+    assert.same({ status = "PONG" }, migration.command(cs, cmd("ping")))
+    assert.equal("pw", migration.command(cs, cmd("REDIS_PASSWORD")))
+    assert.equal(btable.encode(tbl(cs)), migration.command(cs, cmd("TABLE", "test")))
+    assert.same({ err = "ERR 1004 no such namespace 'nope'" }, migration.command(cs, cmd("TABLE", "nope")))
+  end)
+
+  it("an unknown command or a wrong number of words is an unknown command", function()
+    local cs = new_cs()
+    for _, c in ipairs({ cmd("TABLE"), cmd("TABLE", "test", "x"), cmd("MIGRATE.START", "test", C), cmd("MIGRATE.DONE"),
+                         cmd("FLUSHALL") }) do
+      assert.same({ err = "ERR unknown command '" .. c[1]:upper() .. "'" }, migration.command(cs, c))
+    end
+    assert.same({ err = "ERR unknown command ''" }, migration.command(cs, { n = 0 }))
+    assert.same({ err = "ERR unknown command ''" }, migration.command(cs, { status = "OK" }))
+  end)
+
+  it("every command declares its arity next to its handler", function()
+    for name, c in pairs(migration.commands) do
+      assert.equal("number", type(c.arity), name)
+      assert.equal("function", type(c.run), name)
+    end
+  end)
+
+  it("moves buckets only in a data_store cluster", function()
+    local cs = new_cs()
+    cs.cfg.cluster_type = "cache"
+    assert.same({ err = "ERR 1009 migration is for data_store clusters" },
+      migration.command(cs, cmd("MIGRATE.START", "test", C, "5")))
   end)
 end)
