@@ -21,6 +21,9 @@
 -- and the error names the proxy. No command waits longer than one
 -- ACK_TIMEOUT, and a later START begins afresh.
 --
+-- The commands are the handler table M.commands (kvcs.dispatch); START and
+-- DONE sequence kvcs.buckets' transitions: install, wait for the acks, next.
+--
 -- The acks are the "no write lost" guarantee: once every proxy runs with the
 -- new table and nothing routed with an older one is in flight, no proxy can
 -- still write a key of b to the source without migrating it first.

@@ -13,6 +13,9 @@
 --                  PING -> +PONG
 -- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
 -- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
+-- Each port's commands are a table of handlers (proxy_commands,
+-- slave_commands; arity next to each, looked up by kvcs.dispatch);
+-- proxy_command/slave_command run one command for a session.
 local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
