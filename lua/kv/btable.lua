@@ -8,20 +8,27 @@
 --     version      = v,                       -- positive integer
 --     owner        = { [0] = "ip:port", ..., [B-1] = "ip:port" },
 --     migrating    = { [bucket] = "dst ip:port", ... },   -- {} when none
+--     blocked      = { [bucket] = true, ... },            -- {} when none
 --     patterns     = { "aa*", ... } }                     -- key rewrite globs
+--
+-- blocked is a subset of migrating: the buckets of a MIGRATE.START that not
+-- every proxy has acked yet (proxies park commands on them). The config
+-- server's moves (block, migrate, finish, abort) are kvcs.buckets.
 --
 -- JSON form (table file, bucket_table reply; SPEC §5, DESIGN §5.5):
 --
---   {"bucket_count":1023,"migrating":[{"bucket":682,"dst":"127.0.0.1:6375"}],
+--   {"bucket_count":1023,"migrating":[{"bucket":682,"dst":"127.0.0.1:6375"},
+--      {"blocked":true,"bucket":684,"dst":"127.0.0.1:6375"}],
 --    "migrating_bucket_id":682,"migrating_server_addr":"127.0.0.1:6375",
 --    "namespace":"test","patterns":[],
 --    "table":{"127.0.0.1:6371":[0,2,...],"127.0.0.1:6373":[1,3,...]},"version":7}
 --
 -- A migrating bucket is still listed under its current owner in "table".
--- "migrating" is the full set; migrating_bucket_id/_server_addr repeat the
--- lowest one (65535 / "" when none) for readers of the old single-bucket
--- format. Old files with only those two fields (and without namespace,
--- bucket_count, patterns) load too.
+-- "migrating" is the full set ("blocked":true only on blocked ones);
+-- migrating_bucket_id/_server_addr repeat the lowest one (65535 / "" when
+-- none) for readers of the old single-bucket format. Old files with only
+-- those two fields (and without namespace, bucket_count, patterns, blocked)
+-- load too.
 --
 -- Functions (failures return nil, err; misuse raises error()):
 --   init(namespace, bucket_count, address_list) -> t
@@ -38,7 +45,10 @@
 --   scale_down(t, addr)         -> t'
 --   moves(old, new)             -> { {bucket=, src=, dst=}, ... } by bucket
 --   start_migration(t, bucket, dst) / finish_migration(t, bucket) -> t'
+--                               (one bucket, never blocked: for planning)
 --   add_pattern(t, p) / del_pattern(t, p) -> t'
+--   copy(t)                     -> t' equal to t, version + 1, for a change
+--                                  to fill in before anyone else sees it
 
 local cjson = require "cjson"
 local names = require "kv.names"
@@ -87,6 +97,8 @@ local function sorted_keys(t)
   return ks
 end
 
+-- A new table equal to t but for version + 1, for a change to fill in
+-- (a blocked mark without a migrating one is dropped).
 local function copy(t)
   local owner, migrating, patterns, blocked = {}, {}, {}, {}
   for b = 0, t.bucket_count - 1 do owner[b] = t.owner[b] end
@@ -99,18 +111,7 @@ local function copy(t)
   }
 end
 
--- A migrating bucket is "blocked" in the first of the two tables a
--- MIGRATE.START publishes: proxies hold commands on it and send nothing,
--- until every proxy has that table; only then may any proxy move its keys
--- (otherwise one proxy could move a key while another, still on the older
--- table, writes it again on the source).
-function M.set_blocked(t, buckets, on)
-  local n = copy(t)
-  for _, b in ipairs(buckets) do
-    if on and n.migrating[b] then n.blocked[b] = true else n.blocked[b] = nil end
-  end
-  return n
-end
+M.copy = copy
 
 local function check_table(t, fname)
   if type(t) ~= "table" or type(t.owner) ~= "table" or not is_int(t.bucket_count) then

@@ -149,7 +149,7 @@ function M.main(arg)
   log.info("kvcs %s started as %s: http %s, proxies %s, sync %s, %d namespaces, cluster_type %s",
     core.VERSION, cs.is_master and "master" or ("slave of " .. cfg.master_cs), cfg.http_listen,
     cfg.proxy_listen, cfg.cs_listen, #store.list(st), cfg.cluster_type)
-  if cs.is_master then migration.unblock_all(cs) end
+  if cs.is_master then migration.abort_blocked(cs) end
   core.daemon_ready(true)
   if not cs.is_master then slave.start(cs) end
   failover.start(cs)

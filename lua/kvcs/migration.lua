@@ -10,13 +10,23 @@
 --   MIGRATE.DONE  <ns> <dst> <b> [<b>...]  -> +OK once dst owns b, persisted, pushed, acked
 -- Errors: -ERR <code> <message> (codes of kv.codes). Both are idempotent, so
 -- a tool that lost a reply (or was killed) just sends the same again: a
--- bucket already migrating to dst is accepted by START, a bucket already
--- owned by dst is accepted by DONE. A slave answers every change with 1008.
+-- bucket already migrating to dst is accepted by START (one still blocked is
+-- taken on to migrating), a bucket already owned by dst is accepted by DONE.
+-- A slave answers every change with 1008.
+--
+-- START publishes the buckets blocked first (proxies park commands on them)
+-- and migrating once every known proxy acked that. If a proxy does not ack
+-- the blocked table in ACK_TIMEOUT, START aborts: the buckets go back to
+-- their owner in a new table (parked commands run there; no key has moved)
+-- and the error names the proxy. No command waits longer than one
+-- ACK_TIMEOUT, and a later START begins afresh.
+--
+-- The commands are the handler table M.commands (kvcs.dispatch); START and
+-- DONE sequence kvcs.buckets' transitions: install, wait for the acks, next.
 --
 -- The acks are the "no write lost" guarantee: once every proxy runs with the
 -- new table and nothing routed with an older one is in flight, no proxy can
 -- still write a key of b to the source without migrating it first.
-local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
 local btable = require "kv.btable"
@@ -24,62 +34,25 @@ local names = require "kv.names"
 local codes = require "kv.codes"
 local log = require "kv.log"
 local store = require "kvcs.store"
+local buckets = require "kvcs.buckets"
+local dispatch = require "kvcs.dispatch"
 
 local M = {}
 
 M.ACK_TIMEOUT = 10
 
--- Plain table planning (busted-tested). -> new table (or the same when
--- nothing changes) | nil, code, msg
-function M.plan_start(cs, t, dst, buckets)
-  if not names.valid_addr(dst) then return nil, codes.BAD_ADDR, "invalid destination " .. tostring(dst) end
-  local user = store.owner_of(cs.store, dst)
-  if user and user ~= t.namespace then
-    return nil, codes.ADDR_IN_USE, ("%s is used by namespace '%s'"):format(dst, user)
-  end
-  local nt, changed = t, false
-  for _, b in ipairs(buckets) do
-    if not (b >= 0 and b < t.bucket_count and b % 1 == 0) then
-      return nil, codes.BAD_PARAM, ("bucket %s is not 0..%d"):format(tostring(b), t.bucket_count - 1)
-    end
-    if t.migrating[b] == dst then
-      -- resumed: already migrating there
-    elseif t.owner[b] == dst then
-      return nil, codes.TABLE_CHANGE_FAILED, ("bucket %d is already owned by %s"):format(b, dst)
-    else
-      local n, err = btable.start_migration(changed and nt or t, b, dst)
-      if not n then return nil, codes.TABLE_CHANGE_FAILED, err end
-      if changed then n.version = nt.version end -- one version bump per command
-      nt, changed = n, true
-    end
-  end
-  return nt, nil, changed
-end
-
-function M.plan_done(cs, t, dst, buckets)
-  local nt, changed = t, false
-  for _, b in ipairs(buckets) do
-    if t.migrating[b] == dst then
-      local n, err = btable.finish_migration(changed and nt or t, b)
-      if not n then return nil, codes.TABLE_CHANGE_FAILED, err end
-      if changed then n.version = nt.version end
-      nt, changed = n, true
-    elseif t.owner[b] == dst and not t.migrating[b] then
-      -- already done (a resumed tool)
-    else
-      return nil, codes.TABLE_CHANGE_FAILED,
-        ("bucket %s is not migrating to %s"):format(tostring(b), tostring(dst))
-    end
-  end
-  return nt, nil, changed
-end
-
 local function err_reply(code, msg)
   return resp.error(("ERR %d %s"):format(code, msg))
 end
 
--- Install (persist, push) a planned table and wait for every known proxy.
-local function install(cs, nt, what)
+local function no_namespace(ns)
+  return err_reply(codes.NO_NAMESPACE, "no such namespace '" .. tostring(ns) .. "'")
+end
+
+-- Persist and push a table a transition made; nothing when it made none
+-- (nt == t). -> nil | an error reply
+local function install(cs, t, nt, what)
+  if nt == t then return nil end
   local ok, err = store.put(cs.store, nt)
   if not ok then return err_reply(codes.SAVE_FAILED, "could not save the table: " .. tostring(err)) end
   cs.publish(nt)
@@ -87,84 +60,140 @@ local function install(cs, nt, what)
   return nil
 end
 
-local function wait(cs, nt)
-  local ok, who = cs.wait_acks(nt.namespace, nt.version, M.ACK_TIMEOUT)
-  if not ok then
-    return err_reply(codes.TABLE_CHANGE_FAILED, ("proxy %s has not acked table v%d of %s; "
-      .. "bucket moves wait for it (or remove it: /kvstore/cs/remove_proxy)"):format(who, nt.version, nt.namespace))
-  end
-  return nil
+-- -> nil once every known proxy acked t | the message naming one that did not
+local function unacked(cs, t)
+  local ok, who = cs.wait_acks(t.namespace, t.version, M.ACK_TIMEOUT)
+  if ok then return nil end
+  return ("proxy %s has not acked table v%d of %s; bucket moves wait for it (or remove it: "
+    .. "/kvstore/cs/remove_proxy)"):format(who, t.version, t.namespace)
 end
 
-local function apply(cs, t, nt, changed, what, started)
-  if changed then
-    if started and #started > 0 then
-      -- first the buckets are blocked everywhere (commands on them wait),
-      -- then, once every proxy holds that table, they migrate: no proxy can
-      -- write a key on the source after another one moved it
-      local e = install(cs, nt, what .. " (blocked)") or wait(cs, nt)
-      if e then return e end
-      nt = btable.set_blocked(nt, started, false)
-      what = what .. " (migrating)"
-    end
-    local e = install(cs, nt, what)
-    if e then return e end
-  end
-  return wait(cs, nt) or resp.status("OK")
+-- The last step of both commands: every known proxy holds t. -> the reply
+local function acked_ok(cs, t)
+  local msg = unacked(cs, t)
+  if msg then return err_reply(codes.TABLE_CHANGE_FAILED, msg) end
+  return resp.status("OK")
 end
 
--- A table left with blocked buckets (the config server stopped between the
--- two tables of a START) is moved on to migrating at start.
-function M.unblock_all(cs)
+-- MIGRATE.START: block the buckets that are owned, wait until every known
+-- proxy holds that table, then migrate every bucket of the list still
+-- blocked (new, or left blocked by an earlier START) and wait again. When
+-- the first acks time out, the still-blocked buckets are aborted (back to
+-- their owner, a new version) and the reply names the proxy. -> the reply
+function M.start(cs, ns, dst, list)
+  local t = store.get(cs.store, ns)
+  if not t then return no_namespace(ns) end
+  if not names.valid_addr(dst) then return err_reply(codes.BAD_ADDR, "invalid destination " .. tostring(dst)) end
+  local user = store.owner_of(cs.store, dst)
+  if user and user ~= ns then
+    return err_reply(codes.ADDR_IN_USE, ("%s is used by namespace '%s'"):format(dst, user))
+  end
+  local what = ("migrate.start %d bucket(s) -> %s"):format(#list, dst)
+  local nt, code, msg = buckets.block(t, dst, list)
+  if not nt then return err_reply(code, msg) end
+  local e = install(cs, t, nt, what .. " (blocked)")
+  if e then return e end
+  local blocked = buckets.select(nt, list, "blocked")
+  if #blocked == 0 then return acked_ok(cs, nt) end -- a retry after the migrating table
+
+  local lagging = unacked(cs, nt)
+  -- other commands may have changed the table meanwhile: go on from the current one
+  t = store.get(cs.store, ns)
+  if not t then return no_namespace(ns) end
+  if lagging then
+    nt = assert(buckets.abort(t, buckets.select(t, blocked, "blocked")))
+    e = install(cs, t, nt, what .. " (aborted: back to the owner)")
+    return e or err_reply(codes.TABLE_CHANGE_FAILED,
+      lagging .. "; the buckets stay with their owner: MIGRATE.START again")
+  end
+  nt, code, msg = buckets.migrate(t, blocked)
+  if not nt then return err_reply(code, msg) end
+  return install(cs, t, nt, what .. " (migrating)") or acked_ok(cs, nt)
+end
+
+-- MIGRATE.DONE: the destination owns the buckets once every known proxy
+-- holds that table. -> the reply
+function M.done(cs, ns, dst, list)
+  local t = store.get(cs.store, ns)
+  if not t then return no_namespace(ns) end
+  local nt, code, msg = buckets.finish(t, dst, list)
+  if not nt then return err_reply(code, msg) end
+  return install(cs, t, nt, ("migrate.done %d bucket(s) -> %s"):format(#list, dst)) or acked_ok(cs, nt)
+end
+
+-- At start (master only): a bucket still blocked was left by a config
+-- server that stopped in the middle of a START. Nobody has moved its keys,
+-- but which proxies hold that table is unknown, so the START is aborted:
+-- the bucket stays with its owner (a new version, pushed as proxies
+-- register); the tool's next START begins afresh.
+function M.abort_blocked(cs)
   for _, ns in ipairs(store.list(cs.store)) do
     local t = store.get(cs.store, ns)
-    local bs = {}
-    for b in pairs(t.blocked or {}) do bs[#bs + 1] = b end
-    if #bs > 0 then
-      local nt = btable.set_blocked(t, bs, false)
+    local all = {}
+    for b = 0, t.bucket_count - 1 do all[#all + 1] = b end
+    local blocked = buckets.select(t, all, "blocked")
+    if #blocked > 0 then
+      local nt = assert(buckets.abort(t, blocked))
       local ok, err = store.put(cs.store, nt)
-      if ok then log.warn("table %s: %d blocked bucket(s) left by a stop moved on to migrating (v%d)", ns, #bs, nt.version)
-      else log.error("table %s: cannot unblock: %s", ns, tostring(err)) end
+      if ok then
+        log.warn("table %s: %d bucket(s) left blocked by a stop stay with their owner (v%d); "
+          .. "run the migration again", ns, #blocked, nt.version)
+      else
+        log.error("table %s: cannot unblock: %s", ns, tostring(err))
+      end
     end
   end
 end
 
-local function handle(cs, cmd)
-  local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
-  if name == "PING" then return resp.status("PONG") end
-  if name == "REDIS_PASSWORD" then return cs.cfg.redis_password end
-  if name == "TABLE" and cmd.n == 2 then
-    local t = store.get(cs.store, cmd[2])
-    if not t then return err_reply(codes.NO_NAMESPACE, "no such namespace '" .. tostring(cmd[2]) .. "'") end
-    return btable.encode(t)
-  end
-  if (name == "MIGRATE.START" or name == "MIGRATE.DONE") and cmd.n >= 4 then
+--------------------------------------------------------------------------------
+-- Commands: commands[NAME] = { arity, run(cs, cmd) -> reply } (kvcs.dispatch)
+--------------------------------------------------------------------------------
+
+local commands = {}
+M.commands = commands
+
+commands.PING = { arity = -1 }
+function commands.PING.run()
+  return resp.status("PONG")
+end
+
+commands.REDIS_PASSWORD = { arity = -1 }
+function commands.REDIS_PASSWORD.run(cs)
+  return cs.cfg.redis_password
+end
+
+commands.TABLE = { arity = 2 }
+function commands.TABLE.run(cs, cmd)
+  local t = store.get(cs.store, cmd[2])
+  if not t then return no_namespace(cmd[2]) end
+  return btable.encode(t)
+end
+
+-- MIGRATE.START|DONE ns dst b...: checks, then step(cs, ns, dst, buckets)
+local function migrate(step)
+  return function(cs, cmd)
     if not cs.is_master then return err_reply(codes.NOT_MASTER, "this config server is a slave") end
     if cs.cfg.cluster_type ~= "data_store" then
       return err_reply(codes.WRONG_CLUSTER_TYPE, "migration is for data_store clusters")
     end
-    local t = store.get(cs.store, cmd[2])
-    if not t then return err_reply(codes.NO_NAMESPACE, "no such namespace '" .. tostring(cmd[2]) .. "'") end
-    local buckets = {}
+    if not store.get(cs.store, cmd[2]) then return no_namespace(cmd[2]) end
+    local list = {}
     for i = 4, cmd.n do
       local b = tonumber(cmd[i])
       if not b then return err_reply(codes.BAD_PARAM, "bucket ids are integers") end
-      buckets[#buckets + 1] = b
+      list[#list + 1] = b
     end
-    local plan = name == "MIGRATE.START" and M.plan_start or M.plan_done
-    local nt, code, changed = plan(cs, t, cmd[3], buckets)
-    if not nt then return err_reply(code, changed) end
-    local started
-    if name == "MIGRATE.START" then
-      started = {}
-      for _, b in ipairs(buckets) do
-        if not t.migrating[b] then started[#started + 1] = b end
-      end
-      if #started > 0 then nt = btable.set_blocked(nt, started, true); nt.version = nt.version - 1 end
-    end
-    return apply(cs, t, nt, changed, ("%s %d bucket(s) -> %s"):format(name:lower(), #buckets, cmd[3]), started)
+    return step(cs, cmd[2], cmd[3], list)
   end
-  return resp.error("ERR unknown command '" .. name .. "'")
+end
+commands["MIGRATE.START"] = { arity = -4, run = migrate(M.start) }
+commands["MIGRATE.DONE"] = { arity = -4, run = migrate(M.done) }
+
+-- One command of a migration connection. -> reply
+function M.command(cs, cmd)
+  local c, name = dispatch.find(commands, cmd)
+  if not c then return resp.error("ERR unknown command '" .. name .. "'") end
+  return c.run(cs, cmd)
 end
 
 function M.serve(cs, sock)
@@ -172,7 +201,7 @@ function M.serve(cs, sock)
   while true do
     local cmd = redis.read_value(sock, reader, 3600)
     if not cmd then break end
-    local ok, r = xpcall(function() return handle(cs, cmd) end, debug.traceback)
+    local ok, r = xpcall(function() return M.command(cs, cmd) end, debug.traceback)
     if not ok then
       log.error("migration command failed: %s", r)
       r = err_reply(codes.INTERNAL, "internal error")

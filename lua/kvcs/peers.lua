@@ -13,6 +13,9 @@
 --                  PING -> +PONG
 -- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
 -- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
+-- Each port's commands are a table of handlers (proxy_commands,
+-- slave_commands; arity next to each, looked up by kvcs.dispatch);
+-- proxy_command/slave_command run one command for a session.
 local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
@@ -21,6 +24,7 @@ local log = require "kv.log"
 local store = require "kvcs.store"
 local api = require "kvcs.api"
 local codes = require "kv.codes"
+local dispatch = require "kvcs.dispatch"
 
 local M = {}
 
@@ -115,76 +119,107 @@ function M.proxy_list(cs, ns)
   return rows
 end
 
+--------------------------------------------------------------------------------
+-- Proxy commands: proxy_commands[NAME] = { arity, registered?, run(cs, sess, cmd) }
+-- sess = { sock, entry } for one connection; entry is set by REGISTER, and
+-- a command marked registered is unknown before it. run returns the reply
+-- and, optionally, a function to call once the reply is sent.
+--------------------------------------------------------------------------------
+
+local proxy_commands = {}
+M.proxy_commands = proxy_commands
+
+proxy_commands.PING = { arity = -1 }
+function proxy_commands.PING.run()
+  return resp.status("PONG")
+end
+
+-- REGISTER ns listen_addr proxy_id -> the table JSON; the proxy becomes known
+proxy_commands.REGISTER = { arity = 4 }
+function proxy_commands.REGISTER.run(cs, sess, cmd)
+  local sock, ns = sess.sock, cmd[2]
+  local t = store.get(cs.store, ns)
+  if not t then
+    log.warn("proxy %s (%s) asked for unknown namespace %s", tostring(cmd[3]), sock.peer, tostring(ns))
+    return resp.error("ERR no such namespace '" .. tostring(ns) .. "'")
+  end
+  if sess.entry then return resp.error("ERR already registered") end
+  cs.peers.seq = cs.peers.seq + 1
+  local entry = { sock = sock, ns = ns, listen = cmd[3], id = cmd[4], peer = sock.peer, seq = cs.peers.seq }
+  sess.entry = entry
+  cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
+  -- the same proxy reconnecting: its old connection is stale
+  for osock, other in pairs(cs.peers.proxies[ns]) do
+    if other.id == entry.id then
+      cs.peers.proxies[ns][osock] = nil
+      osock:close()
+    end
+  end
+  cs.peers.proxies[ns][sock] = entry
+  cs.peers.known[ns] = cs.peers.known[ns] or {}
+  local k = cs.peers.known[ns][entry.id]
+  if not k then
+    k = { acked = 0, listen = entry.listen }
+    cs.peers.known[ns][entry.id] = k
+    save_known(cs)
+  end
+  k.listen, k.online, k.acked = entry.listen, true, 0 -- acks again for what it gets now
+  log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
+    sock.peer, entry.id, ns, t.version)
+  return btable.encode(t), cs.on_proxy_join and function() cs.on_proxy_join(entry) end
+end
+
+-- ACK ns version: nothing routed with an older table is in flight there
+proxy_commands.ACK = { arity = 3, registered = true }
+function proxy_commands.ACK.run(cs, sess, cmd)
+  local entry = sess.entry
+  entry.acked = tonumber(cmd[3]) or 0
+  local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
+  if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
+  return resp.status("OK")
+end
+
+-- DOWN ns addr / UP ns addr: an HA vote (kvcs.failover)
+local function report(cs, sess, cmd)
+  local ok, err = true, nil
+  if cs.on_report then ok, err = cs.on_report(sess.entry, cmd[1]:upper(), cmd[2], cmd[3]) end
+  if ok then return resp.status("OK") end
+  return resp.error("ERR " .. tostring(err))
+end
+proxy_commands.DOWN = { arity = 3, registered = true, run = report }
+proxy_commands.UP = { arity = 3, registered = true, run = report }
+
+-- PATTERN ADD|DEL ns pattern
+proxy_commands.PATTERN = { arity = 4, registered = true }
+function proxy_commands.PATTERN.run(cs, sess, cmd)
+  local op = tostring(cmd[2]):upper()
+  local code, msg = api.change_pattern(cs, cmd[3], op, cmd[4])
+  if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
+  log.info("pattern %s %s on %s (asked by proxy %s)", op, cmd[4], cmd[3], sess.entry.listen)
+  return resp.status("OK")
+end
+
+-- One command of a proxy connection. -> reply [, after]
+function M.proxy_command(cs, sess, cmd)
+  local c, name = dispatch.find(proxy_commands, cmd)
+  if not c or (c.registered and not sess.entry) then
+    return resp.error("ERR unknown control command '" .. name .. "'")
+  end
+  return c.run(cs, sess, cmd)
+end
+
 function M.serve_proxy(cs, sock)
   local reader = resp.new_reader()
-  local entry
+  local sess = { sock = sock }
   local why
   while true do
     local cmd, err = read_command(sock, reader)
     if not cmd then why = err break end
-    local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
-    if name == "PING" then
-      reply(sock, resp.status("PONG"))
-    elseif name == "REGISTER" and cmd.n == 4 then
-      local ns = cmd[2]
-      local t = store.get(cs.store, ns)
-      if not t then
-        reply(sock, resp.error("ERR no such namespace '" .. tostring(ns) .. "'"))
-        log.warn("proxy %s (%s) asked for unknown namespace %s", tostring(cmd[3]), sock.peer, tostring(ns))
-      elseif entry then
-        reply(sock, resp.error("ERR already registered"))
-      else
-        cs.peers.seq = cs.peers.seq + 1
-        entry = { sock = sock, ns = ns, listen = cmd[3], id = cmd[4], peer = sock.peer,
-                  seq = cs.peers.seq }
-        cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
-        -- the same proxy reconnecting: its old connection is stale
-        for osock, other in pairs(cs.peers.proxies[ns]) do
-          if other.id == entry.id then
-            cs.peers.proxies[ns][osock] = nil
-            osock:close()
-          end
-        end
-        cs.peers.proxies[ns][sock] = entry
-        cs.peers.known[ns] = cs.peers.known[ns] or {}
-        local k = cs.peers.known[ns][entry.id]
-        if not k then
-          k = { acked = 0 }
-          cs.peers.known[ns][entry.id] = k
-          k.listen = entry.listen
-          save_known(cs)
-        end
-        k.listen, k.online, k.acked = entry.listen, true, 0 -- acks again for what it gets now
-        sock:send(resp.encode_reply(btable.encode(t)))
-        log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
-          sock.peer, entry.id, ns, t.version)
-        if cs.on_proxy_join then cs.on_proxy_join(entry) end
-      end
-    elseif name == "ACK" and cmd.n == 3 and entry then
-      entry.acked = tonumber(cmd[3]) or 0
-      local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
-      if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
-      reply(sock, resp.status("OK"))
-    elseif (name == "DOWN" or name == "UP") and cmd.n == 3 and entry then
-      local ok, err = true, nil
-      if cs.on_report then ok, err = cs.on_report(entry, name, cmd[2], cmd[3]) end
-      if ok then
-        reply(sock, resp.status("OK"))
-      else
-        reply(sock, resp.error("ERR " .. tostring(err)))
-      end
-    elseif name == "PATTERN" and cmd.n == 4 and entry then
-      local code, msg = api.change_pattern(cs, cmd[3], tostring(cmd[2]):upper(), cmd[4])
-      if code == codes.OK then
-        log.info("pattern %s %s on %s (asked by proxy %s)", tostring(cmd[2]):upper(), cmd[4], cmd[3], entry.listen)
-        reply(sock, resp.status("OK"))
-      else
-        reply(sock, resp.error(("ERR %d %s"):format(code, msg)))
-      end
-    else
-      reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
-    end
+    local r, after = M.proxy_command(cs, sess, cmd)
+    reply(sock, r)
+    if after then after() end
   end
+  local entry = sess.entry
   if entry and cs.peers.proxies[entry.ns][sock] then
     cs.peers.proxies[entry.ns][sock] = nil
     local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
@@ -195,38 +230,51 @@ function M.serve_proxy(cs, sock)
   if entry and cs.on_proxy_leave then cs.on_proxy_leave(entry) end
 end
 
+--------------------------------------------------------------------------------
+-- Slave commands: slave_commands[NAME] = { arity, run(cs, sess, cmd) }
+-- sess = { sock, registered } for one connection.
+--------------------------------------------------------------------------------
+
+local slave_commands = {}
+M.slave_commands = slave_commands
+
+slave_commands.PING = proxy_commands.PING
+
+-- SYNC slave_addr -> {"snapshot", json...}; the slave then gets every push
+slave_commands.SYNC = { arity = -1 }
+function slave_commands.SYNC.run(cs, sess, cmd)
+  if not cs.is_master then return resp.error("ERR this config server is a slave") end
+  local snap = { "snapshot", n = 1 }
+  for _, ns in ipairs(store.list(cs.store)) do
+    snap.n = snap.n + 1
+    snap[snap.n] = btable.encode(store.get(cs.store, ns))
+  end
+  if not sess.registered then
+    sess.registered = true
+    cs.peers.slaves[sess.sock] = { peer = sess.sock.peer, addr = cmd[2] }
+    log.info("slave config server %s (%s) synced: %d namespaces", tostring(cmd[2]),
+      sess.sock.peer, snap.n - 1)
+  end
+  return snap
+end
+
+-- One command of a slave connection. -> reply
+function M.slave_command(cs, sess, cmd)
+  local c, name = dispatch.find(slave_commands, cmd)
+  if not c then return resp.error("ERR unknown control command '" .. name .. "'") end
+  return c.run(cs, sess, cmd)
+end
+
 function M.serve_slave(cs, sock)
   local reader = resp.new_reader()
-  local registered = false
+  local sess = { sock = sock, registered = false }
   local why
   while true do
     local cmd, err = read_command(sock, reader)
     if not cmd then why = err break end
-    local name = type(cmd) == "table" and type(cmd[1]) == "string" and cmd[1]:upper() or ""
-    if name == "PING" then
-      reply(sock, resp.status("PONG"))
-    elseif name == "SYNC" then
-      if not cs.is_master then
-        reply(sock, resp.error("ERR this config server is a slave"))
-      else
-        local snap = { "snapshot", n = 1 }
-        for _, ns in ipairs(store.list(cs.store)) do
-          snap.n = snap.n + 1
-          snap[snap.n] = btable.encode(store.get(cs.store, ns))
-        end
-        reply(sock, snap)
-        if not registered then
-          registered = true
-          cs.peers.slaves[sock] = { peer = sock.peer, addr = cmd[2] }
-          log.info("slave config server %s (%s) synced: %d namespaces", tostring(cmd[2]),
-            sock.peer, snap.n - 1)
-        end
-      end
-    else
-      reply(sock, resp.error("ERR unknown control command '" .. name .. "'"))
-    end
+    reply(sock, M.slave_command(cs, sess, cmd))
   end
-  if registered then
+  if sess.registered then
     cs.peers.slaves[sock] = nil
     log.info("slave config server %s left: %s", sock.peer, tostring(why))
   end

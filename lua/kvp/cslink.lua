@@ -30,9 +30,10 @@ local DEAD_AFTER = 5
 local PROBE = 2
 local REQUEST_TIMEOUT = 5
 
--- What the data path needs from a btable: every address (owners and
--- migration destinations), 1-based owners, and {[b + 1] = destination} for
--- migrating buckets.
+-- What the data path needs from a btable: -> servers (every address,
+-- owners and migration destinations, sorted), owners {[b + 1] = index in
+-- servers}, migrating {[b + 1] = index of the destination} and blocked
+-- {[b + 1] = true}.
 function M.flatten(t)
   local servers = btable.addresses(t)
   local index = {}
@@ -45,7 +46,14 @@ function M.flatten(t)
   return servers, owners, migrating, blocked
 end
 
--- Install a table if newer. Returns true when installed.
+-- A table from the config server (REGISTER reply or push): decoded and
+-- checked, then given to the data path, flattened, as
+-- state.install(version, bucket_count, servers, owners, patterns, migrating,
+-- blocked), only when its version is greater than the one held. Once
+-- installed it is state.table, the workers' drained reports start again
+-- (the ack is for this version) and state.on_table(t) runs. -> true when
+-- installed; false (logged) for a bad table, one not newer, or one the
+-- data path refused (the held table stays).
 function M.apply(state, json)
   local t, err = btable.decode(json, state.namespace)
   if not t then
@@ -178,9 +186,12 @@ local function session(state, addr)
   return reason, switch_to_master
 end
 
--- state: { namespace, listen, proxy_id, servers = {master, slave?},
---          install(version, buckets, servers, owners) -> ok, err,
---          on_deleted(), on_unknown_namespace(msg), on_table(t)? }
+-- state: { namespace, listen, proxy_id, servers = {master, slave?}, workers,
+--          install(version, bucket_count, servers, owners, patterns,
+--                  migrating, blocked) -> ok, err   (see apply),
+--          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health? }
+-- The link sets state.table, .acked, .connected_to, and .send while a
+-- session is up.
 function M.start(state)
   loop.spawn(function()
     local i, failures = 1, 0

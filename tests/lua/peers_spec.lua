@@ -1,0 +1,218 @@
+-- kvcs.peers without a server: the proxy and slave command tables called
+-- through proxy_command/slave_command on fake sessions, the known proxies
+-- (persisted, forgotten, acked), the waits for acks on a fake clock, the
+-- pushes. (busted insulates each spec file, so the stubs do not leak.)
+package.loaded["kv.log"] = {
+  debug = function() end, info = function() end, warn = function() end, error = function() end,
+}
+local clock = 0
+package.loaded["kv.loop"] = {
+  now = function() return clock end,
+  sleep = function(s) clock = clock + s end,
+}
+package.loaded["kv.redis"] = {}
+
+local peers = require "kvcs.peers"
+local store = require "kvcs.store"
+local btable = require "kv.btable"
+local resp = require "kv.resp"
+
+local A, B = "127.0.0.1:6371", "127.0.0.1:6373"
+
+local function memfs()
+  local files = {}
+  return {
+    write = function(path, data) files[path] = data return true end,
+    read = function(path) return files[path] end,
+    list = function() return {} end,
+    remove = function(path) files[path] = nil return true end,
+    mkdir = function() return true end,
+  }
+end
+
+local function new_cs()
+  local cs = {
+    cfg = { cluster_type = "data_store" },
+    store = store.new("/t", memfs()),
+    is_master = true,
+    peers = peers.new(),
+    saved = {}, joined = {}, reports = {}, published = {},
+  }
+  assert(store.put(cs.store, assert(btable.init("test", 256, { A, B }))))
+  cs.save_known = function(list) cs.saved[#cs.saved + 1] = list return true end
+  cs.on_proxy_join = function(entry) cs.joined[#cs.joined + 1] = entry.id end
+  cs.publish = function(t) cs.published[#cs.published + 1] = t end
+  return cs
+end
+
+-- A fake socket: what is sent is kept decoded in sock.got
+local function new_sock(peer)
+  local sock = { peer = peer or "127.0.0.1:50000", got = {} }
+  function sock.send(_, bytes)
+    local pos = 1
+    while pos <= #bytes do
+      local v, nxt = resp.decode(bytes, pos)
+      sock.got[#sock.got + 1] = v
+      pos = nxt
+    end
+    return true
+  end
+  function sock.close() sock.closed = true end
+  return sock
+end
+
+local function cmd(...)
+  return { n = select("#", ...), ... }
+end
+
+local function register(cs, id, sock)
+  local sess = { sock = sock or new_sock() }
+  local r, after = peers.proxy_command(cs, sess, cmd("REGISTER", "test", "127.0.0.1:" .. id, id))
+  if after then after() end
+  return sess, r
+end
+
+describe("kvcs.peers proxy commands", function()
+  it("PING answers PONG, with or without arguments, before REGISTER", function()
+    local cs = new_cs()
+    local sess = { sock = new_sock() }
+    assert.same({ status = "PONG" }, peers.proxy_command(cs, sess, cmd("PING")))
+    assert.same({ status = "PONG" }, peers.proxy_command(cs, sess, cmd("ping", "x")))
+  end)
+
+  it("REGISTER answers the table, makes the proxy known and online, then runs the join hook", function()
+    local cs = new_cs()
+    local sess, r = register(cs, "7401")
+    assert.equal(btable.encode(store.get(cs.store, "test")), r)
+    assert.equal("7401", sess.entry.id)
+    assert.same({ "7401" }, cs.joined)
+    local k = cs.peers.known.test["7401"]
+    assert.same({ listen = "127.0.0.1:7401", online = true, acked = 0 }, k)
+    assert.same({ { namespace = "test", id = "7401", listen = "127.0.0.1:7401" } }, cs.saved[1])
+    assert.same({ { info = "127.0.0.1:7401", state = "ONLINE", peer = "127.0.0.1:50000", id = "7401",
+                    acked_version = 0 } }, peers.proxy_list(cs, "test"))
+  end)
+
+  it("REGISTER refuses an unknown namespace and a second REGISTER", function()
+    local cs = new_cs()
+    local sess = { sock = new_sock() }
+    assert.same({ err = "ERR no such namespace 'nope'" },
+      peers.proxy_command(cs, sess, cmd("REGISTER", "nope", "127.0.0.1:1", "1")))
+    assert.is_nil(sess.entry)
+    register(cs, "7401", sess.sock)
+    sess = { sock = sess.sock, entry = cs.peers.proxies.test[sess.sock] }
+    assert.same({ err = "ERR already registered" },
+      peers.proxy_command(cs, sess, cmd("REGISTER", "test", "127.0.0.1:2", "2")))
+  end)
+
+  it("a proxy registering again closes its stale connection", function()
+    local cs = new_cs()
+    local old = new_sock()
+    register(cs, "7401", old)
+    local new = new_sock()
+    register(cs, "7401", new)
+    assert.is_true(old.closed)
+    assert.is_nil(cs.peers.proxies.test[old])
+    assert.truthy(cs.peers.proxies.test[new])
+    assert.equal(1, #cs.saved) -- known once
+  end)
+
+  it("commands with a wrong number of words, or before REGISTER, are unknown", function()
+    local cs = new_cs()
+    local sess = { sock = new_sock() }
+    for _, c in ipairs({ cmd("ACK", "test", "2"), cmd("DOWN", "test", A), cmd("PATTERN", "ADD", "test", "a*"),
+                         cmd("REGISTER", "test"), cmd("NOPE") }) do
+      assert.same({ err = "ERR unknown control command '" .. c[1]:upper() .. "'" },
+        peers.proxy_command(cs, sess, c))
+    end
+    assert.same({ err = "ERR unknown control command ''" }, peers.proxy_command(cs, sess, { n = 0 }))
+    sess = register(cs, "7401")
+    assert.same({ err = "ERR unknown control command 'ACK'" }, peers.proxy_command(cs, sess, cmd("ACK", "test")))
+  end)
+
+  it("ACK raises the known proxy's acked version, never lowers it", function()
+    local cs = new_cs()
+    local sess = register(cs, "7401")
+    assert.same({ status = "OK" }, peers.proxy_command(cs, sess, cmd("ACK", "test", "3")))
+    assert.equal(3, cs.peers.known.test["7401"].acked)
+    peers.proxy_command(cs, sess, cmd("ACK", "test", "2"))
+    assert.equal(3, cs.peers.known.test["7401"].acked)
+    assert.equal(2, sess.entry.acked)
+  end)
+
+  it("DOWN and UP go to cs.on_report; its refusal is an error", function()
+    local cs = new_cs()
+    cs.on_report = function(entry, kind, ns, addr)
+      cs.reports[#cs.reports + 1] = { entry.id, kind, ns, addr }
+      if addr == "bad" then return nil, "1003 not a master" end
+      return true
+    end
+    local sess = register(cs, "7401")
+    assert.same({ status = "OK" }, peers.proxy_command(cs, sess, cmd("down", "test", A)))
+    assert.same({ status = "OK" }, peers.proxy_command(cs, sess, cmd("UP", "test", A)))
+    assert.same({ err = "ERR 1003 not a master" }, peers.proxy_command(cs, sess, cmd("DOWN", "test", "bad")))
+    assert.same({ { "7401", "DOWN", "test", A }, { "7401", "UP", "test", A }, { "7401", "DOWN", "test", "bad" } },
+      cs.reports)
+  end)
+
+  it("PATTERN ADD|DEL changes the table through kvcs.api", function()
+    local cs = new_cs()
+    local sess = register(cs, "7401")
+    assert.same({ status = "OK" }, peers.proxy_command(cs, sess, cmd("PATTERN", "add", "test", "user*")))
+    assert.same({ "user*" }, store.get(cs.store, "test").patterns)
+    assert.equal(1, #cs.published)
+    local r = peers.proxy_command(cs, sess, cmd("PATTERN", "DEL", "test", "nope*"))
+    assert.truthy(r.err and r.err:find("^ERR %d+ "), r.err)
+  end)
+end)
+
+describe("kvcs.peers slave commands", function()
+  it("SYNC answers the snapshot and registers the slave once", function()
+    local cs = new_cs()
+    local sess = { sock = new_sock(), registered = false }
+    local r = peers.slave_command(cs, sess, cmd("SYNC", "127.0.0.1:7200"))
+    assert.same({ "snapshot", btable.encode(store.get(cs.store, "test")), n = 2 }, r)
+    assert.same({ peer = "127.0.0.1:50000", addr = "127.0.0.1:7200" }, cs.peers.slaves[sess.sock])
+    assert.same({ status = "PONG" }, peers.slave_command(cs, sess, cmd("PING")))
+    assert.same({ err = "ERR unknown control command 'REGISTER'" },
+      peers.slave_command(cs, sess, cmd("REGISTER", "test", "x", "y")))
+  end)
+
+  it("a slave config server refuses SYNC", function()
+    local cs = new_cs()
+    cs.is_master = false
+    assert.same({ err = "ERR this config server is a slave" },
+      peers.slave_command(cs, { sock = new_sock() }, cmd("SYNC", "x")))
+  end)
+end)
+
+describe("kvcs.peers known proxies and acks", function()
+  it("wait_acks waits for every known proxy, connected or not, and names one that lags", function()
+    local cs = new_cs()
+    peers.load_known(cs, { { namespace = "test", id = "p1", listen = "127.0.0.1:7401" } })
+    local sess = register(cs, "7402")
+    peers.proxy_command(cs, sess, cmd("ACK", "test", "1"))
+    clock = 0
+    local ok, who = peers.wait_acks(cs, "test", 1, 2)
+    assert.is_false(ok)
+    assert.equal("127.0.0.1:7401 (id p1, not connected, acked v0)", who)
+    assert.is_true(clock >= 2)
+    assert.same({ true, "unknown" }, { peers.forget_proxy(cs, "test", "127.0.0.1:7401"), select(2, peers.forget_proxy(cs, "test", "zz")) })
+    assert.is_true(peers.wait_acks(cs, "test", 1, 2))
+    assert.same({ nil, "connected" }, { peers.forget_proxy(cs, "test", "7402") })
+  end)
+
+  it("publish pushes the table to the namespace's proxies and to slaves", function()
+    local cs = new_cs()
+    local p = new_sock()
+    register(cs, "7401", p)
+    local s = new_sock()
+    peers.slave_command(cs, { sock = s }, cmd("SYNC", "x"))
+    local t = store.get(cs.store, "test")
+    peers.publish(cs, t)
+    peers.heartbeat(cs)
+    local json = btable.encode(t)
+    assert.same({ { "push", "table", json, n = 3 }, { "push", "ping", n = 2 } }, p.got)
+    assert.same({ { "push", "table", json, n = 3 }, { "push", "ping", n = 2 } }, s.got)
+  end)
+end)
