@@ -8,10 +8,13 @@
  *       key; after dp.start only live keys may come.
  *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
  *   dp.start()                                                -> true | nil, err
- *   dp.set_table(version, bucket_count, servers, owners, patterns, migrating) -> true | nil, err
- *       servers: {"ip:port", ...}; owners[b + 1] = 1-based index into servers;
- *       patterns: key-rewrite globs (optional); migrating: {[b + 1] = index
- *       of the destination} for buckets being migrated (optional)
+ *   dp.set_table{version=, bucket_count=, servers=, owner=, migrating=,
+ *                blocked=, patterns=}                         -> true | nil, err
+ *       servers: {"ip:port", ...}; owner[b + 1] = 1-based index into servers;
+ *       migrating: {[b + 1] = index of the destination} for buckets being
+ *       migrated; blocked: {[b + 1] = true} for buckets whose commands wait;
+ *       patterns: key-rewrite globs; the last three optional (built by
+ *       kvp/dptable.lua)
  *   dp.on_drained(fn)  fn(worker, version): worker has nothing in flight
  *       routed with a table older than version (called on this thread)
  *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
@@ -19,7 +22,8 @@
  *   dp.set_backend_down(addr, down): the health check's verdict on a master
  *
  * Lua validates (kvp/conf.lua, kv/btable.lua); C checks again what would
- * corrupt memory if wrong. */
+ * corrupt memory if wrong: every value against its field, every bound of a
+ * table. */
 #include "dp.h"
 #include "proxy.h"
 #include "../core/log.h"
@@ -356,85 +360,142 @@ static int l_start(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------ set_table */
+
+#define KVP_MAX_PATTERNS 256
+
+/* Fields of dp.set_table's spec, at these stack slots while it runs. */
+enum { TS_SPEC = 1, TS_SERVERS, TS_OWNER, TS_MIGRATING, TS_BLOCKED, TS_PATTERNS };
+static const char *const table_fields[] = {"servers", "owner", "migrating", "blocked", "patterns"};
+
+/* The name of a field spec has that set_table does not know, or NULL. */
+static const char *unknown_field(lua_State *L)
+{
+    lua_pushnil(L);
+    while (lua_next(L, TS_SPEC) != 0) {
+        lua_pop(L, 1);
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a name)";
+        int known = strcmp(name, "version") == 0 || strcmp(name, "bucket_count") == 0;
+        for (size_t i = 0; !known && i < sizeof(table_fields) / sizeof(table_fields[0]); i++)
+            known = strcmp(name, table_fields[i]) == 0;
+        if (!known) {
+            lua_pop(L, 1);
+            return name; /* still referenced by the spec */
+        }
+    }
+    return NULL;
+}
+
+/* Fills t's servers, owners, migrating and blocked buckets and patterns
+ * from the spec's fields (at their TS_ slots): NULL, or what is wrong. */
+static const char *table_fill(lua_State *L, kvp_table *t, int ns)
+{
+    lua_Integer b = 0, s = 0;
+    for (int i = 0; i < ns; i++) {
+        lua_rawgeti(L, TS_SERVERS, i + 1);
+        const char *a = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        lua_pop(L, 1); /* the string stays referenced by the spec */
+        if (a == NULL || strlen(a) >= KVP_ADDR_MAX)
+            return "servers: an address is not a string of at most 63 bytes";
+        snprintf(t->servers[i], KVP_ADDR_MAX, "%s", a);
+    }
+    for (b = 0; b < (lua_Integer)t->bucket_count; b++) {
+        lua_rawgeti(L, TS_OWNER, (int)b + 1);
+        int ok = int_in(L, -1, 1, ns, &s);
+        lua_pop(L, 1);
+        if (!ok)
+            return "owner: an entry is not an index into servers";
+        t->owner[b] = (uint16_t)(s - 1);
+    }
+    if (!lua_isnil(L, TS_MIGRATING)) {
+        lua_pushnil(L);
+        while (lua_next(L, TS_MIGRATING) != 0) {
+            int ok = int_in(L, -2, 1, t->bucket_count, &b) && int_in(L, -1, 1, ns, &s);
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_pop(L, 1);
+                return "migrating: not {[bucket + 1] = index into servers}";
+            }
+            t->mig_dst[b - 1] = (uint16_t)(s - 1);
+            t->nmigrating++;
+        }
+    }
+    if (!lua_isnil(L, TS_BLOCKED)) {
+        lua_pushnil(L);
+        while (lua_next(L, TS_BLOCKED) != 0) {
+            int ok = int_in(L, -2, 1, t->bucket_count, &b) && lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_pop(L, 1);
+                return "blocked: not {[bucket + 1] = true}";
+            }
+            t->blocked[b - 1] = 1;
+        }
+    }
+    if (!lua_isnil(L, TS_PATTERNS)) {
+        int np = (int)lua_objlen(L, TS_PATTERNS);
+        const char *pats[KVP_MAX_PATTERNS];
+        size_t lens[KVP_MAX_PATTERNS];
+        if (np > KVP_MAX_PATTERNS)
+            return "patterns: too many key-rewrite patterns (at most 256)";
+        for (int i = 0; i < np; i++) {
+            lua_rawgeti(L, TS_PATTERNS, i + 1);
+            pats[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &lens[i]) : NULL;
+            lua_pop(L, 1); /* the string stays referenced by the spec */
+            if (pats[i] == NULL)
+                return "patterns: a pattern is not a string";
+        }
+        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK)
+            return "out of memory";
+    }
+    return NULL;
+}
+
 static int l_set_table(lua_State *L)
 {
-    lua_Integer version = luaL_checkinteger(L, 1);
-    lua_Integer buckets = luaL_checkinteger(L, 2);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 4, LUA_TTABLE);
-    int ns = (int)lua_objlen(L, 3);
-    if (buckets < 1 || buckets > 65535 || ns < 1 || ns > 65535 || (lua_Integer)lua_objlen(L, 4) != buckets)
-        return fail(L, "bad table shape");
+    luaL_checktype(L, TS_SPEC, LUA_TTABLE);
+    lua_settop(L, TS_SPEC);
+    const char *name = unknown_field(L);
+    if (name != NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "dp.set_table: unknown field %s", name);
+        return 2;
+    }
+    lua_Integer version = 0, buckets = 0;
+    lua_getfield(L, TS_SPEC, "version");
+    lua_getfield(L, TS_SPEC, "bucket_count");
+    int vok = int_in(L, -2, 0, (lua_Integer)1 << 53, &version);
+    int bok = int_in(L, -1, 1, 65535, &buckets);
+    lua_settop(L, TS_SPEC);
+    if (!vok)
+        return fail(L, "dp.set_table: version must be an integer >= 0");
+    if (!bok)
+        return fail(L, "dp.set_table: bucket_count must be an integer from 1 to 65535");
+    for (size_t i = 0; i < sizeof(table_fields) / sizeof(table_fields[0]); i++)
+        lua_getfield(L, TS_SPEC, table_fields[i]); /* at TS_SERVERS + i */
+    for (int i = TS_SERVERS; i <= TS_PATTERNS; i++) {
+        int optional = i >= TS_MIGRATING;
+        if (!lua_istable(L, i) && !(optional && lua_isnil(L, i))) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "dp.set_table: %s must be a table", table_fields[i - TS_SERVERS]);
+            return 2;
+        }
+    }
+    int ns = (int)lua_objlen(L, TS_SERVERS);
+    if (ns < 1 || ns > 65535)
+        return fail(L, "dp.set_table: servers must list 1 to 65535 addresses");
+    if ((lua_Integer)lua_objlen(L, TS_OWNER) != buckets)
+        return fail(L, "dp.set_table: owner must have bucket_count entries");
     kvp_table *t = kvp_table_new((uint32_t)buckets, ns);
     if (t == NULL)
         return fail(L, "out of memory");
     t->version = (uint64_t)version;
-    for (int i = 0; i < ns; i++) {
-        lua_rawgeti(L, 3, i + 1);
-        const char *a = lua_tostring(L, -1);
-        if (a == NULL || strlen(a) >= KVP_ADDR_MAX) {
-            kvp_table_unref(t);
-            return fail(L, "bad server address");
-        }
-        snprintf(t->servers[i], KVP_ADDR_MAX, "%s", a);
-        lua_pop(L, 1);
-    }
-    for (lua_Integer b = 0; b < buckets; b++) {
-        lua_rawgeti(L, 4, (int)b + 1);
-        lua_Integer s = lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        if (s < 1 || s > ns) {
-            kvp_table_unref(t);
-            return fail(L, "bucket owner out of range");
-        }
-        t->owner[b] = (uint16_t)(s - 1);
-    }
-    if (lua_istable(L, 6)) {
+    const char *err = table_fill(L, t, ns);
+    if (err != NULL) {
+        kvp_table_unref(t);
         lua_pushnil(L);
-        while (lua_next(L, 6) != 0) {
-            lua_Integer b = lua_tointeger(L, -2) - 1, d = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            if (b < 0 || b >= buckets || d < 1 || d > ns) {
-                kvp_table_unref(t);
-                return fail(L, "bad migrating bucket entry");
-            }
-            t->mig_dst[b] = (uint16_t)(d - 1);
-            t->nmigrating++;
-        }
-    }
-    if (lua_istable(L, 7)) {
-        lua_pushnil(L);
-        while (lua_next(L, 7) != 0) {
-            lua_Integer b = lua_tointeger(L, -2) - 1;
-            lua_pop(L, 1);
-            if (b < 0 || b >= buckets) {
-                kvp_table_unref(t);
-                return fail(L, "bad blocked bucket entry");
-            }
-            t->blocked[b] = 1;
-        }
-    }
-    if (lua_istable(L, 5)) {
-        int np = (int)lua_objlen(L, 5);
-        const char *pats[256];
-        size_t lens[256];
-        if (np > 256) {
-            kvp_table_unref(t);
-            return fail(L, "too many key-rewrite patterns (at most 256)");
-        }
-        for (int i = 0; i < np; i++) {
-            lua_rawgeti(L, 5, i + 1);
-            pats[i] = lua_tolstring(L, -1, &lens[i]);
-            lua_pop(L, 1); /* the string stays referenced by the Lua table */
-            if (pats[i] == NULL) {
-                kvp_table_unref(t);
-                return fail(L, "a pattern is not a string");
-            }
-        }
-        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK) {
-            kvp_table_unref(t);
-            return fail(L, "out of memory");
-        }
+        lua_pushfstring(L, "dp.set_table: %s", err);
+        return 2;
     }
     kvp_workers_post_table(t);
     kvp_table_unref(t);

@@ -21,6 +21,7 @@ local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
 local btable = require "kv.btable"
+local dptable = require "kvp.dptable"
 local log = require "kv.log"
 
 local M = {}
@@ -29,21 +30,6 @@ local HEARTBEAT = 1
 local DEAD_AFTER = 5
 local PROBE = 2
 local REQUEST_TIMEOUT = 5
-
--- What the data path needs from a btable: every address (owners and
--- migration destinations), 1-based owners, and {[b + 1] = destination} for
--- migrating buckets.
-function M.flatten(t)
-  local servers = btable.addresses(t)
-  local index = {}
-  for i, a in ipairs(servers) do index[a] = i end
-  local owners = {}
-  for b = 0, t.bucket_count - 1 do owners[b + 1] = index[t.owner[b]] end
-  local migrating, blocked = {}, {}
-  for b, dst in pairs(t.migrating) do migrating[b + 1] = index[dst] end
-  for b in pairs(t.blocked or {}) do blocked[b + 1] = true end
-  return servers, owners, migrating, blocked
-end
 
 -- Install a table if newer. Returns true when installed.
 function M.apply(state, json)
@@ -56,8 +42,8 @@ function M.apply(state, json)
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
-  local servers, owners, migrating, blocked = M.flatten(t)
-  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns, migrating, blocked)
+  local spec = dptable.spec(t)
+  local ok, serr = state.install(spec)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
@@ -66,7 +52,7 @@ function M.apply(state, json)
   state.table = t
   state.drained = {} -- acks start again for this version
   log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
-    from, t.bucket_count, table.concat(servers, ", "),
+    from, t.bucket_count, table.concat(spec.servers, ", "),
     #t.patterns > 0 and ("; key-rewrite patterns " .. table.concat(t.patterns, " ")) or "")
   if state.on_table then state.on_table(t) end
   return true
@@ -179,7 +165,7 @@ local function session(state, addr)
 end
 
 -- state: { namespace, listen, proxy_id, servers = {master, slave?},
---          install(version, buckets, servers, owners) -> ok, err,
+--          install(spec) -> ok, err (dp.set_table; spec from kvp.dptable),
 --          on_deleted(), on_unknown_namespace(msg), on_table(t)? }
 function M.start(state)
   loop.spawn(function()
