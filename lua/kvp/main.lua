@@ -1,6 +1,11 @@
--- kvp.main: the proxy process. Reads the config and the policy, starts the
--- C data path (kvp.dp), then runs the control plane on this thread: the
--- config-server link (and, later, HTTP and health checks).
+-- kvp.main: the proxy process. Reads the config (kvp.conf) and the policy,
+-- hands both to the C data path (dp.set_policy; dp.configure with every key
+-- kvp.conf sends to C) and stops there with -t; otherwise starts the data
+-- path and runs the control plane on this thread: the config-server link
+-- (kvp.cslink, which installs each table with dp.set_table), the masters'
+-- health checks (kvp.health), the stats windows and the HTTP admin API
+-- (kvp.http_api; M.control builds what its handlers act on). The process
+-- exits when no config server gives it a table within STARTUP_WAIT seconds.
 local core = require "kv.core"
 local loop = require "kv.loop"
 local log = require "kv.log"
