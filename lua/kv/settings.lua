@@ -6,12 +6,14 @@
 -- parsed and validated again, and only then is anything written or applied
 -- (by the caller). The operator's other lines and comments are kept.
 --
+--   changes(decl, cur, body) -> changes | nil, code, msg   (kv.codes)
+--     body: the request, API name -> value; cur: the config in use (the
+--     other half of an address set by ip or port alone); changes: config
+--     key -> new value, each checked by the rule the config file uses.
 --   plan(decl, text, cur, body) -> new_text, new_cfg, changes
---                                | nil, code, msg   (kv.codes)
---     text: the config file as it is; cur: the config in use (the other
---     half of an address set by ip or port alone); body: the request, API
---     name -> value; changes: config key -> new value, what update_text
---     wrote back.
+--                                | nil, code, msg
+--     changes, then text (the config file as it is) with them written back,
+--     and the config that text gives.
 -- Plain function, no I/O: tested by busted.
 local config = require "kv.config"
 local codes = require "kv.codes"
@@ -42,7 +44,7 @@ local PART = {
   port = { type = "integer", min = 1, max = 65535 },
 }
 
-function M.plan(decl, text, cur, body)
+function M.changes(decl, cur, body)
   local live = api_names(decl)
   local names = {}
   for k in pairs(body) do names[#names + 1] = tostring(k) end
@@ -50,8 +52,16 @@ function M.plan(decl, text, cur, body)
   table.sort(names)
   for _, k in ipairs(names) do
     if not live[k] then
-      local hint = decl.by_name[k] and " (it is read at start only: edit the config file and restart)" or ""
-      return nil, codes.UNKNOWN_CONFIG_KEY, ("unknown config key '%s'%s"):format(k, hint)
+      local hint
+      if decl.by_name[k] then
+        hint = "it is read at start only: edit the config file and restart"
+      else
+        local takes = {}
+        for n in pairs(live) do takes[#takes + 1] = n end
+        table.sort(takes)
+        hint = "set_config takes " .. table.concat(takes, ", ")
+      end
+      return nil, codes.UNKNOWN_CONFIG_KEY, ("unknown config key '%s' (%s)"):format(k, hint)
     end
   end
   local changes, parts = {}, {}
@@ -83,6 +93,12 @@ function M.plan(decl, text, cur, body)
     end
     changes[key] = addr
   end
+  return changes
+end
+
+function M.plan(decl, text, cur, body)
+  local changes, code, msg = M.changes(decl, cur, body)
+  if not changes then return nil, code, msg end
   local new_text, uerr = config.update_text(text, changes)
   if not new_text then return nil, codes.BAD_CONFIG_VALUE, uerr end
   local new_cfg, perr = decl:parse(new_text)

@@ -8,6 +8,11 @@ local kvp_conf = require "kvp.conf"
 local kvp_settings = require "kvp.settings"
 
 local INT_MAX = 2147483647
+local SET_CONFIG = { -- SPEC §4: what /kvstore/proxy/set_config accepts
+  "client_timeout", "master_cs_ip", "master_cs_port", "max_client_num", "max_qps",
+  "redis_down_timeout", "redis_password", "request_timeout", "slave_cs_ip", "slave_cs_port",
+  "slow_cmd_time", "update_slave_interval",
+}
 
 describe("kv.config.declare", function()
   local function declares(keys) return pcall(config.declare, keys, "t.conf") end
@@ -64,12 +69,6 @@ describe("kvp.conf, the declaration", function()
     "client_password", "client_timeout", "io_threads", "listen", "max_client_num", "max_qps",
     "redis_down_timeout", "redis_password", "request_timeout", "slow_cmd_time",
   }
-  local SET_CONFIG = { -- SPEC §4: what /kvstore/proxy/set_config accepts
-    "client_timeout", "master_cs_ip", "master_cs_port", "max_client_num", "max_qps",
-    "redis_down_timeout", "redis_password", "request_timeout", "slave_cs_ip", "slave_cs_port",
-    "slow_cmd_time", "update_slave_interval",
-  }
-
   local function sorted_keys(t)
     local out = {}
     for k in pairs(t) do out[#out + 1] = k end
@@ -213,7 +212,8 @@ describe("set_config from the declaration", function()
   end)
 
   it("refuses an unknown key before any bad value: all or nothing", function()
-    refused({ max_qps = -1, bogus = 1 }, codes.UNKNOWN_CONFIG_KEY, "unknown config key 'bogus'")
+    refused({ max_qps = -1, bogus = 1 }, codes.UNKNOWN_CONFIG_KEY, "unknown config key 'bogus' (set_config takes "
+      .. table.concat(SET_CONFIG, ", ") .. ")")
     refused({ max_qps = 10, request_timeout = 0 }, codes.BAD_CONFIG_VALUE, "'request_timeout'")
     refused({}, codes.BAD_PARAM, "nothing to change")
   end)
@@ -255,5 +255,35 @@ client_timeout = 30
     assert.is_nil(none)
     assert.equal(codes.BAD_CONFIG_VALUE, code)
     assert.equal(codes.UNKNOWN_CONFIG_KEY, select(2, settings.plan(decl, "", {}, { dir = "e" })))
+  end)
+end)
+
+describe("kvcs.conf, the declaration", function()
+  local kvcs_conf = require "kvcs.conf"
+  local api = require "kvcs.api"
+
+  local function cs()
+    local c = { cfg = assert(kvcs_conf.parse("")), support_ha = true, saved = {} }
+    c.save_config = function(ch) c.saved[#c.saved + 1] = ch return true end
+    return c
+  end
+
+  it("set_config takes only support_ha, as a boolean, all or nothing", function()
+    local c = cs()
+    assert.equal(codes.OK, (api.set_config(c, { support_ha = false })))
+    assert.same({ { support_ha = false } }, c.saved)
+    assert.is_false(c.support_ha)
+    local code, msg = api.set_config(c, { support_ha = true, x = 1 })
+    assert.equal(codes.UNKNOWN_CONFIG_KEY, code)
+    assert.equal("unknown config key 'x' (set_config takes support_ha)", msg)
+    code, msg = api.set_config(c, { cluster_type = "cache" })
+    assert.equal(codes.UNKNOWN_CONFIG_KEY, code)
+    assert.truthy(msg:find("read at start only", 1, true), msg)
+    code, msg = api.set_config(c, { support_ha = "yes" })
+    assert.equal(codes.BAD_CONFIG_VALUE, code)
+    assert.equal([[invalid value for config key 'support_ha': expected true or false, got "yes"]], msg)
+    assert.equal(codes.BAD_PARAM, (api.set_config(c, {})))
+    assert.equal(1, #c.saved)
+    assert.is_false(c.support_ha)
   end)
 end)
