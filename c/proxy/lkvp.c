@@ -79,6 +79,7 @@ static const cfg_key cfg_keys[] = {
     {.name = "io_threads", .kind = CFG_INT, .min = 1, .i = &kvp_g.io_threads},
     {.name = "client_password", .kind = CFG_STR, .s = kvp_g.client_password,
      .size = sizeof(kvp_g.client_password)},
+    /* at most 200 bytes: backend.c writes AUTH into a 512-byte buffer */
     {.name = "redis_password", .kind = CFG_REDIS_PASSWORD, .live = 1, .size = 201},
     {.name = "request_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .min = 1, .ai = &kvp_g.request_timeout_ms},
     {.name = "client_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .ai = &kvp_g.client_timeout_s},

@@ -38,8 +38,8 @@
 --   to_c     the name the C side's configure takes it under (to_c below)
 -- Every integer has min and max, so a value that fits the declaration fits
 -- a C int. declare(keys, file) -> decl = { keys = the list, schema = name ->
--- spec, by_name = name -> spec, file = name for messages, e.g. "kvp.conf" },
--- and decl:parse(text [, chunkname]), decl:load(path) as parse and load.
+-- spec, file = name for messages, e.g. "kvp.conf" }, with decl:parse(text
+-- [, chunkname]) and decl:load(path) as parse and load.
 --
 -- Errors name the key, the file (chunkname) and line, and what is expected,
 -- e.g. "unknown config key 'lissten' in kvp.conf:2 (did you mean 'listen'?)".
@@ -183,7 +183,7 @@ function M.declare(keys, file)
   if type(keys) ~= "table" or type(file) ~= "string" then
     error("kv.config.declare(keys, file): bad arguments", 2)
   end
-  local decl = setmetatable({ keys = keys, schema = {}, by_name = {}, file = file }, Decl)
+  local decl = setmetatable({ keys = keys, schema = {}, file = file }, Decl)
   local c_names, api_names = {}, {}
   local function bad(i, why) error(("kv.config.declare: key %d (%s): %s"):format(i, tostring(keys[i].name), why), 3) end
   for i, spec in ipairs(keys) do
@@ -210,7 +210,7 @@ function M.declare(keys, file)
         api_names[a] = true
       end
     end
-    decl.schema[name], decl.by_name[name] = spec, spec
+    decl.schema[name] = spec
   end
   check_schema(decl.schema)
   return decl

@@ -53,7 +53,7 @@ function M.changes(decl, cur, body)
   for _, k in ipairs(names) do
     if not live[k] then
       local hint
-      if decl.by_name[k] then
+      if decl.schema[k] then
         hint = "it is read at start only: edit the config file and restart"
       else
         local takes = {}
@@ -87,7 +87,7 @@ function M.changes(decl, cur, body)
   for key, p in pairs(parts) do
     local h, port = split(cur[key])
     local addr = ("%s:%s"):format(p.ip or h, p.port and ("%d"):format(p.port) or port)
-    local ok, why = config.check(addr, decl.by_name[key])
+    local ok, why = config.check(addr, decl.schema[key])
     if not ok then
       return nil, codes.BAD_CONFIG_VALUE, ("invalid value for config key '%s': %s"):format(key, why)
     end
