@@ -1,21 +1,29 @@
 /* lkvp.c -- "kvp.dp": the control thread's handle on the data path.
  *
- *   dp.configure{listen=, io_threads=, request_timeout=, client_timeout=,
- *                max_client_num=, max_qps=, slow_cmd_time=, redis_password=,
- *                client_password=}                           -> true | nil, err
+ *   dp.configure{name = value, ...}                           -> true | nil, err
+ *       the keys kvp/conf.lua declares with to_c: listen, io_threads,
+ *       client_password, and the live ones redis_password, request_timeout,
+ *       client_timeout, max_client_num, max_qps, slow_cmd_time,
+ *       redis_down_timeout. C has no defaults: the first call carries every
+ *       key; after dp.start only live keys may come.
  *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
  *   dp.start()                                                -> true | nil, err
- *   dp.set_table(version, bucket_count, servers, owners, patterns, migrating) -> true | nil, err
- *       servers: {"ip:port", ...}; owners[b + 1] = 1-based index into servers;
- *       patterns: key-rewrite globs (optional); migrating: {[b + 1] = index
- *       of the destination} for buckets being migrated (optional)
+ *   dp.set_table{version=, bucket_count=, servers=, owner=, migrating=,
+ *                blocked=, patterns=}                         -> true | nil, err
+ *       servers: {"ip:port", ...}; owner[b + 1] = 1-based index into servers;
+ *       migrating: {[b + 1] = index of the destination} for buckets being
+ *       migrated; blocked: {[b + 1] = true} for buckets whose commands wait;
+ *       patterns: key-rewrite globs; the last three optional (built by
+ *       kvp/dptable.lua)
  *   dp.on_drained(fn)  fn(worker, version): worker has nothing in flight
  *       routed with a table older than version (called on this thread)
  *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
  *   dp.client_count()                                         -> n
+ *   dp.set_backend_down(addr, down): the health check's verdict on a master
  *
  * Lua validates (kvp/conf.lua, kv/btable.lua); C checks again what would
- * corrupt memory if wrong. */
+ * corrupt memory if wrong: every value against its field, every bound of a
+ * table. */
 #include "command.h"
 #include "conf.h"
 #include "table.h"
@@ -27,6 +35,7 @@
 #include <event2/event.h>
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +49,6 @@ static int fail(lua_State *L, const char *msg)
     return 2;
 }
 
-static int opt_int(lua_State *L, int t, const char *key, int def)
-{
-    lua_getfield(L, t, key);
-    int v = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : def;
-    lua_pop(L, 1);
-    return v;
-}
-
 static void opt_str(lua_State *L, int t, const char *key, char *out, size_t n)
 {
     lua_getfield(L, t, key);
@@ -56,50 +57,205 @@ static void opt_str(lua_State *L, int t, const char *key, char *out, size_t n)
     lua_pop(L, 1);
 }
 
-static int l_configure(lua_State *L)
+/* ------------------------------------------------------------ configure */
+
+/* dp.configure's keys, under the to_c names kvp/conf.lua declares. C keeps
+ * no defaults: the first call must carry every key (Lua sends each declared
+ * value, defaults included); later calls any subset, and once the data path
+ * runs only the live keys. Ranges are the declaration's; C checks that a
+ * value fits its field, and sets nothing unless every value does. */
+enum cfg_kind { CFG_LISTEN, CFG_INT, CFG_ATOMIC_INT, CFG_STR, CFG_REDIS_PASSWORD };
+
+typedef struct cfg_key {
+    const char *name;
+    enum cfg_kind kind;
+    int live;        /* may change while the data path runs */
+    int min;         /* ints: the least the data path works with */
+    int *i;          /* CFG_INT */
+    atomic_int *ai;  /* CFG_ATOMIC_INT */
+    char *s;         /* CFG_STR, of size bytes */
+    size_t size;
+} cfg_key;
+
+static const cfg_key cfg_keys[] = {
+    {.name = "listen", .kind = CFG_LISTEN},
+    {.name = "io_threads", .kind = CFG_INT, .min = 1, .i = &kvp_g.io_threads},
+    {.name = "client_password", .kind = CFG_STR, .s = kvp_g.client_password,
+     .size = sizeof(kvp_g.client_password)},
+    /* at most 200 bytes: backend.c writes AUTH into a 512-byte buffer */
+    {.name = "redis_password", .kind = CFG_REDIS_PASSWORD, .live = 1, .size = 201},
+    {.name = "request_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .min = 1, .ai = &kvp_g.request_timeout_ms},
+    {.name = "client_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .ai = &kvp_g.client_timeout_s},
+    {.name = "max_client_num", .kind = CFG_ATOMIC_INT, .live = 1, .ai = &kvp_g.max_client_num},
+    {.name = "max_qps", .kind = CFG_ATOMIC_INT, .live = 1, .ai = &kvp_g.max_qps},
+    {.name = "slow_cmd_time", .kind = CFG_ATOMIC_INT, .live = 1, .ai = &kvp_g.slow_cmd_time_ms},
+    {.name = "redis_down_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .min = 1,
+     .ai = &kvp_g.redis_down_timeout_s},
+};
+#define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+static int configured; /* a configure with every key succeeded */
+
+/* The value at idx as an integer in lo..hi: 1 and *out, or 0. */
+static int int_in(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer *out)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    char listen[128] = "";
-    opt_str(L, 1, "listen", listen, sizeof(listen));
-    if (listen[0]) {
-        char *colon = strrchr(listen, ':');
-        if (colon == NULL)
-            return fail(L, "listen must be host:port");
-        *colon = 0;
-        size_t host_len = strlen(listen);
-        if (host_len >= sizeof(kvp_g.listen_host))
-            return fail(L, "listen host is too long");
-        memcpy(kvp_g.listen_host, listen, host_len + 1);
-        kvp_g.listen_port = atoi(colon + 1);
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    lua_Number n = lua_tonumber(L, idx);
+    if (!(n >= (lua_Number)lo && n <= (lua_Number)hi)) /* also NaN */
+        return 0;
+    lua_Integer v = (lua_Integer)n;
+    if ((lua_Number)v != n)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* "host:port" into host (of hostsize bytes) and *port: KV_OK, or KV_ERR
+ * and err. */
+static int parse_listen(const char *addr, char *host, size_t hostsize, int *port, char *err, size_t errlen)
+{
+    const char *colon = strrchr(addr, ':');
+    char *end;
+    if (colon == NULL) {
+        snprintf(err, errlen, "must be host:port");
+        return KV_ERR;
     }
-    if (!started) {
-        kvp_g.io_threads = opt_int(L, 1, "io_threads", kvp_g.io_threads ? kvp_g.io_threads : 1);
-        opt_str(L, 1, "client_password", kvp_g.client_password, sizeof(kvp_g.client_password));
+    if ((size_t)(colon - addr) >= hostsize) {
+        snprintf(err, errlen, "host is too long (at most %zu bytes)", hostsize - 1);
+        return KV_ERR;
     }
-    lua_getfield(L, 1, "redis_password");
-    if (lua_isstring(L, -1)) {
-        const char *cur = atomic_load(&kvp_g.redis_password);
-        const char *pw = lua_tostring(L, -1);
-        if (strlen(pw) > 200) {
-            lua_pop(L, 1);
-            return fail(L, "redis_password is too long (at most 200 bytes)");
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != 0 || p < 1 || p > 65535) {
+        snprintf(err, errlen, "port must be 1..65535");
+        return KV_ERR;
+    }
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = 0;
+    *port = (int)p;
+    return KV_OK;
+}
+
+/* Checks the value on top of the stack for key k and, when apply is set,
+ * stores it: KV_OK, or KV_ERR and what is wrong in err. */
+static int cfg_value(lua_State *L, const cfg_key *k, int apply, char *err, size_t errlen)
+{
+    switch (k->kind) {
+    case CFG_INT:
+    case CFG_ATOMIC_INT: {
+        lua_Integer v;
+        if (!int_in(L, -1, k->min, INT_MAX, &v)) {
+            snprintf(err, errlen, "must be an integer from %d to %d", k->min, INT_MAX);
+            return KV_ERR;
         }
-        if (cur == NULL || strcmp(cur, pw) != 0) {
-            char *copy = strdup(pw);
-            if (copy == NULL)
-                return luaL_error(L, "out of memory");
+        if (apply && k->kind == CFG_INT)
+            *k->i = (int)v;
+        else if (apply)
+            atomic_store(k->ai, (int)v);
+        return KV_OK;
+    }
+    case CFG_LISTEN: {
+        char host[sizeof(kvp_g.listen_host)];
+        int port;
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            snprintf(err, errlen, "must be a string");
+            return KV_ERR;
+        }
+        if (parse_listen(lua_tostring(L, -1), host, sizeof(host), &port, err, errlen) != KV_OK)
+            return KV_ERR;
+        if (apply) {
+            memcpy(kvp_g.listen_host, host, sizeof(host));
+            kvp_g.listen_port = port;
+        }
+        return KV_OK;
+    }
+    case CFG_STR:
+    case CFG_REDIS_PASSWORD: {
+        size_t len;
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            snprintf(err, errlen, "must be a string");
+            return KV_ERR;
+        }
+        const char *str = lua_tolstring(L, -1, &len);
+        if (len >= k->size || strlen(str) != len) {
+            snprintf(err, errlen, "must be at most %zu bytes, without NUL", k->size - 1);
+            return KV_ERR;
+        }
+        if (!apply)
+            return KV_OK;
+        if (k->kind == CFG_STR) {
+            memcpy(k->s, str, len + 1);
+            return KV_OK;
+        }
+        const char *cur = atomic_load(&kvp_g.redis_password);
+        if (cur == NULL || strcmp(cur, str) != 0) {
+            char *copy = strdup(str);
+            if (copy == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return KV_ERR;
+            }
             /* new backend connections use it; the old copy stays allocated */
             atomic_store(&kvp_g.redis_password, copy);
         }
+        return KV_OK;
     }
-    lua_pop(L, 1);
-    atomic_store(&kvp_g.request_timeout_ms, opt_int(L, 1, "request_timeout", atomic_load(&kvp_g.request_timeout_ms)));
-    atomic_store(&kvp_g.client_timeout_s, opt_int(L, 1, "client_timeout", atomic_load(&kvp_g.client_timeout_s)));
-    atomic_store(&kvp_g.max_client_num, opt_int(L, 1, "max_client_num", atomic_load(&kvp_g.max_client_num)));
-    atomic_store(&kvp_g.max_qps, opt_int(L, 1, "max_qps", atomic_load(&kvp_g.max_qps)));
-    atomic_store(&kvp_g.slow_cmd_time_ms, opt_int(L, 1, "slow_cmd_time", atomic_load(&kvp_g.slow_cmd_time_ms)));
-    atomic_store(&kvp_g.redis_down_timeout_s,
-                 opt_int(L, 1, "redis_down_timeout", atomic_load(&kvp_g.redis_down_timeout_s)));
+    }
+    snprintf(err, errlen, "has an unknown kind");
+    return KV_ERR;
+}
+
+static const cfg_key *cfg_find(const char *name)
+{
+    for (size_t i = 0; i < CFG_NKEYS; i++)
+        if (strcmp(cfg_keys[i].name, name) == 0)
+            return &cfg_keys[i];
+    return NULL;
+}
+
+static int l_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    char err[128];
+    size_t given = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const cfg_key *k = name ? cfg_find(name) : NULL;
+        lua_pushnil(L); /* in case of an error: nil, message */
+        if (k == NULL) {
+            lua_pushfstring(L, "dp.configure: unknown key %s", name ? name : luaL_typename(L, -3));
+            return 2;
+        }
+        if (started && !k->live) {
+            lua_pushfstring(L, "dp.configure: %s is fixed once the data path runs", name);
+            return 2;
+        }
+        lua_pop(L, 1);
+        if (cfg_value(L, k, 0, err, sizeof(err)) != KV_OK) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "dp.configure: %s %s", name, err);
+            return 2;
+        }
+        given++;
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; !configured && given != CFG_NKEYS && i < CFG_NKEYS; i++) {
+        lua_getfield(L, 1, cfg_keys[i].name);
+        if (lua_isnil(L, -1)) {
+            lua_pushfstring(L, "dp.configure: %s is missing (the first call sets every key)",
+                            cfg_keys[i].name);
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < CFG_NKEYS; i++) {
+        lua_getfield(L, 1, cfg_keys[i].name);
+        if (!lua_isnil(L, -1) && cfg_value(L, &cfg_keys[i], 1, err, sizeof(err)) != KV_OK)
+            return luaL_error(L, "dp.configure: %s %s", cfg_keys[i].name, err); /* out of memory */
+        lua_pop(L, 1);
+    }
+    configured = 1;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -192,6 +348,8 @@ static int l_start(lua_State *L)
 {
     if (started)
         return fail(L, "already started");
+    if (!configured)
+        return fail(L, "dp.configure has not been called");
     if (kvp_cmd_init() != KV_OK)
         return fail(L, "command table is broken");
     char err[256];
@@ -206,85 +364,142 @@ static int l_start(lua_State *L)
     return 1;
 }
 
+/* ------------------------------------------------------------ set_table */
+
+#define KVP_MAX_PATTERNS 256
+
+/* Fields of dp.set_table's spec, at these stack slots while it runs. */
+enum { TS_SPEC = 1, TS_SERVERS, TS_OWNER, TS_MIGRATING, TS_BLOCKED, TS_PATTERNS };
+static const char *const table_fields[] = {"servers", "owner", "migrating", "blocked", "patterns"};
+
+/* The name of a field spec has that set_table does not know, or NULL. */
+static const char *unknown_field(lua_State *L)
+{
+    lua_pushnil(L);
+    while (lua_next(L, TS_SPEC) != 0) {
+        lua_pop(L, 1);
+        const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a name)";
+        int known = strcmp(name, "version") == 0 || strcmp(name, "bucket_count") == 0;
+        for (size_t i = 0; !known && i < sizeof(table_fields) / sizeof(table_fields[0]); i++)
+            known = strcmp(name, table_fields[i]) == 0;
+        if (!known) {
+            lua_pop(L, 1);
+            return name; /* still referenced by the spec */
+        }
+    }
+    return NULL;
+}
+
+/* Fills t's servers, owners, migrating and blocked buckets and patterns
+ * from the spec's fields (at their TS_ slots): NULL, or what is wrong. */
+static const char *table_fill(lua_State *L, kvp_table *t, int ns)
+{
+    lua_Integer b = 0, s = 0;
+    for (int i = 0; i < ns; i++) {
+        lua_rawgeti(L, TS_SERVERS, i + 1);
+        const char *a = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        lua_pop(L, 1); /* the string stays referenced by the spec */
+        if (a == NULL || strlen(a) >= KVP_ADDR_MAX)
+            return "servers: an address is not a string of at most 63 bytes";
+        snprintf(t->servers[i], KVP_ADDR_MAX, "%s", a);
+    }
+    for (b = 0; b < (lua_Integer)t->bucket_count; b++) {
+        lua_rawgeti(L, TS_OWNER, (int)b + 1);
+        int ok = int_in(L, -1, 1, ns, &s);
+        lua_pop(L, 1);
+        if (!ok)
+            return "owner: an entry is not an index into servers";
+        t->owner[b] = (uint16_t)(s - 1);
+    }
+    if (!lua_isnil(L, TS_MIGRATING)) {
+        lua_pushnil(L);
+        while (lua_next(L, TS_MIGRATING) != 0) {
+            int ok = int_in(L, -2, 1, t->bucket_count, &b) && int_in(L, -1, 1, ns, &s);
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_pop(L, 1);
+                return "migrating: not {[bucket + 1] = index into servers}";
+            }
+            t->mig_dst[b - 1] = (uint16_t)(s - 1);
+            t->nmigrating++;
+        }
+    }
+    if (!lua_isnil(L, TS_BLOCKED)) {
+        lua_pushnil(L);
+        while (lua_next(L, TS_BLOCKED) != 0) {
+            int ok = int_in(L, -2, 1, t->bucket_count, &b) && lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_pop(L, 1);
+                return "blocked: not {[bucket + 1] = true}";
+            }
+            t->blocked[b - 1] = 1;
+        }
+    }
+    if (!lua_isnil(L, TS_PATTERNS)) {
+        int np = (int)lua_objlen(L, TS_PATTERNS);
+        const char *pats[KVP_MAX_PATTERNS];
+        size_t lens[KVP_MAX_PATTERNS];
+        if (np > KVP_MAX_PATTERNS)
+            return "patterns: too many key-rewrite patterns (at most 256)";
+        for (int i = 0; i < np; i++) {
+            lua_rawgeti(L, TS_PATTERNS, i + 1);
+            pats[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &lens[i]) : NULL;
+            lua_pop(L, 1); /* the string stays referenced by the spec */
+            if (pats[i] == NULL)
+                return "patterns: a pattern is not a string";
+        }
+        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK)
+            return "out of memory";
+    }
+    return NULL;
+}
+
 static int l_set_table(lua_State *L)
 {
-    lua_Integer version = luaL_checkinteger(L, 1);
-    lua_Integer buckets = luaL_checkinteger(L, 2);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 4, LUA_TTABLE);
-    int ns = (int)lua_objlen(L, 3);
-    if (buckets < 1 || buckets > 65535 || ns < 1 || ns > 65535 || (lua_Integer)lua_objlen(L, 4) != buckets)
-        return fail(L, "bad table shape");
+    luaL_checktype(L, TS_SPEC, LUA_TTABLE);
+    lua_settop(L, TS_SPEC);
+    const char *name = unknown_field(L);
+    if (name != NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "dp.set_table: unknown field %s", name);
+        return 2;
+    }
+    lua_Integer version = 0, buckets = 0;
+    lua_getfield(L, TS_SPEC, "version");
+    lua_getfield(L, TS_SPEC, "bucket_count");
+    int vok = int_in(L, -2, 0, (lua_Integer)1 << 53, &version);
+    int bok = int_in(L, -1, 1, 65535, &buckets);
+    lua_settop(L, TS_SPEC);
+    if (!vok)
+        return fail(L, "dp.set_table: version must be an integer >= 0");
+    if (!bok)
+        return fail(L, "dp.set_table: bucket_count must be an integer from 1 to 65535");
+    for (size_t i = 0; i < sizeof(table_fields) / sizeof(table_fields[0]); i++)
+        lua_getfield(L, TS_SPEC, table_fields[i]); /* at TS_SERVERS + i */
+    for (int i = TS_SERVERS; i <= TS_PATTERNS; i++) {
+        int optional = i >= TS_MIGRATING;
+        if (!lua_istable(L, i) && !(optional && lua_isnil(L, i))) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "dp.set_table: %s must be a table", table_fields[i - TS_SERVERS]);
+            return 2;
+        }
+    }
+    int ns = (int)lua_objlen(L, TS_SERVERS);
+    if (ns < 1 || ns > 65535)
+        return fail(L, "dp.set_table: servers must list 1 to 65535 addresses");
+    if ((lua_Integer)lua_objlen(L, TS_OWNER) != buckets)
+        return fail(L, "dp.set_table: owner must have bucket_count entries");
     kvp_table *t = kvp_table_new((uint32_t)buckets, ns);
     if (t == NULL)
         return fail(L, "out of memory");
     t->version = (uint64_t)version;
-    for (int i = 0; i < ns; i++) {
-        lua_rawgeti(L, 3, i + 1);
-        const char *a = lua_tostring(L, -1);
-        if (a == NULL || strlen(a) >= KVP_ADDR_MAX) {
-            kvp_table_unref(t);
-            return fail(L, "bad server address");
-        }
-        snprintf(t->servers[i], KVP_ADDR_MAX, "%s", a);
-        lua_pop(L, 1);
-    }
-    for (lua_Integer b = 0; b < buckets; b++) {
-        lua_rawgeti(L, 4, (int)b + 1);
-        lua_Integer s = lua_tointeger(L, -1);
-        lua_pop(L, 1);
-        if (s < 1 || s > ns) {
-            kvp_table_unref(t);
-            return fail(L, "bucket owner out of range");
-        }
-        t->owner[b] = (uint16_t)(s - 1);
-    }
-    if (lua_istable(L, 6)) {
+    const char *err = table_fill(L, t, ns);
+    if (err != NULL) {
+        kvp_table_unref(t);
         lua_pushnil(L);
-        while (lua_next(L, 6) != 0) {
-            lua_Integer b = lua_tointeger(L, -2) - 1, d = lua_tointeger(L, -1);
-            lua_pop(L, 1);
-            if (b < 0 || b >= buckets || d < 1 || d > ns) {
-                kvp_table_unref(t);
-                return fail(L, "bad migrating bucket entry");
-            }
-            t->mig_dst[b] = (uint16_t)(d - 1);
-            t->nmigrating++;
-        }
-    }
-    if (lua_istable(L, 7)) {
-        lua_pushnil(L);
-        while (lua_next(L, 7) != 0) {
-            lua_Integer b = lua_tointeger(L, -2) - 1;
-            lua_pop(L, 1);
-            if (b < 0 || b >= buckets) {
-                kvp_table_unref(t);
-                return fail(L, "bad blocked bucket entry");
-            }
-            t->blocked[b] = 1;
-        }
-    }
-    if (lua_istable(L, 5)) {
-        int np = (int)lua_objlen(L, 5);
-        const char *pats[256];
-        size_t lens[256];
-        if (np > 256) {
-            kvp_table_unref(t);
-            return fail(L, "too many key-rewrite patterns (at most 256)");
-        }
-        for (int i = 0; i < np; i++) {
-            lua_rawgeti(L, 5, i + 1);
-            pats[i] = lua_tolstring(L, -1, &lens[i]);
-            lua_pop(L, 1); /* the string stays referenced by the Lua table */
-            if (pats[i] == NULL) {
-                kvp_table_unref(t);
-                return fail(L, "a pattern is not a string");
-            }
-        }
-        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK) {
-            kvp_table_unref(t);
-            return fail(L, "out of memory");
-        }
+        lua_pushfstring(L, "dp.set_table: %s", err);
+        return 2;
     }
     kvp_workers_post_table(t);
     kvp_table_unref(t);
@@ -360,15 +575,9 @@ static int luaopen_kvp_dp(lua_State *L)
 
 void kvp_open_lua(lua_State *L)
 {
-    /* defaults before any configure() */
-    atomic_store(&kvp_g.request_timeout_ms, 2000);
-    atomic_store(&kvp_g.max_client_num, 10000);
-    atomic_store(&kvp_g.slow_cmd_time_ms, 10);
-    atomic_store(&kvp_g.redis_down_timeout_s, 10);
-    kvp_g.io_threads = 2;
+    /* no config defaults here: the first dp.configure carries every value
+     * (kvp/conf.lua); the policy's, until dp.set_policy: */
     kvp_g.hash_tags = 1;
-    snprintf(kvp_g.listen_host, sizeof(kvp_g.listen_host), "0.0.0.0");
-    kvp_g.listen_port = 7400;
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_kvp_dp);

@@ -13,6 +13,9 @@
 --   parse(text, schema, chunkname) -> cfg | nil, err
 --   load(path, schema)             -> cfg | nil, err   (reads the file first)
 --   update_text(text, changes)     -> new_text | nil, err
+--   check(v, spec)                 -> true | nil, what is wrong
+--   declare(keys, file)            -> decl (a binary's keys, declared once)
+--   to_c(decl, cfg [, only])       -> the argument of the binary's C configure
 --
 -- Schema: { key = spec, ... }, spec fields:
 --   type     "string" | "integer" | "number" | "boolean" | "addr" | "enum"
@@ -23,6 +26,20 @@
 --   empty    addr only: "" is also accepted (meaning "none")
 --   check    function(v) -> true | nil, err: extra validation, after the type
 -- A bad schema is misuse and raises error().
+--
+-- Declaration: a binary lists its keys once, in file order, each a schema
+-- spec plus its name and how it is used at run time:
+--   { name = "request_timeout", type = "integer", min = 10, max = 600000,
+--     default = 2000, live = true, to_c = "request_timeout" }
+--   name     the config key
+--   live     true: set_config may change it while the process runs (kv.settings)
+--   api      addr keys only, with live: set_config takes it as two fields,
+--            { ip = "master_cs_ip", port = "master_cs_port" }, not by name
+--   to_c     the name the C side's configure takes it under (to_c below)
+-- Every integer has min and max, so a value that fits the declaration fits
+-- a C int. declare(keys, file) -> decl = { keys = the list, schema = name ->
+-- spec, file = name for messages, e.g. "kvp.conf" }, with decl:parse(text
+-- [, chunkname]) and decl:load(path) as parse and load.
 --
 -- Errors name the key, the file (chunkname) and line, and what is expected,
 -- e.g. "unknown config key 'lissten' in kvp.conf:2 (did you mean 'listen'?)".
@@ -149,6 +166,65 @@ local function check_schema(schema)
       if not ok then error("kv.config: default of " .. k .. ": " .. err, 3) end
     end
   end
+end
+
+M.check = check_value
+
+local INT_MIN, INT_MAX = -2147483648, 2147483647
+
+local Decl = {}
+Decl.__index = Decl
+
+function Decl:parse(text, chunkname) return M.parse(text, self.schema, chunkname or self.file) end
+function Decl:load(path) return M.load(path, self.schema) end
+
+-- Checks a declaration; a bad one is misuse and raises error().
+function M.declare(keys, file)
+  if type(keys) ~= "table" or type(file) ~= "string" then
+    error("kv.config.declare(keys, file): bad arguments", 2)
+  end
+  local decl = setmetatable({ keys = keys, schema = {}, file = file }, Decl)
+  local c_names, api_names = {}, {}
+  local function bad(i, why) error(("kv.config.declare: key %d (%s): %s"):format(i, tostring(keys[i].name), why), 3) end
+  for i, spec in ipairs(keys) do
+    local name = spec.name
+    if type(name) ~= "string" or not name:find("^[%a_][%w_]*$") then bad(i, "name must be an identifier") end
+    if decl.schema[name] then bad(i, "declared twice") end
+    if spec.type == "integer" and not (is_int(spec.min) and is_int(spec.max)
+        and spec.min >= INT_MIN and spec.max <= INT_MAX) then
+      bad(i, "an integer needs min and max within a C int")
+    end
+    if spec.live ~= nil and type(spec.live) ~= "boolean" then bad(i, "live must be true or false") end
+    if spec.to_c ~= nil then
+      if type(spec.to_c) ~= "string" or c_names[spec.to_c] then bad(i, "to_c must be a name no other key uses") end
+      c_names[spec.to_c] = true
+    end
+    local api = spec.api and { spec.api.ip, spec.api.port } or { name }
+    if spec.api and not (spec.live and spec.type == "addr" and type(api[1]) == "string"
+        and type(api[2]) == "string") then
+      bad(i, "api = {ip =, port =} is for live addr keys")
+    end
+    if spec.live then
+      for _, a in ipairs(api) do
+        if api_names[a] then bad(i, "set_config name " .. a .. " used twice") end
+        api_names[a] = true
+      end
+    end
+    decl.schema[name] = spec
+  end
+  check_schema(decl.schema)
+  return decl
+end
+
+-- The table the binary's C configure takes: { [to_c] = cfg[name] } for every
+-- key declared with to_c, or only those whose name is a key of only (e.g.
+-- the changes set_config made).
+function M.to_c(decl, cfg, only)
+  local out = {}
+  for _, spec in ipairs(decl.keys) do
+    if spec.to_c and (only == nil or only[spec.name] ~= nil) then out[spec.to_c] = cfg[spec.name] end
+  end
+  return out
 end
 
 -- Levenshtein distance, for "did you mean" hints on short key names.

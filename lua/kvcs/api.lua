@@ -8,6 +8,8 @@ local btable = require "kv.btable"
 local names = require "kv.names"
 local codes = require "kv.codes"
 local store = require "kvcs.store"
+local conf = require "kvcs.conf"
+local settings = require "kv.settings"
 
 local M = {}
 
@@ -210,19 +212,13 @@ function M.get_config(cs)
                                     cluster_type = cs.cfg.cluster_type } }
 end
 
+-- Takes the keys kvcs.conf declares live (support_ha), all or nothing.
 function M.set_config(cs, body)
-  for k, v in pairs(body) do
-    if k ~= "support_ha" then
-      return codes.UNKNOWN_CONFIG_KEY, ("unknown config key '%s' (only support_ha)"):format(tostring(k))
-    end
-    if type(v) ~= "boolean" then
-      return codes.BAD_CONFIG_VALUE, "support_ha must be true or false"
-    end
-  end
-  if body.support_ha == nil then return codes.BAD_PARAM, "support_ha (true or false) is required" end
-  local ok, err = cs.save_config({ support_ha = body.support_ha })
+  local changes, code, msg = settings.changes(conf.decl, cs.cfg, body)
+  if not changes then return code, msg end
+  local ok, err = cs.save_config(changes)
   if not ok then return codes.SAVE_FAILED, "could not write the config file: " .. tostring(err) end
-  cs.support_ha = body.support_ha
+  if changes.support_ha ~= nil then cs.support_ha = changes.support_ha end
   return codes.OK, "OK"
 end
 

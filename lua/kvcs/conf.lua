@@ -1,6 +1,9 @@
--- kvcs.conf: the config server's config schema (SPEC §5) and loader.
+-- kvcs.conf: the config server's config keys (SPEC §5), declared once
+-- (kv.config.declare): the config file's checks and what set_config accepts
+-- (the live keys, kv.settings.changes) come from this list.
 --
---   M.schema          the schema table (see kv.config for the spec fields)
+--   M.decl            the declaration (spec fields in kv.config)
+--   M.schema          name -> spec, for kv.config.parse
 --   M.load(path)      -> cfg | nil, err
 --   M.parse(text, chunkname) -> cfg | nil, err
 
@@ -8,34 +11,31 @@ local config = require "kv.config"
 
 local M = {}
 
-M.schema = {
-  http_listen      = { type = "addr", default = "0.0.0.0:7000" },
-  proxy_listen     = { type = "addr", default = "0.0.0.0:7100" },
-  migration_listen = { type = "addr", default = "0.0.0.0:7200" },
-  cs_listen        = { type = "addr", default = "0.0.0.0:7300" },
-  cluster_type     = { type = "enum", default = "data_store", values = { "data_store", "cache" } },
-  support_ha       = { type = "boolean", default = true },
+M.decl = config.declare({
+  { name = "http_listen", type = "addr", default = "0.0.0.0:7000" },
+  { name = "proxy_listen", type = "addr", default = "0.0.0.0:7100" },
+  { name = "migration_listen", type = "addr", default = "0.0.0.0:7200" },
+  { name = "cs_listen", type = "addr", default = "0.0.0.0:7300" },
+  { name = "cluster_type", type = "enum", default = "data_store", values = { "data_store", "cache" } },
+  { name = "support_ha", type = "boolean", default = true, live = true },
   -- seconds between two INFO replication rounds over the masters (HA learns
   -- their replicas; also after every table change)
-  update_slave_interval = { type = "integer", default = 10, min = 1, max = 3600 },
+  { name = "update_slave_interval", type = "integer", default = 10, min = 1, max = 3600 },
   -- a replica whose link to its master went down more than this many
   -- seconds before the first proxy reported the master down is stale: it
   -- is never promoted (kvcs.ha)
-  replica_stale_after = { type = "integer", default = 300, min = 1, max = 86400 },
-  master_cs        = { type = "addr", default = "", empty = true }, -- "": this is the master
-  table_dir        = { type = "string", default = "table", min = 1 },
-  redis_password   = { type = "string", default = "" },
-  admin_token      = { type = "string", default = "" },
-  log_file         = { type = "string", default = "" },              -- "": stderr
-  log_level        = { type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
-}
+  { name = "replica_stale_after", type = "integer", default = 300, min = 1, max = 86400 },
+  { name = "master_cs", type = "addr", default = "", empty = true }, -- "": this is the master
+  { name = "table_dir", type = "string", default = "table", min = 1 },
+  { name = "redis_password", type = "string", default = "" },
+  { name = "admin_token", type = "string", default = "" },
+  { name = "log_file", type = "string", default = "" },              -- "": stderr
+  { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
+}, "kvcs.conf")
 
-function M.parse(text, chunkname)
-  return config.parse(text, M.schema, chunkname or "kvcs.conf")
-end
+M.schema = M.decl.schema
 
-function M.load(path)
-  return config.load(path, M.schema)
-end
+function M.parse(text, chunkname) return M.decl:parse(text, chunkname) end
+function M.load(path) return M.decl:load(path) end
 
 return M

@@ -1,42 +1,60 @@
--- kvp.conf: the proxy's config schema (SPEC §4) and loader.
+-- kvp.conf: the proxy's config keys (SPEC §4), declared once. From this
+-- list come the config file's checks (kv.config), what set_config accepts
+-- and writes back (kv.settings: the live keys), and what dp.configure gets
+-- (kv.config.to_c: the to_c keys, under that name). C has no defaults of
+-- its own: the first dp.configure carries every to_c key.
 --
---   M.schema          the schema table (see kv.config for the spec fields)
+--   M.decl            the declaration (kv.config.declare; spec fields there)
+--   M.schema          name -> spec, for kv.config.parse
 --   M.load(path)      -> cfg | nil, err
 --   M.parse(text, chunkname) -> cfg | nil, err
+--   M.to_c(cfg [, only]) -> the argument of dp.configure (only: a table whose
+--                           keys are the config keys to send, e.g. changes)
 
 local config = require "kv.config"
 local names = require "kv.names"
 
 local M = {}
 
-M.schema = {
-  namespace             = { type = "string", required = true, check = names.valid_namespace },
-  listen                = { type = "addr", default = "0.0.0.0:7400" },
-  http_listen           = { type = "addr", default = "0.0.0.0:7500" },
-  config_server_master  = { type = "addr", default = "127.0.0.1:7100" },
-  config_server_slave   = { type = "addr", default = "", empty = true },
-  io_threads            = { type = "integer", default = 1, min = 1, max = 64 },
-  max_qps               = { type = "integer", default = 0, min = 0 },          -- 0: unlimited
-  max_client_num        = { type = "integer", default = 10000, min = 1 },
-  slow_cmd_time         = { type = "integer", default = 10, min = 0 },         -- ms
-  client_timeout        = { type = "integer", default = 0, min = 0 },          -- s, 0: never
-  request_timeout       = { type = "integer", default = 2000, min = 10, max = 600000 }, -- ms
-  redis_down_timeout    = { type = "integer", default = 10, min = 1, max = 3600 },      -- s
-  update_slave_interval = { type = "integer", default = 3600, min = 1 },       -- s
-  redis_password        = { type = "string", default = "" },
-  client_password       = { type = "string", default = "" },                   -- "": no AUTH
-  admin_token           = { type = "string", default = "" },                   -- "": none
-  log_file              = { type = "string", default = "" },                   -- "": stderr
-  log_level             = { type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
-  policy                = { type = "string", default = "lua/policy.lua", min = 1 },
-}
+local INT_MAX = 2147483647 -- the data path keeps these in a C int
 
-function M.parse(text, chunkname)
-  return config.parse(text, M.schema, chunkname or "kvp.conf")
-end
+M.decl = config.declare({
+  { name = "namespace", type = "string", required = true, check = names.valid_namespace },
+  { name = "listen", type = "addr", default = "0.0.0.0:7400", to_c = "listen" },
+  { name = "http_listen", type = "addr", default = "0.0.0.0:7500" },
+  { name = "config_server_master", type = "addr", default = "127.0.0.1:7100",
+    live = true, api = { ip = "master_cs_ip", port = "master_cs_port" } },
+  { name = "config_server_slave", type = "addr", default = "", empty = true,
+    live = true, api = { ip = "slave_cs_ip", port = "slave_cs_port" } },
+  { name = "io_threads", type = "integer", default = 1, min = 1, max = 64, to_c = "io_threads" },
+  { name = "max_qps", type = "integer", default = 0, min = 0, max = INT_MAX, -- 0: unlimited
+    live = true, to_c = "max_qps" },
+  { name = "max_client_num", type = "integer", default = 10000, min = 1, max = INT_MAX,
+    live = true, to_c = "max_client_num" },
+  { name = "slow_cmd_time", type = "integer", default = 10, min = 0, max = INT_MAX, -- ms
+    live = true, to_c = "slow_cmd_time" },
+  { name = "client_timeout", type = "integer", default = 0, min = 0, max = INT_MAX, -- s, 0: never
+    live = true, to_c = "client_timeout" },
+  { name = "request_timeout", type = "integer", default = 2000, min = 10, max = 600000, -- ms
+    live = true, to_c = "request_timeout" },
+  { name = "redis_down_timeout", type = "integer", default = 10, min = 1, max = 3600, -- s
+    live = true, to_c = "redis_down_timeout" },
+  { name = "update_slave_interval", type = "integer", default = 3600, min = 1, max = INT_MAX, -- s
+    live = true },
+  { name = "redis_password", type = "string", default = "", max = 200, -- C's limit
+    live = true, to_c = "redis_password" },
+  { name = "client_password", type = "string", default = "", max = 255, -- "": no AUTH
+    to_c = "client_password" },
+  { name = "admin_token", type = "string", default = "" },                -- "": none
+  { name = "log_file", type = "string", default = "" },                   -- "": stderr
+  { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
+  { name = "policy", type = "string", default = "lua/policy.lua", min = 1 },
+}, "kvp.conf")
 
-function M.load(path)
-  return config.load(path, M.schema)
-end
+M.schema = M.decl.schema
+
+function M.parse(text, chunkname) return M.decl:parse(text, chunkname) end
+function M.load(path) return M.decl:load(path) end
+function M.to_c(cfg, only) return config.to_c(M.decl, cfg, only) end
 
 return M

@@ -21,6 +21,7 @@ local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
 local btable = require "kv.btable"
+local dptable = require "kvp.dptable"
 local log = require "kv.log"
 
 local M = {}
@@ -30,30 +31,13 @@ local DEAD_AFTER = 5
 local PROBE = 2
 local REQUEST_TIMEOUT = 5
 
--- What the data path needs from a btable: -> servers (every address,
--- owners and migration destinations, sorted), owners {[b + 1] = index in
--- servers}, migrating {[b + 1] = index of the destination} and blocked
--- {[b + 1] = true}.
-function M.flatten(t)
-  local servers = btable.addresses(t)
-  local index = {}
-  for i, a in ipairs(servers) do index[a] = i end
-  local owners = {}
-  for b = 0, t.bucket_count - 1 do owners[b + 1] = index[t.owner[b]] end
-  local migrating, blocked = {}, {}
-  for b, dst in pairs(t.migrating) do migrating[b + 1] = index[dst] end
-  for b in pairs(t.blocked or {}) do blocked[b + 1] = true end
-  return servers, owners, migrating, blocked
-end
-
 -- A table from the config server (REGISTER reply or push): decoded and
--- checked, then given to the data path, flattened, as
--- state.install(version, bucket_count, servers, owners, patterns, migrating,
--- blocked), only when its version is greater than the one held. Once
--- installed it is state.table, the workers' drained reports start again
--- (the ack is for this version) and state.on_table(t) runs. -> true when
--- installed; false (logged) for a bad table, one not newer, or one the
--- data path refused (the held table stays).
+-- checked, then given to the data path as one spec (kvp.dptable.spec ->
+-- state.install(spec), dp.set_table), only when its version is greater than
+-- the one held. Once installed it is state.table, the workers' drained
+-- reports start again (the ack is for this version) and state.on_table(t)
+-- runs. -> true when installed; false (logged) for a bad table, one not
+-- newer, or one the data path refused (the held table stays).
 function M.apply(state, json)
   local t, err = btable.decode(json, state.namespace)
   if not t then
@@ -64,8 +48,8 @@ function M.apply(state, json)
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
-  local servers, owners, migrating, blocked = M.flatten(t)
-  local ok, serr = state.install(t.version, t.bucket_count, servers, owners, t.patterns, migrating, blocked)
+  local spec = dptable.spec(t)
+  local ok, serr = state.install(spec)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
@@ -74,7 +58,7 @@ function M.apply(state, json)
   state.table = t
   state.drained = {} -- acks start again for this version
   log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
-    from, t.bucket_count, table.concat(servers, ", "),
+    from, t.bucket_count, table.concat(spec.servers, ", "),
     #t.patterns > 0 and ("; key-rewrite patterns " .. table.concat(t.patterns, " ")) or "")
   if state.on_table then state.on_table(t) end
   return true
@@ -187,8 +171,7 @@ local function session(state, addr)
 end
 
 -- state: { namespace, listen, proxy_id, servers = {master, slave?}, workers,
---          install(version, bucket_count, servers, owners, patterns,
---                  migrating, blocked) -> ok, err   (see apply),
+--          install(spec) -> ok, err   (dp.set_table; spec from kvp.dptable),
 --          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health? }
 -- The link sets state.table, .acked, .connected_to, and .send while a
 -- session is up.

@@ -1,8 +1,9 @@
 -- kvp.http_api: the proxy's HTTP handlers (SPEC §4), plain functions of
 -- (px, body) -> code, msg, data.
 --
--- px = { cfg, state (kvp.cslink state), stats (kvp.stats), config_text(),
---        save_config(text) -> ok, err, apply(cfg, changes), request(...) ->
+-- px = { cfg, state (kvp.cslink state), stats (kvp.stats), now(),
+--        config_text(), save_config(text) -> ok, err, apply(cfg, changes)
+--        (changes: config key -> value, see kvp.settings), request(...) ->
 --        reply | nil, err (a command to the config server), metrics() -> text }
 local codes = require "kv.codes"
 local btable = require "kv.btable"

@@ -1,6 +1,11 @@
--- kvp.main: the proxy process. Reads the config and the policy, starts the
--- C data path (kvp.dp), then runs the control plane on this thread: the
--- config-server link (and, later, HTTP and health checks).
+-- kvp.main: the proxy process. Reads the config (kvp.conf) and the policy,
+-- hands both to the C data path (dp.set_policy; dp.configure with every key
+-- kvp.conf sends to C) and stops there with -t; otherwise starts the data
+-- path and runs the control plane on this thread: the config-server link
+-- (kvp.cslink, which installs each table with dp.set_table), the masters'
+-- health checks (kvp.health), the stats windows and the HTTP admin API
+-- (kvp.http_api; M.control builds what its handlers act on). The process
+-- exits when no config server gives it a table within STARTUP_WAIT seconds.
 local core = require "kv.core"
 local loop = require "kv.loop"
 local log = require "kv.log"
@@ -44,12 +49,9 @@ function M.control(path, cfg, state)
   px.metrics = function() return metrics.text(px) end
   px.apply = function(new_cfg, changes)
     px.cfg = new_cfg
-    dp.configure({
-      request_timeout = new_cfg.request_timeout, client_timeout = new_cfg.client_timeout,
-      max_client_num = new_cfg.max_client_num, max_qps = new_cfg.max_qps,
-      slow_cmd_time = new_cfg.slow_cmd_time, redis_password = new_cfg.redis_password,
-      redis_down_timeout = new_cfg.redis_down_timeout,
-    })
+    -- the changed keys that reach C; the rest are read from px.cfg when used
+    local ok, err = dp.configure(conf.to_c(new_cfg, changes))
+    if not ok then log.error("set_config: the data path refused the new values: %s", err) end
     local keys = {}
     for k in pairs(changes) do keys[#keys + 1] = k end
     table.sort(keys)
@@ -85,6 +87,9 @@ function M.main(arg)
   if not pol then return fail(perr) end
   local ok, derr = dp.set_policy(pol)
   if not ok then return fail(derr) end
+  -- every to_c key, defaults included: C has none of its own
+  local cok, cerr = dp.configure(conf.to_c(cfg))
+  if not cok then return fail(cerr) end
   if opts.test then
     print(("kvp: configuration %s and policy %s are OK"):format(opts.config, policy_path))
     return 0
@@ -97,12 +102,6 @@ function M.main(arg)
     if not dok then return fail(derr2) end
   end
 
-  dp.configure({
-    listen = cfg.listen, io_threads = cfg.io_threads, request_timeout = cfg.request_timeout,
-    client_timeout = cfg.client_timeout, max_client_num = cfg.max_client_num,
-    max_qps = cfg.max_qps, slow_cmd_time = cfg.slow_cmd_time, redis_down_timeout = cfg.redis_down_timeout,
-    redis_password = cfg.redis_password, client_password = cfg.client_password,
-  })
   local sok, serr = dp.start()
   if not sok then
     log.error("cannot start: %s", serr)

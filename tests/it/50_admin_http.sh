@@ -46,6 +46,9 @@ it_eq "set_config with an unknown key changes nothing" "1016 1000" \
   "$(echo "$out" | J 'j.code') $(sed -n 's/^request_timeout = //p' "$IT_DIR/proxy/kvp.conf")"
 it_check "and its msg names the key" sh -c "echo '$out' | grep -q bogus"
 it_eq "set_config with a bad value" "1017" "$(curl -s -d '{"max_qps": -5}' "$PX/set_config" | J 'j.code')"
+it_eq "set_config refuses what the data path cannot hold in an int, writing nothing" "1017 1017 0" \
+  "$(curl -s -d '{"max_client_num": 4294967296}' "$PX/set_config" | J 'j.code') $(curl -s -d '{"max_qps": 4294967297}' "$PX/set_config" | J 'j.code') $(grep -c '^max_' "$IT_DIR/proxy/kvp.conf")"
+it_eq "set_config refuses a key read at start only" "1016" "$(curl -s -d '{"io_threads": 2}' "$PX/set_config" | J 'j.code')"
 it_eq "set_config applies and writes back" "1001 1500" \
   "$(curl -s -d '{"request_timeout": 1500, "max_qps": 0}' "$PX/set_config" | J 'j.code') $(sed -n 's/^request_timeout = //p' "$IT_DIR/proxy/kvp.conf")"
 it_check "the operator's comment survived" grep -q "operator note: keep me" "$IT_DIR/proxy/kvp.conf"

@@ -1,5 +1,5 @@
--- kvp.cslink without a server: the flat form the data path gets, which
--- tables are installed, the ack once every worker drained, and requests
+-- kvp.cslink without a server: which tables are installed (the spec the data
+-- path gets is kvp.dptable's, dptable_spec), the ack once every worker drained, and requests
 -- answered or timed out, on a fake event loop. (busted insulates each spec
 -- file, so the stubbed modules do not leak into the others.)
 local logged = {}
@@ -61,42 +61,19 @@ local function sent_cmds(state)
 end
 
 describe("kvp.cslink", function()
-  describe("flatten", function()
-    it("numbers every address from 1, owners per bucket + 1, migrating and blocked by bucket + 1", function()
-      local t = assert(btable.start_migration(table_v(1), 5, C))
-      t = assert(btable.start_migration(t, 6, C))
-      t.blocked[6] = true
-      local servers, owners, migrating, blocked = cslink.flatten(t)
-      assert.same({ A, B, C }, servers)
-      assert.equal(256, #owners)
-      assert.equal(1, owners[1]) -- bucket 0 on A
-      assert.equal(2, owners[2]) -- bucket 1 on B
-      assert.equal(2, owners[6]) -- bucket 5 still on B while it migrates
-      assert.same({ [6] = 3, [7] = 3 }, migrating)
-      assert.same({ [7] = true }, blocked)
-    end)
-
-    it("gives empty sets for a table with no move", function()
-      local servers, _, migrating, blocked = cslink.flatten(table_v(1))
-      assert.same({ A, B }, servers)
-      assert.same({}, migrating)
-      assert.same({}, blocked)
-    end)
-  end)
-
   describe("apply", function()
     it("installs a first table and every newer one, with the data path's arguments", function()
       local state = new_state()
       local t = assert(btable.add_pattern(table_v(1), "user*"))
       assert.is_true(cslink.apply(state, btable.encode(t)))
-      local args = state.installed[1]
-      assert.equal(2, args[1])        -- version
-      assert.equal(256, args[2])      -- bucket count
-      assert.same({ A, B }, args[3])  -- servers
-      assert.equal(256, #args[4])     -- owners
-      assert.same({ "user*" }, args[5])
-      assert.same({}, args[6])
-      assert.same({}, args[7])
+      local spec = state.installed[1][1] -- kvp.dptable.spec of it (dptable_spec)
+      assert.equal(2, spec.version)
+      assert.equal(256, spec.bucket_count)
+      assert.same({ A, B }, spec.servers)
+      assert.equal(256, #spec.owner)
+      assert.same({ "user*" }, spec.patterns)
+      assert.same({}, spec.migrating)
+      assert.same({}, spec.blocked)
       assert.equal(2, state.table.version)
       assert.same({ 2 }, state.tables)
     end)
