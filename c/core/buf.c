@@ -15,7 +15,7 @@
 void kv_buf_init(kv_buf *b, size_t max)
 {
     memset(b, 0, sizeof(*b));
-    b->max = max;
+    b->max = max > UINT32_MAX ? UINT32_MAX : (uint32_t)max;
 }
 
 void kv_buf_deinit(kv_buf *b)

@@ -14,11 +14,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <stdint.h>
+
 typedef struct kv_buf {
     char *data;
     size_t rpos, wpos, cap;
-    size_t max;     /* hard bound: reserve fails past it */
-    int failed;     /* a reserve failed since the last kv_buf_mark */
+    uint32_t max;     /* hard bound (at most 4 GiB - 1): reserve fails past it */
+    uint32_t failed;  /* a reserve failed since the last kv_buf_mark */
 } kv_buf;
 
 void kv_buf_init(kv_buf *b, size_t max);

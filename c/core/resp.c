@@ -66,16 +66,6 @@ void kv_req_parser_deinit(kv_req_parser *p)
     memset(p, 0, sizeof(*p));
 }
 
-void kv_req_parser_reset(kv_req_parser *p)
-{
-    p->state = ST_START;
-    p->pos = 0;
-    p->argc = 0;
-    p->want_argc = 0;
-    p->bulk_len = 0;
-    p->err = NULL;
-}
-
 static int ensure_args(kv_req_parser *p, long long n)
 {
     if (n <= p->argv_cap)

@@ -46,7 +46,6 @@ typedef struct kv_req_parser {
 
 void kv_req_parser_init(kv_req_parser *p);
 void kv_req_parser_deinit(kv_req_parser *p);
-void kv_req_parser_reset(kv_req_parser *p);
 int kv_req_parse(kv_req_parser *p, char *buf, size_t len, size_t *consumed);
 
 typedef struct kv_reply_scanner {

@@ -65,7 +65,11 @@ typedef struct kvp_client {
     struct kvp_clients *set;
     struct kvp_client *prev, *next; /* the set's client list */
     int fd;
-    int state;                 /* enum kvp_client_state */
+    uint8_t state;             /* enum kvp_client_state */
+    uint8_t park_reason;       /* PARKED: enum kvp_park_reason */
+    unsigned authed : 1;
+    unsigned dirty : 1;        /* on the set's flush list */
+    unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
     struct event *rev, *wev;
     kv_buf in;
     kv_req_parser parser;
@@ -76,14 +80,10 @@ typedef struct kvp_client {
     uint64_t id;
     uint64_t last_active_ms;
     char *name;
-    char peer[48];
-    unsigned authed : 1;
-    unsigned dirty : 1;        /* on the set's flush list */
-    unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
-    /* PARKED: the command's bytes, why it waits, since when (a resume that
+    char peer[24];             /* "255.255.255.255:65535" */
+    /* PARKED: the command's bytes, since when it waits (a resume that
      * parks it again keeps the time), the park list links */
     size_t cmd_len;
-    uint8_t park_reason;
     uint64_t park_since_ms;
     struct kvp_client *park_prev, *park_next;
 } kvp_client;
