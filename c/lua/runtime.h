@@ -6,6 +6,7 @@
  *   boot.c       kv_runtime_main: preloads the bindings, runs the entry module
  *     |
  *   lcore.c      kv.core: event loop, sockets, timers, files
+ *     |          lhireader.c  kv.hireader: hiredis's reader -> Lua values
  *     |
  *   runtime.c    the state: event base, lua_State, protected calls
  *
@@ -45,5 +46,6 @@ int kv_runtime_pcall(lua_State *L, int nargs, int nresults);
 
 /* The bindings boot.c preloads. */
 int luaopen_kv_core(lua_State *L);
+int luaopen_kv_hireader(lua_State *L);
 
 #endif
