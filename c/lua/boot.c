@@ -1,6 +1,6 @@
 /* boot.c -- kv_runtime_main: the top of c/lua/. Creates the runtime's state,
- * preloads the bindings (kv.core, kv.hireader, then the binary's
- * own), and runs the entry module's main(arg). */
+ * preloads the bindings (kv.core, kv.hireader, kv.hiredis, then the
+ * binary's own), and runs the entry module's main(arg). */
 #include "runtime.h"
 #include "../core/kv.h"
 
@@ -15,6 +15,7 @@ int kv_runtime_main(const char *module, int argc, char **argv, kv_runtime_open_f
     lua_State *L = kv_runtime_L();
     kv_runtime_preload(L, "kv.core", luaopen_kv_core);
     kv_runtime_preload(L, "kv.hireader", luaopen_kv_hireader);
+    kv_runtime_preload(L, "kv.hiredis", luaopen_kv_hiredis);
     if (extra)
         extra(L);
 

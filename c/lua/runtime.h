@@ -6,14 +6,16 @@
  *   boot.c       kv_runtime_main: preloads the bindings, runs the entry module
  *     |
  *   lcore.c      kv.core: event loop, sockets, timers, files
+ *   lhiredis.c   kv.hiredis: hiredis async client on the control loop
+ *     |            |
  *     |          lhireader.c  kv.hireader: hiredis's reader -> Lua values
  *     |
  *   runtime.c    the state: event base, lua_State, protected calls
  *
  * Bindings call down into runtime.c; nothing calls up. The binary's entry
  * module is required and its main(args) is run in a protected call. Lua
- * schedules its work as coroutines over the callback events of kv.core (see
- * lua/kv/loop.lua). */
+ * schedules its work as coroutines over the callback events of kv.core and
+ * kv.hiredis (see lua/kv/loop.lua and lua/kv/redis.lua). */
 #ifndef KV_RUNTIME_H
 #define KV_RUNTIME_H
 
@@ -47,5 +49,6 @@ int kv_runtime_pcall(lua_State *L, int nargs, int nresults);
 /* The bindings boot.c preloads. */
 int luaopen_kv_core(lua_State *L);
 int luaopen_kv_hireader(lua_State *L);
+int luaopen_kv_hiredis(lua_State *L);
 
 #endif
