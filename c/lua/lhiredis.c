@@ -275,27 +275,34 @@ static int refused_name(const char *s, size_t n)
     return 0;
 }
 
-/* Argument text as kv.resp.encode writes it: integers without exponent. */
-static const char *arg_text(lua_State *L, int t, int i, size_t *len)
+#define NUM_TEXT 32 /* room for "%lld" and "%.17g" */
+
+/* Argument i of table t: a string (anchored by t, so the pointer outlives
+ * the stack slot), or a number written into num as kv.resp.encode writes it
+ * (integers without exponent). */
+static const char *arg_text(lua_State *L, int t, int i, size_t *len, char *num)
 {
+    const char *s = NULL;
     lua_rawgeti(L, t, i);
     int type = lua_type(L, -1);
-    if (type == LUA_TNUMBER) {
+    if (type == LUA_TSTRING) {
+        s = lua_tolstring(L, -1, len);
+    } else if (type == LUA_TNUMBER) {
         lua_Number v = lua_tonumber(L, -1);
-        lua_pop(L, 1);
         if (v != v || isinf(v))
             luaL_error(L, "kv.hiredis.command: cannot send %f", v);
-        char num[64];
         if (floor(v) == v && fabs(v) < 9.2233720368547758e18)
-            snprintf(num, sizeof(num), "%lld", (long long)v);
+            snprintf(num, NUM_TEXT, "%lld", (long long)v);
         else
-            snprintf(num, sizeof(num), "%.17g", v);
-        lua_pushstring(L, num);
-    } else if (type != LUA_TSTRING) {
+            snprintf(num, NUM_TEXT, "%.17g", v);
+        s = num;
+        *len = strlen(num);
+    } else {
         luaL_error(L, "kv.hiredis.command: argument %d of type %s (strings and numbers only)", i,
                    lua_typename(L, type));
     }
-    return lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
+    return s;
 }
 
 static int l_command(lua_State *L)
@@ -309,18 +316,18 @@ static int l_command(lua_State *L)
         return luaL_error(L, "kv.hiredis.command: no command");
     if (c == NULL)
         return push_fail(L, "closed");
-    luaL_checkstack(L, argc + 4, "kv.hiredis.command: too many arguments");
-    /* argument pointers and lengths in a userdata, so a bad argument
+    /* pointers, lengths and number texts in a userdata: a bad argument
      * raising an error leaks nothing */
-    const char **argv = lua_newuserdata(L, (size_t)argc * (sizeof(*argv) + sizeof(size_t)));
+    size_t each = sizeof(const char *) + sizeof(size_t) + NUM_TEXT;
+    const char **argv = lua_newuserdata(L, (size_t)argc * each);
     size_t *lens = (size_t *)(argv + argc);
-    int top = lua_gettop(L);
+    char *nums = (char *)(lens + argc);
     for (int i = 0; i < argc; i++)
-        argv[i] = arg_text(L, 2, i + 1, &lens[i]); /* each stays on the stack until sent */
+        argv[i] = arg_text(L, 2, i + 1, &lens[i], nums + (size_t)i * NUM_TEXT);
     if (refused_name(argv[0], lens[0]))
         return luaL_error(L, "kv.hiredis.command: pub/sub and MONITOR are not supported");
     int rc = redisAsyncCommandArgv(c->ac, reply_cb, (void *)(intptr_t)c->id, argc, argv, lens);
-    lua_settop(L, top - 1);
+    lua_pop(L, 1);
     if (rc != REDIS_OK)
         return push_fail(L, c->ac->errstr[0] ? c->ac->errstr : "cannot send");
     lua_pushboolean(L, 1);

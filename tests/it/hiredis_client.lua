@@ -58,6 +58,10 @@ local function main()
   local got = c:call("GET", "hc:big")
   check("3 MiB bulk", got == big, got and #tostring(got))
 
+  local many = { n = 20001, "RPUSH", "hc:many" }
+  for i = 3, many.n do many[i] = i % 2 == 0 and i or "k" .. i end
+  assert(c:send(many))
+  same("a command of 20001 arguments, strings and numbers", 19999, c:read_reply())
   local cmds = {}
   for i = 1, 500 do cmds[i] = { "INCR", "hc:n" } end
   local r = c:pipeline(cmds)
@@ -144,7 +148,7 @@ local function main()
   local clients = last:call("CLIENT", "LIST")
   local n = select(2, tostring(clients):gsub("\n", ""))
   check("closed connections are gone from the server", n <= 3, n .. " clients")
-  last:call("DEL", "hc:k", "hc:l", "hc:big", "hc:n")
+  last:call("DEL", "hc:k", "hc:l", "hc:big", "hc:n", "hc:many")
   last:close()
 end
 
