@@ -1,13 +1,14 @@
-/* runtime.c -- see runtime.h. */
+/* runtime.c -- the control thread's state: its event base, its lua_State and
+ * protected calls into Lua (see runtime.h). The bottom layer of c/lua/. */
 #include "runtime.h"
+#include "../core/kv.h"
 #include "../core/log.h"
 
 #include <event2/event.h>
 #include <lauxlib.h>
 #include <lualib.h>
-#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #ifndef KV_LUA_DIR
 #define KV_LUA_DIR "lua"
@@ -42,58 +43,45 @@ int kv_runtime_pcall(lua_State *L, int nargs, int nresults)
     return rc;
 }
 
-static const char *lua_dir(void)
+void kv_runtime_preload(lua_State *L, const char *name, lua_CFunction open)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushcfunction(L, open);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 2);
+}
+
+const char *kv_runtime_lua_dir(void)
 {
     const char *d = getenv("KV_LUA_DIR");
     return d && d[0] ? d : KV_LUA_DIR;
 }
 
-int kv_runtime_main(const char *module, int argc, char **argv, kv_runtime_open_fn extra)
+int kv_runtime_init(void)
 {
-    signal(SIGPIPE, SIG_IGN);
     rt_base = event_base_new();
     if (rt_base == NULL) {
         fprintf(stderr, "cannot create the event loop\n");
-        return 1;
+        return KV_ERR;
     }
     lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "cannot create the Lua state\n");
+        return KV_ERR;
+    }
     rt_L = L;
     luaL_openlibs(L);
 
     /* package.path: the repo's lua/ first; KV_ROOT for files beside it. */
-    const char *dir = lua_dir();
+    const char *dir = kv_runtime_lua_dir();
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
     lua_getfield(L, -2, "path");
     lua_concat(L, 2);
     lua_setfield(L, -2, "path");
-    lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_kv_core);
-    lua_setfield(L, -2, "kv.core");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     lua_pushfstring(L, "%s/..", dir);
     lua_setglobal(L, "KV_ROOT");
-    if (extra)
-        extra(L);
-
-    /* arg table: arg[0] = program, arg[1..] = arguments */
-    lua_createtable(L, argc, 1);
-    for (int i = 0; i < argc; i++) {
-        lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i);
-    }
-    lua_setglobal(L, "arg");
-
-    int status = 1;
-    lua_getglobal(L, "require");
-    lua_pushstring(L, module);
-    if (kv_runtime_pcall(L, 1, 1) != 0) {
-        fprintf(stderr, "cannot load %s (lua dir %s); see the log\n", module, dir);
-        return 1;
-    }
-    lua_getfield(L, -1, "main");
-    lua_getglobal(L, "arg");
-    if (kv_runtime_pcall(L, 1, 1) == 0)
-        status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
-    return status;
+    return KV_OK;
 }

@@ -38,7 +38,7 @@ local plan = require "tools.migrate_plan"
 
 local M = {}
 
-local byte, sub, find, concat, format = string.byte, string.sub, string.find, table.concat, string.format
+local byte, concat, format = string.byte, table.concat, string.format
 
 -- --parallel: every round costs two full SCANs of each source (moving, then
 -- verifying), whatever its size, so the fewer the rounds the faster the run
@@ -362,9 +362,9 @@ local function check_master(n)
 end
 
 --------------------------------------------------------------------------------
--- SCAN replies, decoded straight from the socket bytes: only the keys of
--- wanted buckets become Lua strings, and those are kept in their RESP form
--- ("$<len>\r\n<key>\r\n"), which is exactly how MIGRATE needs them.
+-- SCAN replies (decoded by hiredis): only the keys of wanted buckets are
+-- kept, in their RESP form ("$<len>\r\n<key>\r\n"), which is exactly how
+-- MIGRATE needs them.
 --------------------------------------------------------------------------------
 
 -- The bucket of a stored key "<bucket>_<key>" starting at byte d (l bytes
@@ -390,82 +390,54 @@ local function key_bucket(buf, d, l)
 end
 M.key_bucket = key_bucket
 
-local function bad_scan(pos) return nil, "unexpected reply to SCAN at byte " .. (pos - 1) end
-
--- A decoder for kv.loop's receive_with, one per scan pass, reading SCAN
--- replies incrementally (a 30 KB reply arrives in several reads; the keys
--- already walked are not walked again). -> { cursor =, hits = {b, raw, b,
--- raw, ...}, nhits =, count = keys in the reply } | { err = } | nil (need
--- more) | nil, err. on_cursor(cursor) is called as soon as the cursor is
--- read, before the keys, so the next SCAN can be on its way while this
--- reply is decoded.
-local function scan_decoder(want, on_cursor)
-  local cursor, k, i, p, hits, nh -- state of a reply being read (p: next key)
-  return function(buf, pos)
-    local len = #buf
-    if not p then
-      if pos > len then return nil end
-      local c = byte(buf, pos)
-      if c == 45 or c == 43 then
-        local e = find(buf, "\r\n", pos, true)
-        if not e then return nil end
-        return { err = sub(buf, pos + 1, e - 1) }, e + 2
-      end
-      if c ~= 42 then return bad_scan(pos) end
-      local e = find(buf, "\r\n", pos, true)
-      if not e then return nil end
-      if e ~= pos + 2 or byte(buf, pos + 1) ~= 50 then return bad_scan(pos) end
-      local q = e + 2
-      if q > len then return nil end
-      if byte(buf, q) ~= 36 then return bad_scan(q) end
-      e = find(buf, "\r\n", q, true)
-      if not e then return nil end
-      local n = tonumber(sub(buf, q + 1, e - 1))
-      if not n then return bad_scan(q) end
-      local d = e + 2
-      if d + n + 1 > len then return nil end
-      local cur = sub(buf, d, d + n - 1)
-      q = d + n + 2
-      if q > len then return nil end
-      if byte(buf, q) ~= 42 then return bad_scan(q) end
-      e = find(buf, "\r\n", q, true)
-      if not e then return nil end
-      local cnt = tonumber(sub(buf, q + 1, e - 1))
-      if not cnt then return bad_scan(q) end
-      cursor, k, i, p, hits, nh = cur, cnt, 0, e + 2, {}, 0
-      if on_cursor then on_cursor(cur) end
-    end
-    while i < k do
-      if p > len then return nil end
-      if byte(buf, p) ~= 36 then return bad_scan(p) end
-      local q, l = p + 1, 0
-      local c = byte(buf, q)
-      while c and c >= 48 and c <= 57 do
-        l = l * 10 + c - 48
-        q = q + 1
-        c = byte(buf, q)
-      end
-      if not c then return nil end
-      if c ~= 13 then return bad_scan(q) end
-      local d = q + 2
-      local stop = d + l + 1 -- the LF after the key
-      if stop > len then return nil end
-      local b = key_bucket(buf, d, l)
-      if b >= 0 and want[b] then
-        hits[nh + 1] = b
-        hits[nh + 2] = sub(buf, p, stop)
-        nh = nh + 2
-      end
-      p = stop + 1
-      i = i + 1
-    end
-    local v, nextp = { cursor = cursor, hits = hits, nhits = nh, count = k }, p
-    cursor, k, i, p, hits, nh = nil, nil, nil, nil, nil, nil
-    return v, nextp
+-- A SCAN reply -> { cursor =, hits = {b, raw, b, raw, ...}, nhits =, count =
+-- keys in the reply } | { err = } (an error reply) | nil, err (not a SCAN
+-- reply).
+local function scan_hits(r, want)
+  if type(r) ~= "table" then return nil, "unexpected reply to SCAN" end
+  if r.err then return { err = r.err } end
+  local keys = r[2]
+  if r.n ~= 2 or type(r[1]) ~= "string" or type(keys) ~= "table" or not keys.n then
+    return nil, "unexpected reply to SCAN"
   end
+  local hits, nh = {}, 0
+  for i = 1, keys.n do
+    local k = keys[i]
+    if type(k) ~= "string" then return nil, "unexpected reply to SCAN" end
+    local b = key_bucket(k, 1, #k)
+    if b >= 0 and want[b] then
+      hits[nh + 1] = b
+      hits[nh + 2] = "$" .. #k .. "\r\n" .. k .. "\r\n"
+      nh = nh + 2
+    end
+  end
+  return { cursor = r[1], hits = hits, nhits = nh, count = keys.n }
 end
+M._scan_hits = scan_hits -- for tests
 
-M._scan_decoder = scan_decoder -- for tests
+-- Every key of n (its command connection) through want: fn(scan_hits) per
+-- SCAN reply. The next SCAN goes out as soon as a reply arrived, before its
+-- keys are walked.
+local function scan_all(n, match, want, fn)
+  local c = n.c
+  local function send_scan(cursor)
+    local cmd = { "SCAN", cursor, "COUNT", M.SCAN_COUNT }
+    if match then cmd = { "SCAN", cursor, "MATCH", match, "COUNT", M.SCAN_COUNT } end
+    local ok, err = c:send(cmd)
+    if not ok then fail("master %s: %s", n.addr, tostring(err)) end
+  end
+  send_scan("0")
+  repeat
+    local r, err = c:read_reply(30)
+    if r == nil then fail("SCAN on %s: %s", n.addr, tostring(err)) end
+    local cursor = type(r) == "table" and r.n == 2 and r[1]
+    if type(cursor) == "string" and cursor ~= "0" then send_scan(cursor) end
+    local h, herr = scan_hits(r, want)
+    if not h then fail("SCAN on %s: %s", n.addr, herr) end
+    if h.err then fail("SCAN on %s: %s", n.addr, h.err) end
+    fn(h)
+  until h.cursor == "0"
+end
 
 --------------------------------------------------------------------------------
 -- Moving keys of one source
@@ -559,22 +531,8 @@ end
 -- One SCAN pass over source n: every key of a wanted bucket goes into its
 -- destination's batch. -> number of such keys found
 local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
-  local sock = n.c.sock
-  local function send_scan(cursor)
-    local ok, err = sock:send(resp.encode("SCAN", cursor, "MATCH", pattern, "COUNT", M.SCAN_COUNT))
-    if not ok then fail("master %s: %s", n.addr, tostring(err)) end
-  end
-  -- the next SCAN goes out as soon as a reply's cursor is known
-  local dec = scan_decoder(want, function(cursor)
-    if cursor ~= "0" then send_scan(cursor) end
-  end)
   local found, batch = 0, ctx.batch
-  assert(n.c.reader:buffered() == 0)
-  send_scan("0")
-  repeat
-    local r, err = sock:receive_with(dec, 30)
-    if r == nil then fail("SCAN on %s: %s", n.addr, tostring(err)) end
-    if r.err then fail("SCAN on %s: %s", n.addr, r.err) end
+  scan_all(n, pattern, want, function(r)
     local hits = r.hits
     for i = 1, r.nhits, 2 do
       local b, seg = hits[i], hits[i + 1]
@@ -591,7 +549,7 @@ local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
         if k >= batch then flush(n, rt, ctx) end
       end
     end
-  until r.cursor == "0"
+  end)
   for _, rt in pairs(routes) do flush(n, rt, ctx) end
   drain(n, ctx)
   return found
@@ -750,22 +708,8 @@ end
 -- After a complete --del: the removed master should hold no key of the namespace.
 local function leftover_keys(n)
   local all = setmetatable({}, { __index = function() return true end })
-  local sock = n.c.sock
-  local function send_scan(cursor)
-    local ok, err = sock:send(resp.encode("SCAN", cursor, "COUNT", M.SCAN_COUNT))
-    if not ok then fail("master %s: %s", n.addr, tostring(err)) end
-  end
-  local dec = scan_decoder(all, function(cursor)
-    if cursor ~= "0" then send_scan(cursor) end
-  end)
   local count = 0
-  send_scan("0")
-  repeat
-    local r, err = sock:receive_with(dec, 30)
-    if r == nil then fail("SCAN on %s: %s", n.addr, tostring(err)) end
-    if r.err then fail("SCAN on %s: %s", n.addr, r.err) end
-    count = count + r.nhits / 2
-  until r.cursor == "0"
+  scan_all(n, nil, all, function(r) count = count + r.nhits / 2 end)
   return count
 end
 

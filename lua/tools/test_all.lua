@@ -120,9 +120,10 @@ function T:fail(group, what, expected_text, actual_text, why)
   error(setmetatable({}, Failure), 0)
 end
 
-function T:connect(group)
+-- raw: a connection that writes bytes of its own (kv.redis's raw client)
+function T:connect(group, raw)
   local o = self.o
-  local c, err = redis.connect(o.host, o.port, { timeout = TIMEOUT, password = o.password })
+  local c, err = redis.connect(o.host, o.port, { timeout = TIMEOUT, password = o.password, raw = raw })
   if not c then
     self:fail(group, "connect to " .. o.host .. ":" .. o.port,
               "a connection" .. (o.password and " (and AUTH OK)" or ""), "(" .. tostring(err) .. ")")
@@ -201,7 +202,7 @@ end
 
 function T:raw_check(bytes, exp, closes)
   local group = "protocol"
-  local c = self:connect(group)
+  local c = self:connect(group, true)
   local what = "raw " .. check.quote(bytes)
   local ok, err = c:send_raw(bytes)
   if not ok then self:fail(group, what, check.describe(exp), "(connection error: " .. tostring(err) .. ")") end

@@ -13,6 +13,9 @@ local resp = require "kv.resp"
 local redis = require "kv.redis"
 
 local port = tonumber(arg[1])
+-- these connections write bytes of their own (inline commands, malformed
+-- input, one byte per write): a socket read through hiredis's reader
+local RAW = { raw = true }
 local failed = 0
 local function check(what, ok, detail)
   if ok then print("ok - " .. what)
@@ -60,11 +63,11 @@ local NREPLIES = 10
 
 loop.run(function()
   -- 1. whole vs byte by byte
-  local c = assert(redis.connect("127.0.0.1", port))
+  local c = assert(redis.connect("127.0.0.1", port, RAW))
   c:send_raw(PIPE)
   local whole, err = read_n(c, NREPLIES)
   check("pipeline sent at once answered", whole ~= nil, err)
-  local c2 = assert(redis.connect("127.0.0.1", port))
+  local c2 = assert(redis.connect("127.0.0.1", port, RAW))
   for i = 1, #PIPE do
     c2:send_raw(PIPE:sub(i, i))
     if i % 7 == 0 then loop.sleep(0.001) end
@@ -84,7 +87,7 @@ loop.run(function()
   c2:close()
 
   -- 2. deep pipeline order over every master
-  local c3 = assert(redis.connect("127.0.0.1", port))
+  local c3 = assert(redis.connect("127.0.0.1", port, RAW))
   local cmds, want = {}, {}
   for i = 1, 700 do
     local k = "wire:o:" .. i
@@ -108,7 +111,7 @@ loop.run(function()
   c3:close()
 
   -- 3. protocol error after good commands
-  local c4 = assert(redis.connect("127.0.0.1", port))
+  local c4 = assert(redis.connect("127.0.0.1", port, RAW))
   c4:send_raw("PING\r\n" .. resp.encode("GET", "wire:none") .. "*1\r\n12\r\nPING\r\n")
   local r = read_n(c4, 3)
   check("replies before a protocol error, then the error",
@@ -118,13 +121,13 @@ loop.run(function()
   check("connection closed after a protocol error", after == nil and tostring(aerr):find("closed") ~= nil,
     tostring(aerr))
   c4:close()
-  local c5 = assert(redis.connect("127.0.0.1", port))
+  local c5 = assert(redis.connect("127.0.0.1", port, RAW))
   c5:send_raw("*1\r\n$1234567891011121314\r\nxx\r\n")
   local r5 = read_n(c5, 1)
   check("over-long bulk length refused", r5 and r5[1] == "-ERR Protocol error: invalid bulk length",
     r5 and r5[1])
   c5:close()
-  local c6 = assert(redis.connect("127.0.0.1", port))
+  local c6 = assert(redis.connect("127.0.0.1", port, RAW))
   c6:send_raw("no_such_cmd param\r\nget\r\n" .. resp.encode("") .. "PING\r\n")
   local r6 = read_n(c6, 4)
   check("unknown, wrong-arity and empty commands get errors and the connection stays",
@@ -135,7 +138,7 @@ loop.run(function()
   c6:close()
 
   -- 4. pooled requests reused by MGETs of every size, in one pipeline
-  local c7 = assert(redis.connect("127.0.0.1", port))
+  local c7 = assert(redis.connect("127.0.0.1", port, RAW))
   local mset = { "MSET" }
   for i = 1, 1500 do mset[#mset + 1] = "wire:m:" .. i; mset[#mset + 1] = "v" .. i end
   check("MSET of 1500 keys", show(c7:call(unpack(mset))) == "+OK")

@@ -1,16 +1,11 @@
 -- The parts of tools.migration_tool that need no server: the command line,
--- bucket prefixes and the SCAN reply decoder. kv.core (C, only inside the
+-- bucket prefixes and the SCAN reply filter. kv.core (C, only inside the
 -- runtime) is replaced by a stub so that the module loads under busted.
 package.loaded["kv.core"] = setmetatable({ now = os.clock, DEBUG = 0, INFO = 1, WARN = 2, ERROR = 3 },
   { __index = function() return function() end end })
 local mt = require "tools.migration_tool"
 
 local function bulk(s) return "$" .. #s .. "\r\n" .. s .. "\r\n" end
-local function scan_reply(cursor, keys)
-  local parts = { "*2\r\n", bulk(cursor), "*" .. #keys .. "\r\n" }
-  for _, k in ipairs(keys) do parts[#parts + 1] = bulk(k) end
-  return table.concat(parts)
-end
 
 describe("tools.migration_tool", function()
   describe("parse_args", function()
@@ -95,60 +90,37 @@ describe("tools.migration_tool", function()
     end)
   end)
 
-  describe("scan decoder", function()
+  describe("scan_hits", function()
     local want = { [682] = true, [0] = true }
     local keys = { "682_a", "6820_b", "1_c", "0_\0bin\r\n", "682_" .. string.rep("k", 300), "x" }
+    local function reply(cursor, ks)
+      return { n = 2, cursor, { n = #ks, unpack(ks) } }
+    end
 
     it("keeps only keys of wanted buckets, in their RESP form", function()
-      local reply = scan_reply("1234", keys)
-      local seen
-      local dec = mt._scan_decoder(want, function(c) seen = c end)
-      local v, nextp = dec(reply .. "+EXTRA", 1)
-      assert.equals(#reply + 1, nextp)
-      assert.equals("1234", seen)
+      local v = mt._scan_hits(reply("1234", keys), want)
       assert.equals("1234", v.cursor)
       assert.equals(6, v.count)
       assert.equals(6, v.nhits)
       assert.same({ 682, bulk("682_a"), 0, bulk("0_\0bin\r\n"), 682, bulk(keys[5]) }, v.hits)
     end)
 
-    it("resumes at any split of the bytes, calling on_cursor once", function()
-      local reply = scan_reply("0", keys)
-      for cut = 1, #reply - 1 do
-        local calls = 0
-        local dec = mt._scan_decoder(want, function() calls = calls + 1 end)
-        assert.is_nil((dec(reply:sub(1, cut), 1)))
-        local v, nextp = dec(reply, 1)
-        assert.equals(#reply + 1, nextp)
-        assert.equals(6, v.nhits)
-        assert.equals(1, calls)
-      end
-    end)
-
-    it("reads replies one after the other at any position", function()
-      local a, b = scan_reply("5", { "682_x" }), scan_reply("0", { "0_y", "3_z" })
-      local dec = mt._scan_decoder(want)
-      local buf = "junk" .. a .. b
-      local v, p = dec(buf, 5)
-      assert.equals("5", v.cursor)
-      v, p = dec(buf, p)
-      assert.equals("0", v.cursor)
-      assert.same({ 0, bulk("0_y") }, v.hits)
-      assert.equals(#buf + 1, p)
+    it("takes an empty page", function()
+      assert.same({ cursor = "0", hits = {}, nhits = 0, count = 0 }, mt._scan_hits(reply("0", {}), want))
     end)
 
     it("returns an error reply as { err }", function()
-      local dec = mt._scan_decoder(want)
-      local v, p = dec("-NOAUTH Authentication required.\r\n", 1)
-      assert.same({ err = "NOAUTH Authentication required." }, v)
-      assert.equals(35, p)
+      assert.same({ err = "NOAUTH Authentication required." },
+        mt._scan_hits({ err = "NOAUTH Authentication required." }, want))
     end)
 
     it("refuses a reply that is not a SCAN reply", function()
-      local dec = mt._scan_decoder(want)
-      local v, err = dec(":1\r\n", 1)
-      assert.is_nil(v)
-      assert.matches("unexpected reply to SCAN", err)
+      for _, r in ipairs({ 1, "x", { status = "OK" }, { n = 1, "0" }, { n = 2, "0", "k" },
+          { n = 2, 0, { n = 0 } }, { n = 2, "0", { n = 1, { n = 0 } } } }) do
+        local v, err = mt._scan_hits(r, want)
+        assert.is_nil(v)
+        assert.matches("unexpected reply to SCAN", err)
+      end
     end)
   end)
 end)

@@ -1,3 +1,5 @@
+-- kv.resp: the Lua encoder and, for decoding, hiredis's reader (kv.hireader,
+-- C: build/lua/kv/hireader.so, found through .busted's cpath).
 local resp = require "kv.resp"
 
 local null = resp.null
@@ -151,28 +153,32 @@ describe("kv.resp", function()
       end
     end)
 
+    -- hiredis's reader with the checks kv.hireader adds (c/lua/lhireader.c)
     local garbage = {
-      { "?x\r\n", "unknown type byte '?'" },
-      { "\0", "unknown type byte 0x00" },
-      { "GET / HTTP/1.1\r\n", "unknown type byte 'G'" },
+      { "?x\r\n", 'got "?" as reply type byte' },
+      { "\0", 'got "\\x00" as reply type byte' },
+      { "GET / HTTP/1.1\r\n", 'got "G" as reply type byte' },
       { "+OK\n", "line not ended by CRLF" },
-      { "\n", "unknown type byte 0x0a" },
+      { "\n", 'got "\\n" as reply type byte' },
       { "+\n", "line not ended by CRLF" },
-      { ":\r\n", "bad integer ''" },
-      { ":1.5\r\n", "bad integer '1.5'" },
-      { ":abc\r\n", "bad integer" },
-      { "$-2\r\n", "bad length '-2'" },
-      { "$x\r\n", "bad length 'x'" },
-      { "$\r\n", "bad length ''" },
-      { "$99999999999999\r\n", "bad length" },
+      { ":\r\n", "Bad integer value" },
+      { ":1.5\r\n", "Bad integer value" },
+      { ":abc\r\n", "Bad integer value" },
+      { ":99999999999999999999\r\n", "Bad integer value" },
+      { "$-2\r\n", "Bulk string length out of range" },
+      { "$x\r\n", "Bad bulk string length" },
+      { "$\r\n", "Bad bulk string length" },
+      { "$99999999999999\r\n", "bulk of 99999999999999 bytes is too long" },
       { "$3\r\nabcd\r\n", "bulk data not followed by CRLF" },
       { "$3\r\nabc\n\n", "bulk data not followed by CRLF" },
-      { "*-5\r\n", "bad length '-5'" },
-      { "*1\r\n?\r\n", "unknown type byte '?' at byte 4" },
+      { "*-5\r\n", "Multi-bulk length out of range" },
+      { "*1\r\n?\r\n", 'got "?" as reply type byte' },
+      { "*2\r\n:1\r\n$3\r\nabc\rX", "bulk data not followed by CRLF" },
       { "$600000000\r\n", "bulk of 600000000 bytes is too long" },
       { "*99999999\r\n", "array of 99999999 elements is too long" },
-      { ("*1\r\n"):rep(65) .. ":1\r\n", "arrays nested too deep" },
+      { ("*1\r\n"):rep(9) .. ":1\r\n", "No support for nested multi bulk replies with depth > 7" },
       { "+" .. ("x"):rep(70000), "line too long" },
+      { "*1\r\n$" .. ("9"):rep(70000), "line too long" },
     }
     for _, c in ipairs(garbage) do
       it("rejects garbage: " .. c[2], function()
@@ -182,10 +188,17 @@ describe("kv.resp", function()
       end)
     end
 
-    it("nests 64 arrays", function()
-      local v = assert(resp.decode(("*1\r\n"):rep(64) .. ":1\r\n"))
-      for _ = 1, 64 do v = v[1] end
+    it("nests 8 arrays (hiredis's limit)", function()
+      local v = assert(resp.decode(("*1\r\n"):rep(8) .. ":1\r\n"))
+      for _ = 1, 8 do v = v[1] end
       assert.equals(1, v)
+      assert.has_error(function() resp.encode_reply({ { { { { { { { { 1 } } } } } } } } }) end)
+      assert.equals(("*1\r\n"):rep(8) .. ":1\r\n", resp.encode_reply({ { { { { { { { 1 } } } } } } } }))
+    end)
+
+    it("reads integers up to 2^63 - 1 (as numbers: beyond 2^53 precision is lost)", function()
+      assert.equals(2 ^ 63, (resp.decode(":9223372036854775807\r\n")))
+      assert.equals(-2 ^ 63, (resp.decode(":-9223372036854775808\r\n")))
     end)
   end)
 
@@ -225,7 +238,7 @@ describe("kv.resp", function()
       assert.equals(1, r:next())
       local v, err = r:next()
       assert.is_nil(v)
-      assert.matches("unknown type byte '!'", err, 1, true)
+      assert.matches('protocol error: got "!" as reply type byte', err, 1, true)
       r:feed(":2\r\n")
       assert.equals(err, select(2, r:next()))
       assert.has_error(function() r:feed(5) end)
