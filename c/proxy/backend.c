@@ -515,14 +515,10 @@ static kvp_backend *set_find(kvp_backends *set, const char *addr, int mode)
     return NULL;
 }
 
-kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr)
+/* A new connection to addr in the set, connecting. */
+static kvp_backend *set_open(kvp_backends *set, const char *addr, int mode)
 {
-    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED);
-    if (be) {
-        be->in_table = 1;
-        return be;
-    }
-    be = be_new(set, addr, KVP_BE_SHARED);
+    kvp_backend *be = be_new(set, addr, mode);
     if (be == NULL)
         return NULL;
     if (set_add(set, be) != KV_OK) {
@@ -531,6 +527,16 @@ kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr)
     }
     be_connect(be);
     return be;
+}
+
+kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr)
+{
+    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED);
+    if (be) {
+        be->in_table = 1;
+        return be;
+    }
+    return set_open(set, addr, KVP_BE_SHARED);
 }
 
 void kvp_backends_untable(kvp_backends *set)
@@ -602,16 +608,8 @@ kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner)
     if (kvp_backends_owned(set, addr) >= set->owned_max)
         return NULL;
     kvp_backend *be = set_find(set, addr, KVP_BE_IDLE);
-    if (be == NULL) {
-        be = be_new(set, addr, KVP_BE_OWNED);
-        if (be == NULL)
-            return NULL;
-        if (set_add(set, be) != KV_OK) {
-            be_free(be);
-            return NULL;
-        }
-        be_connect(be);
-    }
+    if (be == NULL && (be = set_open(set, addr, KVP_BE_OWNED)) == NULL)
+        return NULL;
     be->mode = KVP_BE_OWNED;
     be->owner = owner;
     return be;
