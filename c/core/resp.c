@@ -58,6 +58,19 @@ void kv_req_parser_init(kv_req_parser *p)
     memset(p, 0, sizeof(*p));
 }
 
+void kv_req_parser_release(kv_req_parser *p)
+{
+    if (p->state != ST_START || p->pos != 0)
+        return; /* in the middle of a command: its offsets are needed */
+    free(p->arg_off);
+    free(p->arg_len);
+    free(p->argv);
+    p->arg_off = p->arg_len = NULL;
+    p->argv = NULL;
+    p->argv_cap = 0;
+    p->argc = 0;
+}
+
 void kv_req_parser_deinit(kv_req_parser *p)
 {
     free(p->arg_off);
@@ -72,7 +85,7 @@ static int ensure_args(kv_req_parser *p, long long n)
         return KV_OK;
     /* Grow geometrically, but never trust a huge count up front: a client
      * announcing *1000000 gets room as its arguments actually arrive. */
-    long long cap = p->argv_cap ? p->argv_cap : 16;
+    long long cap = p->argv_cap ? p->argv_cap : 4; /* GET k, SET k v: what most connections send */
     while (cap < n)
         cap *= 2;
     size_t *o = realloc(p->arg_off, cap * sizeof(size_t));

@@ -46,6 +46,9 @@ typedef struct kv_req_parser {
 
 void kv_req_parser_init(kv_req_parser *p);
 void kv_req_parser_deinit(kv_req_parser *p);
+/* Between commands, the argument arrays go back (an idle connection keeps
+ * none; the next command allocates them again). Does nothing mid-command. */
+void kv_req_parser_release(kv_req_parser *p);
 int kv_req_parse(kv_req_parser *p, char *buf, size_t len, size_t *consumed);
 
 typedef struct kv_reply_scanner {

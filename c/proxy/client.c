@@ -561,8 +561,10 @@ void kvp_clients_tick(kvp_clients *set)
             kv_log_debug("closing idle client %s", c->peer);
             client_close(c);
         } else if (idle >= 1000) {
-            if (kv_buf_len(&c->in) == 0)
+            if (kv_buf_len(&c->in) == 0 && c->state == KVP_CLIENT_OPEN) {
                 kv_buf_release(&c->in);
+                kv_req_parser_release(&c->parser);
+            }
             if (kv_buf_len(&c->out) == 0)
                 kv_buf_release(&c->out);
         }

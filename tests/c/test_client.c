@@ -175,6 +175,13 @@ static void test_idle_buffers_shrink(void)
     clk.now_ms = 2500;
     kvp_clients_tick(&set);
     TAP_CHECK(c->in.cap <= 64 * 1024, "an idle client gives it back (cap %zu)", c->in.cap);
+    send_cmd(peer, "PING\r\n");
+    TAP_CHECK(c->parser.argv != NULL && strcmp(recv_all(peer), "+PING\r\n") == 0, "a command: parser arrays in use");
+    c->last_active_ms = clk.now_ms - 1000;
+    kvp_clients_tick(&set);
+    TAP_CHECK(c->parser.argv == NULL && c->parser.argv_cap == 0, "idle a second: the parser's arrays given back too");
+    send_cmd(peer, "ECHO\r\n");
+    TAP_CHECK(strcmp(recv_all(peer), "+ECHO\r\n") == 0, "and the next command is parsed as ever");
     close(peer);
     event_base_loop(base, EVLOOP_NONBLOCK);
     kvp_clients_flush(&set);
