@@ -24,7 +24,7 @@ void kv_buf_deinit(kv_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-int kv_buf_reserve(kv_buf *b, size_t n)
+int kv_buf_grow(kv_buf *b, size_t n)
 {
     if (b->cap - b->wpos >= n)
         return KV_OK;

@@ -25,7 +25,15 @@ typedef struct kv_buf {
 
 void kv_buf_init(kv_buf *b, size_t max);
 void kv_buf_deinit(kv_buf *b);
-int kv_buf_reserve(kv_buf *b, size_t n); /* KV_OK or KV_ENOMEM (bound or malloc) */
+int kv_buf_grow(kv_buf *b, size_t n); /* kv_buf_reserve's slow path */
+/* Room for n more bytes: KV_OK or KV_ENOMEM (bound or malloc; latched in
+ * b->failed). The common case, room already there, is inline. */
+static inline int kv_buf_reserve(kv_buf *b, size_t n)
+{
+    if (b->cap - b->wpos >= n)
+        return 0; /* KV_OK */
+    return kv_buf_grow(b, n);
+}
 int kv_buf_append(kv_buf *b, const void *p, size_t n);
 ssize_t kv_buf_read_fd(kv_buf *b, int fd, size_t want); /* read(2) result; -2 if full */
 ssize_t kv_buf_write_fd(kv_buf *b, int fd);            /* write(2) of the unread bytes, consumed */

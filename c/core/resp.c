@@ -414,15 +414,8 @@ complete:
 
 /* ------------------------------------------------------------- writer */
 
-size_t kv_resp_fmt_count(char *buf, char type, long long n)
+size_t kv_resp_fmt_count_any(char *buf, char type, long long n)
 {
-    if (n >= 0 && n < 10) { /* "*2", "$3": most headers */
-        buf[0] = type;
-        buf[1] = (char)('0' + n);
-        buf[2] = '\r';
-        buf[3] = '\n';
-        return 4;
-    }
     char tmp[24];
     size_t i = 0, o = 0;
     unsigned long long v = n < 0 ? (unsigned long long)(-(n + 1)) + 1 : (unsigned long long)n;
@@ -438,42 +431,4 @@ size_t kv_resp_fmt_count(char *buf, char type, long long n)
     buf[o++] = '\r';
     buf[o++] = '\n';
     return o;
-}
-
-int kv_resp_write_count(kv_buf *out, char type, long long n)
-{
-    if (kv_buf_reserve(out, 32) != KV_OK)
-        return KV_ENOMEM;
-    out->wpos += kv_resp_fmt_count(out->data + out->wpos, type, n);
-    return KV_OK;
-}
-
-int kv_resp_write_bulk(kv_buf *out, const char *p, size_t n)
-{
-    if (kv_buf_reserve(out, n + 32) != KV_OK)
-        return KV_ENOMEM;
-    char *d = out->data + out->wpos;
-    size_t o = kv_resp_fmt_count(d, '$', (long long)n);
-    memcpy(d + o, p, n);
-    o += n;
-    d[o++] = '\r';
-    d[o++] = '\n';
-    out->wpos += o;
-    return KV_OK;
-}
-
-int kv_resp_write_bulk2(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n)
-{
-    if (kv_buf_reserve(out, n + prelen + 32) != KV_OK)
-        return KV_ENOMEM;
-    char *d = out->data + out->wpos;
-    size_t o = kv_resp_fmt_count(d, '$', (long long)(n + prelen));
-    memcpy(d + o, pre, prelen);
-    o += prelen;
-    memcpy(d + o, p, n);
-    o += n;
-    d[o++] = '\r';
-    d[o++] = '\n';
-    out->wpos += o;
-    return KV_OK;
 }

@@ -25,6 +25,8 @@
 #include "buf.h"
 #include "kv.h"
 
+#include <string.h>
+
 #define KV_RESP_MAX_INLINE     (64 * 1024)
 #define KV_RESP_MAX_ARGC       (1024 * 1024)
 #define KV_RESP_MAX_BULK       (512LL * 1024 * 1024)
@@ -69,12 +71,57 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
  * then latches it (kv_buf.failed), so a group of writes is checked once
  * with kv_buf_settle. The proxy writes every command and reply with these;
  * the control plane's RESP is hiredis. */
-/* The header "<type><n>\r\n" into buf (at least 24 bytes); its length. */
-size_t kv_resp_fmt_count(char *buf, char type, long long n);
-int kv_resp_write_count(kv_buf *out, char type, long long n);   /* "*3\r\n", ":5\r\n" */
-int kv_resp_write_bulk(kv_buf *out, const char *p, size_t n);   /* "$n\r\n<p>\r\n" */
-/* one bulk of pre then p: a routed key "<bucket>_<key>" without a copy */
-int kv_resp_write_bulk2(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n);
+/* The header "<type><n>\r\n" into buf (at least 24 bytes); its length.
+ * One digit ("*2", "$3": most headers) inline, the rest in resp.c. */
+size_t kv_resp_fmt_count_any(char *buf, char type, long long n);
+static inline size_t kv_resp_fmt_count(char *buf, char type, long long n)
+{
+    if (n < 0 || n >= 10)
+        return kv_resp_fmt_count_any(buf, type, n);
+    buf[0] = type;
+    buf[1] = (char)('0' + n);
+    buf[2] = '\r';
+    buf[3] = '\n';
+    return 4;
+}
+/* Inline: they are on every command and reply of the hot path. */
+static inline int kv_resp_write_count(kv_buf *out, char type, long long n)
+{
+    if (kv_buf_reserve(out, 32) != KV_OK)
+        return KV_ENOMEM;
+    out->wpos += kv_resp_fmt_count(out->data + out->wpos, type, n);
+    return KV_OK;
+}
+
+static inline int kv_resp_write_bulk(kv_buf *out, const char *p, size_t n)
+{
+    if (kv_buf_reserve(out, n + 32) != KV_OK)
+        return KV_ENOMEM;
+    char *d = out->data + out->wpos;
+    size_t o = kv_resp_fmt_count(d, '$', (long long)n);
+    memcpy(d + o, p, n);
+    o += n;
+    d[o++] = '\r';
+    d[o++] = '\n';
+    out->wpos += o;
+    return KV_OK;
+}
+
+static inline int kv_resp_write_bulk2(kv_buf *out, const char *pre, size_t prelen, const char *p, size_t n)
+{
+    if (kv_buf_reserve(out, n + prelen + 32) != KV_OK)
+        return KV_ENOMEM;
+    char *d = out->data + out->wpos;
+    size_t o = kv_resp_fmt_count(d, '$', (long long)(n + prelen));
+    memcpy(d + o, pre, prelen);
+    o += prelen;
+    memcpy(d + o, p, n);
+    o += n;
+    d[o++] = '\r';
+    d[o++] = '\n';
+    out->wpos += o;
+    return KV_OK;
+}
 
 /* Strict integer parse of a whole span (no sign '+', no leading zeros, no
  * overflow), as Redis's string2ll. KV_OK or KV_ERR. */
