@@ -75,6 +75,7 @@ static kvp_backend *be_new(kvp_backends *set, const char *addr, int mode)
 
 static void be_close_fd(kvp_backend *be)
 {
+    be->conn_gen++; /* a reply being handled belongs to a closed connection */
     if (be->rev) {
         event_free(be->rev);
         be->rev = NULL;
@@ -101,15 +102,17 @@ static kvp_inflight be_pop(kvp_backend *be)
     return e;
 }
 
-/* Answer every pending entry with msg and forget the unsent commands. */
+/* Answer every pending entry with msg and forget their unsent commands.
+ * The caller has set the state first (no longer READY): a callback may
+ * queue a new command here (a resumed client), whose bytes and entry then
+ * stay together, after the ones failed, for the next connection. */
 static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
 {
     kv_buf_consume(&be->out, kv_buf_len(&be->out));
-    while (be->ring_len > 0) {
+    for (uint32_t n = be->ring_len; n > 0; n--) {
         kvp_inflight e = be_pop(be);
         e.cb(e.ctx, e.tag, msg, len);
     }
-    be->ring_head = 0;
 }
 
 static void be_free(kvp_backend *be)
@@ -148,9 +151,9 @@ static void be_reset(kvp_backend *be, const char *why, const char *msg, size_t l
     kv_log_warn("backend %s connection reset: %s (worker %d, %u in flight)", be->addr, why,
                 be->set->idx, be->ring_len);
     be_close_fd(be);
-    be_fail_pending(be, msg, len);
     be->state = KVP_BE_DOWN;
     be->retry_at_ms = 0;
+    be_fail_pending(be, msg, len);
     /* an owned connection's state (a transaction, a watch) is gone with it:
      * its owner finds it down and gives it back */
     if (be->mode == KVP_BE_SHARED)
@@ -265,7 +268,10 @@ static void be_mark(kvp_backend *be)
         int nc = set->capdirty ? set->capdirty * 2 : 64;
         kvp_backend **d = realloc(set->dirty, (size_t)nc * sizeof(*d));
         if (d == NULL) {
-            be_flush(be); /* no room on the list: write now */
+            /* no room on the list: written when the socket is writable
+             * (never synchronously: the caller may be mid-command) */
+            if (be->wev)
+                event_add(be->wev, NULL);
             return;
         }
         set->dirty = d;
@@ -367,7 +373,10 @@ static int be_reply(kvp_backend *be, const char *p, size_t rl)
         return -1;
     }
     kvp_inflight e = be_pop(be);
+    uint32_t gen = be->conn_gen;
     e.cb(e.ctx, e.tag, p, rl);
+    if (be->conn_gen != gen)
+        return -1; /* the callback closed it (given back mid-command): in is gone */
     kv_buf_consume(&be->in, rl);
     return 0;
 }
@@ -608,6 +617,8 @@ kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner)
     if (kvp_backends_owned(set, addr) >= set->owned_max)
         return NULL;
     kvp_backend *be = set_find(set, addr, KVP_BE_IDLE);
+    if (be && be->state != KVP_BE_READY)
+        be = NULL; /* closed, waiting for the tick to drop it: never lent */
     if (be == NULL && (be = set_open(set, addr, KVP_BE_OWNED)) == NULL)
         return NULL;
     be->mode = KVP_BE_OWNED;
@@ -625,12 +636,14 @@ static void be_reset_reply(void *ctx, uint32_t tag, const char *p, size_t n)
         be->state_since_ms = be_now(be);
         return;
     }
-    /* anything else: its state is unknown; the tick closes it */
+    /* anything else (a Redis without RESET): its state is unknown, so it
+     * is closed (be_reply sees that) and the tick drops it */
     be->mode = KVP_BE_IDLE;
     be->state_since_ms = 0;
     if (be->state == KVP_BE_READY) {
         be_close_fd(be);
         be->state = KVP_BE_DOWN;
+        be_fail_pending(be, be->unavailable, be->unavailable_len);
     }
 }
 
@@ -648,8 +661,8 @@ void kvp_backend_give_back(kvp_backend *be)
     /* commands still in flight (a blocked BLPOP), or not connected: its
      * state cannot be known, so it is never lent again */
     be_close_fd(be);
-    be_fail_pending(be, be->unavailable, be->unavailable_len);
     be->state = KVP_BE_DOWN;
     be->mode = KVP_BE_IDLE;
-    be->state_since_ms = 0; /* closed by the next tick */
+    be->state_since_ms = 0; /* dropped by the next tick */
+    be_fail_pending(be, be->unavailable, be->unavailable_len);
 }

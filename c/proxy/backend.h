@@ -82,6 +82,7 @@ typedef struct kvp_backend {
     int dirty;                 /* queued on the set's flush list */
     int was_down_logged;
     int forced_down;           /* the health check says down: fail fast, no reconnect */
+    uint32_t conn_gen;         /* bumped when the socket closes */
     char unavailable[KVP_ADDR_MAX + 48]; /* "-ERR backend <addr> unavailable\r\n" */
     size_t unavailable_len;
 } kvp_backend;

@@ -100,10 +100,12 @@ static void client_park(kvp_client *c, size_t len, int again)
     set->parked_tail = c;
 }
 
-/* PARKED -> OPEN: the command was run (or answered); its bytes go. */
+/* PARKED -> OPEN: the command was run (or answered); its bytes go. A
+ * client that broke meanwhile (its answer could not be kept) stays broken. */
 static void client_unpark(kvp_client *c)
 {
-    c->state = KVP_CLIENT_OPEN;
+    if (c->state == KVP_CLIENT_PARKED)
+        c->state = KVP_CLIENT_OPEN;
     kv_buf_consume(&c->in, c->cmd_len);
     c->cmd_len = 0;
 }
@@ -288,6 +290,8 @@ static void client_close(kvp_client *c)
     }
     c->head = c->tail = NULL;
     c->nreq = 0;
+    if (set->on_close)
+        set->on_close(set->cmd_ctx, c);
     event_free(c->rev);
     event_free(c->wev);
     close(c->fd);
@@ -471,7 +475,8 @@ static void client_expire(kvp_client *c)
         break;
     }
     client_unpark(c);
-    client_process(c);
+    if (c->state == KVP_CLIENT_OPEN)
+        client_process(c);
     client_update_reading(c);
 }
 

@@ -86,6 +86,8 @@ typedef struct kvp_client {
     size_t cmd_len;
     uint64_t park_since_ms;
     struct kvp_client *park_prev, *park_next;
+    void *lent;                /* the dispatcher's: a backend connection lent to
+                                * this client, given back when it goes */
 } kvp_client;
 
 /* KV_OK: handled (replied, or requests queued); KV_AGAIN: the command must
@@ -99,6 +101,9 @@ typedef struct kvp_clients {
     kvp_req_pool *pool;
     kvp_command_fn on_command;
     void *cmd_ctx;
+    /* a client is closing (after its requests were orphaned): what the
+     * layer above lent it goes back (ctx = cmd_ctx) */
+    void (*on_close)(void *ctx, kvp_client *c);
     kvp_client *list;
     int n;
     kvp_client **dirty;

@@ -515,7 +515,10 @@ static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *t
         fr->premig_pending++;
     }
     if (fr->premig_pending == 0) {
-        /* no MIGRATE went out: answered now */
+        /* no MIGRATE went out: answered now (premig_fail's message dropped,
+         * or an MGET merge would see two errors for this fragment) */
+        kv_buf_consume(&fr->reply, kv_buf_len(&fr->reply));
+        fr->premig_failed = 0;
         frag_oom(r, f);
         return NULL;
     }
@@ -874,6 +877,28 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
     }
     return KV_OK;
+}
+
+kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server)
+{
+    if (d->table == NULL || server < 0 || server >= d->table->nservers || d->backends == NULL)
+        return NULL;
+    const char *addr = d->table->servers[server];
+    kvp_backend *be = c->lent;
+    if (be)
+        return strcmp(be->addr, addr) == 0 ? be : NULL;
+    be = kvp_backends_lend(d->backends, addr, c);
+    c->lent = be;
+    return be;
+}
+
+void kvp_dispatch_client_gone(void *ctx, kvp_client *c)
+{
+    (void)ctx;
+    if (c->lent == NULL)
+        return;
+    kvp_backend_give_back(c->lent);
+    c->lent = NULL;
 }
 
 void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)

@@ -19,6 +19,7 @@
 typedef struct kvp_dispatcher {
     kvp_clock *clock;
     kvp_wstats *st;
+    kvp_backends *backends;    /* the worker's: connections lent to clients come from it */
     const kvp_table *table;    /* NULL until the first one */
     kvp_backend **route;       /* table server index -> shared backend */
     int table_waits;           /* a newer table waits for the steps below */
@@ -48,5 +49,12 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st);
 void kvp_dispatcher_free(kvp_dispatcher *d);
 /* The client set's kvp_command_fn (ctx = the dispatcher). */
 int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv);
+/* A connection of c's own to table server `server` (for WATCH/MULTI,
+ * blocking commands, pub/sub: none uses it yet); NULL at the bound or when
+ * c already holds one elsewhere. It goes back when c goes. */
+kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server);
+/* The client set's on_close: what c borrowed is given back (RESET, or
+ * closed when a command is still in flight). */
+void kvp_dispatch_client_gone(void *ctx, kvp_client *c);
 
 #endif

@@ -292,6 +292,8 @@ static void req_complete(kvp_req *r, const char *p, size_t n)
 
 void kvp_req_sent(kvp_req *r)
 {
+    if (r->state != KVP_REQ_SETUP)
+        return; /* orphaned meanwhile: its last fragment frees it */
     r->state = KVP_REQ_WAITING;
     if (r->pending == 0)
         req_complete(r, NULL, 0);

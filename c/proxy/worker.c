@@ -166,9 +166,13 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     }
     kvp_backend **route = calloc((size_t)t->nservers, sizeof(*route));
     if (route == NULL) {
-        kv_log_error("worker %d: out of memory installing table v%llu", w->idx,
+        /* clients go on with the table they have; the tick tries again */
+        kv_log_error("worker %d: out of memory installing table v%llu, trying again", w->idx,
                      (unsigned long long)t->version);
-        kvp_table_unref(t);
+        if (w->next_table && w->next_table != t)
+            kvp_table_unref(w->next_table);
+        w->next_table = t;
+        w->disp.table_waits = 0;
         return;
     }
     kvp_backends_untable(&w->backends);
@@ -278,6 +282,8 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     KV_UNUSED(what);
     kvp_clock_read(&w->clock);
     kvp_backends_tick(&w->backends);
+    if (w->next_table && w->disp.premig_inflight == 0)
+        worker_steps_done(w); /* an install that ran out of memory */
     if (w->clock.now_ms - w->last_client_tick >= 1000) {
         w->last_client_tick = w->clock.now_ms;
         kvp_clients_tick(&w->clients);
@@ -377,12 +383,14 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
     kvp_dispatcher_init(&w->disp, &w->clock, &w->st);
     w->disp.on_steps_done = worker_steps_done;
     w->disp.steps_ctx = w;
+    w->disp.backends = &w->backends;
     if (w->base == NULL || w->notify_fd < 0 || w->st.cmd == NULL ||
         kvp_clients_init(&w->clients, w->base, &w->clock, &w->pool, kvp_dispatch, &w->disp) != KV_OK) {
         snprintf(err, errlen, "cannot create worker %d event loop", i);
         return KV_ERR;
     }
     kvp_backends_init(&w->backends, w->base, &w->clock, i);
+    w->clients.on_close = kvp_dispatch_client_gone;
     if (worker_listen(w, err, errlen) != KV_OK)
         return KV_ERR;
     w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);

@@ -136,6 +136,56 @@ static void test_states(void)
     close(s);
 }
 
+/* A callback that, told its command failed, sends a new one at once (a
+ * client resumed by a table that the failure let in). */
+static kvp_backend *requeue_be;
+static void requeue_cb(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    on_reply(ctx, tag, p, n);
+    if (tag == 10 && kvp_backend_usable(requeue_be))
+        send_cmd(requeue_be, "*1\r\n$4\r\nPING\r\n", 11);
+}
+
+static void test_reset_with_requeue(void)
+{
+    atomic_store(&kvp_g.redis_password, "");
+    kvp_backend *be = kvp_backends_get(&set, addr);
+    kvp_backends_force(&set, addr, 0);
+    be->retry_at_ms = 0;
+    kvp_backend_usable(be);
+    int s = accept_one();
+    spin();
+    requeue_be = be;
+    size_t mark = kv_buf_mark(&be->out);
+    kv_buf_append(&be->out, "*1\r\n$4\r\nECHO\r\n", 14);
+    kvp_backend_send(be, mark, requeue_cb, NULL, 10);
+    kvp_backends_flush(&set);
+    server_read(s);
+    close(s); /* the reset fails 10, whose callback sends 11 */
+    spin();
+    TAP_CHECK(strstr(got[(ngot - 1) % 8], "10:-ERR backend") != NULL, "the command in flight fails with the reset");
+    TAP_CHECK(be->ring_len == 1, "a command sent from its callback keeps its entry (and its bytes, below)");
+    s = accept_one();
+    TAP_CHECK(strcmp(server_read(s), "*1\r\n$4\r\nPING\r\n") == 0, "it goes to the new connection");
+    server_write(s, "+PONG\r\n");
+    TAP_CHECK(strcmp(got[(ngot - 1) % 8], "11:+PONG\r\n") == 0, "and gets its own reply");
+    /* the shared connection goes (no table routes to it), so the stand-in
+     * accepts only lent ones from here on */
+    kvp_backends_untable(&set);
+    kvp_backends_tick(&set);
+    close(s);
+    spin();
+    TAP_CHECK(set.n == 0, "a shared connection no table routes to is dropped");
+}
+
+/* Gives its connection back from inside a reply callback. */
+static void giveback_cb(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    on_reply(ctx, tag, p, n);
+    if (tag == 20)
+        kvp_backend_give_back(ctx);
+}
+
 static void test_lending(void)
 {
     atomic_store(&kvp_g.redis_password, "");
@@ -170,7 +220,7 @@ static void test_lending(void)
               "given back mid-command: closed, its entry answered");
     clk.now_ms += 1;
     kvp_backends_tick(&set);
-    TAP_CHECK(kvp_backends_owned(&set, addr) == 1 && set.n == 2,
+    TAP_CHECK(kvp_backends_owned(&set, addr) == 1 && set.n == 1,
               "and dropped by the tick, never lent again (%d connections)", set.n);
     /* an owned connection that breaks is not reconnected */
     close(sa);
@@ -180,6 +230,27 @@ static void test_lending(void)
     kvp_backend_give_back(a);
     kvp_backends_tick(&set);
     TAP_CHECK(kvp_backends_owned(&set, addr) == 0, "given back, it is gone");
+
+    /* given back from inside its own reply callback, another command in
+     * flight: closed there, the rest of that read is not touched */
+    kvp_backend *e = kvp_backends_lend(&set, addr, &set);
+    int se = accept_one();
+    spin();
+    size_t mark = kv_buf_mark(&e->out);
+    kv_buf_append(&e->out, "*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", 28);
+    kvp_backend_send(e, mark, giveback_cb, e, 20);
+    mark = kv_buf_mark(&e->out);
+    kvp_backend_send(e, mark, giveback_cb, e, 21);
+    kvp_backends_flush(&set);
+    server_read(se);
+    server_write(se, "+A\r\n+B\r\n");
+    TAP_CHECK(strcmp(got[(ngot - 2) % 8], "20:+A\r\n") == 0 && strstr(got[(ngot - 1) % 8], "21:-ERR backend"),
+              "given back in its callback with one more in flight: closed, the other answered unavailable");
+    kvp_backend *f = kvp_backends_lend(&set, addr, &set);
+    TAP_CHECK(f != NULL && f != e, "a closed idle connection is never lent, even before the tick drops it");
+    kvp_backend_give_back(f);
+    close(se);
+    kvp_backends_tick(&set);
 }
 
 int main(void)
@@ -199,6 +270,7 @@ int main(void)
     kvp_clock_read(&clk);
     kvp_backends_init(&set, base, &clk, 0);
     test_states();
+    test_reset_with_requeue();
     test_lending();
     kvp_backends_free(&set);
     return tap_done();

@@ -34,6 +34,13 @@ static kvp_req *reqs[16];
 static int nreqs;
 static int ncommands;
 
+static int nclosed;
+static void on_close(void *ctx, kvp_client *c)
+{
+    (void)ctx;
+    nclosed += c->head == NULL; /* its requests were orphaned first */
+}
+
 static int on_command(void *ctx, kvp_client *c, int argc, kv_str *argv)
 {
     (void)ctx;
@@ -108,6 +115,7 @@ static void test_order_and_held(void)
     event_base_loop(base, EVLOOP_NONBLOCK);
     kvp_clients_flush(&set);
     TAP_CHECK(set.n == 0 && r->state == KVP_REQ_ORPHANED, "closed: its request is orphaned");
+    TAP_CHECK(nclosed == 1, "and the layer above was told (after the orphaning), to take back what it lent");
     int nfree = pool.nfree;
     kvp_req_frag_reply(r, 0, "$1\r\nc\r\n", 7);
     TAP_CHECK(pool.nfree == nfree + 1, "and freed by its reply");
@@ -193,6 +201,7 @@ int main(void)
     kvp_g.max_client_num = 100;
     kvp_req_pool_init(&pool, &clk, &st, NULL);
     kvp_clients_init(&set, base, &clk, &pool, on_command, NULL);
+    set.on_close = on_close;
     test_order_and_held();
     test_park_resume_deadline();
     test_idle_buffers_shrink();

@@ -13,6 +13,7 @@
 #include "../../c/proxy/errors.h"
 #include "tap.h"
 
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,8 +45,9 @@ static void setup(void)
     atomic_store(&kvp_g.request_timeout_ms, 1000);
     kvp_req_pool_init(&pool, &clk, &st, NULL);
     kvp_clients_init(&clients, NULL, &clk, &pool, kvp_dispatch, &d);
-    kvp_backends_init(&backends, NULL, &clk, 0);
+    kvp_backends_init(&backends, event_base_new(), &clk, 0);
     kvp_dispatcher_init(&d, &clk, &st);
+    d.backends = &backends;
     t = kvp_table_new(1023, 2);
     strcpy(t->servers[0], "127.0.0.1:1");
     strcpy(t->servers[1], "127.0.0.1:2");
@@ -232,6 +234,19 @@ static void test_append_fail(kvp_client *c)
     be[1]->out.max = KVP_OUT_MAX;
 }
 
+static void test_lending(kvp_client *c)
+{
+    kvp_backend *own = kvp_dispatch_lend(&d, c, 1);
+    TAP_CHECK(own && own->mode == KVP_BE_OWNED && own != be[1] && c->lent == own,
+              "a client borrows a connection of its own to a master (not the shared one)");
+    TAP_CHECK(kvp_dispatch_lend(&d, c, 1) == own && kvp_dispatch_lend(&d, c, 0) == NULL,
+              "asked again it has the same; one elsewhere is refused while it holds one");
+    TAP_CHECK(kvp_backends_owned(&backends, t->servers[1]) == 1, "it counts against the master's bound");
+    kvp_dispatch_client_gone(&d, c);
+    TAP_CHECK(c->lent == NULL && kvp_backends_owned(&backends, t->servers[1]) == 0,
+              "the client gone: given back (not connected yet, so closed, never lent again)");
+}
+
 int main(void)
 {
     setup();
@@ -240,5 +255,6 @@ int main(void)
     test_migrate_on_access(c);
     test_waits(c);
     test_append_fail(c);
+    test_lending(c);
     return tap_done();
 }
