@@ -69,3 +69,10 @@ void kv_log(int level, const char *fmt, ...)
     ssize_t w = write(log_fd, line, n);
     (void)w;
 }
+
+unsigned long long kv_log_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}

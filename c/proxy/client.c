@@ -219,20 +219,28 @@ void kvp_client_reply_err(kvp_client *c, const char *fmt, ...)
 
 /* ------------------------------------------------------------ lifecycle */
 
-void kvp_clients_accept(kvp_clients *set, int fd, const char *peer)
+/* Answer err and close: a refused connection. */
+static void refuse(int fd, const char *err, size_t len)
 {
+    ssize_t wr = write(fd, err, len);
+    (void)wr;
+    close(fd);
+}
+
+void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback)
+{
+    if (!loopback && kvp_g.protected_mode && kvp_g.client_password[0] == '\0') {
+        refuse(fd, KVP_ERR_PROTECTED, sizeof(KVP_ERR_PROTECTED) - 1);
+        kv_log_every(10000, KV_LOG_WARN, "refused client %s: protected_mode and no client_password "
+                     "(only loopback clients are served)", peer);
+        return;
+    }
     int count = atomic_fetch_add(&kvp_g.client_count, 1) + 1;
     if (count > atomic_load(&kvp_g.max_client_num)) {
-        ssize_t wr = write(fd, KVP_ERR_MAX_CLIENTS, sizeof(KVP_ERR_MAX_CLIENTS) - 1);
-        (void)wr;
-        close(fd);
+        refuse(fd, KVP_ERR_MAX_CLIENTS, sizeof(KVP_ERR_MAX_CLIENTS) - 1);
         atomic_fetch_sub(&kvp_g.client_count, 1);
-        static __thread uint64_t last_log;
-        if (set->clock->now_ms - last_log > 10000) {
-            kv_log_warn("refused client %s: max_client_num %d reached", peer,
-                        atomic_load(&kvp_g.max_client_num));
-            last_log = set->clock->now_ms;
-        }
+        kv_log_every(10000, KV_LOG_WARN, "refused client %s: max_client_num %d reached", peer,
+                     atomic_load(&kvp_g.max_client_num));
         return;
     }
     kvp_client *c = calloc(1, sizeof(*c));
@@ -335,11 +343,7 @@ static int client_flush(kvp_client *c)
     if (c->state == KVP_CLIENT_CLOSED)
         return -1;
     if (c->state == KVP_CLIENT_BROKEN) {
-        static __thread uint64_t last_log;
-        if (client_now(c) - last_log > 10000) {
-            kv_log_warn("closing client %s: out of memory for its replies", c->peer);
-            last_log = client_now(c);
-        }
+        kv_log_every(10000, KV_LOG_WARN, "closing client %s: out of memory for its replies", c->peer);
         client_close(c);
         return -1;
     }
@@ -356,8 +360,8 @@ static int client_flush(kvp_client *c)
     }
     size_t left = kv_buf_len(&c->out);
     if (left + c->held > CLIENT_OUT_MAX) {
-        kv_log_warn("closing client %s: output buffer over %lu bytes (slow reader)", c->peer,
-                    CLIENT_OUT_MAX);
+        kv_log_every(1000, KV_LOG_WARN, "closing client %s: output buffer over %lu bytes (slow reader)",
+                     c->peer, CLIENT_OUT_MAX);
         client_close(c);
         return -1;
     }
@@ -518,7 +522,7 @@ static void client_unborrow(kvp_client *c)
     b->data = NULL;
     b->rpos = b->wpos = b->cap = 0;
     if (len > 0 && c->state != KVP_CLIENT_CLOSED && kv_buf_append(b, rest, len) != KV_OK) {
-        kv_log_warn("closing client %s: out of memory for its query buffer", c->peer);
+        kv_log_every(1000, KV_LOG_WARN, "closing client %s: out of memory for its query buffer", c->peer);
         client_close(c);
     }
 }
@@ -537,7 +541,7 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n = kv_buf_read_fd(&c->in, fd, CLIENT_READ_CHUNK);
     if (n == 0 || (n < 0 && n != -1) || (n == -1 && errno != EAGAIN && errno != EINTR)) {
         if (n == -2)
-            kv_log_warn("closing client %s: query buffer limit reached", c->peer);
+            kv_log_every(1000, KV_LOG_WARN, "closing client %s: query buffer limit reached", c->peer);
         client_close(c);
         return;
     }

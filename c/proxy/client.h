@@ -116,7 +116,9 @@ typedef struct kvp_clients {
  * their clients). */
 int kvp_clients_init(kvp_clients *set, struct event_base *base, kvp_clock *clock, kvp_req_pool *pool,
                      kvp_command_fn on_command, void *cmd_ctx);
-void kvp_clients_accept(kvp_clients *set, int fd, const char *peer);
+/* A new connection from peer; loopback: the peer is 127.0.0.0/8 (with no
+ * client_password, protected_mode serves only those). */
+void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback);
 /* Write every client that got output; close those broken or done. */
 void kvp_clients_flush(kvp_clients *set);
 /* Once a second: idle clients closed (client_timeout), idle buffers given back. */

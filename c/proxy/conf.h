@@ -32,6 +32,7 @@ typedef struct kvp_conf {
      * old string is leaked on purpose: a worker may be reading it) */
     _Atomic(const char *) redis_password;
     char client_password[256];
+    int protected_mode;           /* no client_password: serve loopback clients only */
     atomic_int client_count;      /* across workers */
     atomic_ullong next_client_id;
     uint64_t start_wall;          /* unix seconds at start, for INFO */

@@ -17,6 +17,7 @@
 #define KVP_ERR_TIMEOUT_TABLE_SWAP "-ERR request timeout (waiting for a table change)\r\n"
 #define KVP_ERR_NO_TABLE          "-ERR proxy has no bucket table yet (config server not reached)\r\n"
 #define KVP_ERR_QPS               "-ERR reach qps limit\r\n"
+#define KVP_ERR_PROTECTED         "-DENIED kvp is running in protected mode: no client_password is set, so only loopback clients are served. Set client_password, or protected_mode = false in kvp.conf to serve every client without one.\r\n"
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
 #define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"
 #define KVP_ERR_NOT_INT           "-ERR value is not an integer or out of range\r\n"

@@ -2,7 +2,7 @@
  *
  *   dp.configure{name = value, ...}                           -> true | nil, err
  *       the keys kvp/conf.lua declares with to_c: listen, io_threads,
- *       client_password, and the live ones redis_password, request_timeout,
+ *       client_password, protected_mode, and the live ones redis_password, request_timeout,
  *       client_timeout, max_client_num, max_qps, slow_cmd_time,
  *       redis_down_timeout. C has no defaults: the first call carries every
  *       key; after dp.start only live keys may come.
@@ -64,14 +64,14 @@ static void opt_str(lua_State *L, int t, const char *key, char *out, size_t n)
  * value, defaults included); later calls any subset, and once the data path
  * runs only the live keys. Ranges are the declaration's; C checks that a
  * value fits its field, and sets nothing unless every value does. */
-enum cfg_kind { CFG_LISTEN, CFG_INT, CFG_ATOMIC_INT, CFG_STR, CFG_REDIS_PASSWORD };
+enum cfg_kind { CFG_LISTEN, CFG_INT, CFG_BOOL, CFG_ATOMIC_INT, CFG_STR, CFG_REDIS_PASSWORD };
 
 typedef struct cfg_key {
     const char *name;
     enum cfg_kind kind;
     int live;        /* may change while the data path runs */
     int min;         /* ints: the least the data path works with */
-    int *i;          /* CFG_INT */
+    int *i;          /* CFG_INT, CFG_BOOL */
     atomic_int *ai;  /* CFG_ATOMIC_INT */
     char *s;         /* CFG_STR, of size bytes */
     size_t size;
@@ -82,6 +82,7 @@ static const cfg_key cfg_keys[] = {
     {.name = "io_threads", .kind = CFG_INT, .min = 1, .i = &kvp_g.io_threads},
     {.name = "client_password", .kind = CFG_STR, .s = kvp_g.client_password,
      .size = sizeof(kvp_g.client_password)},
+    {.name = "protected_mode", .kind = CFG_BOOL, .i = &kvp_g.protected_mode},
     /* at most 200 bytes: backend.c writes AUTH into a 512-byte buffer */
     {.name = "redis_password", .kind = CFG_REDIS_PASSWORD, .live = 1, .size = 201},
     {.name = "request_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .min = 1, .ai = &kvp_g.request_timeout_ms},
@@ -154,6 +155,14 @@ static int cfg_value(lua_State *L, const cfg_key *k, int apply, char *err, size_
             atomic_store(k->ai, (int)v);
         return KV_OK;
     }
+    case CFG_BOOL:
+        if (lua_type(L, -1) != LUA_TBOOLEAN) {
+            snprintf(err, errlen, "must be true or false");
+            return KV_ERR;
+        }
+        if (apply)
+            *k->i = lua_toboolean(L, -1);
+        return KV_OK;
     case CFG_LISTEN: {
         char host[sizeof(kvp_g.listen_host)];
         int port;

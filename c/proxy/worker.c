@@ -62,6 +62,7 @@ typedef struct kvp_worker {
     kvp_table *table;
     kvp_table *next_table;     /* waits while migrate-on-access steps run */
     uint64_t last_client_tick;
+    int accept_paused;         /* out of file descriptors: the tick listens again */
 } kvp_worker;
 
 static kvp_worker *workers;
@@ -281,6 +282,8 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     KV_UNUSED(fd);
     KV_UNUSED(what);
     kvp_clock_read(&w->clock);
+    if (w->accept_paused && event_add(w->listen_ev, NULL) == 0)
+        w->accept_paused = 0;
     kvp_backends_tick(&w->backends);
     if (w->next_table && w->disp.premig_inflight == 0)
         worker_steps_done(w); /* an install that ran out of memory */
@@ -308,8 +311,17 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
         socklen_t sl = sizeof(sa);
         int cfd = accept4(fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                kv_log_warn("worker %d: accept: %s", w->idx, strerror(errno));
+            if (errno == EMFILE || errno == ENFILE) {
+                /* the pending connection stays in the backlog and the
+                 * listener stays readable: stop listening until the next
+                 * tick instead of spinning on it */
+                event_del(w->listen_ev);
+                w->accept_paused = 1;
+                kv_log_every(1000, KV_LOG_WARN, "worker %d: accept: %s: new clients wait (ulimit -n, max_client_num)",
+                             w->idx, strerror(errno));
+            } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+                kv_log_every(1000, KV_LOG_WARN, "worker %d: accept: %s", w->idx, strerror(errno));
+            }
             break;
         }
         int one = 1;
@@ -317,7 +329,8 @@ static void worker_accept_cb(evutil_socket_t fd, short what, void *arg)
         char peer[48], ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
         snprintf(peer, sizeof(peer), "%s:%d", ip, ntohs(sa.sin_port));
-        kvp_clients_accept(&w->clients, cfd, peer);
+        int loopback = (ntohl(sa.sin_addr.s_addr) >> 24) == 127;
+        kvp_clients_accept(&w->clients, cfd, peer, loopback);
     }
 }
 

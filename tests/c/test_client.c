@@ -70,7 +70,7 @@ static kvp_client *connect_client(int *peer)
 {
     int sv[2];
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
-    kvp_clients_accept(&set, sv[0], "test");
+    kvp_clients_accept(&set, sv[0], "test", 1);
     *peer = sv[1];
     return set.list;
 }

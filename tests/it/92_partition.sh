@@ -102,6 +102,7 @@ kvp_start() {
 namespace = "test"
 listen = "$ip:$(it_free_port)"
 http_listen = "$ip:$(it_free_port)"
+protected_mode = false  -- its clients (this script) come from the host, not loopback
 config_server_master = "$HOST:$CS_PROXY"
 redis_password = "$IT_PW"
 request_timeout = 1000

@@ -147,7 +147,7 @@ $extra
 EOC
   fi
   local p h
-  p=$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
+  p=$(sed -n 's/^listen = ".*:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
   h=$(sed -n 's/^http_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvp.conf")
   eval "${name}_PORT=$p ${name}_HTTP=$h"
 }
