@@ -1,6 +1,9 @@
 /* glob.c -- see glob.h. Iterative with one back-track point for '*' (the
  * classic linear-ish matcher), so a hostile pattern cannot recurse deeply. */
 #include "glob.h"
+#include "kv.h"
+
+#include <string.h>
 
 /* Match one class "[...]" at pat[*pi] (just after '[') against c; advances
  * *pi past the closing ']'. */
@@ -86,4 +89,56 @@ int kv_glob_match(const char *pat, size_t plen, const char *str, size_t slen)
     while (p < plen && pat[p] == '*')
         p++;
     return p == plen;
+}
+
+int kv_glob_compile(const char *pat, size_t plen, kv_glob *g)
+{
+    memset(g, 0, sizeof(*g));
+    int k = 0; /* elements compiled so far = the state reached after them */
+    size_t p = 0;
+    while (p < plen) {
+        char pc = pat[p];
+        if (pc == '*') {
+            g->loop |= 1ULL << k;
+            p++;
+            continue;
+        }
+        if (k == KV_GLOB_MAX_ELEMS)
+            return KV_ERR;
+        uint64_t bit = 1ULL << (k + 1);
+        if (pc == '?') {
+            for (int c = 0; c < 256; c++)
+                g->accept[c] |= bit;
+            p++;
+        } else if (pc == '[') {
+            size_t np = p + 1;
+            for (int c = 0; c < 256; c++) {
+                np = p + 1;
+                if (class_match(pat, plen, &np, (unsigned char)c))
+                    g->accept[c] |= bit;
+            }
+            p = np;
+        } else {
+            if (pc == '\\' && p + 1 < plen)
+                pc = pat[++p];
+            g->accept[(unsigned char)pc] |= bit;
+            p++;
+        }
+        k++;
+    }
+    g->final = 1ULL << k;
+    return KV_OK;
+}
+
+int kv_glob_exec(const kv_glob *g, const char *str, size_t slen)
+{
+    uint64_t d = 1; /* the start state */
+    for (size_t i = 0; i < slen; i++) {
+        if (d & g->final & g->loop)
+            return 1; /* a trailing '*' takes the rest */
+        d = ((d << 1) & g->accept[(unsigned char)str[i]]) | (d & g->loop);
+        if (d == 0)
+            return 0;
+    }
+    return (d & g->final) != 0;
 }

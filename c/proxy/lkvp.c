@@ -375,7 +375,6 @@ static int l_start(lua_State *L)
 
 /* ------------------------------------------------------------ set_table */
 
-#define KVP_MAX_PATTERNS 256
 
 /* Fields of dp.set_table's spec, at these stack slots while it runs. */
 enum { TS_SPEC = 1, TS_SERVERS, TS_OWNER, TS_MIGRATING, TS_BLOCKED, TS_PATTERNS };
@@ -450,7 +449,7 @@ static const char *table_fill(lua_State *L, kvp_table *t, int ns)
         const char *pats[KVP_MAX_PATTERNS];
         size_t lens[KVP_MAX_PATTERNS];
         if (np > KVP_MAX_PATTERNS)
-            return "patterns: too many key-rewrite patterns (at most 256)";
+            return "patterns: too many key-rewrite patterns (at most 64)";
         for (int i = 0; i < np; i++) {
             lua_rawgeti(L, TS_PATTERNS, i + 1);
             pats[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &lens[i]) : NULL;
@@ -458,7 +457,10 @@ static const char *table_fill(lua_State *L, kvp_table *t, int ns)
             if (pats[i] == NULL)
                 return "patterns: a pattern is not a string";
         }
-        if (kvp_table_set_patterns(t, pats, lens, np) != KV_OK)
+        int rc = kvp_table_set_patterns(t, pats, lens, np);
+        if (rc == KV_ERR)
+            return "patterns: a pattern over 256 bytes or 63 elements besides '*'";
+        if (rc != KV_OK)
             return "out of memory";
     }
     return NULL;

@@ -56,6 +56,7 @@ void kvp_table_unref(kvp_table *t)
         free(t->patterns[i]);
     free(t->patterns);
     free(t->pattern_len);
+    free(t->globs);
     free(t);
 }
 
@@ -74,11 +75,16 @@ int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, 
 {
     if (n == 0)
         return KV_OK;
+    if (n > KVP_MAX_PATTERNS)
+        return KV_ERR;
     t->patterns = calloc((size_t)n, sizeof(char *));
     t->pattern_len = calloc((size_t)n, sizeof(size_t));
-    if (t->patterns == NULL || t->pattern_len == NULL)
+    t->globs = calloc((size_t)n, sizeof(kv_glob));
+    if (t->patterns == NULL || t->pattern_len == NULL || t->globs == NULL)
         return KV_ENOMEM;
     for (int i = 0; i < n; i++) {
+        if (lens[i] > KVP_MAX_PATTERN_LEN || kv_glob_compile(pats[i], lens[i], &t->globs[i]) != KV_OK)
+            return KV_ERR;
         t->patterns[i] = malloc(lens[i] + 1);
         if (t->patterns[i] == NULL)
             return KV_ENOMEM;
@@ -93,7 +99,7 @@ int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, 
 void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *out, char hex[40])
 {
     for (int i = 0; i < t->npatterns; i++) {
-        if (kv_glob_match(t->patterns[i], t->pattern_len[i], key, len)) {
+        if (kv_glob_exec(&t->globs[i], key, len)) {
             /* as the old kvstore: the key becomes its SHA-1 hex, and the
              * bucket is taken from that string */
             kv_sha1_hex(key, len, hex);

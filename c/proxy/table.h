@@ -7,6 +7,7 @@
 #ifndef KVP_TABLE_H
 #define KVP_TABLE_H
 
+#include "../core/glob.h"
 #include "conf.h"
 
 #include <stddef.h>
@@ -29,6 +30,7 @@ typedef struct kvp_table {
     int npatterns;                 /* key-rewrite globs (SPEC §4) */
     char **patterns;
     size_t *pattern_len;
+    kv_glob *globs;                /* each compiled: matched in time linear in the key */
 } kvp_table;
 
 /* A table of bucket_count buckets over nservers masters, every bucket owned
@@ -37,6 +39,10 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers);
 void kvp_table_ref(kvp_table *t);
 void kvp_table_unref(kvp_table *t);
 uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len);
+/* At most KVP_MAX_PATTERNS, each at most KVP_MAX_PATTERN_LEN bytes and
+ * KV_GLOB_MAX_ELEMS elements besides '*': KV_OK, KV_ERR (a bound), KV_ENOMEM. */
+#define KVP_MAX_PATTERNS 64
+#define KVP_MAX_PATTERN_LEN 256
 int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, int n);
 
 /* Where a client key goes: its bucket and the bytes stored after the

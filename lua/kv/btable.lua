@@ -58,7 +58,12 @@ local M = {}
 M.NO_BUCKET = 65535
 M.MIN_BUCKETS = 256
 M.MAX_BUCKETS = 16384
-M.MAX_PATTERN = 1024
+-- key-rewrite patterns: each at most MAX_PATTERN bytes and MAX_PATTERN_ELEMS
+-- elements besides '*' (the proxy matches them in time linear in the key,
+-- c/core/glob.h), at most MAX_PATTERNS of them
+M.MAX_PATTERN = 256
+M.MAX_PATTERN_ELEMS = 63
+M.MAX_PATTERNS = 64
 
 -- Marks a Lua table as a JSON array, so that an empty one is written "[]"
 -- (the installed lua-cjson 2.1.0 has no array_mt; kv.codes' encoder and
@@ -645,10 +650,43 @@ function M.finish_migration(t, bucket)
   return n
 end
 
+-- Elements of glob p other than '*' ('?', a byte, a "[...]" class), as
+-- c/core/glob.c counts them.
+function M.glob_elements(p)
+  local n, i = 0, 1
+  while i <= #p do
+    local c = p:sub(i, i)
+    if c == "*" then
+      i = i + 1
+    else
+      n = n + 1
+      if c == "\\" and i < #p then
+        i = i + 2
+      elseif c == "[" then
+        i = i + 1
+        if p:sub(i, i) == "^" then i = i + 1 end
+        while i <= #p and p:sub(i, i) ~= "]" do
+          i = i + ((p:sub(i, i) == "\\" and i < #p) and 2 or 1)
+        end
+        i = i + 1
+      else
+        i = i + 1
+      end
+    end
+  end
+  return n
+end
+
 function M.add_pattern(t, p)
   check_table(t, "add_pattern")
   if type(p) ~= "string" or p == "" or #p > M.MAX_PATTERN then
     return nil, "pattern must be a non-empty string of at most " .. M.MAX_PATTERN .. " bytes"
+  end
+  if M.glob_elements(p) > M.MAX_PATTERN_ELEMS then
+    return nil, "pattern has more than " .. M.MAX_PATTERN_ELEMS .. " elements besides '*'"
+  end
+  if #t.patterns >= M.MAX_PATTERNS then
+    return nil, "at most " .. M.MAX_PATTERNS .. " key-rewrite patterns"
   end
   for _, q in ipairs(t.patterns) do
     if q == p then return nil, "pattern " .. show(p) .. " already exists" end

@@ -1,9 +1,11 @@
 /* SHA-1 vectors (FIPS 180 examples, and the old kvstore's key rewrite) and
  * glob matching with Redis's rules. */
 #include "../../c/core/glob.h"
+#include "../../c/core/kv.h"
 #include "../../c/core/hash.h"
 #include "../../c/core/sha1.h"
 #include "tap.h"
+#include <stdio.h>
 #include <string.h>
 
 static void sha(const char *in, size_t n, const char *want)
@@ -14,10 +16,42 @@ static void sha(const char *in, size_t n, const char *want)
     TAP_CHECK(strcmp(hex, want) == 0, "sha1 of %zu bytes = %s (got %s)", n, want, hex);
 }
 
+/* Both matchers: the greedy one and the compiled linear one. */
 static void glob(const char *p, const char *s, int want)
 {
-    TAP_CHECK(kv_glob_match(p, strlen(p), s, strlen(s)) == want, "'%s' %s '%s'", p,
-              want ? "matches" : "does not match", s);
+    kv_glob g;
+    int compiled = kv_glob_compile(p, strlen(p), &g) == KV_OK;
+    TAP_CHECK(kv_glob_match(p, strlen(p), s, strlen(s)) == want &&
+                  (!compiled || kv_glob_exec(&g, s, strlen(s)) == want),
+              "'%s' %s '%s'", p, want ? "matches" : "does not match", s);
+}
+
+/* The compiled matcher agrees with the greedy one on random patterns over a
+ * small alphabet (stars, '?', classes, escapes) and random strings. */
+static void glob_agree(void)
+{
+    static const char *pieces[] = {"*", "?", "a", "b", "[ab]", "[^a]", "[a-b]", "\\*", "**", "c"};
+    unsigned seed = 12345;
+    int disagree = 0, runs = 0;
+    for (int t = 0; t < 20000; t++) {
+        char pat[64] = "", str[16];
+        int np = 1 + (int)((seed = seed * 1103515245 + 12345) >> 16) % 6;
+        for (int i = 0; i < np; i++)
+            strcat(pat, pieces[((seed = seed * 1103515245 + 12345) >> 16) % 10]);
+        int ns = (int)((seed = seed * 1103515245 + 12345) >> 16) % 9;
+        for (int i = 0; i < ns; i++)
+            str[i] = "abc*"[((seed = seed * 1103515245 + 12345) >> 16) % 4];
+        str[ns] = 0;
+        kv_glob g;
+        if (kv_glob_compile(pat, strlen(pat), &g) != KV_OK)
+            continue;
+        runs++;
+        if (kv_glob_exec(&g, str, (size_t)ns) != kv_glob_match(pat, strlen(pat), str, (size_t)ns)) {
+            if (disagree++ < 3)
+                printf("# disagree: '%s' on '%s'\n", pat, str);
+        }
+    }
+    TAP_CHECK(disagree == 0 && runs > 19000, "compiled and greedy matchers agree on %d random cases", runs);
 }
 
 int main(void)
@@ -55,5 +89,13 @@ int main(void)
     glob("a*b", "aXbXb", 1);
     glob("[\\]]x", "]x", 1);
     glob("**********************************z", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0);
+    glob_agree();
+    kv_glob g;
+    char big[200];
+    memset(big, 'a', sizeof(big));
+    TAP_CHECK(kv_glob_compile(big, 63, &g) == KV_OK && kv_glob_compile(big, 64, &g) == KV_ERR,
+              "63 elements compile, 64 do not");
+    TAP_CHECK(kv_glob_compile("*[ab]*\\**", 9, &g) == KV_OK && kv_glob_exec(&g, "xxbyy*", 6) == 1,
+              "stars do not count as elements; a class and an escape are one each");
     return tap_done();
 }
