@@ -20,6 +20,7 @@ describe("kvp.conf", function()
       update_slave_interval = 3600,
       redis_password = "",
       client_password = "",
+      protected_mode = true,
       admin_token = "",
       log_file = "",
       log_level = "info",
