@@ -15,6 +15,10 @@
 #include <unistd.h>
 
 #define BE_READ_CHUNK (16 * 1024)
+/* Reads per readable event: a master streaming a huge pipeline's replies
+ * must not keep the worker from its other clients; the event fires again on
+ * the next pass (it is level-triggered). */
+#define BE_READS_PER_EVENT 16
 #define BE_IN_MAX (1024UL * 1024 * 1024)
 #define BE_IN_KEEP (64 * 1024) /* reply buffer kept between big replies */
 #define BE_BACKOFF_MIN_MS 100
@@ -386,7 +390,7 @@ static void be_read_cb(evutil_socket_t fd, short what, void *arg)
     kvp_backend *be = arg;
     KV_UNUSED(what);
     kvp_clock_read(be->set->clock);
-    for (;;) {
+    for (int reads = 0; reads < BE_READS_PER_EVENT; reads++) {
         ssize_t n = kv_buf_read_fd(&be->in, fd, BE_READ_CHUNK);
         if (n > 0)
             be->last_read_ms = be_now(be);

@@ -2,7 +2,10 @@
  *
  * Back-pressure: while `out` holds more than CLIENT_OUT_HIGH bytes or more
  * than CLIENT_MAX_INFLIGHT requests wait, the client is not read; a client
- * whose output passes CLIENT_OUT_MAX is closed (and logged). Output counts
+ * whose output passes client_output_hard_mb (or client_output_soft_mb for
+ * client_output_soft_seconds) is closed, and when all the worker's clients'
+ * buffers pass its share of maxmemory_clients the one using the most is
+ * closed, as Redis 7 does (each logged, rate-limited). Output counts
  * the replies already in `out` plus those waiting (held) in requests behind
  * a slow head, so a stuck first request cannot make them pile up. A protocol
  * error is answered after the replies of the commands before it, then the
@@ -21,7 +24,6 @@
 #define CLIENT_READ_CHUNK KVP_IN_SCRATCH
 #define CLIENT_IN_MAX (KV_RESP_MAX_BULK + 64 * 1024 * 1024)
 #define CLIENT_OUT_HIGH (4 * 1024 * 1024)
-#define CLIENT_OUT_MAX (512UL * 1024 * 1024)
 #define CLIENT_MAX_INFLIGHT 8192
 
 static void client_read_cb(evutil_socket_t fd, short what, void *arg);
@@ -290,6 +292,8 @@ static void client_close(kvp_client *c)
     if (c->state == KVP_CLIENT_PARKED)
         park_unlink(c);
     c->state = KVP_CLIENT_CLOSED;
+    set->mem -= c->mem;
+    c->mem = 0;
     kvp_req *r = c->head;
     while (r) {
         kvp_req *next = r->next;
@@ -337,6 +341,36 @@ static void client_update_reading(kvp_client *c)
     }
 }
 
+/* The client's buffers counted into the set's total (after each flush, and
+ * when the idle pass gives buffers back). */
+static void client_account(kvp_client *c)
+{
+    size_t in = c->in.data == c->set->in_scratch ? 0 : c->in.cap;
+    size_t now = c->out.cap + in + c->held;
+    c->set->mem += now;
+    c->set->mem -= c->mem;
+    c->mem = now;
+}
+
+/* Output past the client's limits (hard at once, soft for a while): the
+ * reason it is closed, or NULL. */
+static const char *client_over_limits(kvp_client *c, size_t pending)
+{
+    uint64_t hard = (uint64_t)kvp_g.client_output_hard_mb << 20;
+    uint64_t soft = (uint64_t)kvp_g.client_output_soft_mb << 20;
+    if (hard && pending > hard)
+        return "client_output_hard_mb";
+    if (!soft || pending <= soft) {
+        c->soft_since_ms = 0;
+        return NULL;
+    }
+    if (c->soft_since_ms == 0)
+        c->soft_since_ms = client_now(c);
+    else if (client_now(c) - c->soft_since_ms > (uint64_t)kvp_g.client_output_soft_seconds * 1000)
+        return "client_output_soft_mb for client_output_soft_seconds";
+    return NULL;
+}
+
 /* Write what is in out; returns -1 if the client was closed. */
 static int client_flush(kvp_client *c)
 {
@@ -359,12 +393,14 @@ static int client_flush(kvp_client *c)
             break;
     }
     size_t left = kv_buf_len(&c->out);
-    if (left + c->held > CLIENT_OUT_MAX) {
-        kv_log_every(1000, KV_LOG_WARN, "closing client %s: output buffer over %lu bytes (slow reader)",
-                     c->peer, CLIENT_OUT_MAX);
+    const char *over = client_over_limits(c, left + c->held);
+    if (over) {
+        kv_log_every(1000, KV_LOG_WARN, "closing client %s: %zu bytes of output waiting, over %s (slow reader)",
+                     c->peer, left + c->held, over);
         client_close(c);
         return -1;
     }
+    client_account(c);
     if (left > 0) {
         event_add(c->wev, NULL);
     } else if (c->state == KVP_CLIENT_DRAINING && c->head == NULL) {
@@ -372,6 +408,22 @@ static int client_flush(kvp_client *c)
         return -1;
     }
     return 0;
+}
+
+/* All clients' buffers over the worker's share of maxmemory_clients: the
+ * client using the most goes, then the next, until under it. */
+static void clients_evict(kvp_clients *set)
+{
+    while (kvp_g.maxmemory_clients && set->mem > kvp_g.maxmemory_clients && set->list) {
+        kvp_client *big = set->list;
+        for (kvp_client *c = set->list; c; c = c->next)
+            if (c->mem > big->mem)
+                big = c;
+        kv_log_every(1000, KV_LOG_WARN, "closing client %s: it uses the most of all clients' buffers "
+                     "(%zu of %llu bytes, maxmemory_clients_mb)", big->peer, big->mem,
+                     (unsigned long long)set->mem);
+        client_close(big);
+    }
 }
 
 void kvp_clients_flush(kvp_clients *set)
@@ -386,6 +438,8 @@ void kvp_clients_flush(kvp_clients *set)
         if (client_flush(c) == 0)
             client_update_reading(c);
     }
+    if (kvp_g.maxmemory_clients && set->mem > kvp_g.maxmemory_clients)
+        clients_evict(set);
 }
 
 static void client_write_cb(evutil_socket_t fd, short what, void *arg)
@@ -576,6 +630,7 @@ void kvp_clients_tick(kvp_clients *set)
             }
             if (kv_buf_len(&c->out) == 0)
                 kv_buf_release(&c->out);
+            client_account(c);
         }
         c = next;
     }

@@ -88,6 +88,8 @@ typedef struct kvp_client {
     struct kvp_client *park_prev, *park_next;
     void *lent;                /* the dispatcher's: a backend connection lent to
                                 * this client, given back when it goes */
+    size_t mem;                /* its buffers as last counted in the set's mem */
+    uint64_t soft_since_ms;    /* over client_output_soft_mb since (0: not over) */
 } kvp_client;
 
 /* KV_OK: handled (replied, or requests queued); KV_AGAIN: the command must
@@ -110,6 +112,7 @@ typedef struct kvp_clients {
     int ndirty, capdirty;
     kvp_client *parked_head, *parked_tail;
     char *in_scratch;          /* KVP_IN_SCRATCH bytes clients read into */
+    uint64_t mem;              /* all its clients' buffers (counted at each flush) */
 } kvp_clients;
 
 /* The set's pool gets its done callback here (requests complete into

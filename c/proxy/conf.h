@@ -33,6 +33,15 @@ typedef struct kvp_conf {
     _Atomic(const char *) redis_password;
     char client_password[256];
     int protected_mode;           /* no client_password: serve loopback clients only */
+    /* Client output limits (as Redis's client-output-buffer-limit and
+     * maxmemory-clients), in MiB and seconds; 0 = none. A client's output
+     * is what waits for it: its reply buffer plus replies held behind a
+     * slow first request. */
+    int client_output_hard_mb;    /* over it: closed at once */
+    int client_output_soft_mb;    /* over it for client_output_soft_seconds: closed */
+    int client_output_soft_seconds;
+    int maxmemory_clients_mb;     /* all clients' buffers; 0 = an eighth of RAM */
+    uint64_t maxmemory_clients;   /* bytes, per worker: computed at start */
     atomic_int client_count;      /* across workers */
     atomic_ullong next_client_id;
     uint64_t start_wall;          /* unix seconds at start, for INFO */

@@ -428,6 +428,12 @@ int kvp_workers_start(char *err, size_t errlen)
         return KV_ERR;
     }
     kvp_g.start_wall = (uint64_t)time(NULL);
+    uint64_t cap = (uint64_t)kvp_g.maxmemory_clients_mb << 20;
+    if (cap == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        cap = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 8 : (uint64_t)1 << 30;
+    }
+    kvp_g.maxmemory_clients = cap / (uint64_t)nworkers;
     drained_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (drained_fd < 0) {
         snprintf(err, errlen, "cannot create the drained eventfd");

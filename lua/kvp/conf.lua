@@ -48,6 +48,18 @@ M.decl = config.declare({
   -- with no client_password, serve loopback clients only (as Redis's
   -- protected mode); false serves everyone without a password
   { name = "protected_mode", type = "boolean", default = true, to_c = "protected_mode" },
+  -- a client whose output (replies not read yet) passes this is closed;
+  -- soft: when over it for client_output_soft_seconds; 0 = no limit
+  { name = "client_output_hard_mb", type = "integer", default = 512, min = 0, max = 1048576,
+    to_c = "client_output_hard_mb" },
+  { name = "client_output_soft_mb", type = "integer", default = 0, min = 0, max = 1048576,
+    to_c = "client_output_soft_mb" },
+  { name = "client_output_soft_seconds", type = "integer", default = 60, min = 0, max = 86400,
+    to_c = "client_output_soft_seconds" },
+  -- all clients' buffers: over it the client using the most is closed;
+  -- 0 = an eighth of the machine's memory
+  { name = "maxmemory_clients_mb", type = "integer", default = 0, min = 0, max = 1048576,
+    to_c = "maxmemory_clients_mb" },
   { name = "admin_token", type = "string", default = "" },                -- "": none
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },

@@ -21,6 +21,8 @@ describe("kvp.conf", function()
       redis_password = "",
       client_password = "",
       protected_mode = true,
+      client_output_hard_mb = 512, client_output_soft_mb = 0, client_output_soft_seconds = 60,
+      maxmemory_clients_mb = 0,
       admin_token = "",
       log_file = "",
       log_level = "info",

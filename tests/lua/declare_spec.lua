@@ -66,7 +66,9 @@ describe("kvp.conf, the declaration", function()
   -- what lkvp.c's dp.configure takes (cfg_keys there): Lua sends every one
   -- at start, so C holds no default of its own
   local C_KEYS = {
-    "client_password", "client_timeout", "io_threads", "listen", "max_client_num", "max_qps", "protected_mode",
+    "client_output_hard_mb", "client_output_soft_mb", "client_output_soft_seconds",
+    "client_password", "client_timeout", "io_threads", "listen", "max_client_num", "max_qps",
+    "maxmemory_clients_mb", "protected_mode",
     "redis_down_timeout", "redis_password", "request_timeout", "slow_cmd_time",
   }
   local function sorted_keys(t)
@@ -84,6 +86,8 @@ describe("kvp.conf, the declaration", function()
       listen = "0.0.0.0:7400", io_threads = 1, client_password = "", redis_password = "",
       request_timeout = 2000, client_timeout = 0, max_client_num = 10000, max_qps = 0,
       slow_cmd_time = 10, redis_down_timeout = 10, protected_mode = true,
+      client_output_hard_mb = 512, client_output_soft_mb = 0, client_output_soft_seconds = 60,
+      maxmemory_clients_mb = 0,
     }, c)
   end)
 
