@@ -70,8 +70,10 @@ function M.main(arg)
     { "a migrating destination past the servers", { migrating = { [1] = 3 } }, "migrating" },
     { "a blocked bucket 0", { blocked = { [0] = true } }, "blocked" },
     { "a blocked entry false", { blocked = { [1] = false } }, "blocked" },
-    { "257 patterns", { patterns = (function() local p = {} for i = 1, 257 do p[i] = "p" .. i end return p end)() },
-      "at most 256" },
+    { "65 patterns", { patterns = (function() local p = {} for i = 1, 65 do p[i] = "p" .. i end return p end)() },
+      "at most 64" },
+    { "a pattern of 257 bytes", { patterns = { ("a"):rep(257) } }, "over 256 bytes" },
+    { "a pattern of 64 elements", { patterns = { ("a"):rep(64) } }, "63 elements" },
     { "a pattern that is not a string", { patterns = { 1 } }, "not a string" },
     { "migrating not a table", { migrating = 1 }, "migrating must be a table" },
   }
