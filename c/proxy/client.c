@@ -489,7 +489,7 @@ static void client_process(kvp_client *c)
             break;
         if (rc == KV_ERR) {
             kvp_client_reply_err(c, "-ERR %s\r\n", c->parser.err);
-            kv_log_debug("client %s protocol error: %s", c->peer, c->parser.err);
+            kv_log_every(1000, KV_LOG_DEBUG, "client %s protocol error: %s", c->peer, c->parser.err);
             kvp_client_drain(c);
             kv_buf_consume(&c->in, kv_buf_len(&c->in));
             break;
@@ -621,7 +621,7 @@ void kvp_clients_tick(kvp_clients *set)
         kvp_client *next = c->next;
         uint64_t idle = set->clock->now_ms - c->last_active_ms;
         if (limit && c->head == NULL && c->state == KVP_CLIENT_OPEN && idle > limit) {
-            kv_log_debug("closing idle client %s", c->peer);
+            kv_log_every(1000, KV_LOG_DEBUG, "closing idle client %s", c->peer);
             client_close(c);
         } else if (idle >= 1000) {
             if (kv_buf_len(&c->in) == 0 && c->state == KVP_CLIENT_OPEN) {
