@@ -7,7 +7,7 @@ describe("kvp.conf", function()
     assert.same({
       namespace = "test",
       listen = "0.0.0.0:7400",
-      http_listen = "0.0.0.0:7500",
+      http_listen = "127.0.0.1:7500",
       config_server_master = "127.0.0.1:7100",
       config_server_slave = "",
       io_threads = 1,
@@ -90,10 +90,10 @@ end)
 describe("kvcs.conf", function()
   it("has the SPEC §5 defaults (a master)", function()
     assert.same({
-      http_listen = "0.0.0.0:7000",
-      proxy_listen = "0.0.0.0:7100",
-      migration_listen = "0.0.0.0:7200",
-      cs_listen = "0.0.0.0:7300",
+      http_listen = "127.0.0.1:7000",
+      proxy_listen = "127.0.0.1:7100",
+      migration_listen = "127.0.0.1:7200",
+      cs_listen = "127.0.0.1:7300",
       cluster_type = "data_store",
       support_ha = true,
       update_slave_interval = 10,
