@@ -46,12 +46,14 @@ it_eq "the proxy keeps the real table" 1 "$(PV)"
 it_check "and serves the real values" all_real
 
 it_eq "set_config points the proxy back" 1001 "$(point "$cs1_PROXY")"
+# R2 must hold M2's keys before it replaces M2
+it_wait 10 sh -c "[ \"\$(redis-cli -p $R2 -a $IT_PW --no-auth-warning dbsize)\" = \"\$(redis-cli -p $M2 -a $IT_PW --no-auth-warning dbsize)\" ]"
 it_check "the proxy registers with the real config server" \
     it_wait 10 sh -c "grep 'registered with config server' '$IT_DIR/P/kvp.log' | tail -1 | grep -q ':$cs1_PROXY'"
 it_eq "the real server's change (replace_server to a replica) is accepted" 1001 \
     "$(curl -s -d "{\"namespace\":\"test\",\"old_addr\":\"127.0.0.1:$M2\",\"new_addr\":\"127.0.0.1:$R2\"}" \
         "http://127.0.0.1:$cs1_HTTP/kvstore/cs/replace_server" | J 'j.code')"
 it_check "the proxy installs the real v2 (not stranded on 10^9)" it_wait 10 sh -c "[ \"\$(curl -s http://127.0.0.1:$P_HTTP/kvstore/proxy/bucket_table | luajit $IT_ROOT/scripts/lib/json.lua j.version)\" = 2 ]"
-it_check "and serves the real values" all_real
+it_check "and serves the real values" it_wait 10 all_real
 
 it_done
