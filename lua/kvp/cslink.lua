@@ -42,7 +42,7 @@ local REQUEST_TIMEOUT = 5
 function M.apply(state, json)
   local t, err = btable.decode(json, state.namespace)
   if not t then
-    log.error("config server sent a bad table for %s: %s", state.namespace, err)
+    lineage.refuse(("config server sent a bad table for %s: %s"):format(state.namespace, err), err)
     return false
   end
   if state.table and t.version <= state.table.version then

@@ -11,8 +11,8 @@
 --   lineage.check(held, t) -> true | false, why            (pure)
 --   lineage.refuse(why [, key [, now]]) -> true when logged: a warning per
 --       key (default why; cslink uses the refused lineage) at most every
---       INTERVAL seconds, saying how many were left out; at most MAX_KEYS
---       keys are remembered
+--       INTERVAL seconds, saying how many were left out; past MAX_KEYS
+--       keys every new key shares one (memory and lines stay bounded)
 local log = require "kv.log"
 
 local M = {}
@@ -38,11 +38,17 @@ function M.refuse(why, key, now)
     e.skipped = e.skipped + 1
     return false
   end
-  local skipped = e and e.skipped or 0
-  if not e then
-    if nkeys >= M.MAX_KEYS then last, nkeys = {}, 0 end
+  if not e and nkeys >= M.MAX_KEYS then -- every further key shares one
+    key = "(more)"
+    e = last[key]
+    if e and now - e.at < M.INTERVAL then
+      e.skipped = e.skipped + 1
+      return false
+    end
+  elseif not e then
     nkeys = nkeys + 1
   end
+  local skipped = e and e.skipped or 0
   last[key] = { at = now, skipped = 0 }
   log.warn("%s%s", why, skipped > 0 and (" (%d more since the last line)"):format(skipped) or "")
   return true

@@ -107,6 +107,13 @@ describe("kvp.cslink", function()
       assert.is_false(cslink.apply(state, btable.encode(forged)))
       assert.equal(3, state.table.version)
       assert.truthy(logged[#logged]:find("lineage bad", 1, true), logged[#logged])
+      -- another namespace's table: refused, said once however often it comes
+      local n = #logged
+      for _ = 1, 5 do
+        assert.is_false(cslink.apply(state, btable.encode(assert(btable.init("else", 256, { A }, "c0ffee")))))
+      end
+      assert.equal(n + 1, #logged)
+      assert.truthy(logged[#logged]:find("namespace \"else\", expected \"test\"", 1, true), logged[#logged])
       assert.is_true(cslink.apply(state, btable.encode(table_v(4))))
     end)
   end)

@@ -37,3 +37,14 @@ describe("kvp.lineage.refuse", function()
     assert.matches("50 more", lines[3])
   end)
 end)
+
+describe("kvp.lineage.refuse past MAX_KEYS", function()
+  it("shares one key, so distinct reasons cannot flood", function()
+    local lines = {}
+    local warn = log.warn
+    log.warn = function(fmt, ...) lines[#lines + 1] = fmt:format(...) end
+    for i = 1, lineage.MAX_KEYS + 100 do lineage.refuse("reason " .. i, "many" .. i, 1000) end
+    log.warn = warn
+    assert.is_true(#lines <= lineage.MAX_KEYS + 1, #lines)
+  end)
+end)
