@@ -45,6 +45,9 @@ M.decl = config.declare({
     live = true, to_c = "redis_password" },
   { name = "client_password", type = "string", default = "", max = 255, -- "": no AUTH
     to_c = "client_password" },
+  -- with client_password "": serve loopback clients only (as Redis's
+  -- protected mode); false serves anyone who reaches listen (C enforces it)
+  { name = "protected_mode", type = "boolean", default = true, to_c = "protected_mode" },
   { name = "admin_token", type = "string", default = "" },                -- "": none
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },

@@ -104,6 +104,7 @@ listen = "$ip:$(it_free_port)"
 http_listen = "$ip:$(it_free_port)"
 config_server_master = "$HOST:$CS_PROXY"
 redis_password = "$IT_PW"
+protected_mode = false
 request_timeout = 1000
 redis_down_timeout = $DOWN_TIMEOUT
 log_file = "kvp.log"

@@ -20,11 +20,19 @@ describe("kvp.conf", function()
       update_slave_interval = 3600,
       redis_password = "",
       client_password = "",
+      protected_mode = true,
       admin_token = "",
       log_file = "",
       log_level = "info",
       policy = "lua/policy.lua",
     }, cfg)
+  end)
+
+  it("protected_mode is a boolean (issue 11)", function()
+    assert.equals(false, assert(kvp_conf.parse('namespace = "t"\nprotected_mode = false')).protected_mode)
+    local cfg, err = kvp_conf.parse('namespace = "t"\nprotected_mode = "no"')
+    assert.is_nil(cfg)
+    assert.matches("protected_mode", err)
   end)
 
   it("accepts a full config", function()

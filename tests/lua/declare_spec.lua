@@ -67,7 +67,7 @@ describe("kvp.conf, the declaration", function()
   -- at start, so C holds no default of its own
   local C_KEYS = {
     "client_password", "client_timeout", "io_threads", "listen", "max_client_num", "max_qps",
-    "redis_down_timeout", "redis_password", "request_timeout", "slow_cmd_time",
+    "protected_mode", "redis_down_timeout", "redis_password", "request_timeout", "slow_cmd_time",
   }
   local function sorted_keys(t)
     local out = {}
@@ -83,7 +83,7 @@ describe("kvp.conf, the declaration", function()
     assert.same({
       listen = "0.0.0.0:7400", io_threads = 1, client_password = "", redis_password = "",
       request_timeout = 2000, client_timeout = 0, max_client_num = 10000, max_qps = 0,
-      slow_cmd_time = 10, redis_down_timeout = 10,
+      slow_cmd_time = 10, redis_down_timeout = 10, protected_mode = true,
     }, c)
   end)
 
