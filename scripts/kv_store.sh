@@ -117,10 +117,10 @@ write_configs() {
         kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""
         kv_conf_set "$f.tmp" log_file '"kvcs.log"'
         if [ "$n" = 2 ]; then
-            kv_conf_set "$f.tmp" http_listen '"0.0.0.0:7001"'
-            kv_conf_set "$f.tmp" proxy_listen '"0.0.0.0:7101"'
-            kv_conf_set "$f.tmp" migration_listen '"0.0.0.0:7201"'
-            kv_conf_set "$f.tmp" cs_listen '"0.0.0.0:7301"'
+            kv_conf_set "$f.tmp" http_listen '"127.0.0.1:7001"'
+            kv_conf_set "$f.tmp" proxy_listen '"127.0.0.1:7101"'
+            kv_conf_set "$f.tmp" migration_listen '"127.0.0.1:7201"'
+            kv_conf_set "$f.tmp" cs_listen '"127.0.0.1:7301"'
             kv_conf_set "$f.tmp" master_cs '"127.0.0.1:7300"'
         else
             kv_conf_set "$f.tmp" master_cs '""'
@@ -137,7 +137,7 @@ write_configs() {
         cp "$KV_ROOT/conf/kvp.conf" "$f.tmp" || kv_die "cannot write $f"
         kv_conf_set "$f.tmp" namespace "\"$NAMESPACE_DEFAULT\""
         kv_conf_set "$f.tmp" listen "\"0.0.0.0:$((7400 + i))\""
-        kv_conf_set "$f.tmp" http_listen "\"0.0.0.0:$((7500 + i))\""
+        kv_conf_set "$f.tmp" http_listen "\"127.0.0.1:$((7500 + i))\""
         kv_conf_set "$f.tmp" config_server_master '"127.0.0.1:7100"'
         kv_conf_set "$f.tmp" config_server_slave '"127.0.0.1:7101"'
         kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""

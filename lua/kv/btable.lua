@@ -9,7 +9,16 @@
 --     owner        = { [0] = "ip:port", ..., [B-1] = "ip:port" },
 --     migrating    = { [bucket] = "dst ip:port", ... },   -- {} when none
 --     blocked      = { [bucket] = true, ... },            -- {} when none
---     patterns     = { "aa*", ... } }                     -- key rewrite globs
+--     patterns     = { "aa*", ... },                      -- key rewrite globs
+--     lineage      = "9f0c3a5d2b7e4c11" }  -- nil for a table from an old file
+--
+-- lineage names the history a table belongs to: random at init (16 hex
+-- digits), kept by every later version (copy) and by slaves (they copy the
+-- encoded form). A proxy that holds a table of lineage L takes no table of
+-- another lineage (kvp.lineage), so a config server of another cluster, or
+-- a forged one, cannot make it install a table, whatever its version. It is
+-- in the table file and on the control connections (encode), not in the
+-- HTTP bucket_table replies (to_json), which any peer may read.
 --
 -- blocked is a subset of migrating: the buckets of a MIGRATE.START that not
 -- every proxy has acked yet (proxies park commands on them). The config
@@ -31,7 +40,10 @@
 -- load too.
 --
 -- Functions (failures return nil, err; misuse raises error()):
---   init(namespace, bucket_count, address_list) -> t
+--   init(namespace, bucket_count, address_list [, lineage]) -> t  (lineage:
+--                                default a new one)
+--   new_lineage() -> 16 random hex digits (/dev/urandom)
+--   with_lineage(t) -> t' (version + 1, a new lineage): for a table that has none
 --   to_json(t)  -> plain table for a JSON encoder (arrays carry array_mt)
 --   encode(t)   -> compact JSON text, keys sorted, ending with "\n"
 --   from_json(obj [, namespace]) -> t   (namespace: expected name, e.g. the
@@ -113,10 +125,33 @@ local function copy(t)
   return {
     namespace = t.namespace, bucket_count = t.bucket_count, version = t.version + 1,
     owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
+    lineage = t.lineage,
   }
 end
 
 M.copy = copy
+
+local LINEAGE_PATTERN = "^%x+$"
+local LINEAGE_MAX = 64
+
+function M.new_lineage()
+  local f = io.open("/dev/urandom", "rb")
+  local bytes = f and f:read(8)
+  if f then f:close() end
+  if not bytes or #bytes ~= 8 then -- no /dev/urandom: time and address entropy
+    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+    local t = {}
+    for i = 1, 8 do t[i] = string.char(math.random(0, 255)) end
+    bytes = table.concat(t)
+  end
+  return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+function M.with_lineage(t)
+  local nt = copy(t)
+  nt.lineage = M.new_lineage()
+  return nt
+end
 
 local function check_table(t, fname)
   if type(t) ~= "table" or type(t.owner) ~= "table" or not is_int(t.bucket_count) then
@@ -166,7 +201,7 @@ local function check_bucket_count(n)
   return true
 end
 
-function M.init(namespace, bucket_count, address_list)
+function M.init(namespace, bucket_count, address_list, lineage)
   local ok, err = names.valid_namespace(namespace)
   if not ok then return nil, err end
   ok, err = check_bucket_count(bucket_count)
@@ -190,6 +225,7 @@ function M.init(namespace, bucket_count, address_list)
   return {
     namespace = namespace, bucket_count = bucket_count, version = 1,
     owner = owner, migrating = {}, patterns = {}, blocked = {},
+    lineage = lineage or M.new_lineage(),
   }
 end
 
@@ -246,6 +282,7 @@ function M.encode(t)
   local out = {}
   local function w(s) out[#out + 1] = s end
   w('{"bucket_count":') w(jint(j.bucket_count))
+  if t.lineage then w(',"lineage":') w(jstr(t.lineage)) end
   w(',"migrating":[')
   for i, m in ipairs(j.migrating) do
     if i > 1 then w(",") end
@@ -289,6 +326,13 @@ function M.from_json(obj, namespace)
     if ns == nil then return nil, "namespace is missing" end
     local ok, err = names.valid_namespace(ns)
     if not ok then return nil, err end
+  end
+
+  -- lineage (absent in files older than it)
+  local lineage = obj.lineage
+  if lineage ~= nil and (type(lineage) ~= "string" or #lineage > LINEAGE_MAX
+                         or not lineage:find(LINEAGE_PATTERN)) then
+    return nil, "lineage must be a string of 1 to " .. LINEAGE_MAX .. " hex digits, got " .. show(lineage)
   end
 
   -- version
@@ -438,6 +482,7 @@ function M.from_json(obj, namespace)
   return {
     namespace = ns, bucket_count = B, version = version,
     owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
+    lineage = lineage,
   }
 end
 

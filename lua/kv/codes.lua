@@ -48,6 +48,9 @@ M.list = {
   { code = 1021, name = "CS_UNREACHABLE",     status = 503, msg = "config server unreachable" },
   { code = 1022, name = "NO_PATTERN",         status = 404, msg = "no such pattern" },
   { code = 1023, name = "PATTERN_EXISTS",     status = 409, msg = "pattern already exists" },
+  { code = 1024, name = "NOT_REDIS",          status = 400, msg = "the address does not answer as Redis" },
+  { code = 1025, name = "REDIS_AUTH",         status = 409, msg = "the Redis refuses the configured redis_password" },
+  { code = 1026, name = "BAD_TARGET",         status = 409, msg = "the Redis cannot take this role (a replica of another master, or holds data)" },
 }
 
 M.by_code = {}

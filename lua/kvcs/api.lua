@@ -10,6 +10,7 @@ local codes = require "kv.codes"
 local store = require "kvcs.store"
 local conf = require "kvcs.conf"
 local settings = require "kv.settings"
+local probe = require "kvcs.probe"
 
 local M = {}
 
@@ -62,6 +63,10 @@ function M.init_table(cs, body)
       return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(a, user)
     end
   end
+  for _, a in ipairs(list) do -- each must answer as a Redis master (kvcs.probe)
+    local ok, pc, pm = probe.check_new(cs, a)
+    if not ok then return pc, pm end
+  end
   local t, err = btable.init(ns, count, list)
   if not t then return codes.BAD_PARAM, err end
   return commit(cs, t)
@@ -112,6 +117,9 @@ function M.replace_server(cs, body)
   end
   local user = store.owner_of(cs.store, new)
   if user then return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(new, user) end
+  -- new must answer as Redis and be old's replica or an empty master
+  local ok, pc, pm = probe.check_replace(cs, old, new)
+  if not ok then return pc, pm end
   local nt, err = btable.replace_server(t, old, new)
   if not nt then return codes.TABLE_CHANGE_FAILED, err end
   return commit(cs, nt)
@@ -142,6 +150,8 @@ function M.scale_cache_cluster(cs, body)
   if action == "add" then
     local user = store.owner_of(cs.store, addr)
     if user then return codes.ADDR_IN_USE, ("%s is already used by namespace '%s'"):format(addr, user) end
+    local ok, pc, pm = probe.check_new(cs, addr)
+    if not ok then return pc, pm end
     nt, err = btable.scale_up(t, addr)
   else
     local counts = btable.counts(t)

@@ -12,10 +12,10 @@ local config = require "kv.config"
 local M = {}
 
 M.decl = config.declare({
-  { name = "http_listen", type = "addr", default = "0.0.0.0:7000" },
-  { name = "proxy_listen", type = "addr", default = "0.0.0.0:7100" },
-  { name = "migration_listen", type = "addr", default = "0.0.0.0:7200" },
-  { name = "cs_listen", type = "addr", default = "0.0.0.0:7300" },
+  { name = "http_listen", type = "addr", default = "127.0.0.1:7000" },
+  { name = "proxy_listen", type = "addr", default = "127.0.0.1:7100" },
+  { name = "migration_listen", type = "addr", default = "127.0.0.1:7200" },
+  { name = "cs_listen", type = "addr", default = "127.0.0.1:7300" },
   { name = "cluster_type", type = "enum", default = "data_store", values = { "data_store", "cache" } },
   { name = "support_ha", type = "boolean", default = true, live = true },
   -- seconds between two INFO replication rounds over the masters (HA learns

@@ -76,6 +76,11 @@ function M.main(arg)
   end
   local sok, serr = log.setup(cfg.log_level, args.resolve(confdir, cfg.log_file))
   if not sok then return fail(serr) end
+  if cfg.master_cs == "" then -- tables from files older than lineages get one
+    local given, gerr = store.give_lineages(st)
+    if not given then return fail(gerr) end
+    for _, ns in ipairs(given) do log.info("table %s: lineage %s given (v%d)", ns, st.tables[ns].lineage, st.tables[ns].version) end
+  end
 
   local cs = {
     cfg = cfg, store = st, peers = peers.new(),

@@ -35,6 +35,7 @@ local codes = require "kv.codes"
 local log = require "kv.log"
 local store = require "kvcs.store"
 local buckets = require "kvcs.buckets"
+local probe = require "kvcs.probe"
 local dispatch = require "kvcs.dispatch"
 
 local M = {}
@@ -88,6 +89,8 @@ function M.start(cs, ns, dst, list)
   if user and user ~= ns then
     return err_reply(codes.ADDR_IN_USE, ("%s is used by namespace '%s'"):format(dst, user))
   end
+  local pok, pc, pm = probe.check_new(cs, dst) -- a Redis master, our password
+  if not pok then return err_reply(pc, pm) end
   local what = ("migrate.start %d bucket(s) -> %s"):format(#list, dst)
   local nt, code, msg = buckets.block(t, dst, list)
   if not nt then return err_reply(code, msg) end

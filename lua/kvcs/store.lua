@@ -16,6 +16,10 @@
 --   store.put(st, t)          -> true | nil, err   (file first, then memory)
 --   store.delete(st, ns)      -> true | nil, err
 --   store.owner_of(st, addr)  -> namespace using addr (owner or migration dst) | nil
+--   store.give_lineages(st)   -> { namespace, ... } | nil, err: every table from
+--                                a file older than lineages (kv.btable) is saved
+--                                again with a new one, version + 1 (a master
+--                                does this at start; slaves copy it)
 local btable = require "kv.btable"
 local names = require "kv.names"
 
@@ -51,6 +55,19 @@ function M.load_all(st)
     end
   end
   return true
+end
+
+function M.give_lineages(st)
+  local done = {}
+  for _, ns in ipairs(M.list(st)) do
+    local t = st.tables[ns]
+    if not t.lineage then
+      local ok, err = M.put(st, btable.with_lineage(t))
+      if not ok then return nil, ("table %s: %s"):format(ns, tostring(err)) end
+      done[#done + 1] = ns
+    end
+  end
+  return done
 end
 
 function M.get(st, ns)

@@ -21,7 +21,7 @@ local INT_MAX = 2147483647 -- the data path keeps these in a C int
 M.decl = config.declare({
   { name = "namespace", type = "string", required = true, check = names.valid_namespace },
   { name = "listen", type = "addr", default = "0.0.0.0:7400", to_c = "listen" },
-  { name = "http_listen", type = "addr", default = "0.0.0.0:7500" },
+  { name = "http_listen", type = "addr", default = "127.0.0.1:7500" },
   { name = "config_server_master", type = "addr", default = "127.0.0.1:7100",
     live = true, api = { ip = "master_cs_ip", port = "master_cs_port" } },
   { name = "config_server_slave", type = "addr", default = "", empty = true,

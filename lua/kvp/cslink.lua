@@ -22,6 +22,7 @@ local resp = require "kv.resp"
 local redis = require "kv.redis"
 local btable = require "kv.btable"
 local dptable = require "kvp.dptable"
+local lineage = require "kvp.lineage"
 local log = require "kv.log"
 
 local M = {}
@@ -41,13 +42,15 @@ local REQUEST_TIMEOUT = 5
 function M.apply(state, json)
   local t, err = btable.decode(json, state.namespace)
   if not t then
-    log.error("config server sent a bad table for %s: %s", state.namespace, err)
+    lineage.refuse(("config server sent a bad table for %s: %s"):format(state.namespace, err), err)
     return false
   end
   if state.table and t.version <= state.table.version then
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
+  local same, why = lineage.check(state.table, t) -- not another cluster's history
+  if not same then lineage.refuse(why, t.lineage or "") return false end
   local spec = dptable.spec(t)
   local ok, serr = state.install(spec)
   if not ok then

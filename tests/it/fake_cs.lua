@@ -9,7 +9,8 @@
 --   "await FILE"                          wait until FILE exists
 --   "exit"                                stop (the proxy keeps its table)
 -- The first step must be a table. PING answers +PONG, ACK +OK; a ping is
--- pushed every second so the proxy keeps the link.
+-- pushed every second so the proxy keeps the link. Every table is of one
+-- lineage (FAKE_CS_LINEAGE, or a new one).
 local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
@@ -21,8 +22,12 @@ for a in arg[3]:gmatch("[^,]+") do addrs[#addrs + 1] = a end
 local steps = {}
 for i = 4, #arg do steps[#steps + 1] = arg[i] end
 
+-- every table of one run is of one lineage (kv.btable), as a real config
+-- server's are: a fresh one, or the hex digits of FAKE_CS_LINEAGE
+local lineage = os.getenv("FAKE_CS_LINEAGE") or btable.new_lineage()
+
 local function make_table(step)
-  local t = assert(btable.init(ns, 1023, addrs))
+  local t = assert(btable.init(ns, 1023, addrs, lineage))
   t.version = tonumber(step:match("^table (%d+)"))
   local mig = tonumber(step:match("migrating=(%d+)") or step:match("blocked=(%d+)") or "")
   if mig then

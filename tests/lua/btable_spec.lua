@@ -4,7 +4,7 @@ local cjson = require "cjson"
 local A, B, C, D = "127.0.0.1:6371", "127.0.0.1:6373", "127.0.0.1:6375", "127.0.0.1:6377"
 
 local function two()
-  return assert(bt.init("test", 1023, { A, B }))
+  return assert(bt.init("test", 1023, { A, B }, "1ea9e"))
 end
 
 local function snapshot(t)
@@ -97,13 +97,13 @@ describe("kv.btable", function()
     end)
 
     it("encodes compact JSON with sorted keys and a newline", function()
-      local t = assert(bt.init("ns", 256, { B, A }))
+      local t = assert(bt.init("ns", 256, { B, A }, "00ff"))
       local s = bt.encode(t)
       local odd, even = {}, {}
       for b = 0, 255 do
         if b % 2 == 0 then even[#even + 1] = b else odd[#odd + 1] = b end
       end
-      assert.equals('{"bucket_count":256,"migrating":[],"migrating_bucket_id":65535,'
+      assert.equals('{"bucket_count":256,"lineage":"00ff","migrating":[],"migrating_bucket_id":65535,'
         .. '"migrating_server_addr":"","namespace":"ns","patterns":[],"table":{"'
         .. A .. '":[' .. table.concat(odd, ",") .. '],"' .. B .. '":['
         .. table.concat(even, ",") .. ']},"version":1}\n', s)
@@ -498,5 +498,37 @@ describe("kv.btable", function()
       assert.has_error(function() bt.to_json(nil) end)
       assert.has_error(function() bt.scale_up("x", A) end)
     end)
+  end)
+end)
+
+describe("kv.btable lineage (issue 11)", function()
+  it("init makes a random one, every change keeps it", function()
+    local t1, t2 = assert(bt.init("test", 256, { A })), assert(bt.init("test", 256, { A }))
+    assert.matches("^%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x%x$", t1.lineage)
+    assert.not_equals(t1.lineage, t2.lineage)
+    local n = assert(bt.replace_server(t1, A, B))
+    n = assert(bt.add_pattern(n, "x*"))
+    n = assert(bt.scale_up(n, C))
+    assert.equals(t1.lineage, n.lineage)
+    assert.equals(t1.lineage, assert(bt.decode(bt.encode(n))).lineage)
+  end)
+  it("is not in the HTTP form (to_json)", function()
+    assert.is_nil(bt.to_json(two()).lineage)
+  end)
+  it("old files have none; a bad one is refused", function()
+    local j = bt.to_json(two())
+    assert.is_nil(assert(bt.decode(cjson.encode(j))).lineage)
+    for _, bad in ipairs({ "", "xyz", 7, string.rep("a", 65) }) do
+      j.lineage = bad
+      local t, err = bt.decode(cjson.encode(j))
+      assert.is_nil(t)
+      assert.matches("lineage", err)
+    end
+  end)
+  it("with_lineage: a new one, version + 1", function()
+    local t = two()
+    local n = bt.with_lineage(t)
+    assert.equals(t.version + 1, n.version)
+    assert.not_equals(t.lineage, n.lineage)
   end)
 end)

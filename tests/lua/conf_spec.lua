@@ -7,7 +7,7 @@ describe("kvp.conf", function()
     assert.same({
       namespace = "test",
       listen = "0.0.0.0:7400",
-      http_listen = "0.0.0.0:7500",
+      http_listen = "127.0.0.1:7500",
       config_server_master = "127.0.0.1:7100",
       config_server_slave = "",
       io_threads = 1,
@@ -28,6 +28,13 @@ describe("kvp.conf", function()
       log_level = "info",
       policy = "lua/policy.lua",
     }, cfg)
+  end)
+
+  it("protected_mode is a boolean (issue 11)", function()
+    assert.equals(false, assert(kvp_conf.parse('namespace = "t"\nprotected_mode = false')).protected_mode)
+    local cfg, err = kvp_conf.parse('namespace = "t"\nprotected_mode = "no"')
+    assert.is_nil(cfg)
+    assert.matches("protected_mode", err)
   end)
 
   it("accepts a full config", function()
@@ -93,10 +100,10 @@ end)
 describe("kvcs.conf", function()
   it("has the SPEC §5 defaults (a master)", function()
     assert.same({
-      http_listen = "0.0.0.0:7000",
-      proxy_listen = "0.0.0.0:7100",
-      migration_listen = "0.0.0.0:7200",
-      cs_listen = "0.0.0.0:7300",
+      http_listen = "127.0.0.1:7000",
+      proxy_listen = "127.0.0.1:7100",
+      migration_listen = "127.0.0.1:7200",
+      cs_listen = "127.0.0.1:7300",
       cluster_type = "data_store",
       support_ha = true,
       update_slave_interval = 10,

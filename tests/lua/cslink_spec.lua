@@ -49,7 +49,7 @@ local function new_state(workers)
 end
 
 local function table_v(version)
-  local t = assert(btable.init("test", 256, { A, B }))
+  local t = assert(btable.init("test", 256, { A, B }, "c0ffee"))
   t.version = version
   return t
 end
@@ -97,6 +97,24 @@ describe("kvp.cslink", function()
       assert.equal(1, state.table.version)
       assert.same({ 1 }, state.tables)
       assert.truthy(logged[#logged]:find("cannot install table v2: out of memory", 1, true), logged[#logged])
+    end)
+
+    it("refuses a newer table of another lineage (issue 11), and says why", function()
+      local state = new_state()
+      assert.is_true(cslink.apply(state, btable.encode(table_v(3))))
+      local forged = assert(btable.init("test", 256, { A }, "bad"))
+      forged.version = 1e9
+      assert.is_false(cslink.apply(state, btable.encode(forged)))
+      assert.equal(3, state.table.version)
+      assert.truthy(logged[#logged]:find("lineage bad", 1, true), logged[#logged])
+      -- another namespace's table: refused, said once however often it comes
+      local n = #logged
+      for _ = 1, 5 do
+        assert.is_false(cslink.apply(state, btable.encode(assert(btable.init("else", 256, { A }, "c0ffee")))))
+      end
+      assert.equal(n + 1, #logged)
+      assert.truthy(logged[#logged]:find("namespace \"else\", expected \"test\"", 1, true), logged[#logged])
+      assert.is_true(cslink.apply(state, btable.encode(table_v(4))))
     end)
   end)
 

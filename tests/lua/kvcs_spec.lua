@@ -33,6 +33,8 @@ local function new_cs(opts)
   local cs = {
     cfg = { cluster_type = "data_store" },
     store = store.new("/t", fs),
+    -- kvcs.probe's view of each address (default: an empty master)
+    probe = function(addr) return (opts.redis or {})[addr] or { role = "master", dbsize = 0 } end,
     is_master = opts.slave ~= true,
     support_ha = true,
     published = {},
@@ -355,5 +357,79 @@ describe("kvcs.api scale_cache_cluster", function()
     local r = api.routes(cache_cs())["/kvstore/cs/scale_cache_cluster"]
     assert.truthy(r)
     assert.is_true(r.change)
+  end)
+end)
+
+-- issue 11, item 3: a server enters a table only when it answers as a Redis
+-- with our password (kvcs.probe; faked here through cs.probe).
+describe("kvcs.api refuses targets that are not fit Redis servers", function()
+  local probe = require "kvcs.probe"
+  local NOT_REDIS = function(addr) return nil, codes.NOT_REDIS, addr .. " does not answer as Redis" end
+
+  it("judge_replace: old's replica or an empty master", function()
+    assert.is_true(probe.judge_replace(A, C, { role = "slave", master = A }))
+    assert.is_true(probe.judge_replace(A, C, { role = "master", dbsize = 0 }))
+    assert.equal(codes.BAD_TARGET, select(2, probe.judge_replace(A, C, { role = "slave", master = B })))
+    assert.equal(codes.BAD_TARGET, select(2, probe.judge_replace(A, C, { role = "master", dbsize = 5 })))
+  end)
+
+  it("judge_new: a master", function()
+    assert.is_true(probe.judge_new(C, { role = "master", dbsize = 9 }))
+    assert.equal(codes.BAD_TARGET, select(2, probe.judge_new(C, { role = "slave", master = A })))
+  end)
+
+  it("init_table with a non-Redis address makes nothing", function()
+    local cs = new_cs()
+    cs.probe = function(addr, pw) if addr == B then return NOT_REDIS(addr) end return { role = "master", dbsize = 0 } end
+    assert.equal(codes.NOT_REDIS, (init(cs)))
+    assert.is_nil(store.get(cs.store, "test"))
+    assert.equal(0, #cs.published)
+  end)
+
+  it("replace_server: refused for a non-Redis, another's replica, a full master; the table unchanged", function()
+    local cs = new_cs()
+    assert.equal(codes.OK, (init(cs)))
+    local v = store.get(cs.store, "test").version
+    local seen_pw
+    for _, case in ipairs({
+      { codes.NOT_REDIS, function(addr) return NOT_REDIS(addr) end },
+      { codes.REDIS_AUTH, function(addr) return nil, codes.REDIS_AUTH, addr .. " refuses the password" end },
+      { codes.BAD_TARGET, function() return { role = "slave", master = A } end },
+      { codes.BAD_TARGET, function() return { role = "master", dbsize = 3 } end },
+    }) do
+      cs.probe = case[2]
+      assert.equal(case[1], (api.replace_server(cs, { namespace = "test", old_addr = B, new_addr = C })))
+      assert.equal(v, store.get(cs.store, "test").version)
+    end
+    cs.cfg.redis_password = "pw"
+    cs.probe = function(addr, pw) seen_pw = pw return { role = "slave", master = B } end
+    assert.equal(codes.OK, (api.replace_server(cs, { namespace = "test", old_addr = B, new_addr = C })))
+    assert.equal("pw", seen_pw)
+    assert.equal(v + 1, store.get(cs.store, "test").version)
+  end)
+
+  it("scale_cache_cluster add: refused for a non-Redis", function()
+    local cs = new_cs()
+    cs.cfg.cluster_type = "cache"
+    assert.equal(codes.OK, (init(cs)))
+    local v = store.get(cs.store, "test").version
+    cs.probe = NOT_REDIS
+    assert.equal(codes.NOT_REDIS, (api.scale_cache_cluster(cs, { namespace = "test", action = "add", addr = C })))
+    assert.equal(v, store.get(cs.store, "test").version)
+  end)
+end)
+
+describe("kvcs.store.give_lineages (issue 11)", function()
+  it("saves a table from an old file again with a lineage, version + 1, once", function()
+    local t = assert(btable.init("test", 256, { A }))
+    t.lineage = nil
+    local cs, fs = new_cs({ files = { ["/t/test"] = btable.encode(t) } })
+    assert(store.load_all(cs.store))
+    assert.is_nil(store.get(cs.store, "test").lineage)
+    assert.same({ "test" }, assert(store.give_lineages(cs.store)))
+    local n = store.get(cs.store, "test")
+    assert.truthy(n.lineage)
+    assert.equal(2, n.version)
+    assert.same({}, assert(store.give_lineages(cs.store)))
   end)
 end)

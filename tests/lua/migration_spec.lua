@@ -23,6 +23,7 @@ local store = require "kvcs.store"
 local btable = require "kv.btable"
 local resp = require "kv.resp"
 local buckets = require "kvcs.buckets"
+local codes = require "kv.codes"
 
 local A, B, C = "127.0.0.1:6371", "127.0.0.1:6373", "127.0.0.1:6375"
 
@@ -45,6 +46,7 @@ local function new_cs()
   local cs = {
     cfg = { cluster_type = "data_store", redis_password = "pw" },
     store = store.new("/t", memfs()),
+    probe = function() return { role = "master", dbsize = 0 } end, -- kvcs.probe's view
     is_master = true,
     published = {},
     waited = {},
@@ -81,6 +83,22 @@ end
 local function tbl(cs) return store.get(cs.store, "test") end
 
 describe("kvcs.migration MIGRATE.START", function()
+  it("refuses a destination that does not answer as a Redis master (issue 11)", function()
+    for _, case in ipairs({
+      { codes.NOT_REDIS, function(a) return nil, codes.NOT_REDIS, a .. " does not answer as Redis" end },
+      { codes.BAD_TARGET, function() return { role = "slave", master = A } end },
+    }) do
+      local cs = new_cs()
+      local seen
+      cs.probe = function(a, pw) seen = pw return case[2](a) end
+      local r = run(cs, { "MIGRATE.START", "test", C, "5" })
+      assert.truthy(r[1].err and r[1].err:find("^ERR " .. case[1]), tostring(r[1].err))
+      assert.equal(0, #cs.published)
+      assert.equal(1, tbl(cs).version)
+      assert.equal("pw", seen)
+    end
+  end)
+
   it("blocks, waits for the acks, then publishes the buckets migrating", function()
     local cs = new_cs()
     local r = run(cs, { "MIGRATE.START", "test", C, "5", "7" })
