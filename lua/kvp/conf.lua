@@ -46,6 +46,9 @@ M.decl = config.declare({
   { name = "client_password", type = "string", default = "", max = 255, -- "": no AUTH
     to_c = "client_password" },
   { name = "admin_token", type = "string", default = "" },                -- "": none
+  -- the config servers' cluster_secret, proved on the control link
+  -- (kv.handshake); "": only a config server on loopback accepts this proxy
+  { name = "cluster_secret", type = "string", default = "", max = 1024 },
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
   { name = "policy", type = "string", default = "lua/policy.lua", min = 1 },

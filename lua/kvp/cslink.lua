@@ -11,8 +11,11 @@
 -- While attached to the slave, the master is probed every PROBE seconds and
 -- the link moves back to it as soon as it answers.
 --
--- Wire (RESP): proxy -> cs commands, answered in order
+-- Wire (RESP): first the handshake (kv.handshake: the server's challenge,
+-- AUTH over cluster_secret), then proxy -> cs commands, answered in order
 --   REGISTER <ns> <listen_addr> <proxy_id>  -> bulk: table JSON | -ERR ...
+--   (proxy_id: random per process, "host/listen/<random>")
+--   UNREGISTER <ns> -> +OK   (a clean stop, M.unregister)
 --   PING -> +PONG      ACK <ns> <version> -> +OK
 --   PATTERN ADD|DEL <ns> <pattern> -> +OK | -ERR <code> <message>
 -- cs -> proxy pushes: arrays whose first element is "push":
@@ -23,6 +26,7 @@ local redis = require "kv.redis"
 local btable = require "kv.btable"
 local dptable = require "kvp.dptable"
 local log = require "kv.log"
+local handshake = require "kv.handshake"
 
 local M = {}
 
@@ -77,6 +81,13 @@ local function session(state, addr)
   local reader = resp.new_reader()
   local function next_value()
     return redis.read_value(sock, reader, DEAD_AFTER)
+  end
+  local hok, herr = handshake.client({ send = function(b) sock:send(b) end, read = next_value },
+    state.cluster_secret)
+  if not hok then
+    sock:close()
+    state.sock = nil
+    return "handshake: " .. tostring(herr)
   end
   -- every command sent gets a slot; a reply fills the oldest one
   local waiting = {}
@@ -213,8 +224,21 @@ function M.ack(state, version)
   if state.send then state.send(false, "ACK", state.namespace, string.format("%d", version)) end
 end
 
+-- A clean stop (from a task): tell the config server this proxy leaves,
+-- so bucket moves stop waiting for it; waits at most timeout seconds.
+-- -> true | nil, err
+function M.unregister(state, timeout)
+  local r, err = M.request_within(state, timeout, "UNREGISTER", state.namespace)
+  if type(r) == "table" and r.status == "OK" then return true end
+  return nil, err or tostring(type(r) == "table" and r.err or r)
+end
+
 -- Send a command and wait for its reply (from a task). -> reply | nil, err
 function M.request(state, ...)
+  return M.request_within(state, REQUEST_TIMEOUT, ...)
+end
+
+function M.request_within(state, limit, ...)
   if not state.send then return nil, "no config server reachable" end
   local co = coroutine.running()
   local done = false
@@ -225,10 +249,10 @@ function M.request(state, ...)
     loop.cancel(timer)
     loop.timer(0, function() coroutine.resume(co, v, err) end)
   end, ...)
-  timer = loop.timer(REQUEST_TIMEOUT, function()
+  timer = loop.timer(limit, function()
     if done then return end
     done = true
-    coroutine.resume(co, nil, "config server did not answer in " .. REQUEST_TIMEOUT .. " s")
+    coroutine.resume(co, nil, "config server did not answer in " .. limit .. " s")
   end)
   return coroutine.yield()
 end

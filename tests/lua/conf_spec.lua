@@ -21,6 +21,7 @@ describe("kvp.conf", function()
       redis_password = "",
       client_password = "",
       admin_token = "",
+      cluster_secret = "",
       log_file = "",
       log_level = "info",
       policy = "lua/policy.lua",
@@ -102,6 +103,8 @@ describe("kvcs.conf", function()
       table_dir = "table",
       redis_password = "",
       admin_token = "",
+      cluster_secret = "",
+      proxy_forget_after = 0,
       log_file = "",
       log_level = "info",
     }, assert(kvcs_conf.parse("")))
