@@ -49,6 +49,10 @@ M.decl = config.declare({
   -- the config servers' cluster_secret, proved on the control link
   -- (kv.handshake); "": only a config server on loopback accepts this proxy
   { name = "cluster_secret", type = "string", default = "", max = 1024 },
+  -- seconds without any config server after which the proxy stops routing
+  -- (its table may be outdated: README "Scaling without losing a write");
+  -- 0: keep serving with the last table forever
+  { name = "stale_table_limit", type = "integer", default = 0, min = 0, max = 86400 },
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
   { name = "policy", type = "string", default = "lua/policy.lua", min = 1 },

@@ -48,7 +48,9 @@ function M.apply(state, json)
     log.error("config server sent a bad table for %s: %s", state.namespace, err)
     return false
   end
-  if state.table and t.version <= state.table.version then
+  -- fenced (M.fence): the held version again is taken too, to route again
+  if state.table and (t.version < state.table.version
+      or (t.version == state.table.version and not state.fenced)) then
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
@@ -59,6 +61,10 @@ function M.apply(state, json)
     return false
   end
   local from = state.table and ("v" .. state.table.version) or "none"
+  if state.fenced then
+    state.fenced = false
+    log.info("routing again: table v%d from the config server", t.version)
+  end
   state.table = t
   state.drained = {} -- acks start again for this version
   log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
@@ -130,6 +136,7 @@ local function session(state, addr)
   local reason
   while true do
     local v, rerr = next_value()
+    if v ~= nil and registered then state.last_contact = loop.now() end
     if v == nil then
       reason = rerr == "timeout" and ("no heartbeat for " .. DEAD_AFTER .. " s") or rerr
       if switch_to_master then reason = "switching to the master" end
@@ -154,6 +161,7 @@ local function session(state, addr)
         break
       end
       registered = true
+      state.last_contact = loop.now()
       state.connected_to = addr
       log.info("registered with config server %s as %s", addr, state.listen)
       if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
@@ -181,12 +189,48 @@ local function session(state, addr)
   return reason, switch_to_master
 end
 
--- state: { namespace, listen, proxy_id, servers = {master, slave?}, workers,
+-- state: { namespace, listen, proxy_id, cluster_secret, stale_table_limit,
+--          servers = {master, slave?}, workers,
 --          install(spec) -> ok, err   (dp.set_table; spec from kvp.dptable),
 --          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health? }
--- The link sets state.table, .acked, .connected_to, and .send while a
--- session is up.
+-- The link sets state.table, .acked, .connected_to, .last_contact,
+-- .fenced, and .send while a session is up.
+-- The fence: the held table with every bucket blocked, so no command is
+-- forwarded to any master (each waits, then gets "request timeout") until
+-- a config server gives a table again (M.apply takes the same version
+-- then). For a proxy that may hold an outdated table: cut off from every
+-- config server for stale_table_limit seconds, or stopping. -> true | false
+function M.fence(state, why)
+  if not state.table or state.fenced then return false end
+  local spec = dptable.spec(state.table)
+  spec.migrating = {}
+  for b = 1, state.table.bucket_count do spec.blocked[b] = true end
+  local ok, err = state.install(spec)
+  if not ok then
+    log.error("cannot stop routing (%s): %s", why, tostring(err))
+    return false
+  end
+  state.fenced = true
+  log.warn("routing stopped: %s; every command waits, then times out, until a config server "
+    .. "gives a table again", why)
+  return true
+end
+
+-- With stale_table_limit > 0: fence once no config server session has
+-- been heard for that many seconds (README "Scaling without losing a
+-- write": a config server forgets such a proxy only later).
+function M.check_lease(state, now)
+  local limit = state.stale_table_limit or 0
+  if limit <= 0 or state.fenced or not state.table then return false end
+  local last = state.last_contact or state.started or now
+  if now - last < limit then return false end
+  return M.fence(state, ("no config server heard for %d s (stale_table_limit %d)"):format(
+    math.floor(now - last), limit))
+end
+
 function M.start(state)
+  state.started = loop.now()
+  loop.every(1, function() M.check_lease(state, loop.now()) end)
   loop.spawn(function()
     local i, failures = 1, 0
     while true do

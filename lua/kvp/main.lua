@@ -123,6 +123,7 @@ function M.main(arg)
     -- proxy (that old process is gone: it held the port)
     proxy_id = ("%s/%s/%s"):format(core.hostname(), cfg.listen, handshake.nonce():sub(1, 16)),
     cluster_secret = cfg.cluster_secret,
+    stale_table_limit = cfg.stale_table_limit,
     servers = servers,
     install = dp.set_table,
     on_deleted = function()
@@ -185,6 +186,8 @@ function M.main(arg)
     -- for this one), then exit; at most 1 s
     loop.spawn(function()
       if state.send then
+        -- nothing is routed any more, then the config server hears we leave
+        cslink.fence(state, "stopping")
         local ok, err = cslink.unregister(state, 1)
         if ok then log.info("unregistered from config server %s", tostring(state.connected_to))
         else log.warn("could not unregister: %s", tostring(err)) end

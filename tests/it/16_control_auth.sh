@@ -11,7 +11,9 @@
 #   - a config server with no secret refuses a non-loopback peer (the
 #     host's own non-loopback address, when it has one) and accepts loopback;
 #   - a proxy stopped cleanly unregisters; a fake proxy that left without
-#     saying so stops blocking MIGRATE.START after proxy_forget_after (3 s).
+#     saying so stops blocking MIGRATE.START after proxy_forget_after (3 s);
+#   - a proxy with stale_table_limit cut off from its config server stops
+#     routing, and routes again once the config server is back.
 # shellcheck source=lib.sh disable=SC2154  # lib.sh sets <name>_PORT/_HTTP/_PROXY
 source "$(dirname "$0")/lib.sh"
 J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
@@ -140,4 +142,19 @@ it_check "  (it waited for the forget time, $((t1 - t0)) s, less than the 10 s a
 it_check "the decision is logged" grep -q "proxy 127.0.0.1:7999 (id 7999) of test has not reconnected for [0-9]* s (proxy_forget_after 3): forgotten" "$CSLOG"
 it_eq "MIGRATE.DONE with the secret" OK "$(it_ctl "$MIG" MIGRATE.DONE test "127.0.0.1:$M3" "$b")"
 it_eq "the bucket moved" "127.0.0.1:$M3" "$(owner_of "$b")"
+
+# ------------------------------------------------------------ the fence
+# a proxy cut off from every config server for stale_table_limit stops
+# routing (what makes proxy_forget_after safe), and routes again once one answers
+it_kvp_start F test "$cs1_PROXY" "" "stale_table_limit = 2" || exit 1
+it_eq "F serves" OK "$(redis-cli -p "$F_PORT" set itfence v2)"
+CSPID=$(cat "$IT_DIR"/cs1/*.pid)
+kill -STOP "$CSPID"
+sleep 4
+it_check "cut off for longer than stale_table_limit: F stops routing" \
+  sh -c "timeout 5 redis-cli -p $F_PORT get itfence | grep -q 'request timeout'"
+it_check "  and says why" grep -q "routing stopped: no config server heard for [0-9]* s (stale_table_limit 2)" "$IT_DIR/F/kvp.log"
+kill -CONT "$CSPID"
+it_check "F routes again once the config server answers" \
+  it_wait 20 sh -c "redis-cli -p $F_PORT get itfence | grep -qx v2"
 it_done

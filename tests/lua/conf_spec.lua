@@ -22,6 +22,7 @@ describe("kvp.conf", function()
       client_password = "",
       admin_token = "",
       cluster_secret = "",
+      stale_table_limit = 0,
       log_file = "",
       log_level = "info",
       policy = "lua/policy.lua",
