@@ -105,6 +105,9 @@ local function session(state, addr)
   state.send = send
   send(false, "REGISTER", state.namespace, state.listen, state.proxy_id)
   local registered = false
+  -- only the master counts for stale_table_limit: it alone waits for acks,
+  -- and a table reaches a proxy on the slave later than the master moves on
+  local on_master = addr == state.servers[1]
   local alive = true
   local switch_to_master = false
   loop.spawn(function()
@@ -136,7 +139,7 @@ local function session(state, addr)
   local reason
   while true do
     local v, rerr = next_value()
-    if v ~= nil and registered then state.last_contact = loop.now() end
+    if v ~= nil and registered and on_master then state.last_contact = loop.now() end
     if v == nil then
       reason = rerr == "timeout" and ("no heartbeat for " .. DEAD_AFTER .. " s") or rerr
       if switch_to_master then reason = "switching to the master" end
@@ -161,7 +164,7 @@ local function session(state, addr)
         break
       end
       registered = true
-      state.last_contact = loop.now()
+      if on_master then state.last_contact = loop.now() end
       state.connected_to = addr
       log.info("registered with config server %s as %s", addr, state.listen)
       if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
@@ -216,15 +219,15 @@ function M.fence(state, why)
   return true
 end
 
--- With stale_table_limit > 0: fence once no config server session has
--- been heard for that many seconds (README "Scaling without losing a
+-- With stale_table_limit > 0: fence once the master config server has not
+-- been heard for that many seconds (a session on the slave does not count) (README "Scaling without losing a
 -- write": a config server forgets such a proxy only later).
 function M.check_lease(state, now)
   local limit = state.stale_table_limit or 0
   if limit <= 0 or state.fenced or not state.table then return false end
   local last = state.last_contact or state.started or now
   if now - last < limit then return false end
-  return M.fence(state, ("no config server heard for %d s (stale_table_limit %d)"):format(
+  return M.fence(state, ("no master config server heard for %d s (stale_table_limit %d)"):format(
     math.floor(now - last), limit))
 end
 

@@ -153,7 +153,7 @@ kill -STOP "$CSPID"
 sleep 4
 it_check "cut off for longer than stale_table_limit: F stops routing" \
   sh -c "timeout 5 redis-cli -p $F_PORT get itfence | grep -q 'request timeout'"
-it_check "  and says why" grep -q "routing stopped: no config server heard for [0-9]* s (stale_table_limit 2)" "$IT_DIR/F/kvp.log"
+it_check "  and says why" grep -q "routing stopped: no master config server heard for [0-9]* s (stale_table_limit 2)" "$IT_DIR/F/kvp.log"
 kill -CONT "$CSPID"
 it_check "F routes again once the config server answers" \
   it_wait 20 sh -c "redis-cli -p $F_PORT get itfence | grep -qx v2"

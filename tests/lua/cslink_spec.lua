@@ -111,7 +111,7 @@ describe("kvp.cslink", function()
       assert.is_false(cslink.check_lease(state, 129))
       assert.is_true(cslink.check_lease(state, 130))
       assert.is_true(state.fenced)
-      assert.truthy(logged[#logged]:find("no config server heard for 30 s (stale_table_limit 30)", 1, true))
+      assert.truthy(logged[#logged]:find("no master config server heard for 30 s (stale_table_limit 30)", 1, true))
     end)
 
     it("keeps the table held when the new one is bad or the data path refuses it", function()
