@@ -2,7 +2,12 @@
 -- DESIGN §5), for data_store clusters.
 --
 --   migration_tool --cs HOST:PORT --ns NS (--add ADDR | --del ADDR)
---                  [--password PW] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+--                  [--secret S] [--password PW] [--config FILE]
+--                  [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+--
+-- The migration port wants the handshake (kv.handshake) over the cluster's
+-- secret; the masters' password is the tool's own (M.credentials: flag,
+-- then KV_CLUSTER_SECRET / KV_REDIS_PASSWORD, then the config file).
 --
 -- What it does (plan: tools.migrate_plan):
 --
