@@ -107,6 +107,15 @@ write_configs() {
         kv_redis_write_conf "$H/$name" "$port" "$PASSWORD" "$master" || kv_die "cannot write $H/$name/redis.conf"
     done
 
+    # one cluster_secret for every control port of this cluster: the one
+    # cs1's config already has (none in a config written before there were
+    # secrets: then none, loopback only), else a new random one
+    local secret
+    if [ -f "$H/cs1/kvcs.conf" ]; then
+        secret=$(kv_conf_get "$H/cs1/kvcs.conf" cluster_secret 2>/dev/null) || secret=
+    else
+        secret=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    fi
     for n in 1 2; do
         f="$H/cs$n/kvcs.conf"
         [ -f "$f" ] && continue
@@ -115,6 +124,7 @@ write_configs() {
         kv_conf_set "$f.tmp" cluster_type "\"$type\""
         kv_conf_set "$f.tmp" table_dir '"table"'
         kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""
+        kv_conf_set "$f.tmp" cluster_secret "\"$secret\""
         kv_conf_set "$f.tmp" log_file '"kvcs.log"'
         if [ "$n" = 2 ]; then
             kv_conf_set "$f.tmp" http_listen '"127.0.0.1:7001"'
@@ -141,9 +151,18 @@ write_configs() {
         kv_conf_set "$f.tmp" config_server_master '"127.0.0.1:7100"'
         kv_conf_set "$f.tmp" config_server_slave '"127.0.0.1:7101"'
         kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""
+        kv_conf_set "$f.tmp" cluster_secret "\"$secret\""
         kv_conf_set "$f.tmp" log_file '"kvp.log"'
         mv -f "$f.tmp" "$f"
     done
+
+    # the operators' migration_tool, run from $KV_HOME, finds both here
+    f="$H/migration_tool.conf"
+    if [ ! -f "$f" ]; then
+        printf '%s\n' "-- migration_tool's credentials (read from the current directory)" \
+            "cluster_secret = \"$secret\"" "redis_password = \"$PASSWORD\"" >"$f.tmp" &&
+            chmod 600 "$f.tmp" && mv -f "$f.tmp" "$f" || kv_die "cannot write $f"
+    fi
 }
 
 make_links() {

@@ -17,7 +17,8 @@
 # and go, so the total is only shown, and the markers prove nothing was lost.
 #
 # Overridable: PROXY_PORT (7400), PROXY_HTTP (7500), CS_MIGRATION (7200),
-# NEW_MASTER_PORT (6375), KV_PASSWORD (kvstore123), NS (test), LOAD_N
+# NEW_MASTER_PORT (6375), KV_PASSWORD (kvstore123), KV_CLUSTER_SECRET
+# (default: cs1/kvcs.conf's cluster_secret), NS (test), LOAD_N
 # (300000), MARKERS (10000), MIGRATION_TOOL (build/migration_tool),
 # TOOL_ARGS (extra migration_tool arguments, e.g. "--parallel 16").
 # shellcheck disable=SC2317  # the check helpers are called through check/step
@@ -34,6 +35,12 @@ NAMESPACE=${NS:-test}
 N=${LOAD_N:-300000}
 NMARK=${MARKERS:-10000}
 TOOL=${MIGRATION_TOOL:-$KV_BUILD/migration_tool}
+# The control ports' secret (the tool and kvctl read it from the
+# environment): $KV_CLUSTER_SECRET, else the local cluster's (from $KV_HOME).
+if [ -z "${KV_CLUSTER_SECRET:-}" ] && [ -f cs1/kvcs.conf ]; then
+  KV_CLUSTER_SECRET=$(kv_conf_get cs1/kvcs.conf cluster_secret)
+fi
+export KV_CLUSTER_SECRET=${KV_CLUSTER_SECRET:-} KV_REDIS_PASSWORD=$PW
 failed=0
 
 step() { # step "name" expected actual
@@ -55,7 +62,7 @@ M() { # M [HOST:]PORT cmd...: a master
   if [ -n "$PW" ]; then redis-cli -h "$h" -p "$p" -a "$PW" --no-auth-warning "$@"; else redis-cli -h "$h" -p "$p" "$@"; fi
 }
 P() { redis-cli -h "$HOST" -p "$PX_PORT" "$@"; }
-table_json() { redis-cli -h "$HOST" -p "$CS_MIG" TABLE "$NAMESPACE"; }
+table_json() { "$KV_BUILD/kvlua" "$KV_ROOT/scripts/lib/kvctl.lua" "$HOST:$CS_MIG" TABLE "$NAMESPACE"; }
 keys_of() { # keys_of [HOST:]PORT: keys of db 0 (0 when empty or unreachable: the steps compare)
   M "$1" info keyspace 2>/dev/null | sed -n 's/^db0:keys=\([0-9]*\),.*/\1/p' | grep . || echo 0
 }

@@ -1,5 +1,8 @@
 /* sha1.c -- see sha1.h. Written from the FIPS 180-4 description. */
 #include "sha1.h"
+#include "kv.h"
+
+#include <stdlib.h>
 
 #include <string.h>
 
@@ -82,4 +85,30 @@ void kv_sha1_hex(const void *data, size_t len, char out[40])
         out[2 * i] = hex[d[i] >> 4];
         out[2 * i + 1] = hex[d[i] & 15];
     }
+}
+
+/* RFC 2104: H((K ^ opad) || H((K ^ ipad) || msg)), K the key padded to one
+ * 64-byte block (hashed first when longer). */
+int kv_hmac_sha1(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[20])
+{
+    uint8_t k[64], inner[20], outer[64 + 20];
+    memset(k, 0, sizeof(k));
+    if (keylen > 64)
+        kv_sha1(key, keylen, k);
+    else if (keylen > 0)
+        memcpy(k, key, keylen);
+    uint8_t *buf = malloc(64 + msglen);
+    if (buf == NULL)
+        return KV_ENOMEM;
+    for (int i = 0; i < 64; i++)
+        buf[i] = k[i] ^ 0x36;
+    if (msglen > 0)
+        memcpy(buf + 64, msg, msglen);
+    kv_sha1(buf, 64 + msglen, inner);
+    free(buf);
+    for (int i = 0; i < 64; i++)
+        outer[i] = k[i] ^ 0x5c;
+    memcpy(outer + 64, inner, 20);
+    kv_sha1(outer, sizeof(outer), out);
+    return KV_OK;
 }

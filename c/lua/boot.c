@@ -1,5 +1,5 @@
 /* boot.c -- kv_runtime_main: the top of c/lua/. Creates the runtime's state,
- * preloads the bindings (kv.core, kv.hireader, kv.hiredis, then the
+ * preloads the bindings (kv.core, kv.hireader, kv.hiredis, kv.crypto, then the
  * binary's own), and runs the entry module's main(arg). */
 #include "runtime.h"
 #include "../core/kv.h"
@@ -16,6 +16,7 @@ int kv_runtime_main(const char *module, int argc, char **argv, kv_runtime_open_f
     kv_runtime_preload(L, "kv.core", luaopen_kv_core);
     kv_runtime_preload(L, "kv.hireader", luaopen_kv_hireader);
     kv_runtime_preload(L, "kv.hiredis", luaopen_kv_hiredis);
+    kv_runtime_preload(L, "kv.crypto", luaopen_kv_crypto);
     if (extra)
         extra(L);
 

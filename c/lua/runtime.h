@@ -50,5 +50,6 @@ int kv_runtime_pcall(lua_State *L, int nargs, int nresults);
 int luaopen_kv_core(lua_State *L);
 int luaopen_kv_hireader(lua_State *L);
 int luaopen_kv_hiredis(lua_State *L);
+int luaopen_kv_crypto(lua_State *L);
 
 #endif

@@ -29,6 +29,13 @@ M.decl = config.declare({
   { name = "table_dir", type = "string", default = "table", min = 1 },
   { name = "redis_password", type = "string", default = "" },
   { name = "admin_token", type = "string", default = "" },
+  -- the shared secret of the control ports (proxy, migration, cs-sync):
+  -- every peer proves it (kv.handshake); "": loopback peers only
+  { name = "cluster_secret", type = "string", default = "", max = 1024 },
+  -- seconds after which a known proxy that left without UNREGISTER and has
+  -- not come back stops blocking bucket moves (0: never; README "Scaling
+  -- without losing a write" says what makes this safe)
+  { name = "proxy_forget_after", type = "integer", default = 0, min = 0, max = 365 * 86400 },
   { name = "log_file", type = "string", default = "" },              -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
 }, "kvcs.conf")

@@ -18,6 +18,7 @@ local failover = require "kvcs.failover"
 local codes = require "kv.codes"
 local cjson = require "cjson"
 local prom = require "kv.prom"
+local handshake = require "kv.handshake"
 
 local M = {}
 
@@ -87,6 +88,9 @@ function M.main(arg)
     is_master = cfg.master_cs == "", support_ha = cfg.support_ha,
   }
   cs.ha = failover.new()
+  -- control peers refused by the handshake: one log line a second at most
+  cs.refused = handshake.refusal_log(log.warn, loop.now, 1)
+  cs.now = core.wall -- when a known proxy was last seen (persisted)
   cs.publish = function(t)
     peers.publish(cs, t)
     failover.table_changed(cs, t)
@@ -158,7 +162,10 @@ function M.main(arg)
   core.daemon_ready(true)
   if not cs.is_master then slave.start(cs) end
   failover.start(cs)
-  loop.every(1, function() peers.heartbeat(cs) end)
+  loop.every(1, function()
+    peers.heartbeat(cs)
+    peers.forget_stale(cs)
+  end)
   loop.on_signal(function(signo)
     if signo == 1 then return end
     log.info("kvcs stopping (signal %d)", signo)

@@ -1,9 +1,11 @@
 -- kvcs.migration: the migration port (DESIGN §4, §5), used by migration_tool.
 --
--- RESP commands, one connection per tool:
+-- RESP commands, one connection per tool, after the handshake every
+-- control port opens with (kv.handshake, kvcs.peers.authenticate):
 --   PING                                   -> +PONG
 --   TABLE <ns>                             -> bulk: the table JSON
---   REDIS_PASSWORD                         -> bulk: the password the masters need ("" if none)
+-- (There is no command that gives out the masters' password: the tool
+-- has its own, from --password or KV_REDIS_PASSWORD.)
 --   MIGRATE.START <ns> <dst> <b> [<b>...]  -> +OK once the table saying "b migrates to dst"
 --                                             is persisted, pushed and acked by every
 --                                             known proxy of ns
@@ -37,6 +39,7 @@ local store = require "kvcs.store"
 local buckets = require "kvcs.buckets"
 local probe = require "kvcs.probe"
 local dispatch = require "kvcs.dispatch"
+local peers = require "kvcs.peers"
 
 local M = {}
 
@@ -160,11 +163,6 @@ function commands.PING.run()
   return resp.status("PONG")
 end
 
-commands.REDIS_PASSWORD = { arity = -1 }
-function commands.REDIS_PASSWORD.run(cs)
-  return cs.cfg.redis_password
-end
-
 commands.TABLE = { arity = 2 }
 function commands.TABLE.run(cs, cmd)
   local t = store.get(cs.store, cmd[2])
@@ -201,6 +199,10 @@ end
 
 function M.serve(cs, sock)
   local reader = resp.new_reader()
+  if not peers.authenticate(cs, sock, reader, "migration port") then
+    sock:close(true)
+    return
+  end
   while true do
     local cmd = redis.read_value(sock, reader, 3600)
     if not cmd then break end

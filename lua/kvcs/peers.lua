@@ -1,7 +1,14 @@
 -- kvcs.peers: the config server's live connections: proxies (proxy_listen)
 -- and slave config servers (cs_listen), and the pushes to them (DESIGN §3, §7).
 --
+-- Every connection opens with kv.handshake (the server's challenge, the
+-- peer's AUTH over cluster_secret); a peer that fails it gets -NOAUTH, is
+-- logged (rate-limited: cs.refused) and closed before any command runs.
 -- Proxy commands:  REGISTER ns listen_addr proxy_id -> bulk table JSON
+--                  (an id held by a live session is refused: ids are
+--                  random per proxy process and cannot be taken over)
+--                  UNREGISTER ns -> +OK; a clean stop: the proxy is no
+--                  longer known (bucket moves stop waiting for it)
 --                  PING -> +PONG;  ACK ns version -> +OK
 --                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
 --                  DOWN ns addr / UP ns addr -> +OK (HA votes, kvcs.failover;
@@ -25,10 +32,25 @@ local store = require "kvcs.store"
 local api = require "kvcs.api"
 local codes = require "kv.codes"
 local dispatch = require "kvcs.dispatch"
+local handshake = require "kv.handshake"
 
 local M = {}
 
 local DEAD_AFTER = 5
+local AUTH_TIMEOUT = 5
+
+-- The handshake that opens every control connection (kv.handshake) on
+-- sock; port names the port in the log. -> true | nil (the peer was told,
+-- the refusal logged through cs.refused; the caller closes)
+function M.authenticate(cs, sock, reader, port)
+  local ok, why = handshake.server({
+    send = function(b) sock:send(b) end,
+    read = function() return redis.read_value(sock, reader, AUTH_TIMEOUT) end,
+  }, cs.cfg.cluster_secret, sock.peer)
+  if ok then return true end
+  if cs.refused then cs.refused(port, sock.peer, why) end
+  return nil
+end
 
 -- proxies[ns][sock] = the connected proxies; known[ns][id] = every proxy
 -- that registered and was not removed (online or not).
@@ -44,7 +66,7 @@ local function save_known(cs)
   local out = {}
   for ns, list in pairs(cs.peers.known) do
     for id, k in pairs(list) do
-      out[#out + 1] = { namespace = ns, id = id, listen = k.listen }
+      out[#out + 1] = { namespace = ns, id = id, listen = k.listen, seen = k.seen }
     end
   end
   table.sort(out, function(a, b) return a.namespace .. a.id < b.namespace .. b.id end)
@@ -52,12 +74,38 @@ local function save_known(cs)
   if not ok then log.error("cannot save the known proxies: %s", tostring(err)) end
 end
 
--- Load what save_known wrote: list of {namespace, id, listen}.
+-- Load what save_known wrote: list of {namespace, id, listen, seen}
+-- (seen: wall-clock second it was last connected; an older file has none:
+-- then now, the config server's start).
 function M.load_known(cs, list)
+  local now = cs.now and cs.now() or nil
   for _, k in ipairs(list or {}) do
     cs.peers.known[k.namespace] = cs.peers.known[k.namespace] or {}
-    cs.peers.known[k.namespace][k.id] = { listen = k.listen, online = false, acked = 0 }
+    cs.peers.known[k.namespace][k.id] = { listen = k.listen, online = false, acked = 0,
+                                          seen = tonumber(k.seen) or now }
   end
+end
+
+-- Forget every known proxy that has been disconnected for more than
+-- cfg.proxy_forget_after seconds (0: never), with a log line each: bucket
+-- moves no longer wait for it (README "Scaling without losing a write"
+-- says why that is safe: such a proxy has stopped routing long before).
+function M.forget_stale(cs)
+  local after = cs.cfg.proxy_forget_after or 0
+  if after <= 0 or not cs.now then return end
+  local now, changed = cs.now(), false
+  for ns, list in pairs(cs.peers.known) do
+    for id, k in pairs(list) do
+      if not k.online and k.seen and now - k.seen >= after then
+        list[id] = nil
+        changed = true
+        log.warn("proxy %s (id %s) of %s has not reconnected for %d s (proxy_forget_after %d): "
+          .. "forgotten; bucket moves no longer wait for its acks", tostring(k.listen), id, ns,
+          math.floor(now - k.seen), after)
+      end
+    end
+  end
+  if changed then save_known(cs) end
 end
 
 -- Drop a known, disconnected proxy (by id or listen address).
@@ -80,6 +128,7 @@ end
 function M.wait_acks(cs, ns, version, timeout)
   local deadline = loop.now() + timeout
   while true do
+    M.forget_stale(cs)
     local lagging
     for id, k in pairs(cs.peers.known[ns] or {}) do
       if (k.acked or 0) < version then
@@ -144,19 +193,32 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
     return resp.error("ERR no such namespace '" .. tostring(ns) .. "'")
   end
   if sess.entry then return resp.error("ERR already registered") end
+  cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
+  -- An id is random per proxy process, and a proxy reconnects only after
+  -- its own session ended (or the heartbeat dropped it): a live session
+  -- with this id belongs to someone else, which keeps it.
+  for _, other in pairs(cs.peers.proxies[ns]) do
+    if other.id == cmd[4] then
+      log.warn("proxy %s (%s) asked for id %s, held by the live session of %s (%s): refused",
+        tostring(cmd[3]), sock.peer, tostring(cmd[4]), other.listen, other.peer)
+      return resp.error("ERR proxy id " .. tostring(cmd[4]) .. " is in use by a connected proxy")
+    end
+  end
   cs.peers.seq = cs.peers.seq + 1
   local entry = { sock = sock, ns = ns, listen = cmd[3], id = cmd[4], peer = sock.peer, seq = cs.peers.seq }
   sess.entry = entry
-  cs.peers.proxies[ns] = cs.peers.proxies[ns] or {}
-  -- the same proxy reconnecting: its old connection is stale
-  for osock, other in pairs(cs.peers.proxies[ns]) do
-    if other.id == entry.id then
-      cs.peers.proxies[ns][osock] = nil
-      osock:close()
-    end
-  end
   cs.peers.proxies[ns][sock] = entry
   cs.peers.known[ns] = cs.peers.known[ns] or {}
+  -- the same proxy restarted (ids are "host/listen/<random>"): its old
+  -- process is gone (it held that port on that host), so its entry goes
+  local prefix = tostring(entry.id):match("^(.+/)[^/]+$")
+  for id, old in pairs(cs.peers.known[ns]) do
+    if prefix and id ~= entry.id and not old.online and id:sub(1, #prefix) == prefix
+        and not id:sub(#prefix + 1):find("/", 1, true) then
+      cs.peers.known[ns][id] = nil
+      log.info("proxy %s restarted: id %s replaces %s", entry.listen, entry.id, id)
+    end
+  end
   local k = cs.peers.known[ns][entry.id]
   if not k then
     k = { acked = 0, listen = entry.listen }
@@ -164,6 +226,7 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
     save_known(cs)
   end
   k.listen, k.online, k.acked = entry.listen, true, 0 -- acks again for what it gets now
+  k.seen = cs.now and cs.now() or nil
   log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
     sock.peer, entry.id, ns, t.version)
   return btable.encode(t), cs.on_proxy_join and function() cs.on_proxy_join(entry) end
@@ -176,6 +239,22 @@ function proxy_commands.ACK.run(cs, sess, cmd)
   entry.acked = tonumber(cmd[3]) or 0
   local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
   if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
+  return resp.status("OK")
+end
+
+-- UNREGISTER ns: a proxy stopping cleanly; it is no longer known, so
+-- bucket moves stop waiting for its acks. Its session ends (it closes).
+proxy_commands.UNREGISTER = { arity = 2, registered = true }
+function proxy_commands.UNREGISTER.run(cs, sess)
+  local entry = sess.entry
+  local known = cs.peers.known[entry.ns]
+  if known and known[entry.id] then
+    known[entry.id] = nil
+    save_known(cs)
+  end
+  entry.unregistered = true
+  log.info("proxy %s (%s, id %s) of %s unregistered: it is stopping", entry.listen, entry.peer,
+    entry.id, entry.ns)
   return resp.status("OK")
 end
 
@@ -210,6 +289,10 @@ end
 
 function M.serve_proxy(cs, sock)
   local reader = resp.new_reader()
+  if not M.authenticate(cs, sock, reader, "proxy port") then
+    sock:close(true)
+    return
+  end
   local sess = { sock = sock }
   local why
   while true do
@@ -223,7 +306,11 @@ function M.serve_proxy(cs, sock)
   if entry and cs.peers.proxies[entry.ns][sock] then
     cs.peers.proxies[entry.ns][sock] = nil
     local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
-    if k then k.online = false end
+    if k then
+      k.online = false
+      k.seen = cs.now and cs.now() or nil
+      save_known(cs) -- when it was last seen survives a restart
+    end
     log.info("proxy %s (%s) of %s left: %s", entry.listen, sock.peer, entry.ns, tostring(why))
   end
   sock:close()
@@ -267,6 +354,10 @@ end
 
 function M.serve_slave(cs, sock)
   local reader = resp.new_reader()
+  if not M.authenticate(cs, sock, reader, "cs-sync port") then
+    sock:close(true)
+    return
+  end
   local sess = { sock = sock, registered = false }
   local why
   while true do

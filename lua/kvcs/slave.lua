@@ -1,5 +1,5 @@
 -- kvcs.slave: a slave config server's copy of the master (DESIGN §7).
--- Connects to the master's cs_listen, asks for a snapshot (SYNC), installs
+-- Connects to the master's cs_listen, proves cluster_secret (kv.handshake), asks for a snapshot (SYNC), installs
 -- every table newer than its own, deletes namespaces the master no longer
 -- has, then applies pushes. Retries forever while the master is away; a
 -- slave never changes a table by itself.
@@ -9,6 +9,7 @@ local redis = require "kv.redis"
 local btable = require "kv.btable"
 local log = require "kv.log"
 local store = require "kvcs.store"
+local handshake = require "kv.handshake"
 
 local M = {}
 
@@ -48,6 +49,14 @@ local function session(cs, host, port)
   local reader = resp.new_reader()
   local function next_value()
     return redis.read_value(sock, reader, 5)
+  end
+  local ok, herr = handshake.client({
+    send = function(b) sock:send(b) end,
+    read = next_value,
+  }, cs.cfg.cluster_secret)
+  if not ok then
+    sock:close()
+    return "handshake: " .. tostring(herr)
   end
   sock:send(resp.encode("SYNC", cs.cfg.cs_listen))
   local alive = true

@@ -61,6 +61,13 @@ M.decl = config.declare({
   { name = "maxmemory_clients_mb", type = "integer", default = 0, min = 0, max = 1048576,
     to_c = "maxmemory_clients_mb" },
   { name = "admin_token", type = "string", default = "" },                -- "": none
+  -- the config servers' cluster_secret, proved on the control link
+  -- (kv.handshake); "": only a config server on loopback accepts this proxy
+  { name = "cluster_secret", type = "string", default = "", max = 1024 },
+  -- seconds without any config server after which the proxy stops routing
+  -- (its table may be outdated: README "Scaling without losing a write");
+  -- 0: keep serving with the last table forever
+  { name = "stale_table_limit", type = "integer", default = 0, min = 0, max = 86400 },
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
   { name = "policy", type = "string", default = "lua/policy.lua", min = 1 },

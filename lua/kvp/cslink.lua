@@ -11,8 +11,11 @@
 -- While attached to the slave, the master is probed every PROBE seconds and
 -- the link moves back to it as soon as it answers.
 --
--- Wire (RESP): proxy -> cs commands, answered in order
+-- Wire (RESP): first the handshake (kv.handshake: the server's challenge,
+-- AUTH over cluster_secret), then proxy -> cs commands, answered in order
 --   REGISTER <ns> <listen_addr> <proxy_id>  -> bulk: table JSON | -ERR ...
+--   (proxy_id: random per process, "host/listen/<random>")
+--   UNREGISTER <ns> -> +OK   (a clean stop, M.unregister)
 --   PING -> +PONG      ACK <ns> <version> -> +OK
 --   PATTERN ADD|DEL <ns> <pattern> -> +OK | -ERR <code> <message>
 -- cs -> proxy pushes: arrays whose first element is "push":
@@ -24,6 +27,7 @@ local btable = require "kv.btable"
 local dptable = require "kvp.dptable"
 local lineage = require "kvp.lineage"
 local log = require "kv.log"
+local handshake = require "kv.handshake"
 
 local M = {}
 
@@ -45,7 +49,9 @@ function M.apply(state, json)
     lineage.refuse(("config server sent a bad table for %s: %s"):format(state.namespace, err), err)
     return false
   end
-  if state.table and t.version <= state.table.version then
+  -- fenced (M.fence): the held version again is taken too, to route again
+  if state.table and (t.version < state.table.version
+      or (t.version == state.table.version and not state.fenced)) then
     log.debug("ignoring table v%d of %s: holding v%d", t.version, state.namespace, state.table.version)
     return false
   end
@@ -58,6 +64,10 @@ function M.apply(state, json)
     return false
   end
   local from = state.table and ("v" .. state.table.version) or "none"
+  if state.fenced then
+    state.fenced = false
+    log.info("routing again: table v%d from the config server", t.version)
+  end
   state.table = t
   state.drained = {} -- acks start again for this version
   log.info("table of %s: v%d installed (was %s): %d buckets on %s%s", state.namespace, t.version,
@@ -81,6 +91,13 @@ local function session(state, addr)
   local function next_value()
     return redis.read_value(sock, reader, DEAD_AFTER)
   end
+  local hok, herr = handshake.client({ send = function(b) sock:send(b) end, read = next_value },
+    state.cluster_secret)
+  if not hok then
+    sock:close()
+    state.sock = nil
+    return "handshake: " .. tostring(herr)
+  end
   -- every command sent gets a slot; a reply fills the oldest one
   local waiting = {}
   state.waiting = waiting
@@ -91,6 +108,9 @@ local function session(state, addr)
   state.send = send
   send(false, "REGISTER", state.namespace, state.listen, state.proxy_id)
   local registered = false
+  -- only the master counts for stale_table_limit: it alone waits for acks,
+  -- and a table reaches a proxy on the slave later than the master moves on
+  local on_master = addr == state.servers[1]
   local alive = true
   local switch_to_master = false
   loop.spawn(function()
@@ -122,6 +142,7 @@ local function session(state, addr)
   local reason
   while true do
     local v, rerr = next_value()
+    if v ~= nil and registered and on_master then state.last_contact = loop.now() end
     if v == nil then
       reason = rerr == "timeout" and ("no heartbeat for " .. DEAD_AFTER .. " s") or rerr
       if switch_to_master then reason = "switching to the master" end
@@ -146,6 +167,7 @@ local function session(state, addr)
         break
       end
       registered = true
+      if on_master then state.last_contact = loop.now() end
       state.connected_to = addr
       log.info("registered with config server %s as %s", addr, state.listen)
       if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
@@ -173,12 +195,48 @@ local function session(state, addr)
   return reason, switch_to_master
 end
 
--- state: { namespace, listen, proxy_id, servers = {master, slave?}, workers,
+-- state: { namespace, listen, proxy_id, cluster_secret, stale_table_limit,
+--          servers = {master, slave?}, workers,
 --          install(spec) -> ok, err   (dp.set_table; spec from kvp.dptable),
 --          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health? }
--- The link sets state.table, .acked, .connected_to, and .send while a
--- session is up.
+-- The link sets state.table, .acked, .connected_to, .last_contact,
+-- .fenced, and .send while a session is up.
+-- The fence: the held table with every bucket blocked, so no command is
+-- forwarded to any master (each waits, then gets "request timeout") until
+-- a config server gives a table again (M.apply takes the same version
+-- then). For a proxy that may hold an outdated table: cut off from every
+-- config server for stale_table_limit seconds, or stopping. -> true | false
+function M.fence(state, why)
+  if not state.table or state.fenced then return false end
+  local spec = dptable.spec(state.table)
+  spec.migrating = {}
+  for b = 1, state.table.bucket_count do spec.blocked[b] = true end
+  local ok, err = state.install(spec)
+  if not ok then
+    log.error("cannot stop routing (%s): %s", why, tostring(err))
+    return false
+  end
+  state.fenced = true
+  log.warn("routing stopped: %s; every command waits, then times out, until a config server "
+    .. "gives a table again", why)
+  return true
+end
+
+-- With stale_table_limit > 0: fence once the master config server has not
+-- been heard for that many seconds (a session on the slave does not count) (README "Scaling without losing a
+-- write": a config server forgets such a proxy only later).
+function M.check_lease(state, now)
+  local limit = state.stale_table_limit or 0
+  if limit <= 0 or state.fenced or not state.table then return false end
+  local last = state.last_contact or state.started or now
+  if now - last < limit then return false end
+  return M.fence(state, ("no master config server heard for %d s (stale_table_limit %d)"):format(
+    math.floor(now - last), limit))
+end
+
 function M.start(state)
+  state.started = loop.now()
+  loop.every(1, function() M.check_lease(state, loop.now()) end)
   loop.spawn(function()
     local i, failures = 1, 0
     while true do
@@ -216,8 +274,21 @@ function M.ack(state, version)
   if state.send then state.send(false, "ACK", state.namespace, string.format("%d", version)) end
 end
 
+-- A clean stop (from a task): tell the config server this proxy leaves,
+-- so bucket moves stop waiting for it; waits at most timeout seconds.
+-- -> true | nil, err
+function M.unregister(state, timeout)
+  local r, err = M.request_within(state, timeout, "UNREGISTER", state.namespace)
+  if type(r) == "table" and r.status == "OK" then return true end
+  return nil, err or tostring(type(r) == "table" and r.err or r)
+end
+
 -- Send a command and wait for its reply (from a task). -> reply | nil, err
 function M.request(state, ...)
+  return M.request_within(state, REQUEST_TIMEOUT, ...)
+end
+
+function M.request_within(state, limit, ...)
   if not state.send then return nil, "no config server reachable" end
   local co = coroutine.running()
   local done = false
@@ -228,10 +299,10 @@ function M.request(state, ...)
     loop.cancel(timer)
     loop.timer(0, function() coroutine.resume(co, v, err) end)
   end, ...)
-  timer = loop.timer(REQUEST_TIMEOUT, function()
+  timer = loop.timer(limit, function()
     if done then return end
     done = true
-    coroutine.resume(co, nil, "config server did not answer in " .. REQUEST_TIMEOUT .. " s")
+    coroutine.resume(co, nil, "config server did not answer in " .. limit .. " s")
   end)
   return coroutine.yield()
 end

@@ -13,6 +13,7 @@ local args = require "kv.args"
 local conf = require "kvp.conf"
 local policy = require "kvp.policy"
 local cslink = require "kvp.cslink"
+local handshake = require "kv.handshake"
 local dp = require "kvp.dp"
 local httpd = require "kv.httpd"
 local stats = require "kvp.stats"
@@ -117,8 +118,12 @@ function M.main(arg)
   local state = {
     namespace = cfg.namespace,
     listen = cfg.listen,
-    -- stable across restarts: the config server knows a proxy by it
-    proxy_id = ("%s/%s"):format(core.hostname(), cfg.listen),
+    -- random per process: no other connection can guess and claim it; the
+    -- host/listen prefix lets the config server see a restart of the same
+    -- proxy (that old process is gone: it held the port)
+    proxy_id = ("%s/%s/%s"):format(core.hostname(), cfg.listen, handshake.nonce():sub(1, 16)),
+    cluster_secret = cfg.cluster_secret,
+    stale_table_limit = cfg.stale_table_limit,
     servers = servers,
     install = dp.set_table,
     on_deleted = function()
@@ -171,10 +176,24 @@ function M.main(arg)
     return fail(msg)
   end
 
+  local stopping = false
   loop.on_signal(function(signo)
     if signo == 1 then return end -- SIGHUP: nothing to reload yet
+    if stopping then return end
+    stopping = true
     log.info("kvp stopping (signal %d)", signo)
-    core.exit(0)
+    -- leave the config server's known proxies (bucket moves stop waiting
+    -- for this one), then exit; at most 1 s
+    loop.spawn(function()
+      if state.send then
+        -- nothing is routed any more, then the config server hears we leave
+        cslink.fence(state, "stopping")
+        local ok, err = cslink.unregister(state, 1)
+        if ok then log.info("unregistered from config server %s", tostring(state.connected_to))
+        else log.warn("could not unregister: %s", tostring(err)) end
+      end
+      core.exit(0)
+    end)
   end)
   loop.run()
   return 0

@@ -2,7 +2,12 @@
 -- DESIGN §5), for data_store clusters.
 --
 --   migration_tool --cs HOST:PORT --ns NS (--add ADDR | --del ADDR)
---                  [--password PW] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+--                  [--secret S] [--password PW] [--config FILE]
+--                  [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+--
+-- The migration port wants the handshake (kv.handshake) over the cluster's
+-- secret; the masters' password is the tool's own (M.credentials: flag,
+-- then KV_CLUSTER_SECRET / KV_REDIS_PASSWORD, then the config file).
 --
 -- What it does (plan: tools.migrate_plan):
 --
@@ -35,6 +40,8 @@ local core = require "kv.core"
 local names = require "kv.names"
 local btable = require "kv.btable"
 local plan = require "tools.migrate_plan"
+local handshake = require "kv.handshake"
+local config = require "kv.config"
 
 local M = {}
 
@@ -63,7 +70,7 @@ M.CS_RETRIES = 3              -- reconnects to the config server on a transport 
 
 local USAGE = [[
 usage: migration_tool --cs HOST:PORT --ns NAMESPACE (--add ADDR | --del ADDR)
-                      [--password PW] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+                      [--secret S] [--password PW] [--config FILE] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
 
 Moves buckets of a data_store namespace between Redis masters while clients
 keep working, then updates the table on the config server.
@@ -73,7 +80,12 @@ keep working, then updates the table on the config server.
   --add ADDR       scale out: move buckets onto the new master ADDR (ip:port)
                    until every master holds floor/ceil(buckets / masters)
   --del ADDR       scale in: move every bucket of ADDR to the other masters, evenly
-  --password PW    the masters' requirepass (default: asked from the config server)
+  --secret S       the config servers' cluster_secret (default: $KV_CLUSTER_SECRET;
+                   none: only a config server on loopback accepts the tool)
+  --password PW    the masters' requirepass (default: $KV_REDIS_PASSWORD, else none)
+  --config FILE    cluster_secret and redis_password (Lua syntax, as kvcs.conf);
+                   default ./migration_tool.conf when it exists. A flag wins
+                   over the environment, which wins over the file.
   --count N        move at most N buckets this run (default: all)
   --wait_ms MS     pause between rounds of buckets (default 0)
   --batch K        keys per MIGRATE command (default 100)
@@ -99,7 +111,7 @@ end
 -- -> opts | nil (help) | nil, err
 function M.parse_args(argv)
   local o = { batch = M.DEFAULT_BATCH, parallel = M.DEFAULT_PARALLEL, wait_ms = 0 }
-  local with_value = { cs = true, ns = true, add = true, del = true, password = true,
+  local with_value = { cs = true, ns = true, add = true, del = true, password = true, secret = true, config = true,
                        count = true, wait_ms = true, batch = true, parallel = true }
   local seen = {}
   local i = 1
@@ -268,16 +280,30 @@ end
 local CS = {}
 CS.__index = CS
 
-local function new_cs(addr)
+local function new_cs(addr, secret)
   local host, port = loop.split_addr(addr)
-  return setmetatable({ addr = addr, host = host, port = port }, CS)
+  return setmetatable({ addr = addr, host = host, port = port, secret = secret or "" }, CS)
+end
+
+-- A connection to the migration port that passed the handshake
+-- (kv.handshake). -> client | nil, err
+function CS:connect()
+  local c, err = redis.connect(self.host, self.port, { raw = true, timeout = M.CS_TIMEOUT, connect_timeout = 5 })
+  if not c then return nil, err end
+  local ok, herr = handshake.client({
+    send = function(b) return c:send_raw(b) end,
+    read = function() return c:read_reply(5) end,
+  }, self.secret)
+  if ok then return c end
+  c:close()
+  return nil, "handshake: " .. tostring(herr) .. " (check --secret / KV_CLUSTER_SECRET)"
 end
 
 function CS:call(...)
   local last
   for attempt = 1, M.CS_RETRIES + 1 do
     if not self.c then
-      local c, err = redis.connect(self.host, self.port, { timeout = M.CS_TIMEOUT, connect_timeout = 5 })
+      local c, err = self:connect()
       if c then self.c = c else last = err end
     end
     if self.c then
@@ -308,12 +334,6 @@ function CS:table(ns)
   local t, err = btable.decode(r, ns)
   if not t then fail("config server %s sent a bad table for %s: %s", self.addr, ns, err) end
   return t
-end
-
-function CS:password()
-  local r = self:call("REDIS_PASSWORD")
-  if type(r) == "string" then return r end
-  return "" -- an older config server: assume no password
 end
 
 function CS:migrate(cmd, ns, dst, buckets)
@@ -713,9 +733,34 @@ local function leftover_keys(n)
   return count
 end
 
+-- The tool's own config file (--config, or ./migration_tool.conf).
+M.conf = config.declare({
+  { name = "cluster_secret", type = "string", default = "", max = 1024 },
+  { name = "redis_password", type = "string", default = "", max = 200 },
+}, "migration_tool.conf")
+
+-- The secret and the password: flag, then environment, then config file.
+-- -> secret, password | fails
+function M.credentials(o, getenv)
+  local file = o.config
+  if not file then
+    local f = io.open("migration_tool.conf", "rb")
+    if f then f:close() file = "migration_tool.conf" end
+  end
+  local cfg = { cluster_secret = "", redis_password = "" }
+  if file then
+    local c, err = M.conf:load(file)
+    if not c then fail("%s", err) end
+    cfg = c
+  end
+  local secret = o.secret or getenv("KV_CLUSTER_SECRET") or cfg.cluster_secret
+  local pw = o.password or getenv("KV_REDIS_PASSWORD") or cfg.redis_password
+  return secret, pw
+end
+
 local function run(o, out)
-  local cs = new_cs(o.cs)
-  local pw = o.password or cs:password()
+  local secret, pw = M.credentials(o, os.getenv)
+  local cs = new_cs(o.cs, secret)
   local ctx = { out = out, pw = pw, batch = o.batch, nodes = {} }
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0

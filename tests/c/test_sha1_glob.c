@@ -16,6 +16,20 @@ static void sha(const char *in, size_t n, const char *want)
     TAP_CHECK(strcmp(hex, want) == 0, "sha1 of %zu bytes = %s (got %s)", n, want, hex);
 }
 
+static void hmac(const char *key, size_t kn, const char *msg, size_t mn, const char *want)
+{
+    static const char hexd[] = "0123456789abcdef";
+    uint8_t d[20];
+    char hex[41];
+    TAP_CHECK(kv_hmac_sha1(key, kn, msg, mn, d) == 0, "hmac-sha1 of %zu bytes", mn);
+    for (int i = 0; i < 20; i++) {
+        hex[2 * i] = hexd[d[i] >> 4];
+        hex[2 * i + 1] = hexd[d[i] & 15];
+    }
+    hex[40] = 0;
+    TAP_CHECK(strcmp(hex, want) == 0, "hmac-sha1 = %s (got %s)", want, hex);
+}
+
 /* Both matchers: the greedy one and the compiled linear one. */
 static void glob(const char *p, const char *s, int want)
 {
@@ -68,6 +82,15 @@ int main(void)
     sha("aaa", 3, "7e240de74fb1ed08fa08d38063f6a6a91462a815");
     TAP_CHECK(kv_hash_murmur2_kvstore("7e240de74fb1ed08fa08d38063f6a6a91462a815", 40) % 1023 == 520,
               "bucket of sha1(aaa) with 1023 buckets is 520");
+
+    /* RFC 2202 test cases 1, 2, 6 (key longer than a block) */
+    char k20[20], k80[80];
+    memset(k20, 0x0b, 20);
+    memset(k80, 0xaa, 80);
+    hmac(k20, 20, "Hi There", 8, "b617318655057264e28bc0b6fb378c8ef146be00");
+    hmac("Jefe", 4, "what do ya want for nothing?", 28, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+    hmac(k80, 80, "Test Using Larger Than Block-Size Key - Hash Key First", 54,
+         "aa4ae5e15272d00e95705637ce8a3b55ed402112");
 
     glob("aa*", "aaa", 1);
     glob("aa*", "aa", 1);

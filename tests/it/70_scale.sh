@@ -17,7 +17,7 @@ it_init_table "$cs1_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || exit 1
 it_kvp_start proxy test "$cs1_PROXY" || exit 1
 MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/cs1/kvcs.conf")
 J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
-table_json() { redis-cli -p "$MIG" TABLE test; }
+table_json() { it_ctl "$MIG" TABLE test; }
 total() { echo $(( $(it_redis "$M1" dbsize) + $(it_redis "$M2" dbsize) + $(it_redis "$M3" dbsize) )); }
 
 # ---------------------------------------------------------------- command line

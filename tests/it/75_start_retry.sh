@@ -14,7 +14,7 @@ it_kvcs_start CS || exit 1
 it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || exit 1
 it_kvp_start P test "$CS_PROXY" || exit 1
 MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
-table_json() { redis-cli -p "$MIG" TABLE test; }
+table_json() { it_ctl "$MIG" TABLE test; }
 
 it_eq "a key written through the proxy" OK "$(redis-cli -p "$P_PORT" set it75key v1)"
 stored=$(it_redis "$M1" --scan --pattern '*_it75key'; it_redis "$M2" --scan --pattern '*_it75key')
@@ -23,7 +23,7 @@ echo "it75key is in bucket $b"
 
 # a proxy that registers, then goes away: known, never acks
 "$IT_BIN/kvlua" "$IT_ROOT/tests/it/fake_proxy.lua" "$CS_PROXY" test 7999 "sleep 0.3" >/dev/null
-start() { timeout 30 redis-cli -p "$MIG" MIGRATE.START test "127.0.0.1:$M3" "$b"; }
+start() { it_ctl "$MIG" MIGRATE.START test "127.0.0.1:$M3" "$b"; }
 get() { timeout 3 redis-cli -p "$P_PORT" get it75key; }
 
 for try in 1 2; do
@@ -40,7 +40,7 @@ it_eq "START after the removal succeeds" OK "$(start)"
 it_eq "the bucket migrates, not blocked" "1 $b 127.0.0.1:$M3 nil" \
   "$(table_json | J '#j.migrating .. " " .. j.migrating[1].bucket .. " " .. j.migrating[1].dst .. " " .. tostring(j.migrating[1].blocked)')"
 it_eq "a GET on the migrating bucket is answered" v1 "$(get)"
-it_eq "DONE" OK "$(timeout 30 redis-cli -p "$MIG" MIGRATE.DONE test "127.0.0.1:$M3" "$b")"
+it_eq "DONE" OK "$(it_ctl "$MIG" MIGRATE.DONE test "127.0.0.1:$M3" "$b")"
 it_eq "the key is on the destination" 1 "$(it_redis "$M3" exists "${b}_it75key")"
 it_eq "and read through the proxy" v1 "$(get)"
 it_done

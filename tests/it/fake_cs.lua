@@ -42,8 +42,17 @@ end
 
 local proxies = {}
 
+local handshake = require "kv.handshake"
+
 local function serve(sock)
   local reader = resp.new_reader()
+  -- the control port's handshake, as kvcs does (secret: $KV_CLUSTER_SECRET)
+  if not handshake.server({ send = function(b) sock:send(b) end,
+                            read = function() return redis.read_value(sock, reader, 5) end },
+                          os.getenv("KV_CLUSTER_SECRET") or "", sock.peer) then
+    sock:close(true)
+    return
+  end
   while true do
     local cmd = redis.read_value(sock, reader, 3600)
     if not cmd then break end

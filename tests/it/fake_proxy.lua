@@ -5,11 +5,16 @@
 --   "DOWN <addr>" / "UP <addr>"   one report
 --   "sleep <seconds>"             wait (still connected)
 --   "down <addr> <seconds>"       DOWN every 3 s for that long (as kvp does)
--- then disconnects. Prints each reply as "<cmd>: <reply>"; status 1 when the
+--   "UNREGISTER"                  leave as a clean stop does
+--   "PATTERN ADD|DEL <p>"         ask for a key-rewrite pattern
+-- then disconnects. The link opens with the handshake (kv.handshake) over
+-- $KV_CLUSTER_SECRET (unset: none). Prints each reply as "<cmd>: <reply>"; status 1 when the
 -- link fails. The integration tests use it for the votes the real proxies
 -- would not give (a proxy that sees the master fine, a voter that leaves).
 local loop = require "kv.loop"
 local resp = require "kv.resp"
+local redis = require "kv.redis"
+local handshake = require "kv.handshake"
 
 local port, ns, id = tonumber(arg[1]), arg[2], arg[3]
 local steps = {}
@@ -25,6 +30,15 @@ loop.run(function()
     return
   end
   local reader = resp.new_reader()
+  local hok, herr = handshake.client({ send = function(b) sock:send(b) end,
+                                       read = function() return redis.read_value(sock, reader, 5) end },
+                                     os.getenv("KV_CLUSTER_SECRET") or "")
+  if not hok then
+    print("handshake: " .. tostring(herr))
+    status = 1
+    loop.stop()
+    return
+  end
   local pending = {}
   local done = false
   -- reader task: replies in order, pushes ignored
@@ -74,6 +88,10 @@ loop.run(function()
     for x in s:gmatch("%S+") do w[#w + 1] = x end
     if w[1] == "DOWN" or w[1] == "UP" then
       send(w[1], ns, w[2])
+    elseif w[1] == "UNREGISTER" then
+      send("UNREGISTER", ns)
+    elseif w[1] == "PATTERN" then
+      send("PATTERN", w[2], ns, w[3])
     elseif w[1] == "sleep" then
       loop.sleep(tonumber(w[2]))
     elseif w[1] == "down" then

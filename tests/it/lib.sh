@@ -9,6 +9,8 @@
 #   it_init_table CS_HTTP NS BUCKETS ADDR...
 #   it_kvp_start NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra conf lines]
 #                                           sets <NAME>_PORT, waits for a table
+#   it_ctl PORT cmd...                      one command on a kvcs control port
+#                                           (handshake with $KV_CLUSTER_SECRET)
 #   it_check "what" command...              one named check
 #   it_done                                 exit status of the test
 set -u
@@ -16,6 +18,11 @@ IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 IT_BIN=$IT_ROOT/build
 IT_DIR=$(mktemp -d /tmp/kvit.XXXXXX)
 IT_PW=itpass
+# the control ports' cluster_secret of every kvcs and kvp started here; the
+# tools (migration_tool, kvctl, fake_proxy/fake_cs) read it from the
+# environment, as the masters' password
+IT_SECRET=itsecret-$$
+export KV_CLUSTER_SECRET=$IT_SECRET KV_REDIS_PASSWORD=$IT_PW
 IT_FAILED=0
 IT_CHECKS=0
 
@@ -93,6 +100,7 @@ cs_listen = "127.0.0.1:$s"
 master_cs = "$master"
 table_dir = "table"
 redis_password = "$IT_PW"
+cluster_secret = "$IT_SECRET"
 log_file = "kvcs.log"
 log_level = "debug"
 $extra
@@ -114,6 +122,11 @@ it_kill() { # it_kill NAME [SIGNAL]: a kvcs or kvp started by this lib
   [ -n "$pid" ] && kill "-${2:-TERM}" "$pid" 2>/dev/null
   rm -f "$IT_DIR/$1"/*.pid
   sleep 0.2
+}
+
+it_ctl() { # it_ctl PORT CMD...: as redis-cli -p PORT CMD..., on a control port
+  local port=$1; shift
+  timeout "${IT_CTL_TIMEOUT:-60}" "$IT_BIN/kvlua" "$IT_ROOT/scripts/lib/kvctl.lua" "127.0.0.1:$port" "$@"
 }
 
 it_init_table() {
@@ -140,6 +153,7 @@ http_listen = "127.0.0.1:$http"
 config_server_master = "127.0.0.1:$cs"
 config_server_slave = "${slave:+127.0.0.1:$slave}"
 redis_password = "$IT_PW"
+cluster_secret = "$IT_SECRET"
 request_timeout = 1000
 log_file = "kvp.log"
 log_level = "debug"

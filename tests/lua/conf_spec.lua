@@ -24,6 +24,8 @@ describe("kvp.conf", function()
       client_output_hard_mb = 512, client_output_soft_mb = 0, client_output_soft_seconds = 60,
       maxmemory_clients_mb = 0,
       admin_token = "",
+      cluster_secret = "",
+      stale_table_limit = 0,
       log_file = "",
       log_level = "info",
       policy = "lua/policy.lua",
@@ -112,6 +114,8 @@ describe("kvcs.conf", function()
       table_dir = "table",
       redis_password = "",
       admin_token = "",
+      cluster_secret = "",
+      proxy_forget_after = 0,
       log_file = "",
       log_level = "info",
     }, assert(kvcs_conf.parse("")))

@@ -87,6 +87,33 @@ describe("kvp.cslink", function()
       assert.equal(5, state.table.version)
     end)
 
+    it("fences: every bucket blocked; the held version is taken again to route again", function()
+      local state = new_state()
+      assert.is_true(cslink.apply(state, btable.encode(table_v(5))))
+      assert.is_true(cslink.fence(state, "test"))
+      local spec = state.installed[2][1]
+      assert.equal(5, spec.version)
+      assert.equal(256, #spec.blocked)
+      assert.is_false(cslink.fence(state, "again")) -- once
+      assert.is_false(cslink.apply(state, btable.encode(table_v(4))))
+      assert.is_true(cslink.apply(state, btable.encode(table_v(5))))
+      assert.is_nil(next(state.installed[3][1].blocked))
+      assert.is_false(state.fenced)
+      assert.is_false(cslink.apply(state, btable.encode(table_v(5))))
+    end)
+
+    it("fences once no config server was heard for stale_table_limit seconds; never when 0", function()
+      local state = new_state()
+      assert.is_true(cslink.apply(state, btable.encode(table_v(1))))
+      state.last_contact = 100
+      assert.is_false(cslink.check_lease(state, 1000)) -- no limit
+      state.stale_table_limit = 30
+      assert.is_false(cslink.check_lease(state, 129))
+      assert.is_true(cslink.check_lease(state, 130))
+      assert.is_true(state.fenced)
+      assert.truthy(logged[#logged]:find("no master config server heard for 30 s (stale_table_limit 30)", 1, true))
+    end)
+
     it("keeps the table held when the new one is bad or the data path refuses it", function()
       local state = new_state()
       assert.is_true(cslink.apply(state, btable.encode(table_v(1))))

@@ -14,6 +14,7 @@ package.loaded["kv.redis"] = {
   read_value = function(sock)
     local cmd = table.remove(sock.inbox, 1)
     if cmd == nil then return nil, "closed" end
+    if type(cmd) == "function" then return cmd(sock) end
     return cmd
   end,
 }
@@ -22,6 +23,7 @@ local migration = require "kvcs.migration"
 local store = require "kvcs.store"
 local btable = require "kv.btable"
 local resp = require "kv.resp"
+local handshake = require "kv.handshake"
 local buckets = require "kvcs.buckets"
 local codes = require "kv.codes"
 
@@ -63,10 +65,21 @@ local function new_cs()
   return cs
 end
 
--- Runs commands (arrays of strings) on one migration connection; -> the
--- decoded replies.
-local function run(cs, ...)
-  local sock = { inbox = {}, sent = {} }
+-- The tool's side of the handshake (kv.handshake): AUTH with the mac of
+-- the challenge the server sent first, under secret.
+local function auth(secret)
+  return function(sock)
+    local challenge = resp.decode(sock.sent[1])
+    return { n = 2, "AUTH", handshake.mac(secret, challenge[3]) }
+  end
+end
+
+-- Runs commands (arrays of strings) on one migration connection, after the
+-- handshake (from a loopback peer; with the config server's secret unless
+-- opts.secret); -> the decoded replies (not the handshake's two).
+local function run_as(opts, cs, ...)
+  local sock = { inbox = { auth(opts.secret or cs.cfg.cluster_secret) }, sent = {},
+                 peer = opts.peer or "127.0.0.1:5555" }
   for _, c in ipairs({ ... }) do
     local cmd = { n = #c }
     for i, v in ipairs(c) do cmd[i] = v end
@@ -77,8 +90,14 @@ local function run(cs, ...)
   migration.serve(cs, sock)
   local out = {}
   for i, bytes in ipairs(sock.sent) do out[i] = assert(resp.decode(bytes)) end
-  return out
+  if out[2] and out[2].status == "OK" then
+    table.remove(out, 1)
+    table.remove(out, 1)
+  end
+  return out, sock
 end
+
+local function run(cs, ...) return run_as({}, cs, ...) end
 
 local function tbl(cs) return store.get(cs.store, "test") end
 
@@ -232,10 +251,10 @@ end)
 describe("kvcs.migration commands", function()
   local function cmd(...) return { n = select("#", ...), ... } end
 
-  it("PING, REDIS_PASSWORD and TABLE answer from the config server", function()
+  it("PING and TABLE answer from the config server; REDIS_PASSWORD is gone", function()
     local cs = new_cs()
     assert.same({ status = "PONG" }, migration.command(cs, cmd("ping")))
-    assert.equal("pw", migration.command(cs, cmd("REDIS_PASSWORD")))
+    assert.same({ err = "ERR unknown command 'REDIS_PASSWORD'" }, migration.command(cs, cmd("REDIS_PASSWORD")))
     assert.equal(btable.encode(tbl(cs)), migration.command(cs, cmd("TABLE", "test")))
     assert.same({ err = "ERR 1004 no such namespace 'nope'" }, migration.command(cs, cmd("TABLE", "nope")))
   end)
@@ -262,5 +281,35 @@ describe("kvcs.migration commands", function()
     cs.cfg.cluster_type = "cache"
     assert.same({ err = "ERR 1009 migration is for data_store clusters" },
       migration.command(cs, cmd("MIGRATE.START", "test", C, "5")))
+  end)
+end)
+
+describe("kvcs.migration handshake", function()
+  it("a peer without the secret gets NOAUTH, is logged, and changes nothing", function()
+    local cs = new_cs()
+    cs.cfg.cluster_secret = "s3cret"
+    local logged = {}
+    cs.refused = function(port, peer, why) logged[#logged + 1] = port .. " " .. peer .. " " .. why end
+    local v = tbl(cs).version
+    local out, sock = run_as({ secret = "guess", peer = "10.0.0.9:4000" }, cs,
+      { "MIGRATE.START", "test", C, "5" }, { "MIGRATE.DONE", "test", C, "5" })
+    assert.equal("challenge", out[1][2])
+    assert.matches("^NOAUTH", out[2].err)
+    assert.equal(2, #out)
+    assert.is_true(sock.closed)
+    assert.same({ "migration port 10.0.0.9:4000 wrong cluster_secret" }, logged)
+    assert.equal(v, tbl(cs).version)
+    -- with it, from anywhere
+    out = run_as({ peer = "10.0.0.9:4000" }, cs, { "PING" })
+    assert.same({ { status = "PONG" } }, out)
+  end)
+
+  it("with no secret configured, a non-loopback peer is refused before any challenge", function()
+    local cs = new_cs()
+    cs.cfg.cluster_secret = ""
+    local out = run_as({ peer = "10.0.0.9:4000" }, cs, { "PING" })
+    assert.equal(1, #out)
+    assert.matches("^NOAUTH control port: not a loopback peer", out[1].err)
+    assert.same({ { status = "PONG" } }, run_as({ peer = "127.0.0.1:4000" }, cs, { "PING" }))
   end)
 end)

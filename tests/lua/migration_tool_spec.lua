@@ -37,6 +37,22 @@ describe("tools.migration_tool", function()
         { o.op, o.addr, o.password, o.count, o.wait_ms, o.batch, o.parallel })
     end)
 
+    it("takes the secret and the password from the flag, then the environment, then the config file", function()
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w"))
+      f:write('cluster_secret = "file-secret"\nredis_password = "file-pw"\n')
+      f:close()
+      local env = {}
+      local function getenv(k) return env[k] end
+      local o = assert(mt.parse_args(args("--add", "127.0.0.1:6375", "--config", path)))
+      assert.same({ "file-secret", "file-pw" }, { mt.credentials(o, getenv) })
+      env = { KV_CLUSTER_SECRET = "env-secret", KV_REDIS_PASSWORD = "env-pw" }
+      assert.same({ "env-secret", "env-pw" }, { mt.credentials(o, getenv) })
+      o = assert(mt.parse_args(args("--add", "127.0.0.1:6375", "--config", path, "--secret", "s", "--password", "p")))
+      assert.same({ "s", "p" }, { mt.credentials(o, getenv) })
+      os.remove(path)
+    end)
+
     it("returns nil without an error for -h and --help", function()
       local o, err = mt.parse_args({ "-h" })
       assert.is_nil(o)

@@ -105,16 +105,65 @@ describe("kvcs.peers proxy commands", function()
       peers.proxy_command(cs, sess, cmd("REGISTER", "test", "127.0.0.1:2", "2")))
   end)
 
-  it("a proxy registering again closes its stale connection", function()
+  it("a REGISTER reusing a live proxy's id is refused and leaves that session alone", function()
     local cs = new_cs()
-    local old = new_sock()
-    register(cs, "7401", old)
-    local new = new_sock()
-    register(cs, "7401", new)
-    assert.is_true(old.closed)
-    assert.is_nil(cs.peers.proxies.test[old])
-    assert.truthy(cs.peers.proxies.test[new])
+    local real = new_sock()
+    register(cs, "7401", real)
+    local fake = new_sock("127.0.0.1:50001")
+    local sess, r = register(cs, "7401", fake)
+    assert.matches("^ERR proxy id 7401 is in use", r.err)
+    assert.is_nil(sess.entry)
+    assert.is_nil(real.closed)
+    assert.truthy(cs.peers.proxies.test[real])
+    assert.is_nil(cs.peers.proxies.test[fake])
     assert.equal(1, #cs.saved) -- known once
+  end)
+
+  it("a restarted proxy (same host/listen, new random id) replaces its old, offline entry", function()
+    local cs = new_cs()
+    peers.load_known(cs, { { namespace = "test", id = "h/0.0.0.0:7400/aaaa", listen = "0.0.0.0:7400" },
+                           { namespace = "test", id = "h/0.0.0.0:74000/cccc", listen = "0.0.0.0:74000" } })
+    local sess = { sock = new_sock() }
+    peers.proxy_command(cs, sess, cmd("REGISTER", "test", "0.0.0.0:7400", "h/0.0.0.0:7400/bbbb"))
+    assert.is_nil(cs.peers.known.test["h/0.0.0.0:7400/aaaa"])
+    assert.truthy(cs.peers.known.test["h/0.0.0.0:7400/bbbb"])
+    assert.truthy(cs.peers.known.test["h/0.0.0.0:74000/cccc"])
+  end)
+
+  it("UNREGISTER forgets the proxy: moves no longer wait for it", function()
+    local cs = new_cs()
+    local sess = register(cs, "7401")
+    assert.same({ status = "OK" }, peers.proxy_command(cs, sess, cmd("UNREGISTER", "test")))
+    assert.is_nil(cs.peers.known.test["7401"])
+    assert.same({}, cs.saved[#cs.saved])
+    assert.is_true(peers.wait_acks(cs, "test", 5, 1))
+    assert.same({ err = "ERR unknown control command 'UNREGISTER'" },
+      peers.proxy_command(cs, { sock = new_sock() }, cmd("UNREGISTER", "test")))
+  end)
+
+  it("forget_stale forgets a proxy away for proxy_forget_after seconds, not before, not when 0", function()
+    local cs = new_cs()
+    local now = 1000
+    cs.now = function() return now end
+    cs.cfg.proxy_forget_after = 60
+    peers.load_known(cs, { { namespace = "test", id = "p1", listen = "127.0.0.1:7401", seen = 990 },
+                           { namespace = "test", id = "p2", listen = "127.0.0.1:7402" } })
+    register(cs, "7403")
+    now = 1049
+    peers.forget_stale(cs)
+    assert.truthy(cs.peers.known.test.p1)
+    now = 1050
+    peers.forget_stale(cs)
+    assert.is_nil(cs.peers.known.test.p1)
+    assert.truthy(cs.peers.known.test.p2) -- seen = load time, 1000
+    now = 5000
+    peers.forget_stale(cs)
+    assert.is_nil(cs.peers.known.test.p2)
+    assert.truthy(cs.peers.known.test["7403"]) -- connected: never
+    cs.cfg.proxy_forget_after = 0
+    peers.load_known(cs, { { namespace = "test", id = "p9", listen = "x", seen = 1 } })
+    peers.forget_stale(cs)
+    assert.truthy(cs.peers.known.test.p9)
   end)
 
   it("commands with a wrong number of words, or before REGISTER, are unknown", function()
