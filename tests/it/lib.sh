@@ -13,7 +13,8 @@
 #   it_done                                 exit status of the test
 set -u
 IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-IT_BIN=$IT_ROOT/build
+# the binaries under test: build/, or $KV_BUILD (scripts/test.sh --asan: build-asan/)
+IT_BIN=${KV_BUILD:-$IT_ROOT/build}
 IT_DIR=$(mktemp -d /tmp/kvit.XXXXXX)
 IT_PW=itpass
 IT_FAILED=0
@@ -27,7 +28,19 @@ it_cleanup() {
     [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null
     [ -n "$pid" ] && kill "$pid" 2>/dev/null
   done
-  sleep 0.2
+  # give them time to exit through main (under ASan LeakSanitizer runs
+  # then, and takes a moment), then KILL what is left
+  local i alive
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
+      [ -f "$f" ] || continue
+      pid=$(cat "$f" 2>/dev/null)
+      [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
   for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null)
