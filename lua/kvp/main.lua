@@ -174,9 +174,13 @@ function M.main(arg)
   loop.on_signal(function(signo)
     if signo == 1 then return end -- SIGHUP: nothing to reload yet
     log.info("kvp stopping (signal %d)", signo)
-    core.exit(0)
+    -- a clean exit: the workers close their connections and free what they
+    -- hold, then main returns and the runtime closes the Lua state
+    dp.stop()
+    loop.stop()
   end)
   loop.run()
+  log.info("kvp stopped")
   return 0
 end
 
