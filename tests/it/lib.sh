@@ -10,6 +10,7 @@
 #   it_kvp_start NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra conf lines]
 #                                           sets <NAME>_PORT, waits for a table
 #   it_check "what" command...              one named check
+#   it_sanitized                            0 when $IT_BIN is an ASan build
 #   it_done                                 exit status of the test
 set -u
 IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -177,6 +178,9 @@ it_kvp_start() {
 
 # A data command answers (the proxy has its table).
 it_kvp_ready() { redis-cli -p "$1" exists it_probe | grep -qx '[0-9]*'; }
+
+# The binaries under test are built with ASan (scripts/test.sh --asan).
+it_sanitized() { ldd "$IT_BIN/kvp" 2>/dev/null | grep -q libasan; }
 
 it_check() {
   local what=$1; shift
