@@ -33,8 +33,8 @@ ASAN=0
 NO_ASAN=0
 FILTERS=()
 # The integration tests of the --asan pass: the data path, its shutdown, and
-# the control plane's config server under load (each ~10-60 s under ASan).
-ASAN_IT=(10_ 12_ 13_ 15_ 16_ 20_ 40_)
+# the config server and its tools' paths that stop cleanly (~3 min in all).
+ASAN_IT=(10_ 11_ 12_ 13_ 14_ 15_ 16_ 20_ 30_ 40_ 50_ 60_ 75_)
 for arg in "$@"; do
     case "$arg" in
     --long) LONG=1 ;;
