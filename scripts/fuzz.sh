@@ -52,6 +52,7 @@ mkdir -p "$OUT" "$KV_ROOT/build-fuzz/corpus/$TARGET" "tests/fuzz/crashes/$TARGET
 PKG_CFLAGS=($(pkg-config --cflags luajit libevent hiredis))
 # shellcheck disable=SC2207
 PKG_LIBS=($(pkg-config --libs luajit libevent libevent_pthreads hiredis))
+# shellcheck disable=SC2054 # the commas are -fsanitize's
 CFLAGS=(-g -O1 -std=gnu11 -D_GNU_SOURCE -fno-omit-frame-pointer
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
     "-DKV_LUA_DIR=\"$KV_ROOT/lua\"" "${PKG_CFLAGS[@]}")

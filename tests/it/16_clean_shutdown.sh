@@ -43,6 +43,7 @@ it_check "test_all -l 3 passes" sh -c "'$IT_BIN/test_all' -p $P_PORT -l 3 > '$IT
 # one with a pipeline in flight
 exec 3<>"/dev/tcp/127.0.0.1/$P_PORT"
 exec 4<>"/dev/tcp/127.0.0.1/$P_PORT"
+# shellcheck disable=SC2016 # RESP, not shell
 printf '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n' >&4
 exec 5<>"/dev/tcp/127.0.0.1/$P_PORT"
 for i in $(seq 1 200); do printf 'MGET a%d b%d c%d d%d\r\n' "$i" "$i" "$i" "$i"; done >&5
