@@ -9,6 +9,13 @@
 #                 lib*.sh and _*.sh are helpers the tests source, not tests
 #
 #   --long        export KV_LONG=1 to the integration tests (long scenarios)
+#   --asan        build with ASan + UBSan into build-asan/ (cmake -DKV_SANITIZE=ON)
+#                 and run the C units and the data-path integration tests
+#                 ($ASAN_IT, or what FILTER selects) against those binaries; no
+#                 Lua specs (busted runs the plain luajit). Every sanitizer
+#                 report (ASan, UBSan, LeakSanitizer at exit) is written under
+#                 build-asan/test-logs/sanitizer/ and fails the test it came from
+#   --no-asan     CI=true runs the --asan pass after the normal one; not this time
 #   FILTER        c | lua | it, or c/PAT | lua/PAT | it/PAT (PAT: part of a
 #                 name), or a bare PAT for any suite; e.g. `test.sh it/http`
 #   KV_IT_TIMEOUT seconds per integration test (default 1200, 3600 with --long)
@@ -22,10 +29,17 @@ set -u
 cd "$KV_ROOT" || exit 1
 
 LONG=0
+ASAN=0
+NO_ASAN=0
 FILTERS=()
+# The integration tests of the --asan pass: the data path, its shutdown, and
+# the config server and its tools' paths that stop cleanly (~3 min in all).
+ASAN_IT=(10_ 11_ 12_ 13_ 14_ 15_ 16_ 17_ 20_ 30_ 40_ 50_ 60_ 75_ 98_)
 for arg in "$@"; do
     case "$arg" in
     --long) LONG=1 ;;
+    --asan) ASAN=1 ;;
+    --no-asan) NO_ASAN=1 ;;
     -h | --help)
         sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p}' "$0"
         exit 0
@@ -107,6 +121,35 @@ show_failures() {
         show && /^#/ && lines++ < 200 { print "    " $0 }' "$1"
 }
 
+# ---------------------------------------------------------------- sanitizers
+
+# In the --asan pass SAN_DIR is set: san_env DIR exports the sanitizers'
+# options so that every report of every process below (daemons included,
+# whose stderr is /dev/null) lands in a file DIR/asan.PID or DIR/ubsan.PID.
+SAN_DIR=
+san_env() {
+    mkdir -p "$1"
+    # halt_on_error: the first report ends the process (a test cannot pass
+    # over it); detect_leaks: LeakSanitizer at a clean exit (kvp and kvcs
+    # exit through main on SIGTERM); abort_on_error=0: exit status, no core.
+    export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:abort_on_error=0:log_path=$1/asan${KV_ASAN_OPTIONS:+:$KV_ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$1/ubsan"
+    export LSAN_OPTIONS="suppressions=$KV_ROOT/tests/lsan.supp:print_suppressions=0"
+}
+
+# san_reports DIR: print the report files under DIR (none: nothing printed).
+san_reports() {
+    find "$1" -type f \( -name 'asan.*' -o -name 'ubsan.*' \) 2>/dev/null | LC_ALL=C sort
+}
+
+# san_show FILE: the report's summary lines and the top of its first stack.
+san_show() {
+    echo "  --- sanitizer report $1:"
+    grep -m 1 -E 'ERROR: |runtime error:' "$1" | sed 's/^/  /'
+    grep -m 8 -E '^ *#[0-9]+ ' "$1" | sed 's/^/    /'
+    grep -m 1 '^SUMMARY:' "$1" | sed 's/^/  /'
+}
+
 # ---------------------------------------------------------------- C units
 
 run_ctest() {
@@ -117,7 +160,17 @@ run_ctest() {
     done
     local -a args=(--test-dir "$KV_BUILD" -V --timeout "${KV_CTEST_TIMEOUT:-300}")
     [ -n "$pat" ] && args+=(-R "$pat")
+    [ -n "$SAN_DIR" ] && san_env "$SAN_DIR/ctest"
     ctest "${args[@]}" </dev/null >"$log" 2>&1 || rc=$?
+    if [ -n "$SAN_DIR" ]; then
+        local r
+        while IFS= read -r r; do
+            [ -n "$r" ] || continue
+            fail "c/sanitizer" "($r)"
+            san_show "$r"
+            FAILED=$((FAILED + 1))
+        done < <(san_reports "$SAN_DIR/ctest")
+    fi
 
     # One line per test program: NUM NAME STATUS
     local results
@@ -280,13 +333,20 @@ run_it() {
         tmp=$(mktemp -d "/tmp/kvtest.$(basename "$f" .sh).XXXXXX")
         t0=$(date +%s)
         rc=0
+        local san=
+        [ -n "$SAN_DIR" ] && san=$SAN_DIR/${name#it/} && rm -rf "$san"
         (
+            [ -n "$san" ] && san_env "$san"
             export TMPDIR=$tmp KV_ROOT KV_BUILD
             if [ $LONG -eq 1 ]; then export KV_LONG=1; else unset KV_LONG; fi
             exec timeout -k 30 "$limit" "$f"
         ) </dev/null >"$log" 2>&1 || rc=$?
         dur=$(($(date +%s) - t0))
         kill_leftovers "$tmp"
+        # a sanitizer report fails the test whatever its exit status said
+        if [ -n "$san" ] && [ -n "$(san_reports "$san")" ] && { [ $rc -eq 0 ] || [ $rc -eq 77 ]; }; then
+            rc=99
+        fi
         case $rc in
         0)
             pass "$name (${dur}s)"
@@ -307,6 +367,10 @@ run_it() {
             FAILED=$((FAILED + 1))
             echo "  --- last 30 lines (full log: $log; its temp dir kept: $tmp)"
             tail -n 30 "$log" | sed 's/^/  /'
+            if [ -n "$san" ]; then
+                local r
+                while IFS= read -r r; do san_show "$r"; done < <(san_reports "$san")
+            fi
             ;;
         esac
     done < <(find tests/it -maxdepth 1 -name '*.sh' 2>/dev/null | LC_ALL=C sort)
@@ -314,6 +378,49 @@ run_it() {
 }
 
 # ---------------------------------------------------------------- main
+
+# run_plain: the normal pass, in build/.
+run_plain() {
+    BUILT=1
+    # the Lua specs load kv.hireader (C) from build/lua/ too
+    if suite_wanted c || suite_wanted it || suite_wanted lua; then
+        if ! kv_ensure_build; then
+            fail build "(log: $KV_BUILD/build.log)"
+            FAILED=$((FAILED + 1))
+            BUILT=0
+        fi
+    fi
+    if suite_wanted c; then
+        if [ $BUILT -eq 1 ]; then run_ctest; else echo "C unit tests not run: the build failed"; fi
+    fi
+    suite_wanted lua && run_busted
+    if suite_wanted it; then
+        if [ $BUILT -eq 1 ]; then run_it; else echo "integration tests not run: the build failed"; fi
+    fi
+}
+
+# run_asan: the --asan pass, in build-asan/ (the filters it was given, or
+# the C units and $ASAN_IT). No Lua specs: busted runs the system luajit.
+run_asan() {
+    bold "== ASan + UBSan build (build-asan/)"
+    KV_BUILD=$KV_ROOT/build-asan
+    KV_CMAKE_ARGS=-DKV_SANITIZE=ON
+    LOGDIR=$KV_BUILD/test-logs
+    SAN_DIR=$LOGDIR/sanitizer
+    mkdir -p "$LOGDIR" || return
+    rm -rf "$SAN_DIR"
+    if [ ${#FILTERS[@]} -eq 0 ]; then
+        FILTERS=(c)
+        for f in "${ASAN_IT[@]}"; do FILTERS+=("it/$f"); done
+    fi
+    if ! kv_ensure_build; then
+        fail asan/build "(log: $KV_BUILD/build.log)"
+        FAILED=$((FAILED + 1))
+        return
+    fi
+    suite_wanted c && run_ctest
+    suite_wanted it && run_it
+}
 
 mkdir -p "$LOGDIR" || exit 1
 
@@ -324,21 +431,14 @@ if ! kv_ensure_deps; then
     finish
 fi
 
-BUILT=1
-# the Lua specs load kv.hireader (C) from build/lua/ too
-if suite_wanted c || suite_wanted it || suite_wanted lua; then
-    if ! kv_ensure_build; then
-        fail build "(log: $KV_BUILD/build.log)"
-        FAILED=$((FAILED + 1))
-        BUILT=0
+if [ $ASAN -eq 1 ]; then
+    run_asan
+else
+    run_plain
+    # CI: the whole suite, then the ASan pass (its own build) over the C
+    # units and $ASAN_IT; ~N minutes more (README "Tests").
+    if [ "${CI:-}" = true ] && [ $NO_ASAN -eq 0 ] && [ ${#FILTERS[@]} -eq 0 ]; then
+        run_asan
     fi
-fi
-
-if suite_wanted c; then
-    if [ $BUILT -eq 1 ]; then run_ctest; else echo "C unit tests not run: the build failed"; fi
-fi
-suite_wanted lua && run_busted
-if suite_wanted it; then
-    if [ $BUILT -eq 1 ]; then run_it; else echo "integration tests not run: the build failed"; fi
 fi
 finish

@@ -350,6 +350,8 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
     if (s->bulk_end) {
         if (len < s->bulk_end)
             return KV_AGAIN;
+        if (buf[s->bulk_end - 2] != '\r' || buf[s->bulk_end - 1] != '\n')
+            return KV_ERR;
         s->pos = s->bulk_end;
         s->bulk_end = 0;
         if (item_done(s))
@@ -362,6 +364,11 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
         long cr = find_crlf(buf, s->pos + 1, len);
         if (cr < 0)
             return KV_AGAIN;
+        /* a line ends with CRLF, a bulk with CRLF after its bytes: a reply
+         * is framed as hiredis frames it, or the stream is bad (the
+         * request parser, like Redis's, takes a lone CR for CRLF) */
+        if (buf[cr + 1] != '\n')
+            return KV_ERR;
         size_t line_end = cr + 2;
         long long n;
         switch (type) {
@@ -384,6 +391,8 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
                     s->pos = line_end;
                     return KV_AGAIN;
                 }
+                if (buf[end - 2] != '\r' || buf[end - 1] != '\n')
+                    return KV_ERR;
                 s->pos = end;
             }
             if (item_done(s))

@@ -1,6 +1,7 @@
 /* boot.c -- kv_runtime_main: the top of c/lua/. Creates the runtime's state,
  * preloads the bindings (kv.core, kv.hireader, kv.hiredis, kv.crypto, then the
- * binary's own), and runs the entry module's main(arg). */
+ * binary's own), and runs the entry module's main(arg). When main returns
+ * (kvp and kvcs on SIGTERM) the state is closed before the process exits. */
 #include "runtime.h"
 #include "../core/kv.h"
 
@@ -33,11 +34,13 @@ int kv_runtime_main(const char *module, int argc, char **argv, kv_runtime_open_f
     lua_pushstring(L, module);
     if (kv_runtime_pcall(L, 1, 1) != 0) {
         fprintf(stderr, "cannot load %s (lua dir %s); see the log\n", module, kv_runtime_lua_dir());
+        kv_runtime_deinit();
         return 1;
     }
     lua_getfield(L, -1, "main");
     lua_getglobal(L, "arg");
     if (kv_runtime_pcall(L, 1, 1) == 0)
         status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+    kv_runtime_deinit();
     return status;
 }

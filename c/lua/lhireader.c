@@ -25,6 +25,12 @@
  * than max_line (both seen while hiredis waits for more bytes), a line ended
  * by a bare LF, bulk data not followed by CRLF.
  *
+ * A bare LF is seen when hiredis waits at it, so hiredis is never handed
+ * the bytes after one before it has read up to it (they wait in `hold`):
+ * otherwise "+A\n:7\r\n" fed at once would read as the status "A\n:7",
+ * and an error fed byte by byte -- the same bytes must read the same
+ * however TCP cut them (found by tests/fuzz control).
+ *
  * While a reply is being read, partial arrays live in the reader's
  * environment table: slot d holds the array at nesting depth d, slot 0 the
  * reply itself; a create function's object (the void * hiredis keeps) is its
@@ -36,6 +42,7 @@
 #include <lauxlib.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define READER_MT "kv.hireader"
@@ -49,6 +56,9 @@ typedef struct kv_hireader {
     int levels;   /* stack index of the environment table, likewise */
     size_t max_bulk, max_array, max_line;
     char err[160]; /* sticky error; "" while there is none */
+    char *hold;    /* bytes fed after a bare LF hiredis has not read up to */
+    size_t hold_off, hold_len, hold_cap;
+    int prev_cr;   /* the last byte handed to hiredis was CR */
 } kv_hireader;
 
 /* ------------------------------------------------------- shared helpers */
@@ -243,7 +253,63 @@ static int l_gc(lua_State *L)
         redisReaderFree(h->r);
         h->r = NULL;
     }
+    free(h->hold);
+    h->hold = NULL;
     return 0;
+}
+
+/* Hands hiredis s[0..n) up to and including the first bare LF; returns the
+ * bytes handed (n when there is none), or (size_t)-1 out of memory. */
+static size_t feed_segment(kv_hireader *h, const char *s, size_t n)
+{
+    size_t take = n;
+    for (const char *p = s; (p = memchr(p, '\n', n - (size_t)(p - s))) != NULL; p++) {
+        if (!(p == s ? h->prev_cr : p[-1] == '\r')) {
+            take = (size_t)(p - s) + 1;
+            break;
+        }
+    }
+    if (take == 0)
+        return 0;
+    if (redisReaderFeed(h->r, s, take) != REDIS_OK && h->r->err == 0)
+        return (size_t)-1;
+    h->prev_cr = s[take - 1] == '\r';
+    return take;
+}
+
+/* Keeps s[0..n) after what is held. KV_OK or KV_ENOMEM. */
+static int hold_add(kv_hireader *h, const char *s, size_t n)
+{
+    if (h->hold_off > 0) {
+        memmove(h->hold, h->hold + h->hold_off, h->hold_len);
+        h->hold_off = 0;
+    }
+    if (h->hold_len + n > h->hold_cap) {
+        size_t cap = h->hold_cap ? h->hold_cap : 256;
+        while (cap < h->hold_len + n)
+            cap *= 2;
+        char *p = realloc(h->hold, cap);
+        if (p == NULL)
+            return KV_ENOMEM;
+        h->hold = p;
+        h->hold_cap = cap;
+    }
+    memcpy(h->hold + h->hold_len, s, n);
+    h->hold_len += n;
+    return KV_OK;
+}
+
+/* The next held segment to hiredis. KV_OK, or KV_ENOMEM. */
+static int hold_feed(kv_hireader *h)
+{
+    size_t took = feed_segment(h, h->hold + h->hold_off, h->hold_len);
+    if (took == (size_t)-1)
+        return KV_ENOMEM;
+    h->hold_off += took;
+    h->hold_len -= took;
+    if (h->hold_len == 0)
+        h->hold_off = 0;
+    return KV_OK;
 }
 
 static int l_feed(lua_State *L)
@@ -253,7 +319,16 @@ static int l_feed(lua_State *L)
         return luaL_typerror(L, 2, "string");
     size_t n;
     const char *s = lua_tolstring(L, 2, &n);
-    if (h->err[0] == '\0' && n > 0 && redisReaderFeed(h->r, s, n) != REDIS_OK && h->r->err == 0)
+    if (h->err[0] != '\0' || n == 0)
+        return 0;
+    if (h->hold_len == 0) {
+        size_t took = feed_segment(h, s, n);
+        if (took == (size_t)-1)
+            return luaL_error(L, "kv.hireader: out of memory");
+        s += took;
+        n -= took;
+    }
+    if (n > 0 && hold_add(h, s, n) != KV_OK)
         return luaL_error(L, "kv.hireader: out of memory");
     return 0;
 }
@@ -276,7 +351,17 @@ static int l_next(lua_State *L)
     h->L = L;
     h->levels = 2;
     void *reply = NULL;
-    int rc = redisReaderGetReply(h->r, &reply);
+    int rc;
+    for (;;) {
+        rc = redisReaderGetReply(h->r, &reply);
+        /* waiting, at a bare LF or for bytes still held: check, hand on */
+        if (rc != REDIS_OK || reply != NULL || h->hold_len == 0 || check_waiting(h) != KV_OK)
+            break;
+        if (hold_feed(h) != KV_OK) {
+            h->L = NULL;
+            return luaL_error(L, "kv.hireader: out of memory");
+        }
+    }
     h->L = NULL;
     if (rc != REDIS_OK) {
         if (h->err[0] == '\0') { /* hiredis's own message, not a refusal above */
@@ -303,7 +388,7 @@ static int l_next(lua_State *L)
 static int l_buffered(lua_State *L)
 {
     kv_hireader *h = check_reader(L);
-    lua_pushnumber(L, (lua_Number)(h->r->len - h->r->pos));
+    lua_pushnumber(L, (lua_Number)(h->r->len - h->r->pos + h->hold_len));
     return 1;
 }
 

@@ -85,3 +85,14 @@ int kv_runtime_init(void)
     lua_setglobal(L, "KV_ROOT");
     return KV_OK;
 }
+
+void kv_runtime_deinit(void)
+{
+    /* the state first: finalizers of sockets and timers free their events */
+    if (rt_L != NULL)
+        lua_close(rt_L);
+    rt_L = NULL;
+    if (rt_base != NULL)
+        event_base_free(rt_base);
+    rt_base = NULL;
+}

@@ -636,6 +636,18 @@ void kvp_clients_tick(kvp_clients *set)
     }
 }
 
+void kvp_clients_free(kvp_clients *set)
+{
+    while (set->list)
+        client_close(set->list);
+    /* closed clients still on the flush list are freed there */
+    while (set->ndirty > 0)
+        free(set->dirty[--set->ndirty]);
+    free(set->dirty);
+    free(set->in_scratch);
+    memset(set, 0, sizeof(*set));
+}
+
 int kvp_clients_init(kvp_clients *set, struct event_base *base, kvp_clock *clock, kvp_req_pool *pool,
                      kvp_command_fn on_command, void *cmd_ctx)
 {

@@ -41,6 +41,7 @@
 #include <string.h>
 
 static int started;
+static struct event *drained_ev; /* the workers' reports, on the control loop */
 
 static int fail(lua_State *L, const char *msg)
 {
@@ -368,13 +369,31 @@ static int l_start(lua_State *L)
     char err[256];
     if (kvp_workers_start(err, sizeof(err)) != KV_OK)
         return fail(L, err);
-    struct event *ev = event_new(kv_runtime_base(), kvp_workers_notify_fd(), EV_READ | EV_PERSIST,
-                                 drained_cb, NULL);
-    if (ev == NULL || event_add(ev, NULL) != 0)
+    drained_ev = event_new(kv_runtime_base(), kvp_workers_notify_fd(), EV_READ | EV_PERSIST,
+                           drained_cb, NULL);
+    if (drained_ev == NULL || event_add(drained_ev, NULL) != 0)
         return fail(L, "cannot watch the workers' reports");
     started = 1;
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* dp.stop(): the workers leave their loops, close every client and backend
+ * connection and free what they hold; the threads are joined. For a clean
+ * exit (SIGTERM); a no-op when not started. */
+static int l_stop(lua_State *L)
+{
+    if (!started)
+        return 0;
+    if (drained_ev != NULL)
+        event_free(drained_ev);
+    drained_ev = NULL;
+    kvp_workers_stop();
+    if (drained_ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, drained_ref);
+    drained_ref = LUA_NOREF;
+    started = 0;
+    return 0;
 }
 
 /* ------------------------------------------------------------ set_table */
@@ -578,7 +597,8 @@ static int l_client_count(lua_State *L)
 static int luaopen_kvp_dp(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"configure", l_configure},     {"set_policy", l_set_policy},
-                                   {"start", l_start},             {"set_table", l_set_table},
+                                   {"start", l_start},             {"stop", l_stop},
+                                   {"set_table", l_set_table},
                                    {"client_count", l_client_count}, {"stats", l_stats},
                                    {"on_drained", l_on_drained},
                                    {"set_backend_down", l_set_backend_down},

@@ -34,7 +34,7 @@ typedef struct kvp_msg {
     void *ptr;
 } kvp_msg;
 
-enum { KVP_MSG_TABLE = 1, KVP_MSG_BACKEND_STATE };
+enum { KVP_MSG_TABLE = 1, KVP_MSG_BACKEND_STATE, KVP_MSG_STOP };
 
 /* KVP_MSG_BACKEND_STATE payload (one per worker). */
 typedef struct kvp_backend_verdict {
@@ -63,6 +63,8 @@ typedef struct kvp_worker {
     kvp_table *next_table;     /* waits while migrate-on-access steps run */
     uint64_t last_client_tick;
     int accept_paused;         /* out of file descriptors: the tick listens again */
+    int stopping;              /* KVP_MSG_STOP came: leave the loop */
+    int running;               /* its thread was started (and not joined) */
 } kvp_worker;
 
 static kvp_worker *workers;
@@ -232,6 +234,9 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             kvp_backend_verdict *st = m->ptr;
             kvp_backends_force(&w->backends, st->addr, st->down);
             free(st);
+        } else if (m->type == KVP_MSG_STOP) {
+            w->stopping = 1;
+            event_base_loopbreak(w->base);
         }
         free(m);
         m = n;
@@ -367,11 +372,15 @@ static int worker_listen(kvp_worker *w, char *err, size_t errlen)
  * every client found readable by one epoll_wait go to each backend in one
  * write (and Redis reads them with one read), as the replies of a pipeline
  * go to their client in one write. Callbacks only mark what has output. */
+static void worker_teardown(kvp_worker *w);
+
 static void *worker_main(void *arg)
 {
     kvp_worker *w = arg;
-    while (event_base_loop(w->base, EVLOOP_ONCE) == 0)
+    while (!w->stopping && event_base_loop(w->base, EVLOOP_ONCE) == 0)
         worker_flush(w);
+    worker_flush(w); /* what the last pass wrote */
+    worker_teardown(w);
     return NULL;
 }
 
@@ -382,6 +391,7 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
 {
     w->idx = i;
     w->listen_fd = -1;
+    w->notify_fd = -1;
     w->st.cmd = calloc((size_t)kvp_cmd_count(), sizeof(*w->st.cmd));
     pthread_mutex_init(&w->mu, NULL);
     struct event_config *cfg = event_config_new();
@@ -419,6 +429,93 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
     return KV_OK;
 }
 
+/* ----------------------------------------------------------------- stop */
+
+/* On the worker's own thread, after its loop: every layer freed top down.
+ * Clients close first (their requests orphaned, lent connections given
+ * back), then the dispatcher, then the backends (failing what waits, which
+ * completes the orphans into the pool), then the pool's free list. */
+static void worker_teardown(kvp_worker *w)
+{
+    kvp_clients_free(&w->clients);
+    free(w->disp.route);
+    w->disp.route = NULL;
+    kvp_dispatcher_free(&w->disp);
+    kvp_backends_free(&w->backends);
+    kvp_req_pool_free(&w->pool);
+    kvp_table_unref(w->next_table);
+    kvp_table_unref(w->table);
+    w->next_table = w->table = NULL;
+}
+
+/* On the control thread: what worker_init made that the thread did not free
+ * (a worker whose thread never ran frees its layers here too). */
+static void worker_deinit(kvp_worker *w)
+{
+    if (w->base == NULL) { /* worker_init never got that far */
+        free(w->st.cmd);
+        memset(w, 0, sizeof(*w));
+        return;
+    }
+    if (w->running) {
+        pthread_join(w->thread, NULL);
+        w->running = 0;
+    } else {
+        worker_teardown(w);
+    }
+    /* messages nobody read: tables hold a reference each */
+    kvp_msg *m = w->msgs;
+    w->msgs = NULL;
+    while (m) {
+        kvp_msg *n = m->next;
+        if (m->type == KVP_MSG_TABLE)
+            kvp_table_unref(m->ptr);
+        else
+            free(m->ptr);
+        free(m);
+        m = n;
+    }
+    if (w->listen_ev)
+        event_free(w->listen_ev);
+    if (w->notify_ev)
+        event_free(w->notify_ev);
+    if (w->tick_ev)
+        event_free(w->tick_ev);
+    if (w->base)
+        event_base_free(w->base);
+    if (w->listen_fd >= 0)
+        close(w->listen_fd);
+    if (w->notify_fd >= 0)
+        close(w->notify_fd);
+    pthread_mutex_destroy(&w->mu);
+    free(w->st.cmd);
+    memset(w, 0, sizeof(*w));
+}
+
+void kvp_workers_stop(void)
+{
+    for (int i = 0; i < nworkers; i++)
+        if (workers[i].running)
+            worker_post(&workers[i], KVP_MSG_STOP, NULL);
+    for (int i = 0; i < nworkers; i++)
+        worker_deinit(&workers[i]);
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+    drained_msg *d = drained_head;
+    drained_head = NULL;
+    while (d) {
+        drained_msg *n = d->next;
+        free(d);
+        d = n;
+    }
+    if (drained_fd >= 0)
+        close(drained_fd);
+    drained_fd = -1;
+}
+
+/* ---------------------------------------------------------------- start */
+
 int kvp_workers_start(char *err, size_t errlen)
 {
     nworkers = kvp_g.io_threads > 0 ? kvp_g.io_threads : 1;
@@ -452,6 +549,7 @@ int kvp_workers_start(char *err, size_t errlen)
             snprintf(err, errlen, "cannot start worker thread %d", i);
             return KV_ERR;
         }
+        workers[i].running = 1;
     }
     return KV_OK;
 }

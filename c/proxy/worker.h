@@ -17,6 +17,11 @@
 #include <stdint.h>
 
 int kvp_workers_start(char *err, size_t errlen);
+/* Control thread: every worker leaves its loop and frees its clients
+ * (closed without a reply), backends, requests and tables; the threads are
+ * joined and the listeners closed. Nothing is left to free (a clean exit
+ * for LeakSanitizer); start may run again after it. */
+void kvp_workers_stop(void);
 /* Every worker installs t (each takes a reference). */
 void kvp_workers_post_table(kvp_table *t);
 /* The health check's verdict on a master, for every worker. */

@@ -169,9 +169,10 @@ function M.main(arg)
   loop.on_signal(function(signo)
     if signo == 1 then return end
     log.info("kvcs stopping (signal %d)", signo)
-    core.exit(0)
+    loop.stop() -- main returns, the runtime closes the Lua state: a clean exit
   end)
   loop.run()
+  log.info("kvcs stopped")
   return 0
 end
 

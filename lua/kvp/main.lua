@@ -183,7 +183,9 @@ function M.main(arg)
     stopping = true
     log.info("kvp stopping (signal %d)", signo)
     -- leave the config server's known proxies (bucket moves stop waiting
-    -- for this one), then exit; at most 1 s
+    -- for this one), at most 1 s; then a clean exit: the workers close
+    -- their connections and free what they hold, main returns and the
+    -- runtime closes the Lua state
     loop.spawn(function()
       if state.send then
         -- nothing is routed any more, then the config server hears we leave
@@ -192,10 +194,12 @@ function M.main(arg)
         if ok then log.info("unregistered from config server %s", tostring(state.connected_to))
         else log.warn("could not unregister: %s", tostring(err)) end
       end
-      core.exit(0)
+      dp.stop()
+      loop.stop()
     end)
   end)
   loop.run()
+  log.info("kvp stopped")
   return 0
 end
 

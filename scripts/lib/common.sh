@@ -3,7 +3,9 @@
 #
 #   kv_root                      repo root (absolute)
 #   kv_ensure_deps [CHECK:PKG..] install the Debian packages the project needs
-#   kv_ensure_build              configure + build when build/ is missing or stale
+#   kv_ensure_build              configure + build when $KV_BUILD is missing or stale
+#                                (KV_BUILD: build/ unless set; KV_CMAKE_ARGS: extra
+#                                cmake -D options, e.g. -DKV_SANITIZE=ON)
 #   green/red/yellow/bold MSG    coloured line (colour only when stdout is a tty)
 #   kv_die MSG                   red message on stderr, exit 1
 #   kv_free_port                 a free loopback TCP port (never 6371-6376, 7000-7501)
@@ -20,7 +22,7 @@
 # Nothing here changes shell options of the caller (no set -e/-u).
 
 KV_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.." && pwd)
-KV_BUILD="$KV_ROOT/build"
+KV_BUILD=${KV_BUILD:-"$KV_ROOT/build"}
 
 kv_root() { printf '%s\n' "$KV_ROOT"; }
 
@@ -114,7 +116,7 @@ kv_ensure_deps() {
 # The binaries every script expects after a build.
 KV_BINARIES=(kvp kvcs test_all)
 
-# kv_ensure_build: configure and build when build/ has no CMake cache, a
+# kv_ensure_build: configure and build when $KV_BUILD has no CMake cache, a
 # binary is missing, or anything under c/, tests/c/, cmake/ or CMakeLists.txt
 # is newer than the last successful build. Quiet unless it fails; the full
 # output is in build/build.log. Concurrent callers serialize on a lock.
@@ -145,7 +147,8 @@ kv_ensure_build() {
         [ -t 2 ] && echo "building (full log: $log) ..." >&2
         # Configure every time: it is quick, and a glob in CMakeLists.txt
         # only sees a new source file when cmake runs again.
-        cmake -S . -B "$KV_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >>"$log" 2>&1 || {
+        # shellcheck disable=SC2086 # KV_CMAKE_ARGS: words on purpose
+        cmake -S . -B "$KV_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${KV_CMAKE_ARGS:-} >>"$log" 2>&1 || {
             tail -n 60 "$log" >&2
             red "cmake configure failed (full log: $log)" >&2
             exit 1

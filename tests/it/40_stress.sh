@@ -94,8 +94,14 @@ r1=$(rss)
 sleep 2.5
 r2=$(rss)
 echo "rss ${r0} kB, after ten 5 MB SETs ${r1} kB, the ten connections idle 2.5 s later ${r2} kB"
-it_check "idle connections give back what their 5 MB SETs grew (${r2} kB vs ${r0} kB before)" \
-  test $((r2 - r0)) -lt 20480
+if it_sanitized; then
+  # ASan's allocator keeps freed blocks in its quarantine and releases pages
+  # on its own schedule: RSS says nothing about what kvp gave back
+  echo "# not checked under ASan: idle connections give back what their SETs grew"
+else
+  it_check "idle connections give back what their 5 MB SETs grew (${r2} kB vs ${r0} kB before)" \
+    test $((r2 - r0)) -lt 20480
+fi
 for fd in 10 11 12 13 14 15 16 17 18 19; do eval "exec $fd>&-"; done
 
 # 5. load: pipelines, clients cut mid-pipeline, many keys, garbage

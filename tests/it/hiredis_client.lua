@@ -160,4 +160,4 @@ loop.run(function()
   end
   loop.stop()
 end)
-os.exit(failed == 0 and 0 or 1)
+return failed == 0 and 0 or 1 -- kvlua exits with it (after closing the Lua state)

@@ -12,10 +12,12 @@
 #   it_ctl PORT cmd...                      one command on a kvcs control port
 #                                           (handshake with $KV_CLUSTER_SECRET)
 #   it_check "what" command...              one named check
+#   it_sanitized                            0 when $IT_BIN is an ASan build
 #   it_done                                 exit status of the test
 set -u
 IT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-IT_BIN=$IT_ROOT/build
+# the binaries under test: build/, or $KV_BUILD (scripts/test.sh --asan: build-asan/)
+IT_BIN=${KV_BUILD:-$IT_ROOT/build}
 IT_DIR=$(mktemp -d /tmp/kvit.XXXXXX)
 IT_PW=itpass
 # the control ports' cluster_secret of every kvcs and kvp started here; the
@@ -34,7 +36,19 @@ it_cleanup() {
     [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null
     [ -n "$pid" ] && kill "$pid" 2>/dev/null
   done
-  sleep 0.2
+  # give them time to exit through main (under ASan LeakSanitizer runs
+  # then, and takes a moment), then KILL what is left
+  local i alive
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
+      [ -f "$f" ] || continue
+      pid=$(cat "$f" 2>/dev/null)
+      [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    [ $alive -eq 0 ] && break
+    sleep 0.1
+  done
   for f in "$IT_DIR"/*.pid "$IT_DIR"/*/*.pid; do
     [ -f "$f" ] || continue
     pid=$(cat "$f" 2>/dev/null)
@@ -178,6 +192,9 @@ it_kvp_start() {
 
 # A data command answers (the proxy has its table).
 it_kvp_ready() { redis-cli -p "$1" exists it_probe | grep -qx '[0-9]*'; }
+
+# The binaries under test are built with ASan (scripts/test.sh --asan).
+it_sanitized() { ldd "$IT_BIN/kvp" 2>/dev/null | grep -q libasan; }
 
 it_check() {
   local what=$1; shift
