@@ -436,6 +436,13 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* Lets kv.log skip formatting (and the rate limiter) for lines below the level. */
+static int l_log_enabled(lua_State *L)
+{
+    lua_pushboolean(L, kv_log_enabled(luaL_checkint(L, 1)));
+    return 1;
+}
+
 static int l_log_setup(lua_State *L)
 {
     const char *level = luaL_checkstring(L, 1);
@@ -675,6 +682,7 @@ int luaopen_kv_core(lua_State *L)
         {"run", l_run},             {"stop", l_stop},
         {"now", l_now},             {"wall", l_wall},
         {"log", l_log},             {"log_setup", l_log_setup},
+        {"log_enabled", l_log_enabled},
         {"write_file_atomic", l_write_file_atomic},
         {"list_dir", l_list_dir},   {"mkdir", l_mkdir},
         {"is_file", l_is_file},     {"getpid", l_getpid},

@@ -94,6 +94,13 @@ it_eq "the real proxy keeps its session (same peer, not re-registered)" "$PEER $
 for i in $(seq 1 30); do wrong it_ctl "$MIG" PING >/dev/null 2>&1 & done; wait
 n=$(grep -c "refused control peer" "$CSLOG")
 it_check "30 refusals in a burst: a few log lines, not 30 ($n in all)" test "$n" -lt 15
+# an authenticated peer's bad requests go through kv.log's limiter (by format)
+for i in $(seq 1 60); do it_ctl "$cs1_PROXY" REGISTER nosuchns "127.0.0.1:$((20000 + i))" "x$i" >/dev/null 2>&1 & done; wait
+n=$(grep -c "asked for unknown namespace nosuchns" "$CSLOG")
+it_check "60 REGISTERs for an unknown namespace: at most 20 log lines per 10 s ($n)" test "$n" -le 20
+sleep 10; it_ctl "$cs1_PROXY" REGISTER nosuchns 127.0.0.1:20999 y >/dev/null 2>&1
+it_check "  the next line after the window says how many were held back" \
+  grep -q "asked for unknown namespace nosuchns (and [0-9]* more like it)" "$CSLOG"
 
 # ------------------------------------------------------------ no secret: loopback only
 # no_secret_conf NAME [MIGRATION_HOST]: a kvcs.conf without cluster_secret
