@@ -32,6 +32,14 @@ local LOCAL = {
     auth = "AUTH", client = "CLIENT", hello = "HELLO",
 }
 
+-- Connection state kept by the proxy's session layer (c/proxy/session.c):
+-- transactions and WATCH. The value is the enum kvp_local the session
+-- layer switches on.
+local SESSION = {
+    multi = "MULTI", exec = "EXEC", discard = "DISCARD",
+    watch = "WATCH", unwatch = "UNWATCH",
+}
+
 -- Sent to every master; the value says how the replies are merged.
 local FANOUT = {
     flushdb = "OK_ALL", flushall = "OK_ALL", -- +OK only if every master said OK
@@ -67,8 +75,6 @@ local DENY = {
     move = "moves a key to another db",
     sort = "BY/GET patterns name other keys",
     sort_ro = "BY/GET patterns name other keys",
-    watch = "transactions are not supported",
-    unwatch = "transactions are not supported",
     georadius = "STORE key found by keyword",
     georadiusbymember = "STORE key found by keyword",
     pfdebug = "debugging command",
@@ -171,6 +177,7 @@ local function classify(c, has_subs)
 
     local n = c.name
     if LOCAL[n] then return "LOCAL", "NONE", LOCAL[n], specs end
+    if SESSION[n] then return "SESSION", "NONE", SESSION[n], specs end
     if FANOUT[n] then return "FANOUT", FANOUT[n], "NONE", specs end
     if ANY[n] then return "ANY", "NONE", "NONE", specs end
     if SPLIT[n] then
@@ -220,7 +227,7 @@ local function main()
     end
     table.sort(cmds, function(a, b) return a.name < b.name end)
 
-    for _, list in ipairs({ LOCAL, FANOUT, ANY, SPLIT, WHOLE, DENY }) do
+    for _, list in ipairs({ LOCAL, SESSION, FANOUT, ANY, SPLIT, WHOLE, DENY }) do
         for n in pairs(list) do
             if not byname[n] then die("policy names '%s', which this Redis does not have", n) end
         end
@@ -274,7 +281,7 @@ local function main()
  *
  * KVP_CMD(name, arity, class, merge, local, keyspec1, keyspec2, keyspec3, flags)
  *   arity     as Redis: n = exactly n arguments (name included), -n = at least n
- *   class     UNSUPPORTED LOCAL KEYED SPLIT FANOUT ANY (enum kvp_cmd_class)
+ *   class     UNSUPPORTED LOCAL KEYED SPLIT FANOUT ANY SESSION (enum kvp_cmd_class)
  *   merge     how FANOUT/SPLIT replies are merged (enum kvp_merge)
  *   local     which proxy-local command (enum kvp_local)
  *   KS_RANGE(index, lastkey, keystep)   keys from argv[index] to argv[index+lastkey]

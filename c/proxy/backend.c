@@ -115,7 +115,8 @@ static void be_fail_pending(kvp_backend *be, const char *msg, size_t len)
     kv_buf_consume(&be->out, kv_buf_len(&be->out));
     for (uint32_t n = be->ring_len; n > 0; n--) {
         kvp_inflight e = be_pop(be);
-        e.cb(e.ctx, e.tag, msg, len);
+        if (e.cb)
+            e.cb(e.ctx, e.tag, msg, len);
     }
 }
 
@@ -286,35 +287,57 @@ static void be_mark(kvp_backend *be)
 }
 
 /* Room for one more in-flight entry. */
-static int be_ring_reserve(kvp_backend *be)
+/* Room for n more in-flight entries. */
+static int be_ring_reserve(kvp_backend *be, uint32_t n)
 {
-    if (be->ring_len < be->ring_cap)
+    if (be->ring_len + n <= be->ring_cap)
         return KV_OK;
     uint32_t ncap = be->ring_cap * 2;
-    kvp_inflight *n = malloc(ncap * sizeof(*n));
-    if (n == NULL)
+    while (ncap < be->ring_len + n)
+        ncap *= 2;
+    kvp_inflight *nr = malloc(ncap * sizeof(*nr));
+    if (nr == NULL)
         return KV_ENOMEM;
     for (uint32_t i = 0; i < be->ring_len; i++)
-        n[i] = be->ring[(be->ring_head + i) & (be->ring_cap - 1)];
+        nr[i] = be->ring[(be->ring_head + i) & (be->ring_cap - 1)];
     free(be->ring);
-    be->ring = n;
+    be->ring = nr;
     be->ring_cap = ncap;
     be->ring_head = 0;
     return KV_OK;
 }
 
-int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
+static void be_ring_push(kvp_backend *be, kvp_reply_fn cb, void *ctx, uint32_t tag)
 {
-    if (be_ring_reserve(be) != KV_OK)
-        be->out.failed = 1;
-    if (kv_buf_settle(&be->out, mark) != KV_OK)
-        return KV_ENOMEM;
     kvp_inflight *e = &be->ring[(be->ring_head + be->ring_len) & (be->ring_cap - 1)];
     e->cb = cb;
     e->ctx = ctx;
     e->tag = tag;
     e->sent_ms = be_now(be);
     be->ring_len++;
+}
+
+int kvp_backend_send_group(kvp_backend *be, size_t mark, uint32_t count, kvp_reply_fn cb, void *ctx,
+                           uint32_t tag)
+{
+    if (count == 0 || be_ring_reserve(be, count) != KV_OK)
+        be->out.failed = 1;
+    if (kv_buf_settle(&be->out, mark) != KV_OK)
+        return KV_ENOMEM;
+    for (uint32_t i = 1; i < count; i++)
+        be_ring_push(be, NULL, NULL, 0);
+    be_ring_push(be, cb, ctx, tag);
+    be_mark(be);
+    return KV_OK;
+}
+
+int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
+{
+    if (be_ring_reserve(be, 1) != KV_OK)
+        be->out.failed = 1;
+    if (kv_buf_settle(&be->out, mark) != KV_OK)
+        return KV_ENOMEM;
+    be_ring_push(be, cb, ctx, tag);
     be_mark(be);
     return KV_OK;
 }
@@ -378,7 +401,8 @@ static int be_reply(kvp_backend *be, const char *p, size_t rl)
     }
     kvp_inflight e = be_pop(be);
     uint32_t gen = be->conn_gen;
-    e.cb(e.ctx, e.tag, p, rl);
+    if (e.cb)
+        e.cb(e.ctx, e.tag, p, rl);
     if (be->conn_gen != gen)
         return -1; /* the callback closed it (given back mid-command): in is gone */
     kv_buf_consume(&be->in, rl);
@@ -570,7 +594,7 @@ void kvp_backends_flush(kvp_backends *set)
 /* An idle or shared connection nothing needs any more. */
 static int set_unneeded(kvp_backends *set, kvp_backend *be)
 {
-    if (be->dirty || be->ring_len > 0)
+    if (be->dirty || be->ring_len > 0 || be->held_for > 0)
         return 0;
     if (be->mode == KVP_BE_SHARED)
         return !be->in_table;
@@ -630,18 +654,27 @@ kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner)
     return be;
 }
 
-/* The RESET of a given-back connection answered: clean, lendable again. */
+/* Tags of the commands that clean a given-back connection: RESET, then
+ * AUTH when the masters have a password (RESET logs the connection out). */
+#define BE_CLEAN_AUTH 1u /* the reply is AUTH's, not RESET's */
+#define BE_CLEAN_LAST 2u /* the last one: the connection is clean after it */
+
+/* A reply of the clean-up: after the last, lendable again. */
 static void be_reset_reply(void *ctx, uint32_t tag, const char *p, size_t n)
 {
     kvp_backend *be = ctx;
-    KV_UNUSED(tag);
-    if (n >= 8 && memcmp(p, "+RESET\r\n", 8) == 0 && be->state == KVP_BE_READY) {
-        be->mode = KVP_BE_IDLE;
-        be->state_since_ms = be_now(be);
+    int ok = (tag & BE_CLEAN_AUTH) ? n >= 5 && memcmp(p, "+OK\r\n", 5) == 0
+                                   : n >= 8 && memcmp(p, "+RESET\r\n", 8) == 0;
+    if (ok && be->state == KVP_BE_READY) {
+        if (tag & BE_CLEAN_LAST) {
+            be->mode = KVP_BE_IDLE;
+            be->state_since_ms = be_now(be);
+        }
         return;
     }
-    /* anything else (a Redis without RESET): its state is unknown, so it
-     * is closed (be_reply sees that) and the tick drops it */
+    /* anything else (a Redis without RESET, a password changed): its
+     * state is unknown, so it is closed (be_reply sees that) and the tick
+     * drops it */
     be->mode = KVP_BE_IDLE;
     be->state_since_ms = 0;
     if (be->state == KVP_BE_READY) {
@@ -651,17 +684,35 @@ static void be_reset_reply(void *ctx, uint32_t tag, const char *p, size_t n)
     }
 }
 
-void kvp_backend_give_back(kvp_backend *be)
+/* RESET (and AUTH) queued on be; KV_ENOMEM when they could not be. */
+static int be_send_clean(kvp_backend *be)
+{
+    static const char reset[] = "*1\r\n$5\r\nRESET\r\n";
+    const char *pw = atomic_load(&kvp_g.redis_password);
+    int auth = pw != NULL && pw[0] != '\0';
+    size_t mark = kv_buf_mark(&be->out);
+    kv_buf_append(&be->out, reset, sizeof(reset) - 1);
+    if (kvp_backend_send(be, mark, be_reset_reply, be, auth ? 0 : BE_CLEAN_LAST) != KV_OK)
+        return KV_ENOMEM;
+    if (!auth)
+        return KV_OK;
+    mark = kv_buf_mark(&be->out);
+    kv_resp_write_count(&be->out, '*', 2);
+    kv_resp_write_bulk(&be->out, "AUTH", 4);
+    kv_resp_write_bulk(&be->out, pw, strlen(pw));
+    return kvp_backend_send(be, mark, be_reset_reply, be, BE_CLEAN_AUTH | BE_CLEAN_LAST);
+}
+
+/* Given back: RESET queued (behind what is in flight when after_inflight),
+ * the connection lendable again once it answers; or, when its state cannot
+ * be known, closed and never lent again. */
+static void be_give_back(kvp_backend *be, int after_inflight)
 {
     be->owner = NULL;
     be->mode = KVP_BE_RESETTING;
-    if (be->state == KVP_BE_READY && be->ring_len == 0 && kv_buf_len(&be->out) == 0) {
-        static const char reset[] = "*1\r\n$5\r\nRESET\r\n";
-        size_t mark = kv_buf_mark(&be->out);
-        kv_buf_append(&be->out, reset, sizeof(reset) - 1);
-        if (kvp_backend_send(be, mark, be_reset_reply, be, 0) == KV_OK)
-            return;
-    }
+    int quiet = be->state == KVP_BE_READY && be->ring_len == 0 && kv_buf_len(&be->out) == 0;
+    if ((quiet || (after_inflight && be->state != KVP_BE_DOWN)) && be_send_clean(be) == KV_OK)
+        return;
     /* commands still in flight (a blocked BLPOP), or not connected: its
      * state cannot be known, so it is never lent again */
     be_close_fd(be);
@@ -669,4 +720,14 @@ void kvp_backend_give_back(kvp_backend *be)
     be->mode = KVP_BE_IDLE;
     be->state_since_ms = 0; /* dropped by the next tick */
     be_fail_pending(be, be->unavailable, be->unavailable_len);
+}
+
+void kvp_backend_give_back(kvp_backend *be)
+{
+    be_give_back(be, 0);
+}
+
+void kvp_backend_give_back_after(kvp_backend *be)
+{
+    be_give_back(be, 1);
 }

@@ -82,6 +82,9 @@ typedef struct kvp_backend {
     int dirty;                 /* queued on the set's flush list */
     int was_down_logged;
     int forced_down;           /* the health check says down: fail fast, no reconnect */
+    int held_for;              /* the dispatcher's: commands held behind migrate-on-access
+                                * steps that will be written here (an owned connection
+                                * is given back only once they are out) */
     uint32_t conn_gen;         /* bumped when the socket closes */
     char unavailable[KVP_ADDR_MAX + 48]; /* "-ERR backend <addr> unavailable\r\n" */
     size_t unavailable_len;
@@ -124,12 +127,25 @@ int kvp_backend_usable(kvp_backend *be);
  * is queued and cb will not be called -- the caller answers the error. */
 int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag);
 
+/* A group of count commands written into be->out since mark that must
+ * reach Redis back to back (MULTI ... EXEC): all of them go out with their
+ * in-flight entries, or none (KV_ENOMEM, as kvp_backend_send). Only the
+ * last command's reply goes to cb; the others' are dropped (the +QUEUED
+ * of a transaction: EXEC's reply tells everything). */
+int kvp_backend_send_group(kvp_backend *be, size_t mark, uint32_t count, kvp_reply_fn cb, void *ctx,
+                           uint32_t tag);
+
 /* A connection of owner's own to addr (an idle one, or a new one): NULL
  * when owned_max connections of that master are lent or resetting. */
 kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner);
 /* The owner is done with it (or gone): RESET and kept idle when nothing is
  * in flight, else closed. be must not be used by the owner afterwards. */
 void kvp_backend_give_back(kvp_backend *be);
+/* The owner is done with it and what it has in flight will answer (an
+ * EXEC, a GET after WATCH): RESET goes out behind it, the replies still
+ * reach their callbacks, and the connection is lendable once RESET
+ * answers. Not for a command that may block: use kvp_backend_give_back. */
+void kvp_backend_give_back_after(kvp_backend *be);
 /* Owned connections of addr (lent or resetting), for the bound and tests. */
 int kvp_backends_owned(const kvp_backends *set, const char *addr);
 

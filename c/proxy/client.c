@@ -346,7 +346,7 @@ static void client_update_reading(kvp_client *c)
 static void client_account(kvp_client *c)
 {
     size_t in = c->in.data == c->set->in_scratch ? 0 : c->in.cap;
-    size_t now = c->out.cap + in + c->held;
+    size_t now = c->out.cap + in + c->held + c->session_mem;
     c->set->mem += now;
     c->set->mem -= c->mem;
     c->mem = now;

@@ -88,6 +88,10 @@ typedef struct kvp_client {
     struct kvp_client *park_prev, *park_next;
     void *lent;                /* the dispatcher's: a backend connection lent to
                                 * this client, given back when it goes */
+    void *session;             /* the session layer's: a transaction being
+                                * queued (NULL for almost every client) */
+    size_t session_mem;        /* bytes the session holds, counted in mem
+                                * (maxmemory_clients sees a huge MULTI queue) */
     size_t mem;                /* its buffers as last counted in the set's mem */
     uint64_t soft_since_ms;    /* over client_output_soft_mb since (0: not over) */
 } kvp_client;

@@ -30,7 +30,8 @@ enum kvp_cmd_class {
     KVP_CLASS_KEYED,       /* routed by its keys; several keys must share one bucket */
     KVP_CLASS_SPLIT,       /* keys split per backend, replies merged (enum kvp_merge) */
     KVP_CLASS_FANOUT,      /* sent to every master, replies merged (enum kvp_merge) */
-    KVP_CLASS_ANY          /* sent to any one master, reply forwarded as is */
+    KVP_CLASS_ANY,         /* sent to any one master, reply forwarded as is */
+    KVP_CLASS_SESSION      /* connection state kept by the session layer (MULTI, WATCH) */
 };
 
 /* How the replies of a SPLIT or FANOUT command are merged into one. */
@@ -40,7 +41,8 @@ enum kvp_merge {
     KVP_MERGE_MGET,      /* bulk replies put back in the client's key order */
     KVP_MERGE_OK_ALL,    /* +OK when every part said OK, else the first error */
     KVP_MERGE_RANDOMKEY, /* a non-nil reply, if any master has a key */
-    KVP_MERGE_INFO       /* proxy sections plus keyspace summed over masters */
+    KVP_MERGE_INFO,      /* proxy sections plus keyspace summed over masters */
+    KVP_MERGE_EXEC       /* EXEC's array: element i's key restored when its command names one */
 };
 
 /* Which proxy-local command (class LOCAL), for a switch in the proxy. */
@@ -52,7 +54,13 @@ enum kvp_local {
     KVP_LOCAL_SELECT,
     KVP_LOCAL_AUTH,
     KVP_LOCAL_CLIENT,
-    KVP_LOCAL_HELLO
+    KVP_LOCAL_HELLO,
+    /* class SESSION: */
+    KVP_LOCAL_MULTI,
+    KVP_LOCAL_EXEC,
+    KVP_LOCAL_DISCARD,
+    KVP_LOCAL_WATCH,
+    KVP_LOCAL_UNWATCH
 };
 
 /* Redis command flags the proxy keeps (bit set in kvp_cmd.flags). */

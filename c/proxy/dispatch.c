@@ -430,9 +430,12 @@ static void premig_release(kvp_req *r, int f)
         size_t mark = kv_buf_mark(out);
         kv_buf_append(out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
         kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
-        if (kvp_backend_send(fr->target, mark, kvp_req_on_reply, r, (uint32_t)f) != KV_OK)
+        if (kvp_backend_send_group(fr->target, mark, fr->held_group, kvp_req_on_reply, r, (uint32_t)f) != KV_OK)
             kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
     }
+    kvp_backend *tg = fr->target;
+    if (--tg->held_for == 0 && tg->mode == KVP_BE_OWNED && tg->owner == NULL)
+        kvp_backend_give_back_after(tg); /* its borrower let go while this was held */
     premig_step_done(d);
 }
 
@@ -497,6 +500,7 @@ static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *t
         fr->holding = 1;
     }
     fr->target = target;
+    fr->held_group = 1;
     fr->premig_pending = 0;
     fr->premig_failed = 0;
     for (int i = 0; i < nk; i++) {
@@ -523,14 +527,28 @@ static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *t
         return NULL;
     }
     d->premig_inflight++;
+    target->held_for++; /* kept (an owned one not given back) until premig_release */
     r->route_ctx = d;
     kv_buf_mark(&fr->held);
     return &fr->held;
 }
 
-static kvp_backend *pick_backend(kvp_dispatcher *d, kvp_client *c, int server)
+/* The connection c's command for table server `server` goes on: c's own
+ * when it holds one to that master (after WATCH, its reads and its
+ * transaction must follow the WATCH on that connection: on the shared one
+ * a read could run before the WATCH and miss a change), else the shared. */
+static kvp_backend *backend_for(kvp_dispatcher *d, const kvp_client *c, int server)
 {
     kvp_backend *be = d->route[server];
+    kvp_backend *own = c->lent;
+    if (own != NULL && be != NULL && strcmp(own->addr, be->addr) == 0)
+        return own;
+    return be;
+}
+
+static kvp_backend *pick_backend(kvp_dispatcher *d, kvp_client *c, int server)
+{
+    kvp_backend *be = backend_for(d, c, server);
     if (be == NULL || !kvp_backend_usable(be)) {
         if (be)
             kvp_client_reply(c, be->unavailable, be->unavailable_len);
@@ -715,7 +733,7 @@ static int dispatch_split(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     kvp_req_routed(r);
     int map_keys = cmd->merge == KVP_MERGE_MGET && kvp_req_map_keys(r, nk) == KV_OK;
     for (int f = 0; f < nfrags; f++)
-        r->frags[f].be = d->route[fsrv[f]];
+        r->frags[f].be = backend_for(d, c, fsrv[f]);
     if (map_keys) {
         /* element index of each key inside its fragment's reply; the counts
          * run in s_src_done, reset per server */
@@ -747,7 +765,7 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
     if (cmd->merge == KVP_MERGE_INFO)
         r->info_section = info_sections(argc, argv);
     for (int s = 0; s < t->nservers; s++) {
-        kvp_backend *be = d->route[s];
+        kvp_backend *be = backend_for(d, c, s);
         r->frags[s].be = be;
         if (be == NULL || !kvp_backend_usable(be)) {
             frag_unavailable(r, s, be);
@@ -812,35 +830,38 @@ static const kvp_cmd *lookup_sub(kvp_client *c, const kvp_cmd *cmd, int argc, kv
     return sub;
 }
 
-int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
+int kvp_dispatch_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp, int argc, kv_str *argv)
 {
-    kvp_dispatcher *d = ctx;
-    const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
+    KV_UNUSED(d);
+    const kvp_cmd *cmd = *cmdp;
     if (cmd == NULL) {
         int n = argv[0].len > 128 ? 128 : (int)argv[0].len;
         kvp_client_reply_err(c, KVP_ERR_UNKNOWN_FMT, n, argv[0].p);
-        return KV_OK;
+        return KV_ERR;
     }
     if (!c->authed && cmd->local != KVP_LOCAL_AUTH && cmd->local != KVP_LOCAL_HELLO &&
         cmd->local != KVP_LOCAL_QUIT) {
         kvp_client_reply_str(c, KVP_ERR_NOAUTH);
-        return KV_OK;
+        return KV_ERR;
     }
     if (kvp_cmd_is_container(cmd) && (cmd = lookup_sub(c, cmd, argc, argv)) == NULL)
-        return KV_OK;
+        return KV_ERR;
+    *cmdp = cmd;
     if (!kvp_cmd_arity_ok(cmd, argc)) {
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
-        return KV_OK;
+        return KV_ERR;
     }
     if (cmd->cls == KVP_CLASS_UNSUPPORTED) {
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
-        return KV_OK;
+        return KV_ERR;
     }
-    if (cmd->cls == KVP_CLASS_LOCAL) {
-        count_cmd(d, cmd);
-        dispatch_local(c, cmd, argc, argv);
-        return KV_OK;
-    }
+    return KV_OK;
+}
+
+/* KV_OK when a table is in for routing; KV_AGAIN (c parked) while one is
+ * awaited or a table swap waits; KV_ERR when answered (none came in time). */
+static int table_ready(kvp_dispatcher *d, kvp_client *c)
+{
     if (d->table == NULL) {
         if (!d->table_wait_expired) {
             if (d->no_table_since == 0)
@@ -849,7 +870,7 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
             return KV_AGAIN;
         }
         kvp_client_reply_str(c, KVP_ERR_NO_TABLE);
-        return KV_OK;
+        return KV_ERR;
     }
     if (d->table_waits) {
         /* a new table waits for migrate-on-access steps to finish: start no
@@ -858,6 +879,28 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
         c->park_reason = KVP_PARK_TABLE_SWAP;
         return KV_AGAIN;
     }
+    return KV_OK;
+}
+
+int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    if (kvp_dispatch_check(d, c, &cmd, argc, argv) != KV_OK)
+        return KV_OK;
+    if (cmd->cls == KVP_CLASS_LOCAL) {
+        count_cmd(d, cmd);
+        dispatch_local(c, cmd, argc, argv);
+        return KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_SESSION) {
+        if (d->on_session == NULL) {
+            kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+            return KV_OK;
+        }
+        return d->on_session(d->session_ctx, c, cmd, argc, argv);
+    }
+    int rc = table_ready(d, c);
+    if (rc != KV_OK)
+        return rc == KV_AGAIN ? KV_AGAIN : KV_OK;
     if (!qps_allowed(d)) {
         kvp_client_reply_str(c, KVP_ERR_QPS);
         return KV_OK;
@@ -879,6 +922,284 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
     return KV_OK;
 }
 
+int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
+{
+    kvp_dispatcher *d = ctx;
+    const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
+    if (c->session != NULL)
+        return d->on_session(d->session_ctx, c, cmd, argc, argv);
+    return kvp_dispatch_cmd(d, c, cmd, argc, argv);
+}
+
+/* --------------------------------------------------------- transactions */
+
+static const char TX_MULTI[] = "*1\r\n$5\r\nMULTI\r\n";
+static const char TX_EXEC[] = "*1\r\n$4\r\nEXEC\r\n";
+
+int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp, int argc, kv_str *argv,
+                          int *bucket)
+{
+    if (kvp_dispatch_check(d, c, cmdp, argc, argv) != KV_OK)
+        return KV_ERR;
+    const kvp_cmd *cmd = *cmdp;
+    switch (cmd->cls) {
+    case KVP_CLASS_ANY:
+    case KVP_CLASS_SESSION: /* UNWATCH: Redis queues it too */
+        return KV_OK;
+    case KVP_CLASS_LOCAL:
+        if (cmd->local == KVP_LOCAL_PING || cmd->local == KVP_LOCAL_ECHO)
+            return KV_OK; /* the master answers them the same, inside EXEC's array */
+        kvp_client_reply_err(c, KVP_ERR_IN_MULTI_FMT, cmd->name);
+        return KV_ERR;
+    case KVP_CLASS_KEYED:
+    case KVP_CLASS_SPLIT:
+        break;
+    default: /* FANOUT: a transaction runs on one master */
+        kvp_client_reply_err(c, KVP_ERR_IN_MULTI_FMT, cmd->name);
+        return KV_ERR;
+    }
+    int rc = table_ready(d, c);
+    if (rc != KV_OK)
+        return rc;
+    if (scratch(d, argc) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_ERR;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
+    if (nk < 0) {
+        kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
+        return KV_ERR;
+    }
+    if (nk == 0) {
+        if (cmd->cls == KVP_CLASS_KEYED && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS))
+            return KV_OK; /* EVAL s 0: wherever the transaction runs */
+        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+        return KV_ERR;
+    }
+    route_keys(d, d->table, argv, nk);
+    uint32_t b = d->s_rkey[0].bucket;
+    for (int i = 1; i < nk; i++)
+        if (d->s_rkey[i].bucket != b) {
+            kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
+            return KV_ERR;
+        }
+    if (*bucket >= 0 && (uint32_t)*bucket != b) {
+        kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
+        return KV_ERR;
+    }
+    const kvp_backend *own = c->lent;
+    if (own != NULL && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0) {
+        kvp_client_reply_str(c, KVP_ERR_CROSSSLOT_WATCH);
+        return KV_ERR;
+    }
+    *bucket = (int)b;
+    return KV_OK;
+}
+
+/* The next queued command of a transaction (at *pos in q): its entry, and
+ * argc/argv in d->s_parser. NULL at the end. The queue holds only commands
+ * that passed kvp_dispatch_tx_check, so each parses whole and is known. */
+static const kvp_cmd *tx_next(kvp_dispatcher *d, kv_buf *q, size_t *pos)
+{
+    kv_req_parser *ps = &d->s_parser;
+    size_t used = 0;
+    if (*pos >= kv_buf_len(q) || kv_req_parse(ps, kv_buf_rptr(q) + *pos, kv_buf_len(q) - *pos, &used) != KV_OK)
+        return NULL;
+    *pos += used;
+    const kvp_cmd *cmd = kvp_cmd_lookup(ps->argv[0].p, ps->argv[0].len);
+    if (cmd != NULL && kvp_cmd_is_container(cmd))
+        cmd = kvp_cmd_lookup_sub(cmd, ps->argv[1].p, ps->argv[1].len);
+    return cmd;
+}
+
+/* The keys of a queued command (written at keys, at most max). */
+static int tx_keys(const kvp_cmd *cmd, const kv_req_parser *ps, int *keys, int max)
+{
+    if (cmd->cls != KVP_CLASS_KEYED && cmd->cls != KVP_CLASS_SPLIT)
+        return 0;
+    int nk = kvp_cmd_keys(cmd, ps->argc, ps->argv, keys, max);
+    return nk > 0 ? nk : 0;
+}
+
+/* MULTI, the queued commands with their keys routed (d->s_keys/s_rkey, in
+ * queue order, as tx_route left them), EXEC. */
+static void tx_write(kvp_dispatcher *d, kv_buf *out, kv_buf *q, int total)
+{
+    kv_buf_append(out, TX_MULTI, sizeof(TX_MULTI) - 1);
+    size_t pos = 0;
+    int off = 0;
+    const kvp_cmd *cmd;
+    while ((cmd = tx_next(d, q, &pos)) != NULL) {
+        int nk = tx_keys(cmd, &d->s_parser, d->s_keys + off, total - off);
+        write_routed(out, d->s_parser.argc, d->s_parser.argv, d->s_keys + off, nk, d->table, d->s_rkey + off);
+        off += nk;
+    }
+    kv_buf_append(out, TX_EXEC, sizeof(TX_EXEC) - 1);
+}
+
+/* Every key of the queue routed with the current table into d->s_rkey
+ * (pointing into q, which lives until EXEC is sent). Returns the key count,
+ * -1 out of memory; *reply_key: some command names a key in its reply. */
+static int tx_route(kvp_dispatcher *d, kv_buf *q, int *total, int *reply_key)
+{
+    size_t pos = 0;
+    int args = 0;
+    while (tx_next(d, q, &pos) != NULL)
+        args += d->s_parser.argc;
+    if (scratch(d, args + 1) != KV_OK)
+        return -1;
+    *total = args + 1;
+    *reply_key = 0;
+    int off = 0;
+    const kvp_cmd *cmd;
+    pos = 0;
+    while ((cmd = tx_next(d, q, &pos)) != NULL) {
+        const kv_req_parser *ps = &d->s_parser;
+        int nk = tx_keys(cmd, ps, d->s_keys + off, *total - off);
+        for (int i = 0; i < nk; i++) {
+            const kv_str *a = &ps->argv[d->s_keys[off + i]];
+            kvp_table_route(d->table, a->p, a->len, &d->s_rkey[off + i], d->s_hex[off + i]);
+        }
+        *reply_key |= (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+        off += nk;
+    }
+    return off;
+}
+
+/* EXEC's reply will need keys restored: mark the commands that name one. */
+static void tx_mark_reply_keys(kvp_dispatcher *d, kvp_req *r, kv_buf *q)
+{
+    size_t pos = 0;
+    int i = 0;
+    const kvp_cmd *cmd;
+    while ((cmd = tx_next(d, q, &pos)) != NULL)
+        r->key_frag[i++] = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+}
+
+/* Where the transaction runs: c's own connection after WATCH, else the
+ * shared one of the bucket's master (or of any master, with no key). NULL:
+ * answered (nil when the WATCH connection is not the master's any more). */
+static kvp_backend *tx_target(kvp_dispatcher *d, kvp_client *c, int nk)
+{
+    kvp_backend *own = c->lent;
+    if (own != NULL) {
+        if (own->state == KVP_BE_DOWN ||
+            (nk > 0 && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0)) {
+            kvp_client_reply_str(c, "*-1\r\n"); /* the WATCH cannot hold: as if a key changed */
+            return NULL;
+        }
+        return own;
+    }
+    int server = nk > 0 ? d->s_rkey[0].server : (int)(c->id % (uint64_t)d->table->nservers);
+    return pick_backend(d, c, server);
+}
+
+int kvp_dispatch_exec(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *exec, kv_buf *queue, int ncmds)
+{
+    int rc = table_ready(d, c);
+    if (rc != KV_OK)
+        return rc == KV_AGAIN ? KV_AGAIN : KV_OK;
+    int total = 0, reply_key = 0;
+    int nk = tx_route(d, queue, &total, &reply_key);
+    if (nk < 0) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    for (int i = 0; i < nk; i++) {
+        if (d->s_rkey[i].blocked) {
+            c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
+            return KV_AGAIN;
+        }
+        if (d->s_rkey[i].bucket != d->s_rkey[0].bucket) {
+            kvp_client_reply_str(c, KVP_ERR_EXECABORT); /* tx_check let it in: cannot happen */
+            return KV_OK;
+        }
+    }
+    count_cmd(d, exec);
+    kvp_backend *be = tx_target(d, c, nk);
+    if (be == NULL)
+        return KV_OK;
+    kvp_req *r = kvp_client_req_new(c, reply_key ? KVP_MERGE_EXEC : KVP_MERGE_NONE, 1);
+    if (r == NULL || (reply_key && kvp_req_map_keys(r, ncmds) != KV_OK)) {
+        if (r)
+            kvp_req_answer(r, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+        else
+            kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    if (reply_key)
+        tx_mark_reply_keys(d, r, queue);
+    kvp_req_routed(r);
+    uint32_t group = (uint32_t)ncmds + 2;
+    if (nk > 0 && d->s_rkey[0].src != KVP_NO_SERVER) {
+        /* the bucket is migrating: its keys move to `be` first, and the
+         * whole block waits for them */
+        kv_buf *held = NULL;
+        if (kvp_req_ensure_frags(r) == KV_OK) {
+            memset(d->s_in_frag, 1, (size_t)nk);
+            held = premig_start(d, r, 0, be, nk);
+        } else {
+            frag_oom(r, 0);
+        }
+        if (held) {
+            r->frags[0].held_group = (uint16_t)(group > 65535 ? 0 : group);
+            tx_write(d, held, queue, total);
+            if (group > 65535 || kv_buf_settle(held, 0) != KV_OK)
+                premig_fail(r, 0, KVP_ERR_OOM);
+        }
+    } else {
+        size_t mark = kv_buf_mark(&be->out);
+        tx_write(d, &be->out, queue, total);
+        if (kvp_backend_send_group(be, mark, group, kvp_req_on_reply, r, 0) != KV_OK)
+            frag_oom(r, 0);
+    }
+    kvp_req_sent(r);
+    return KV_OK;
+}
+
+int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    int rc = table_ready(d, c);
+    if (rc != KV_OK)
+        return rc == KV_AGAIN ? KV_AGAIN : KV_OK;
+    if (scratch(d, argc) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return KV_OK;
+    }
+    int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
+    route_keys(d, d->table, argv, nk);
+    for (int i = 0; i < nk; i++)
+        if (d->s_rkey[i].blocked) {
+            c->park_reason = KVP_PARK_BLOCKED;
+            return KV_AGAIN;
+        }
+    for (int i = 1; i < nk; i++)
+        if (d->s_rkey[i].bucket != d->s_rkey[0].bucket) {
+            kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
+            return KV_OK;
+        }
+    int had = c->lent != NULL;
+    if (kvp_dispatch_lend(d, c, d->s_rkey[0].server) == NULL) {
+        kvp_client_reply_str(c, had ? KVP_ERR_CROSSSLOT_WATCH : KVP_ERR_NO_OWNED);
+        return KV_OK;
+    }
+    /* routed like any keyed command: backend_for now picks c's own */
+    return dispatch_keyed(d, c, cmd, argc, argv);
+}
+
+void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c)
+{
+    KV_UNUSED(d);
+    kvp_backend *own = c->lent;
+    if (own == NULL)
+        return;
+    c->lent = NULL;
+    own->owner = NULL;
+    if (own->held_for == 0)
+        kvp_backend_give_back_after(own);
+    /* else premig_release gives it back once its held commands are out */
+}
+
 kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server)
 {
     if (d->table == NULL || server < 0 || server >= d->table->nservers || d->backends == NULL)
@@ -895,10 +1216,14 @@ kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server)
 void kvp_dispatch_client_gone(void *ctx, kvp_client *c)
 {
     (void)ctx;
-    if (c->lent == NULL)
+    kvp_backend *own = c->lent;
+    if (own == NULL)
         return;
-    kvp_backend_give_back(c->lent);
     c->lent = NULL;
+    own->owner = NULL;
+    if (own->held_for == 0)
+        kvp_backend_give_back(own);
+    /* else premig_release gives it back once its held commands are out */
 }
 
 void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
@@ -906,6 +1231,7 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
     memset(d, 0, sizeof(*d));
     d->clock = clock;
     d->st = st;
+    kv_req_parser_init(&d->s_parser);
 }
 
 void kvp_dispatcher_free(kvp_dispatcher *d)
@@ -920,5 +1246,6 @@ void kvp_dispatcher_free(kvp_dispatcher *d)
     free(d->s_frag_of);
     free(d->s_frag_server);
     kv_keyset_free(&d->s_seen);
+    kv_req_parser_deinit(&d->s_parser);
     memset(d, 0, sizeof(*d));
 }

@@ -28,6 +28,12 @@ typedef struct kvp_dispatcher {
     int premig_inflight;       /* fragments waiting for their MIGRATEs */
     void (*on_steps_done)(void *ctx); /* premig_inflight came to 0 */
     void *steps_ctx;
+    /* the session layer above (session.h): every command of class SESSION,
+     * and every command of a client with a session (c->session), goes up
+     * through this; cmd is NULL for an unknown command */
+    int (*on_session)(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
+    void *session_ctx;
+    kv_req_parser s_parser;    /* EXEC: reads the queued commands back */
     uint64_t qps_sec;
     int qps_count;
     /* scratch for routing multi-key commands */
@@ -49,9 +55,42 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st);
 void kvp_dispatcher_free(kvp_dispatcher *d);
 /* The client set's kvp_command_fn (ctx = the dispatcher). */
 int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv);
-/* A connection of c's own to table server `server` (for WATCH/MULTI,
- * blocking commands, pub/sub: none uses it yet); NULL at the bound or when
- * c already holds one elsewhere. It goes back when c goes. */
+/* The checks every command passes, in SPEC order: known (cmd NULL: an
+ * unknown command), AUTH, a container's subcommand (*cmd becomes it),
+ * arity, supported. KV_ERR: the error is the client's reply. */
+int kvp_dispatch_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmd, int argc, kv_str *argv);
+/* A looked-up command run as a client with no session runs it (the session
+ * layer's way back down). KV_AGAIN: c must wait (parked). */
+int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
+
+/* Transactions, for the session layer. */
+/* Can this command be queued in c's transaction, whose keys so far are in
+ * *bucket (-1: none yet)? KV_OK (and *bucket set when it has keys);
+ * KV_ERR: no, the error is the client's reply (the transaction is then
+ * aborted, as Redis's queuing errors abort it); KV_AGAIN: wait for a
+ * table (parked). */
+int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmd, int argc, kv_str *argv,
+                          int *bucket);
+/* EXEC: the ncmds commands in queue (multibulks that passed tx_check) go to
+ * their bucket's master as MULTI <commands> EXEC, back to back on one
+ * connection (the shared one, or c's own after WATCH), after
+ * migrate-on-access of their keys when the bucket is migrating; the client
+ * gets EXEC's reply with key names restored. When c WATCHes on a master
+ * that no longer holds the bucket (the table changed), nothing runs and the
+ * reply is a nil array, as when a watched key changed. KV_AGAIN: the
+ * bucket is blocked or a table is awaited (parked; queue untouched). */
+int kvp_dispatch_exec(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *exec, kv_buf *queue, int ncmds);
+/* WATCH: c borrows a connection to the keys' master and the WATCH goes on
+ * it; c's later commands for that master use it too, in order. KV_AGAIN:
+ * parked (a blocked bucket, no table). */
+int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
+/* c is done with its own connection (EXEC, DISCARD, UNWATCH): it goes back
+ * (RESET) once what c sent on it has answered. */
+void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c);
+
+/* A connection of c's own to table server `server` (WATCH; later blocking
+ * commands, pub/sub); NULL at the bound or when c already holds one
+ * elsewhere. It goes back when c goes. */
 kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server);
 /* The client set's on_close: what c borrowed is given back (RESET, or
  * closed when a command is still in flight). */

@@ -27,5 +27,15 @@
 #define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
 #define KVP_ERR_BAD_REPLY         "-ERR unexpected reply from backend\r\n"
 #define KVP_ERR_SYNTAX            "-ERR syntax error\r\n"
+/* transactions (Redis's own wording where Redis has one) */
+#define KVP_ERR_MULTI_NESTED      "-ERR MULTI calls can not be nested\r\n"
+#define KVP_ERR_EXEC_NO_MULTI     "-ERR EXEC without MULTI\r\n"
+#define KVP_ERR_DISCARD_NO_MULTI  "-ERR DISCARD without MULTI\r\n"
+#define KVP_ERR_WATCH_IN_MULTI    "-ERR WATCH inside MULTI is not allowed\r\n"
+#define KVP_ERR_EXECABORT         "-EXECABORT Transaction discarded because of previous errors.\r\n"
+#define KVP_ERR_IN_MULTI_FMT      "-ERR command '%s' is not supported by the proxy inside MULTI (a transaction runs on one master)\r\n"
+#define KVP_ERR_CROSSSLOT_WATCH   "-CROSSSLOT Keys in request don't hash to the master of the WATCHed keys\r\n"
+#define KVP_ERR_NO_OWNED          "-ERR proxy has no free backend connection for WATCH (owned connections per master exhausted)\r\n"
+#define KVP_ERR_TX_TOO_BIG        "-ERR transaction too big for the proxy (queued commands over the limit)\r\n"
 
 #endif

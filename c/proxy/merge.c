@@ -83,7 +83,7 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
 {
     if (n > 0 && p[0] == '-') {
         keep_err(r, p, n);
-        if (r->merge == KVP_MERGE_MGET)
+        if (r->merge == KVP_MERGE_MGET || r->merge == KVP_MERGE_EXEC)
             keep(r, &r->frags[frag].reply, p, n);
         return;
     }
@@ -122,6 +122,9 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
         }
         break;
     }
+    case KVP_MERGE_EXEC:
+        keep(r, &r->frags[frag].reply, p, n);
+        break;
     case KVP_MERGE_INFO: {
         size_t len;
         const char *text = bulk_payload(p, n, &len);
@@ -242,6 +245,45 @@ static void finish_info(kvp_req *r, kv_buf *out)
 
 /* The merged reply, written whole into out, or KV_ENOMEM with nothing of it
  * left in out. */
+/* EXEC: the array of the transaction's replies (or nil, or EXECABORT) as
+ * the master sent it, but for the elements whose command names a key in its
+ * reply (r->key_frag[i] set: BLPOP, LMPOP, ...), whose "<bucket>_" prefix
+ * goes. Only those: a value that merely looks prefixed is left alone. */
+static void finish_exec(kvp_req *r, kv_buf *out)
+{
+    const kv_buf *b = &r->frags[0].reply;
+    const char *p = kv_buf_rptr(b);
+    size_t n = kv_buf_len(b);
+    long long count;
+    const char *crlf = n > 0 ? memchr(p, '\r', n) : NULL;
+    if (n == 0 || p[0] != '*' || crlf == NULL || kv_parse_ll(p + 1, (size_t)(crlf - p - 1), &count) != KV_OK ||
+        count != r->nkeys) {
+        kv_buf_append(out, p, n); /* nil, an error, or not the array we sent for */
+        return;
+    }
+    size_t pos = (size_t)(crlf - p) + 2;
+    kv_buf_append(out, p, pos);
+    kv_reply_scanner s;
+    kv_reply_scanner_reset(&s);
+    for (long long i = 0; i < count; i++) {
+        size_t rl;
+        if (kv_reply_scan(&s, p + pos, n - pos, &rl) != KV_OK) {
+            out->failed = 1; /* the master's reply was checked whole: cannot happen */
+            return;
+        }
+        if (r->key_frag[i] && p[pos] == '*') {
+            /* strip_key0 is a group of its own (its mark clears `failed`):
+             * stop at an earlier failure, and carry its failure out */
+            if (out->failed || kvp_reply_strip_key0(p + pos, rl, out) != KV_OK) {
+                out->failed = 1;
+                return;
+            }
+        } else
+            kv_buf_append(out, p + pos, rl);
+        pos += rl;
+    }
+}
+
 int kvp_merge_finish(kvp_req *r, kv_buf *out)
 {
     size_t mark = kv_buf_mark(out);
@@ -271,6 +313,9 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         break;
     case KVP_MERGE_INFO:
         finish_info(r, out);
+        break;
+    case KVP_MERGE_EXEC:
+        finish_exec(r, out);
         break;
     default:
         break;

@@ -9,6 +9,7 @@
 #include "client.h"
 #include "dispatch.h"
 #include "req.h"
+#include "session.h"
 #include "../core/log.h"
 
 #include <arpa/inet.h>
@@ -413,7 +414,9 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
         return KV_ERR;
     }
     kvp_backends_init(&w->backends, w->base, &w->clock, i);
-    w->clients.on_close = kvp_dispatch_client_gone;
+    w->clients.on_close = kvp_session_client_gone;
+    w->disp.on_session = kvp_session_command;
+    w->disp.session_ctx = &w->disp;
     if (worker_listen(w, err, errlen) != KV_OK)
         return KV_ERR;
     w->listen_ev = event_new(w->base, w->listen_fd, EV_READ | EV_PERSIST, worker_accept_cb, w);

@@ -253,6 +253,60 @@ static void test_lending(void)
     kvp_backends_tick(&set);
 }
 
+/* A transaction's block: MULTI, the commands, EXEC go out back to back,
+ * only EXEC's reply reaches the callback; a block that cannot be queued
+ * whole leaves nothing behind. Then a lent connection given back with
+ * that EXEC still in flight: the reply still arrives, and RESET plus AUTH
+ * (RESET logs the connection out) follow it before it is lent again. */
+static void test_group_and_give_back_after(void)
+{
+    atomic_store(&kvp_g.redis_password, "pw");
+    set.owned_max = 4;
+    kvp_backend *t = kvp_backends_lend(&set, addr, &set);
+    int st = accept_one();
+    server_read(st);
+    server_write(st, "+OK\r\n");
+    TAP_CHECK(t && t->state == KVP_BE_READY, "a lent connection, authenticated");
+    static const char block[] = "*1\r\n$5\r\nMULTI\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nEXEC\r\n";
+    size_t mark = kv_buf_mark(&t->out);
+    kv_buf_append(&t->out, block, sizeof(block) - 1);
+    int before = ngot;
+    TAP_CHECK(kvp_backend_send_group(t, mark, 3, on_reply, NULL, 30) == KV_OK && t->ring_len == 3,
+              "a group of 3: three entries queued");
+    kvp_backends_flush(&set);
+    TAP_CHECK(strcmp(server_read(st), block) == 0, "the block reaches the server whole, back to back");
+    kvp_backend_give_back_after(t);
+    TAP_CHECK(t->mode == KVP_BE_RESETTING && t->state == KVP_BE_READY,
+              "given back with EXEC in flight: not closed, resetting");
+    const char *seen = server_read(st);
+    TAP_CHECK(strcmp(seen, "*1\r\n$5\r\nRESET\r\n*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n") == 0,
+              "RESET then AUTH queued behind it (%s)", seen);
+    server_write(st, "+OK\r\n+QUEUED\r\n*1\r\n+PONG\r\n");
+    TAP_CHECK(ngot == before + 1 && strcmp(got[before % 8], "30:*1\r\n+PONG\r\n") == 0,
+              "only EXEC's reply reaches the callback");
+    TAP_CHECK(t->mode == KVP_BE_RESETTING, "still resetting until AUTH answers");
+    server_write(st, "+RESET\r\n+OK\r\n");
+    TAP_CHECK(t->mode == KVP_BE_IDLE, "+RESET, +OK: idle, lendable again");
+    TAP_CHECK(kvp_backends_lend(&set, addr, &set) == t, "and lent again");
+
+    /* a group that cannot be queued whole: nothing written, nothing queued */
+    size_t len0 = kv_buf_len(&t->out);
+    uint32_t ring0 = t->ring_len;
+    mark = kv_buf_mark(&t->out);
+    kv_buf_append(&t->out, block, sizeof(block) - 1);
+    t->out.failed = 1; /* as a failed reserve leaves it */
+    TAP_CHECK(kvp_backend_send_group(t, mark, 3, on_reply, NULL, 31) == KV_ENOMEM &&
+                  kv_buf_len(&t->out) == len0 && t->ring_len == ring0,
+              "a failed group takes every byte back and queues no entry");
+    kvp_backend_give_back(t);
+    server_read(st);
+    server_write(st, "-ERR wrong\r\n");
+    TAP_CHECK(t->state == KVP_BE_DOWN, "a clean-up that fails (RESET refused): closed, never lent again");
+    close(st);
+    kvp_backends_tick(&set);
+    atomic_store(&kvp_g.redis_password, "");
+}
+
 int main(void)
 {
     base = event_base_new();
@@ -272,6 +326,7 @@ int main(void)
     test_states();
     test_reset_with_requeue();
     test_lending();
+    test_group_and_give_back_after();
     kvp_backends_free(&set);
     return tap_done();
 }

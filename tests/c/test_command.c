@@ -187,7 +187,9 @@ int main(void)
     class_is("blpop", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("xread", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("sort", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
-    class_is("watch", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("watch", KVP_CLASS_SESSION, KVP_MERGE_NONE);
+    class_is("multi", KVP_CLASS_SESSION, KVP_MERGE_NONE);
+    class_is("exec", KVP_CLASS_SESSION, KVP_MERGE_NONE);
     class_is("spublish", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("eval", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     class_is("zunionstore", KVP_CLASS_KEYED, KVP_MERGE_NONE);
