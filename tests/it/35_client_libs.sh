@@ -72,10 +72,17 @@ runs_lib redis4 && drive "node-redis 4" node "$CL/noderedis_client.js" --lib red
 runs_lib redis && drive "node-redis (newest)" node "$CL/noderedis_client.js" --lib redis
 drive "redis-cli" bash "$CL/cli_client.sh"
 
-# A refused transaction ran nothing: no driver's `txfail:new` key on any master.
+# A refused transaction ran nothing, as seen on the masters: no driver's
+# `txfail:new` key anywhere, every `txfail:old` still "orig".
 if [[ " ${GROUPS_RUN[*]} " == *" tx "* ]]; then
   left=$(for m in "$M1" "$M2" "$M3"; do it_redis "$m" --scan --pattern '*txfail:new'; done)
-  it_eq "refused transactions left no key on the masters" "" "$left"
+  it_eq "refused transactions created no key on the masters" "" "$left"
+  old=$(for m in "$M1" "$M2" "$M3"; do
+    it_redis "$m" --scan --pattern '*txfail:old' | while read -r k; do
+      printf '%s=%s\n' "$k" "$(it_redis "$m" GET "$k")"
+    done
+  done | grep -v '=orig$')
+  it_eq "refused transactions changed no key on the masters" "" "$old"
 fi
 
 if [ ${#MISSING[@]} -gt 0 ] && [ "$IT_FAILED" -eq 0 ]; then
