@@ -287,11 +287,33 @@ class Driver:
             t.join(5)
             eq(res.get("v"), (P.encode() + b"wait", b"w"))
 
+        def stream_group():
+            # a consumer group worker: XREADGROUP BLOCK woken by an XADD
+            st = P + "events"
+            r.delete(st)
+            r.xgroup_create(st, "workers", id="$", mkstream=True)
+            t = threading.Timer(0.3, lambda: pusher.xadd(st, {"job": "7"}))
+            t.start()
+            got = r.xreadgroup("workers", "w1", {st: ">"}, count=1, block=5000)
+            t.join()
+            true(got and got[0][0] == st.encode(), "reply %r" % (got,))
+            msg_id, fields = got[0][1][0]
+            eq(fields, {b"job": b"7"})
+            eq(r.xack(st, "workers", msg_id), 1)
+
+        def stream_read():
+            st = P + "log"
+            r.delete(st)
+            first = r.xadd(st, {"n": "1"})
+            eq(r.xread({st: "0"}), [[st.encode(), [(first, {b"n": b"1"})]]])
+
         self.check("BLPOP timeout 0 woken by another client after %.1f s" % WAKE_AFTER, woken)
         self.check("BLPOP with a 1 s timeout returns None", short_timeout)
         self.check("BRPOP over two keys of one hash tag", several_keys)
         self.check("BLMOVE to a processing list", reliable_queue)
         self.check("other clients served while one blocks", others_served)
+        self.check("XREADGROUP BLOCK woken by XADD, XACK", stream_group)
+        self.check("XREAD without BLOCK", stream_read)
 
     # ------------------------------------------------------------ pubsub
 
