@@ -6,7 +6,9 @@
 #   Lua specs     busted --lua=luajit -o TAP from the repo root (.busted)
 #   integration   every executable tests/it/*.sh, sorted, each one test:
 #                 exit 0 pass, 77 skip, anything else (or a time-out) fail;
-#                 lib*.sh and _*.sh are helpers the tests source, not tests
+#                 lib*.sh and _*.sh are helpers the tests source, not tests;
+#                 the client libraries of it/35_client_libs are installed
+#                 first when missing (apt, and npm into tests/clients/)
 #
 #   --long        export KV_LONG=1 to the integration tests (long scenarios)
 #   --asan        build with ASan + UBSan into build-asan/ (cmake -DKV_SANITIZE=ON)
@@ -289,6 +291,39 @@ run_busted() {
     [ $BUSTED_FAILS -eq 0 ] && pass "lua ($(grep -c '^ok' "$log") ok)"
 }
 
+# ---------------------------------------------------------------- client libraries
+
+# install_client_libs: the client libraries tests/it/35_client_libs.sh drives
+# the proxy with (tests/clients/README): Debian's python3-redis, nodejs and
+# npm, then the npm packages at the exact versions of
+# tests/clients/package-lock.json into tests/clients/node_modules/
+# (git-ignored), again whenever the lock file is newer than the last install.
+# A failure (no apt, npm registry unreachable) is a warning only: the test
+# skips the drivers it cannot run and is reported as skipped, never passed.
+install_client_libs() {
+    local dir=$KV_ROOT/tests/clients log rc=0
+    kv_ensure_deps /usr/lib/python3/dist-packages/redis/__init__.py:python3-redis \
+        node:nodejs npm:npm ||
+        yellow "warning: python3-redis/nodejs/npm missing: it/35_client_libs skips their drivers"
+    command -v npm >/dev/null 2>&1 || return 0
+    local stamp=$dir/node_modules/.kv-installed
+    [ -f "$stamp" ] && [ "$stamp" -nt "$dir/package-lock.json" ] && [ "$stamp" -nt "$dir/package.json" ] &&
+        return 0
+    echo "installing the npm client libraries into tests/clients/node_modules (npm ci)"
+    log=$LOGDIR/npm-ci.log
+    # --ignore-scripts: none of them needs an install script; bounded
+    # retries and an overall time-out, so an unreachable registry costs
+    # minutes at most
+    (cd "$dir" && CI=true timeout 300 npm ci --no-audit --no-fund --ignore-scripts \
+        --fetch-retries=2 --fetch-timeout=30000) </dev/null >"$log" 2>&1 || rc=$?
+    if [ $rc -eq 0 ]; then
+        touch "$stamp"
+    else
+        grep -m 5 -i 'npm err' "$log" | sed 's/^/  /'
+        yellow "warning: npm ci failed (status $rc, log: $log): it/35_client_libs skips the Node drivers"
+    fi
+}
+
 # ---------------------------------------------------------------- integration
 
 # kill_leftovers DIR: end processes a test left behind (their working
@@ -319,6 +354,7 @@ run_it() {
     local limit=${KV_IT_TIMEOUT:-$([ $LONG -eq 1 ] && echo 3600 || echo 1200)}
     local f name log tmp t0 dur rc any=0
     mkdir -p "$LOGDIR/it"
+    selected it 35_client_libs && install_client_libs
     while IFS= read -r f; do
         [ -f "$f" ] || continue
         case "${f##*/}" in lib*.sh | _*.sh) continue ;; esac   # helpers they source
