@@ -400,6 +400,7 @@ undo:
     if (mark == 0)
         out->rpos = out->wpos = 0;
 as_is:
-    kv_buf_append(out, p, n);
+    if (n > 0) /* (no reply is empty; an append of nothing to an unallocated buffer is UB) */
+        kv_buf_append(out, p, n);
     return kv_buf_settle(out, mark);
 }
