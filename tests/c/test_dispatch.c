@@ -300,6 +300,15 @@ static void test_keyword(kvp_client *c)
     run(c, "SORT {foo}l BY w_{foo}_*");
     TAP_CHECK(text_is(&c->out, KVP_ERR_SORT_MIGRATING) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
               "SORT with patterns on a migrating bucket: TRYAGAIN, no MIGRATE");
+    run(c, "GEORADIUS {foo}g 0 0 1 km STORE {foo}d");
+    TAP_CHECK(text_is(&be[1]->out, "*9\r\n$7\r\nMIGRATE\r\n$9\r\n127.0.0.1\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n0\r\n"
+                                   "$4\r\n1000\r\n$4\r\nKEYS\r\n$10\r\n705_{foo}g\r\n$10\r\n705_{foo}d\r\n") &&
+                  be[0]->ring_len == 0,
+              "GEORADIUS ... STORE on a migrating bucket: both keys MIGRATEd first");
+    answer(1, "+OK\r\n");
+    TAP_CHECK(text_is(&be[0]->out, mb("GEORADIUS 705_{foo}g 0 0 1 km STORE 705_{foo}d")), "then run on the destination");
+    answer(0, ":0\r\n");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
     t->mig_dst[705] = KVP_NO_SERVER;
     t->hash_tags = 0;
     run(c, "SORT {foo}l BY w_{foo}_*");
