@@ -2,7 +2,7 @@
 # fuzz.sh TARGET [SECONDS] [LIBFUZZER OPTIONS...] -- build one fuzz target
 # with clang (libFuzzer + ASan + UBSan) and run it.
 #
-#   TARGET     resp | reply | control | http | config | btable | list
+#   TARGET     resp | reply | keyword | control | http | config | btable | list
 #              (tests/fuzz/README says what each one checks)
 #   SECONDS    how long to fuzz (default 60)
 #
@@ -21,7 +21,7 @@ set -u
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib/common.sh"
 cd "$KV_ROOT" || exit 1
 
-C_TARGETS=(resp reply)
+C_TARGETS=(resp reply keyword)
 LUA_TARGETS=(control http config btable)
 
 usage() { sed -n '2,/^set -u/{/^set -u/d;s/^# \{0,1\}//;p}' "$0"; }
@@ -62,9 +62,11 @@ if [ "$kind" = lua ]; then
     CFLAGS+=("-DFUZZ_TARGET=\"$TARGET\"" "-DFUZZ_DIR=\"$KV_ROOT/tests/fuzz\"")
 else
     SRCS+=("tests/fuzz/fuzz_$TARGET.c")
+    # keyword: the proxy's command table and reply restorer
+    [ "$TARGET" = keyword ] && SRCS+=(c/proxy/command.c c/proxy/conf.c c/proxy/merge.c)
 fi
 need=1
-if [ -x "$BIN" ] && [ -z "$(find "${SRCS[@]}" c/core/*.h c/lua/*.h "$0" -newer "$BIN" -print -quit)" ]; then
+if [ -x "$BIN" ] && [ -z "$(find "${SRCS[@]}" c/core/*.h c/lua/*.h c/proxy/*.h c/proxy/*.inc "$0" -newer "$BIN" -print -quit)" ]; then
     need=0
 fi
 if [ $need -eq 1 ]; then

@@ -73,14 +73,25 @@ local WHOLE = { client = true, command = true }
 local DENY = {
     migrate = "moves keys to another server",
     move = "moves a key to another db",
-    sort = "BY/GET patterns name other keys",
-    sort_ro = "BY/GET patterns name other keys",
-    georadius = "STORE key found by keyword",
-    georadiusbymember = "STORE key found by keyword",
     pfdebug = "debugging command",
     pfselftest = "debugging command",
     debug = "debugging command",
     ["restore-asking"] = "Redis Cluster internal",
+}
+
+-- Keys named by keyword: routed by the key spec Redis gives by position (the
+-- source key) plus what a finder in c/proxy/command.c (enum kvp_finder) finds by
+-- walking the options as Redis parses them, from argument `from`. These replace
+-- Redis's keyword / unknown key specs, and make the command KEYED. XREAD and
+-- XREADGROUP carry Redis's "blocking" flag; only their BLOCK form blocks, and the
+-- finder reports it (refused by the proxy until blocking commands are served).
+local FINDERS = {
+    georadius = { kind = "GEO", from = 6 },          -- key lon lat radius unit
+    georadiusbymember = { kind = "GEO", from = 5 },  -- key member radius unit
+    sort = { kind = "SORT", from = 2 },
+    sort_ro = { kind = "SORT", from = 2 },
+    xread = { kind = "XREAD", from = 1 },
+    xreadgroup = { kind = "XREADGROUP", from = 1 },
 }
 
 -- Redis command flags carried into the table, as KVP_CF_<value>.
@@ -89,7 +100,7 @@ local FLAGS = {
     pubsub = "PUBSUB", noscript = "NOSCRIPT", blocking = "BLOCKING", fast = "FAST",
     movablekeys = "MOVABLE", loading = "LOADING", stale = "STALE",
     no_mandatory_keys = "NO_MANDATORY_KEYS",
-    reply_key = "REPLY_KEY",
+    reply_key = "REPLY_KEY", reply_streams = "REPLY_STREAMS",
 }
 
 -- The proxy's own flag: the reply's first element names a key (the proxy
@@ -99,10 +110,13 @@ local REPLY_NAMES_KEY = {
     lmpop = true, zmpop = true, blpop = true, brpop = true, bzpopmin = true,
     bzpopmax = true, blmpop = true, bzmpop = true,
 }
+-- The reply names stream keys ([key, entries] pairs, a map in RESP3).
+local REPLY_NAMES_STREAMS = { xread = true, xreadgroup = true }
 -- Order of the flags in a line (stable, readable).
 local FLAG_ORDER = {
     "write", "readonly", "denyoom", "admin", "pubsub", "noscript", "blocking",
     "fast", "movablekeys", "loading", "stale", "no_mandatory_keys", "reply_key",
+    "reply_streams",
 }
 
 local MAX_SPECS = 3 -- must match KVP_CMD_MAX_SPECS in c/proxy/command.h
@@ -131,6 +145,7 @@ local function parse(e)
     if e[9] == nil then die("%s: no key specs; Redis 7 or newer is needed", e[1]) end
     local c = { name = e[1]:lower(), arity = e[2], flags = set_of(e[3]), subs = {} }
     if REPLY_NAMES_KEY[c.name] then c.flags.reply_key = true end
+    if REPLY_NAMES_STREAMS[c.name] then c.flags.reply_streams = true end
     c.specs = e[9]
     for _, s in ipairs(e[10] or {}) do c.subs[#c.subs + 1] = parse(s) end
     table.sort(c.subs, function(a, b) return a.name < b.name end)
@@ -176,6 +191,16 @@ local function classify(c, has_subs)
     if #specs > MAX_SPECS then die("%s has %d key specs, raise KVP_CMD_MAX_SPECS", c.name, #specs) end
 
     local n = c.name
+    if FINDERS[n] then
+        -- the positional specs Redis gives, then the finder for the rest
+        local f, kept = FINDERS[n], {}
+        for _, k in ipairs(specs) do
+            if k ~= "KS_UNKNOWN" then kept[#kept + 1] = k end
+        end
+        kept[#kept + 1] = string.format("KS_FIND(%s,%d)", f.kind, f.from)
+        if #kept > MAX_SPECS then die("%s: too many key specs with its finder", n) end
+        return "KEYED", "NONE", "NONE", kept
+    end
     if LOCAL[n] then return "LOCAL", "NONE", LOCAL[n], specs end
     if SESSION[n] then return "SESSION", "NONE", SESSION[n], specs end
     if FANOUT[n] then return "FANOUT", FANOUT[n], "NONE", specs end
@@ -227,7 +252,7 @@ local function main()
     end
     table.sort(cmds, function(a, b) return a.name < b.name end)
 
-    for _, list in ipairs({ LOCAL, SESSION, FANOUT, ANY, SPLIT, WHOLE, DENY }) do
+    for _, list in ipairs({ LOCAL, SESSION, FANOUT, ANY, SPLIT, WHOLE, DENY, FINDERS }) do
         for n in pairs(list) do
             if not byname[n] then die("policy names '%s', which this Redis does not have", n) end
         end
@@ -288,6 +313,8 @@ local function main()
  *                                       (lastkey < 0: argv[argc+lastkey]), every keystep
  *   KS_KEYNUM(index, keynumidx, firstkey, keystep)
  *                                       argv[index+keynumidx] keys from argv[index+firstkey]
+ *   KS_FIND(kind, from)                 keys named by keyword: the finder kind
+ *                                       (enum kvp_finder) walks the options from argv[from]
  *   KS_UNKNOWN                          keys the proxy cannot locate by position
  *   KS_NONE                             unused slot
  * Subcommands ("object|encoding") follow their container. */

@@ -13,6 +13,7 @@
  * rewrite an entry's class on the control thread before the workers start.
  */
 #include "command.h"
+#include "../core/resp.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 #define KS_RANGE(i, l, s) {.type = KVP_KS_RANGE, .index = (i), .lastkey = (l), .keystep = (s)}
 #define KS_KEYNUM(i, k, f, s)                                                                   \
     {.type = KVP_KS_KEYNUM, .index = (i), .keynumidx = (k), .firstkey = (f), .keystep = (s)}
+#define KS_FIND(kind, i) {.type = KVP_KS_FINDER, .index = (i), .finder = KVP_FIND_##kind}
 
 #define KVP_CMD(nm, ar, cl, mg, loc, k1, k2, k3, fl)                                            \
     {.name = nm,                                                                                \
@@ -47,6 +49,7 @@ static kvp_cmd cmd_table[] = {
 #undef KS_UNKNOWN
 #undef KS_RANGE
 #undef KS_KEYNUM
+#undef KS_FIND
 
 #define CMD_COUNT ((int)KV_ARRAY_LEN(cmd_table))
 
@@ -135,6 +138,11 @@ static int specs_valid(const kvp_cmd *e)
             return 0;
         int positional = s->type == KVP_KS_RANGE || s->type == KVP_KS_KEYNUM;
         if (positional && (s->keystep < 1 || s->index < 0))
+            return 0;
+        /* a finder walks to the end of argv: nothing can follow it */
+        if (s->type == KVP_KS_FINDER &&
+            (s->finder == KVP_FIND_NONE || s->index < 1 ||
+             (i + 1 < KVP_CMD_MAX_SPECS && e->ks[i + 1].type != KVP_KS_NONE)))
             return 0;
     }
     return 1;
@@ -251,6 +259,187 @@ static int parse_count(const kv_str *a, int limit, int *out)
     return KV_OK;
 }
 
+/* ---------------------------------------------------------------------------
+ * Keyword finders: each walks the options as Redis 7.0's own parser does
+ * (georadiusGeneric, sortCommandGeneric, xreadCommand), so the key found is
+ * the one Redis uses. Where Redis would stop with an error, the walk stops
+ * too: what follows is never executed.
+ * ------------------------------------------------------------------------- */
+
+static int arg_is(const kv_str *a, const char *lc)
+{
+    size_t n = strlen(lc);
+    return a->len == n && eq_lower(lc, a->p, n);
+}
+
+static void add_key(int *keys, int max, int *n, int pos)
+{
+    if (*n < max)
+        keys[*n] = pos;
+    (*n)++;
+}
+
+/* GEORADIUS key lon lat radius unit [opts] / GEORADIUSBYMEMBER key member
+ * radius unit [opts], options from `from`: the last STORE / STOREDIST key
+ * is the one written (an earlier one is overwritten in Redis's parse). */
+static int find_geo(int argc, const kv_str *argv, int from)
+{
+    int store = 0;
+    for (int i = from; i < argc; i++) {
+        const kv_str *a = &argv[i];
+        if (arg_is(a, "withdist") || arg_is(a, "withhash") || arg_is(a, "withcoord") ||
+            arg_is(a, "any") || arg_is(a, "asc") || arg_is(a, "desc"))
+            continue;
+        if (i + 1 < argc && arg_is(a, "count")) {
+            i++;
+        } else if (i + 1 < argc && (arg_is(a, "store") || arg_is(a, "storedist"))) {
+            store = ++i;
+        } else {
+            break; /* Redis: syntax error */
+        }
+    }
+    return store;
+}
+
+/* SORT key [BY p] [LIMIT o c] [GET p ...] [ASC|DESC] [ALPHA] [STORE dst],
+ * options from `from`: the last STORE key (none for SORT_RO: STORE is a
+ * syntax error there), and, when pats is not NULL, the BY / GET arguments
+ * that name keys (see kvp_cmd_patterns). */
+static int walk_sort(int argc, const kv_str *argv, int from, int can_store, int *pats, int max,
+                     int *npats)
+{
+    int store = 0, by = 0, np = 0;
+    for (int j = from; j < argc; j++) {
+        const kv_str *a = &argv[j];
+        int left = argc - j - 1;
+        if (arg_is(a, "asc") || arg_is(a, "desc") || arg_is(a, "alpha"))
+            continue;
+        if (left >= 2 && arg_is(a, "limit")) {
+            j += 2;
+        } else if (left >= 1 && can_store && arg_is(a, "store")) {
+            store = ++j;
+        } else if (left >= 1 && arg_is(a, "by")) {
+            by = ++j; /* the last BY is the one used */
+        } else if (left >= 1 && arg_is(a, "get")) {
+            j++;
+            /* GET # is the element itself; without '*' nothing is looked up */
+            if (pats && memchr(argv[j].p, '*', argv[j].len) != NULL)
+                add_key(pats, max, &np, j);
+        } else {
+            break; /* Redis: syntax error */
+        }
+    }
+    if (pats && by > 0 && memchr(argv[by].p, '*', argv[by].len) != NULL) {
+        /* the last BY, put in argument order among the GETs */
+        int i = np++;
+        if (np <= max) {
+            for (; i > 0 && pats[i - 1] > by; i--)
+                pats[i] = pats[i - 1];
+            pats[i] = by;
+        }
+    }
+    if (npats)
+        *npats = np;
+    return store;
+}
+
+/* A count or timeout Redis refuses (getLongLongFromObject is string2ll, as
+ * kv_parse_ll; a timeout must not be negative). Only sure refusals count:
+ * the command is then forwarded unrewritten for Redis to word the error. */
+static int xread_refused(const kv_str *a, int is_timeout)
+{
+    long long v;
+    if (kv_parse_ll(a->p, a->len, &v) != KV_OK)
+        return 1;
+    return is_timeout && v < 0;
+}
+
+/* XREAD [COUNT n] [BLOCK ms] STREAMS key ... id ... and XREADGROUP GROUP g c
+ * [COUNT n] [BLOCK ms] [NOACK] STREAMS key ... id ...: the first half of
+ * what follows STREAMS. */
+static int find_xread(int argc, const kv_str *argv, int from, int group, int *keys, int max, int *n)
+{
+    int blocking = 0, has_group = 0;
+    for (int i = from; i < argc; i++) {
+        const kv_str *a = &argv[i];
+        int more = argc - i - 1;
+        if (more && arg_is(a, "block")) {
+            if (xread_refused(&argv[++i], 1))
+                return KVP_KEYS_MALFORMED;
+            blocking = 1;
+        } else if (more && arg_is(a, "count")) {
+            if (xread_refused(&argv[++i], 0))
+                return KVP_KEYS_MALFORMED;
+        } else if (more && arg_is(a, "streams")) {
+            int first = i + 1, count = argc - first;
+            if (count % 2 != 0 || (group && !has_group))
+                return KVP_KEYS_MALFORMED; /* unbalanced; XREADGROUP without GROUP */
+            if (blocking)
+                return KVP_KEYS_BLOCKING;
+            for (int k = first; k < first + count / 2; k++)
+                add_key(keys, max, n, k);
+            return *n;
+        } else if (group && more >= 2 && arg_is(a, "group")) {
+            has_group = 1;
+            i += 2;
+        } else if (group && arg_is(a, "noack")) {
+            continue;
+        } else {
+            return KVP_KEYS_MALFORMED; /* syntax error, or GROUP/NOACK in XREAD */
+        }
+    }
+    return KVP_KEYS_MALFORMED; /* no STREAMS */
+}
+
+static int run_finder(const kvp_cmd *c, const kvp_keyspec *s, int argc, const kv_str *argv,
+                      int *keys, int max, int n)
+{
+    int store;
+    switch (s->finder) {
+    case KVP_FIND_GEO:
+        store = find_geo(argc, argv, s->index);
+        break;
+    case KVP_FIND_SORT:
+        store = walk_sort(argc, argv, s->index, !(c->flags & KVP_CF_READONLY), NULL, 0, NULL);
+        break;
+    case KVP_FIND_XREAD:
+    case KVP_FIND_XREADGROUP:
+        return find_xread(argc, argv, s->index, s->finder == KVP_FIND_XREADGROUP, keys, max, &n);
+    default:
+        return KVP_KEYS_UNKNOWN;
+    }
+    if (store > 0)
+        add_key(keys, max, &n, store);
+    return n;
+}
+
+int kvp_cmd_patterns(const kvp_cmd *c, int argc, const kv_str *argv, int *pos, int max)
+{
+    if (!kvp_cmd_has_patterns(c))
+        return 0;
+    int np = 0;
+    walk_sort(argc, argv, c->ks[1].index, !(c->flags & KVP_CF_READONLY), pos, max, &np);
+    return np;
+}
+
+size_t kvp_cmd_pattern_tag(const char *p, size_t len)
+{
+    const char *star = memchr(p, '*', len);
+    size_t lim = star ? (size_t)(star - p) : len;
+    const char *open = memchr(p, '{', lim);
+    if (open == NULL)
+        return 0;
+    size_t after = (size_t)(open - p) + 1;
+    const char *close = memchr(open + 1, '}', lim - after);
+    if (close == NULL || close == open + 1)
+        return 0;
+    return (size_t)(close - p) + 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Key positions
+ * ------------------------------------------------------------------------- */
+
 int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int max)
 {
     int n = 0;
@@ -262,7 +451,9 @@ int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int 
         case KVP_KS_NONE:
             return n;
         case KVP_KS_UNKNOWN:
-            return -1;
+            return KVP_KEYS_UNKNOWN;
+        case KVP_KS_FINDER:
+            return run_finder(c, s, argc, argv, keys, max, n);
         case KVP_KS_RANGE:
             first = s->index;
             if (first >= argc)
@@ -274,24 +465,21 @@ int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int 
         case KVP_KS_KEYNUM: {
             int at = s->index + s->keynumidx, count;
             if (at >= argc || parse_count(&argv[at], argc, &count) != KV_OK)
-                return -1;
+                return KVP_KEYS_MALFORMED;
             if (count == 0)
                 continue;
             first = s->index + s->firstkey;
             last = first + (count - 1) * step;
             if (last >= argc)
-                return -1;
+                return KVP_KEYS_MALFORMED;
             break;
         }
         default:
-            return -1;
+            return KVP_KEYS_UNKNOWN;
         }
 
-        for (int k = first; k <= last; k += step) {
-            if (n < max)
-                keys[n] = k;
-            n++;
-        }
+        for (int k = first; k <= last; k += step)
+            add_key(keys, max, &n, k);
     }
     return n;
 }

@@ -77,14 +77,33 @@ enum kvp_local {
 #define KVP_CF_STALE             (1u << 10)
 #define KVP_CF_NO_MANDATORY_KEYS (1u << 11) /* zero keys is valid (EVAL s 0) */
 #define KVP_CF_REPLY_KEY         (1u << 12) /* proxy flag: reply element 0 names a key */
+#define KVP_CF_REPLY_STREAMS     (1u << 13) /* proxy flag: the reply names stream keys (XREAD) */
 
 /* Kinds of key spec (Redis 7 key specs reduced to what positions can tell). */
 enum kvp_ks_type {
     KVP_KS_NONE,    /* unused slot */
     KVP_KS_RANGE,   /* argv[index] .. argv[last], every keystep */
     KVP_KS_KEYNUM,  /* argv[index+keynumidx] keys, from argv[index+firstkey], every keystep */
-    KVP_KS_UNKNOWN  /* keys found by keyword or by content: not computable by the proxy */
+    KVP_KS_UNKNOWN, /* keys found by keyword or by content: not computable by the proxy */
+    KVP_KS_FINDER   /* keys named by keyword: the command's own grammar, walked from index */
 };
+
+/* The keyword walkers (KVP_KS_FINDER). Each mirrors how Redis 7.0 parses the
+ * command's options, so a word that only looks like a keyword (a STORE key
+ * named "store") is never taken for one, and the key Redis writes is the one
+ * the proxy rewrote. */
+enum kvp_finder {
+    KVP_FIND_NONE,
+    KVP_FIND_GEO,        /* GEORADIUS[BYMEMBER]: the last STORE / STOREDIST key */
+    KVP_FIND_SORT,       /* SORT / SORT_RO: the last STORE key (not for SORT_RO) */
+    KVP_FIND_XREAD,      /* XREAD: the keys after STREAMS */
+    KVP_FIND_XREADGROUP  /* XREADGROUP: the keys after STREAMS (GROUP, NOACK allowed) */
+};
+
+/* kvp_cmd_keys results other than a count. */
+#define KVP_KEYS_MALFORMED (-1) /* Redis refuses these arguments before touching data */
+#define KVP_KEYS_UNKNOWN   (-2) /* the command has a key spec the proxy cannot compute */
+#define KVP_KEYS_BLOCKING  (-3) /* the blocking form (XREAD ... BLOCK ms) */
 
 #define KVP_CMD_MAX_SPECS 3
 
@@ -97,6 +116,7 @@ typedef struct kvp_keyspec {
     int16_t keynumidx; /* KEYNUM: the count is at argv[index + keynumidx] */
     int16_t firstkey;  /* KEYNUM: the first key is at argv[index + firstkey] */
     int16_t keystep;   /* distance between keys (2 for MSET's key value pairs) */
+    uint8_t finder;    /* FINDER: enum kvp_finder */
 } kvp_keyspec;
 
 /* One command or subcommand. Entries live in a static table for the whole
@@ -141,11 +161,40 @@ int kvp_cmd_arity_ok(const kvp_cmd *c, int argc);
 /* Key positions of this invocation, in key spec order: writes the first max
  * indexes into argv to keys[] and returns how many keys there are (which can
  * exceed max; there are never more than argc, so max = argc gets them all).
- * Returns -1 when a numkeys argument is not a valid non-negative integer (as
- * Redis parses it: no sign, no leading zero) or names keys past the end of
- * argv, or when c has a key spec the proxy cannot compute (KVP_KS_UNKNOWN).
- * Call after kvp_cmd_arity_ok. argv is only read for KEYNUM specs. */
+ * Otherwise:
+ *   KVP_KEYS_MALFORMED  the arguments do not say where the keys are, and Redis
+ *       refuses them before it touches any data: a numkeys that is not a valid
+ *       non-negative integer (as Redis parses it: no sign, no leading zero) or
+ *       names keys past the end of argv; an XREAD without a balanced STREAMS
+ *       list, with a misplaced option or a bad BLOCK timeout. The proxy can
+ *       forward such a command as it is and let Redis word the error.
+ *   KVP_KEYS_UNKNOWN    c has a key spec the proxy cannot compute.
+ *   KVP_KEYS_BLOCKING   a well-formed XREAD / XREADGROUP with BLOCK.
+ * Keys found by a finder come after the positional ones, ascending.
+ * Call after kvp_cmd_arity_ok. argv is only read for KEYNUM and FINDER specs. */
 int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int max);
+
+/* True when c's arguments may hold SORT BY / GET patterns (then call
+ * kvp_cmd_patterns). Inline: asked for every keyed command. */
+static inline int kvp_cmd_has_patterns(const kvp_cmd *c)
+{
+    return c->ks[1].type == KVP_KS_FINDER && c->ks[1].finder == KVP_FIND_SORT;
+}
+
+/* SORT / SORT_RO: positions of the BY and GET arguments that name keys (a
+ * pattern with a '*', which Redis replaces by each element; BY without '*'
+ * means "do not sort" and GET # is the element itself: neither names a key).
+ * Only the last BY counts, as in Redis. Writes up to max positions to pos[],
+ * ascending; returns how many there are. Other commands: 0. */
+int kvp_cmd_patterns(const kvp_cmd *c, int argc, const kv_str *argv, int *pos, int max);
+
+/* A SORT pattern addresses keys of one bucket only when every key it forms
+ * has the same hash tag: a non-empty {tag} that ends before the first '*'
+ * (a '*' before or inside it is replaced by element values, which can bring
+ * their own braces). Returns the length of the pattern up to and including
+ * that '}' -- a string whose hash tag is the pattern's -- or 0 when there is
+ * no such tag. */
+size_t kvp_cmd_pattern_tag(const char *p, size_t len);
 
 /* Policy overrides (lua/policy.lua), applied on the control thread before the
  * workers start. name is a command or "container|sub", any case.

@@ -567,13 +567,84 @@ static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int a
         kvp_client_reply_str(c, KVP_ERR_OOM);
         return;
     }
-    r->strip_key = (flags & KVP_CF_REPLY_KEY) != 0;
+    r->strip_key = kvp_req_restorer(flags);
     kvp_req_routed(r);
     size_t mark = kv_buf_mark(&be->out);
     write_routed(&be->out, argc, argv, keys, nk, d->table, rkeys);
     if (kvp_backend_send(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
         frag_oom(r, 0);
     kvp_req_sent(r);
+}
+
+/* ------------------------------------------------ keys named by keyword */
+
+static void dispatch_any(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
+
+/* A keyed command with no key to route by (kvp_cmd_keys gave nk <= 0).
+ * Arguments Redis refuses before touching any data (a bad numkeys, an
+ * XREAD without a balanced STREAMS list, ...) go to a master as they are, so
+ * the client reads Redis's own error, worded as Redis words it. */
+static void keys_unrouted(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv,
+                          int nk)
+{
+    if (nk == KVP_KEYS_MALFORMED || (nk == 0 && !(cmd->flags & KVP_CF_NO_MANDATORY_KEYS)))
+        dispatch_any(d, c, cmd, argc, argv);
+    else if (nk == KVP_KEYS_BLOCKING)
+        kvp_client_reply_err(c, KVP_ERR_BLOCK_FMT, cmd->name); /* served on owned connections: not yet */
+    else if (nk == 0)
+        kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
+    else
+        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
+}
+
+/* SORT's BY / GET patterns name keys Redis forms from the sorted elements.
+ * They are allowed when every such key falls in the sorted key's bucket
+ * (the pattern's {hash tag}, before its first '*', hashes there), and then
+ * are rewritten with that bucket's prefix like a key ("w_{t}_*->f" becomes
+ * "<bucket>_w_{t}_*->f", so Redis looks up the stored names). They join
+ * d->s_keys / d->s_rkey, in argument order, as arguments of key 0's bucket
+ * that write_routed prefixes. Migrate-on-access cannot move keys it cannot
+ * name: on a migrating bucket the command is answered TRYAGAIN, as Redis
+ * Cluster answers multi-key commands on a slot being resharded.
+ * KV_OK, or KV_ERR when the client was answered. */
+static int route_patterns(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, const kv_str *argv,
+                          int *nk)
+{
+    int *pos = d->s_server; /* unused on the keyed path; sized like s_keys */
+    int np = kvp_cmd_patterns(cmd, argc, argv, pos, argc);
+    if (np == 0)
+        return KV_OK;
+    const kvp_table *t = d->table;
+    kvp_rkey k0 = d->s_rkey[0];
+    for (int i = 0; i < np; i++) {
+        const kv_str *a = &argv[pos[i]];
+        size_t tl = kvp_cmd_pattern_tag(a->p, a->len);
+        if (tl == 0 || !t->hash_tags || kvp_table_bucket(t, a->p, tl) != k0.bucket) {
+            kvp_client_reply_err(c, KVP_ERR_SORT_PATTERN_FMT, eq_nocase(&argv[pos[i] - 1], "by") ? "BY" : "GET");
+            return KV_ERR;
+        }
+    }
+    if (k0.src != KVP_NO_SERVER) {
+        kvp_client_reply_str(c, KVP_ERR_SORT_MIGRATING);
+        return KV_ERR;
+    }
+    /* merge two ascending lists from the end; positions are distinct
+     * arguments, so nk + np < argc fits the scratch */
+    int i = *nk - 1, j = np - 1;
+    for (int w = *nk + np - 1; j >= 0; w--) {
+        if (i >= 0 && d->s_keys[i] > pos[j]) {
+            d->s_keys[w] = d->s_keys[i];
+            d->s_rkey[w] = d->s_rkey[i--];
+        } else {
+            kvp_rkey *rk = &d->s_rkey[w];
+            *rk = k0;
+            rk->p = argv[pos[j]].p;
+            rk->len = argv[pos[j]].len;
+            d->s_keys[w] = pos[j--];
+        }
+    }
+    *nk += np;
+    return KV_OK;
 }
 
 static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
@@ -584,12 +655,8 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         return KV_OK;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
-    if (nk < 0) {
-        kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
-        return KV_OK;
-    }
-    if (nk == 0) {
-        kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
+    if (nk <= 0) {
+        keys_unrouted(d, c, cmd, argc, argv, nk);
         return KV_OK;
     }
     route_keys(d, t, argv, nk);
@@ -603,6 +670,8 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
             return KV_OK;
         }
     }
+    if (kvp_cmd_has_patterns(cmd) && route_patterns(d, c, cmd, argc, argv, &nk) != KV_OK)
+        return KV_OK;
     count_cmd(d, cmd);
     kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
     if (be == NULL)
@@ -617,7 +686,7 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         kvp_client_reply_str(c, KVP_ERR_OOM);
         return KV_OK;
     }
-    r->strip_key = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+    r->strip_key = kvp_req_restorer(cmd->flags);
     kvp_req_routed(r);
     if (kvp_req_ensure_frags(r) != KV_OK) {
         frag_oom(r, 0);
@@ -966,14 +1035,12 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
         return KV_ERR;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
-    if (nk < 0) {
-        kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
-        return KV_ERR;
-    }
-    if (nk == 0) {
-        if (cmd->cls == KVP_CLASS_KEYED && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS))
-            return KV_OK; /* EVAL s 0: wherever the transaction runs */
-        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
+    if (nk == 0 && cmd->cls == KVP_CLASS_KEYED && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS))
+        return KV_OK; /* EVAL s 0: wherever the transaction runs */
+    if (nk <= 0) {
+        /* arguments Redis refuses before touching data: its own error,
+         * from a master, answers the queuing (as keys_unrouted does) */
+        keys_unrouted(d, c, cmd, argc, argv, nk);
         return KV_ERR;
     }
     route_keys(d, d->table, argv, nk);
@@ -986,6 +1053,17 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
     if (*bucket >= 0 && (uint32_t)*bucket != b) {
         kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
         return KV_ERR;
+    }
+    if (kvp_cmd_has_patterns(cmd)) {
+        /* SORT's BY/GET patterns: checked as outside MULTI; one that names
+         * keys would need its arguments rewritten at EXEC: refused */
+        int with = nk;
+        if (route_patterns(d, c, cmd, argc, argv, &with) != KV_OK)
+            return KV_ERR;
+        if (with != nk) {
+            kvp_client_reply_err(c, KVP_ERR_IN_MULTI_FMT, "sort with BY/GET patterns");
+            return KV_ERR;
+        }
     }
     const kvp_backend *own = c->lent;
     if (own != NULL && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0) {
@@ -1060,20 +1138,20 @@ static int tx_route(kvp_dispatcher *d, kv_buf *q, int *total, int *reply_key)
             const kv_str *a = &ps->argv[d->s_keys[off + i]];
             kvp_table_route(d->table, a->p, a->len, &d->s_rkey[off + i], d->s_hex[off + i]);
         }
-        *reply_key |= (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+        *reply_key |= kvp_req_restorer(cmd->flags) != KVP_RESTORE_NONE;
         off += nk;
     }
     return off;
 }
 
-/* EXEC's reply will need keys restored: mark the commands that name one. */
+/* EXEC's reply will need keys restored: each command's restorer. */
 static void tx_mark_reply_keys(kvp_dispatcher *d, kvp_req *r, kv_buf *q)
 {
     size_t pos = 0;
     int i = 0;
     const kvp_cmd *cmd;
     while ((cmd = tx_next(d, q, &pos)) != NULL)
-        r->key_frag[i++] = (cmd->flags & KVP_CF_REPLY_KEY) != 0;
+        r->key_frag[i++] = kvp_req_restorer(cmd->flags);
 }
 
 /* Where the transaction runs: c's own connection after WATCH, else the

@@ -21,7 +21,6 @@
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
 #define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"
 #define KVP_ERR_NOT_INT           "-ERR value is not an integer or out of range\r\n"
-#define KVP_ERR_BAD_NUMKEYS       "-ERR Number of keys can't be greater than number of args\r\n"
 #define KVP_ERR_NO_KEYS_FMT       "-ERR command '%s' without keys is not supported by the proxy\r\n"
 #define KVP_ERR_NOPROTO           "-NOPROTO unsupported protocol version\r\n"
 #define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
@@ -37,5 +36,9 @@
 #define KVP_ERR_CROSSSLOT_WATCH   "-CROSSSLOT Keys in request don't hash to the master of the WATCHed keys\r\n"
 #define KVP_ERR_NO_OWNED          "-ERR proxy has no free backend connection for WATCH (owned connections per master exhausted)\r\n"
 #define KVP_ERR_TX_TOO_BIG        "-ERR transaction too big for the proxy (queued commands over the limit)\r\n"
+/* SORT BY / GET: "BY" or "GET"; Redis Cluster's refusal, for buckets */
+#define KVP_ERR_SORT_PATTERN_FMT  "-ERR %s option of SORT denied by the proxy: keys formed by the pattern may be in another bucket (the pattern needs the sorted key's {hash tag} before its first '*')\r\n"
+#define KVP_ERR_SORT_MIGRATING    "-TRYAGAIN SORT with BY or GET patterns while the key's bucket migrates\r\n"
+#define KVP_ERR_BLOCK_FMT         "-ERR command '%s' with BLOCK is not supported by the proxy\r\n"
 
 #endif

@@ -246,9 +246,10 @@ static void finish_info(kvp_req *r, kv_buf *out)
 /* The merged reply, written whole into out, or KV_ENOMEM with nothing of it
  * left in out. */
 /* EXEC: the array of the transaction's replies (or nil, or EXECABORT) as
- * the master sent it, but for the elements whose command names a key in its
- * reply (r->key_frag[i] set: BLPOP, LMPOP, ...), whose "<bucket>_" prefix
- * goes. Only those: a value that merely looks prefixed is left alone. */
+ * the master sent it, but for the elements whose command names keys in its
+ * reply (r->key_frag[i]: their enum kvp_restore -- LMPOP, XREAD, ...), whose
+ * "<bucket>_" prefixes go. Only those: a value that merely looks prefixed is
+ * left alone. */
 static void finish_exec(kvp_req *r, kv_buf *out)
 {
     const kv_buf *b = &r->frags[0].reply;
@@ -271,10 +272,13 @@ static void finish_exec(kvp_req *r, kv_buf *out)
             out->failed = 1; /* the master's reply was checked whole: cannot happen */
             return;
         }
-        if (r->key_frag[i] && p[pos] == '*') {
-            /* strip_key0 is a group of its own (its mark clears `failed`):
+        if (r->key_frag[i] != KVP_RESTORE_NONE && (p[pos] == '*' || p[pos] == '%')) {
+            /* a restorer is a group of its own (its mark clears `failed`):
              * stop at an earlier failure, and carry its failure out */
-            if (out->failed || kvp_reply_strip_key0(p + pos, rl, out) != KV_OK) {
+            int rc = out->failed ? KV_ENOMEM
+                     : r->key_frag[i] == KVP_RESTORE_STREAMS ? kvp_reply_strip_stream_keys(p + pos, rl, out)
+                                                             : kvp_reply_strip_key0(p + pos, rl, out);
+            if (rc != KV_OK) {
                 out->failed = 1;
                 return;
             }
@@ -351,5 +355,101 @@ int kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out)
     kv_buf_append(out, p, (size_t)(hdr - p));
     kv_resp_write_count(out, '$', len - (long long)skip);
     kv_buf_append(out, key + skip, (size_t)(end - key - skip));
+    return kv_buf_settle(out, mark);
+}
+
+/* ------------------------------------------------------------------------
+ * Stream key names (XREAD, XREADGROUP)
+ * ---------------------------------------------------------------------- */
+
+/* "<type><count>\r\n" at p: its count and length. */
+static int resp_header(const char *p, size_t n, long long *count, size_t *hlen)
+{
+    const char *nl = n > 1 ? memchr(p, '\n', n) : NULL;
+    if (nl == NULL || nl - p < 3 || nl[-1] != '\r' ||
+        kv_parse_ll(p + 1, (size_t)(nl - 1 - (p + 1)), count) != KV_OK)
+        return KV_ERR;
+    *hlen = (size_t)(nl + 1 - p);
+    return KV_OK;
+}
+
+/* Length of the "<bucket>_" prefix the proxy put on a stored name (digits,
+ * then '_'), or 0 when name does not start with one. */
+static size_t bucket_prefix_len(const char *name, size_t len)
+{
+    size_t i = 0;
+    while (i < len && i < 8 && name[i] >= '0' && name[i] <= '9')
+        i++;
+    return (i > 0 && i < len && name[i] == '_') ? i + 1 : 0;
+}
+
+/* The bulk string at p (a stored key name), written to out without its
+ * prefix; *used: its length in p. */
+static int copy_key(const char *p, size_t n, kv_buf *out, size_t *used)
+{
+    long long len;
+    size_t hl;
+    if (n == 0 || p[0] != '$' || resp_header(p, n, &len, &hl) != KV_OK || len < 0 ||
+        hl + (size_t)len + 2 > n)
+        return KV_ERR;
+    size_t skip = bucket_prefix_len(p + hl, (size_t)len);
+    kv_resp_write_bulk(out, p + hl + skip, (size_t)len - skip);
+    *used = hl + (size_t)len + 2;
+    return KV_OK;
+}
+
+/* XREAD's reply is one element per stream: in RESP2 an array of [key,
+ * entries] pairs, in RESP3 a map key -> entries. Each key is restored; the
+ * entries are copied as they are (their length from the reply scanner).
+ * XREADGROUP's NOGROUP error names the key too. Anything else (nil, another
+ * error, a shape not understood) goes out as is. */
+int kvp_reply_strip_stream_keys(const char *p, size_t n, kv_buf *out)
+{
+    size_t mark = kv_buf_mark(out);
+    long long count;
+    size_t at;
+    int map = n > 0 && p[0] == '%';
+    static const char nogroup[] = "-NOGROUP No such key '";
+    if (n > sizeof(nogroup) - 1 && memcmp(p, nogroup, sizeof(nogroup) - 1) == 0) {
+        /* XREADGROUP on a missing key or group names the key */
+        size_t h = sizeof(nogroup) - 1;
+        size_t skip = bucket_prefix_len(p + h, n - h);
+        kv_buf_append(out, p, h);
+        kv_buf_append(out, p + h + skip, n - h - skip);
+        return kv_buf_settle(out, mark);
+    }
+    if (n == 0 || (p[0] != '*' && !map) || resp_header(p, n, &count, &at) != KV_OK || count <= 0)
+        goto as_is;
+    kv_buf_append(out, p, at);
+    for (long long i = 0; i < count; i++) {
+        long long two;
+        size_t h2, used, vlen;
+        if (!map) { /* the pair's own header */
+            if (at >= n || p[at] != '*' || resp_header(p + at, n - at, &two, &h2) != KV_OK || two != 2)
+                goto undo;
+            kv_buf_append(out, p + at, h2);
+            at += h2;
+        }
+        if (copy_key(p + at, n - at, out, &used) != KV_OK)
+            goto undo;
+        at += used;
+        kv_reply_scanner sc;
+        kv_reply_scanner_reset(&sc);
+        if (at >= n || kv_reply_scan(&sc, p + at, n - at, &vlen) != KV_OK)
+            goto undo;
+        kv_buf_append(out, p + at, vlen);
+        at += vlen;
+    }
+    if (at == n)
+        return kv_buf_settle(out, mark);
+undo:
+    /* back to the mark (kv_buf_settle's rollback, done by hand) */
+    out->failed = 0;
+    out->wpos = out->rpos + mark;
+    if (mark == 0)
+        out->rpos = out->wpos = 0;
+as_is:
+    if (n > 0) /* (no reply is empty; an append of nothing to an unallocated buffer is UB) */
+        kv_buf_append(out, p, n);
     return kv_buf_settle(out, mark);
 }

@@ -17,5 +17,9 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out);
 /* Reply p (an array whose first element is a prefixed key) without the
  * "<bucket>_" prefix. KV_ENOMEM: out holds nothing of it. */
 int kvp_reply_strip_key0(const char *p, size_t n, kv_buf *out);
+/* XREAD / XREADGROUP reply p (RESP2 array of [key, entries], or RESP3 map
+ * key -> entries) with every stream key's "<bucket>_" prefix dropped; any
+ * other reply as is. KV_ENOMEM: out holds nothing of it. */
+int kvp_reply_strip_stream_keys(const char *p, size_t n, kv_buf *out);
 
 #endif

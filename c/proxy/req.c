@@ -299,15 +299,26 @@ void kvp_req_sent(kvp_req *r)
         req_complete(r, NULL, 0);
 }
 
+/* The reply carries key names to restore (r->strip_key says which): an
+ * array or a RESP3 map, or XREADGROUP's NOGROUP error. */
+static int reply_names_keys(const kvp_req *r, const char *p, size_t n)
+{
+    if (r->strip_key == KVP_RESTORE_NONE || n == 0)
+        return 0;
+    return p[0] == '*' || p[0] == '%' || (p[0] == '-' && r->strip_key == KVP_RESTORE_STREAMS);
+}
+
 void kvp_req_frag_reply(kvp_req *r, int frag, const char *p, size_t n)
 {
     r->pending--;
     if (r->merge != KVP_MERGE_NONE) {
         req_hold(r, n);
         kvp_merge_fragment(r, frag, p, n);
-    } else if (r->strip_key && n > 0 && p[0] == '*') {
+    } else if (reply_names_keys(r, p, n)) {
         req_hold(r, n);
-        if (kvp_reply_strip_key0(p, n, &r->reply) != KV_OK)
+        int rc = r->strip_key == KVP_RESTORE_STREAMS ? kvp_reply_strip_stream_keys(p, n, &r->reply)
+                                                     : kvp_reply_strip_key0(p, n, &r->reply);
+        if (rc != KV_OK)
             r->oom = 1;
     } else if (r->pending == 0 && r->state == KVP_REQ_WAITING) {
         req_complete(r, p, n); /* passes through: no copy here */

@@ -63,6 +63,22 @@ typedef struct kvp_frag {
     uint8_t premig_failed;
 } kvp_frag;
 
+/* Which key names a command's reply carries, to be restored to the client's
+ * names (the "<bucket>_" prefix dropped) before it is forwarded. */
+enum kvp_restore {
+    KVP_RESTORE_NONE,
+    KVP_RESTORE_KEY0,    /* element 0 of an array (BLPOP, LMPOP, ...) */
+    KVP_RESTORE_STREAMS  /* XREAD: [key, entries] pairs, or a RESP3 map key -> entries */
+};
+
+/* The restorer for a command with these KVP_CF_* flags. */
+static inline uint8_t kvp_req_restorer(uint32_t cmd_flags)
+{
+    if (cmd_flags & KVP_CF_REPLY_KEY)
+        return KVP_RESTORE_KEY0;
+    return (cmd_flags & KVP_CF_REPLY_STREAMS) ? KVP_RESTORE_STREAMS : KVP_RESTORE_NONE;
+}
+
 typedef struct kvp_req kvp_req;
 typedef struct kvp_req_pool kvp_req_pool;
 
@@ -77,7 +93,7 @@ struct kvp_req {
     kvp_req_pool *pool;
     uint8_t state;             /* enum kvp_req_state */
     uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
-    uint8_t strip_key;         /* reply element 0 names a key: drop our prefix */
+    uint8_t strip_key;         /* enum kvp_restore: key names in the reply lose our prefix */
     uint8_t oom;               /* a buffer of the reply could not grow: answer out of memory */
     uint16_t nfrags;
     int pending;               /* fragments not answered yet */

@@ -586,6 +586,68 @@ function T:siblings()
   g(10, "DEL", kx, ks, knone, l, z, z2, h, s, ko, ke)
 end
 
+--------------------------------------------------------------------------------
+-- Keys named by keyword (issue 12, item 6): STORE keys, SORT's BY/GET
+-- patterns, XREAD's STREAMS, numkeys commands; all within one hash tag
+--------------------------------------------------------------------------------
+
+function T:keyword()
+  local g = self:group("keyword")
+  local tag = "{kw" .. math.random(1, 999999999) .. "}"
+  local function K(name) -- a key of the tag, deleted at the end
+    local k = tag .. name
+    self.keys[#self.keys + 1] = k
+    return k
+  end
+  local A = function(...) return { n = select("#", ...), ... } end
+
+  local geo, gdst = K("geo"), K("geo_dst")
+  g(2, "GEOADD", geo, "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania")
+  g(2, "GEORADIUS", geo, "15", "37", "200", "km", "STORE", gdst)
+  g(A("Palermo", "Catania"), "ZRANGE", gdst, "0", "-1")
+  g(1, "GEORADIUSBYMEMBER", geo, "Palermo", "100", "km", "STOREDIST", gdst)
+  g(A("Palermo", "0"), "ZRANGE", gdst, "0", "-1", "WITHSCORES")
+
+  local l, out = K("list"), K("sorted")
+  g(3, "RPUSH", l, "3", "1", "2")
+  g(OK, "MSET", K("w_1"), "30", K("w_2"), "20", K("w_3"), "10")
+  for i, name in ipairs({ "one", "two", "three" }) do g(1, "HSET", K("h_" .. i), "f", name) end
+  g(A("1", "2", "3"), "SORT", l)
+  g(A("3", "2", "1"), "SORT", l, "BY", tag .. "w_*")
+  g(A("3", "three", "2", "two"), "SORT_RO", l, "BY", tag .. "w_*", "LIMIT", "0", "2", "GET", "#", "GET", tag .. "h_*->f")
+  g(3, "SORT", l, "BY", tag .. "w_*", "GET", tag .. "h_*->f", "STORE", out)
+  g(A("three", "two", "one"), "LRANGE", out, "0", "-1")
+  if not self.o.direct then
+    g(check.err("ERR BY option of SORT denied by the proxy: keys formed by the pattern may be in another "
+                .. "bucket (the pattern needs the sorted key's {hash tag} before its first '*')"), "SORT", l, "BY", "w_*")
+  end
+
+  local s1, s2 = K("stream1"), K("stream2")
+  g("1-1", "XADD", s1, "1-1", "f", "v")
+  g("2-1", "XADD", s2, "2-1", "g", "w")
+  g(A(A(s1, A(A("1-1", A("f", "v")))), A(s2, A(A("2-1", A("g", "w"))))),
+    "XREAD", "COUNT", "5", "STREAMS", s1, s2, "0", "0")
+  g(OK, "XGROUP", "CREATE", s1, "grp", "0")
+  g(A(A(s1, A(A("1-1", A("f", "v"))))), "XREADGROUP", "GROUP", "grp", "c", "STREAMS", s1, ">")
+
+  local la, lb = K("lmpop_a"), K("lmpop_b")
+  g(2, "RPUSH", lb, "x", "y")
+  g(A(lb, A("x")), "LMPOP", "2", la, lb, "LEFT")
+  local z, sa, sb = K("zset"), K("set_a"), K("set_b")
+  g(1, "ZADD", z, "1", "m")
+  g(A(z, A(A("m", "1"))), "ZMPOP", "1", z, "MIN")
+  g(3, "SADD", sa, "1", "2", "3")
+  g(3, "SADD", sb, "2", "3", "4")
+  g(2, "SINTERCARD", "2", sa, sb)
+  g(1, "SINTERCARD", "2", sa, sb, "LIMIT", "1")
+
+  local del = { n = 1, "DEL" }
+  for _, k in ipairs(self.keys) do
+    if k:sub(1, #tag) == tag then del.n = del.n + 1; del[del.n] = k end
+  end
+  self:call("keyword", del)
+end
+
 -- Every key this loop named is gone.
 function T:cleanup()
   local args = { "EXISTS" }
@@ -650,6 +712,7 @@ function T:one_loop()
   self:pipeline_group()
   self:multikey()
   self:siblings()
+  self:keyword()
   self:cleanup()
 end
 

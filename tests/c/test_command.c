@@ -69,6 +69,32 @@ static void keys_are(const char *line, int nwant, ...)
     TAP_CHECK(ok, "keys of '%s': %d key(s), got %d:%s", line, nwant, n, got);
 }
 
+/* Checks kvp_cmd_patterns of line: want is nwant positions. */
+static void pats_are(const char *line, int nwant, ...)
+{
+    char buf[256];
+    kv_str argv[MAXARGS];
+    int argc = mkargv(line, buf, sizeof buf, argv);
+    const kvp_cmd *c = resolve(argc, argv);
+    int pos[MAXARGS], want[MAXARGS];
+    va_list ap;
+    va_start(ap, nwant);
+    for (int i = 0; i < nwant; i++)
+        want[i] = va_arg(ap, int);
+    va_end(ap);
+    int n = c ? kvp_cmd_patterns(c, argc, argv, pos, MAXARGS) : -2;
+    int ok = n == nwant;
+    for (int i = 0; ok && i < n; i++)
+        ok = pos[i] == want[i];
+    TAP_CHECK(ok, "patterns of '%s': %d, got %d", line, nwant, n);
+}
+
+static void tag_is(const char *pat, size_t want)
+{
+    size_t got = kvp_cmd_pattern_tag(pat, strlen(pat));
+    TAP_CHECK(got == want, "pattern tag of '%s' ends at %zu, got %zu", pat, want, got);
+}
+
 static const kvp_cmd *L(const char *name)
 {
     return kvp_cmd_lookup(name, strlen(name));
@@ -185,8 +211,19 @@ int main(void)
     class_is("keys", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("scan", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("blpop", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
-    class_is("xread", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
-    class_is("sort", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("xread", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("xreadgroup", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("sort", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("sort_ro", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("georadius", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("georadiusbymember", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("migrate", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    TAP_CHECK((L("xread")->flags & KVP_CF_REPLY_STREAMS) && (L("xreadgroup")->flags & KVP_CF_REPLY_STREAMS) &&
+                  !(L("xread")->flags & KVP_CF_REPLY_KEY),
+              "xread and xreadgroup replies name stream keys");
+    TAP_CHECK(kvp_cmd_has_patterns(L("sort")) && kvp_cmd_has_patterns(L("sort_ro")) &&
+                  !kvp_cmd_has_patterns(L("georadius")) && !kvp_cmd_has_patterns(L("get")),
+              "only sort and sort_ro have patterns");
     class_is("watch", KVP_CLASS_SESSION, KVP_MERGE_NONE);
     class_is("multi", KVP_CLASS_SESSION, KVP_MERGE_NONE);
     class_is("exec", KVP_CLASS_SESSION, KVP_MERGE_NONE);
@@ -218,7 +255,78 @@ int main(void)
     keys_are("lcs a b", 2, 1, 2);
     keys_are("lmpop 2 a b left", 2, 2, 3);
     keys_are("sinterstore d a b", 3, 1, 2, 3);
-    keys_are("sort k", -1);
+    keys_are("sort k", 1, 1);
+    keys_are("lmpop 5 a left", KVP_KEYS_MALFORMED);
+    keys_are("lmpop 0 a left", 0);
+    keys_are("zmpop 1 z min count 2", 1, 2);
+    keys_are("zmpop 2 a b max", 2, 2, 3);
+    keys_are("sintercard 2 a b limit 5", 2, 2, 3);
+    keys_are("sintercard 3 a b", KVP_KEYS_MALFORMED);
+    keys_are("sintercard x a", KVP_KEYS_MALFORMED);
+
+    /* Keys named by keyword (the finders), each as Redis 7.0 parses it */
+    keys_are("georadius g 0 0 1 km", 1, 1);
+    keys_are("georadius g 0 0 1 km store d", 2, 1, 7);
+    keys_are("georadius g 0 0 1 km STOREDIST d", 2, 1, 7);
+    keys_are("georadius g 0 0 1 km store a storedist b", 2, 1, 9);
+    keys_are("georadius g 0 0 1 km withdist count 5 any asc store d", 2, 1, 12);
+    keys_are("georadius g 0 0 1 km count store d", 1, 1);
+    keys_are("georadius g 0 0 1 km badopt store d", 1, 1);
+    keys_are("georadius g 0 0 1 km store", 1, 1);
+    keys_are("georadius store 0 0 1 km", 1, 1);
+    keys_are("georadiusbymember g m 1 km store d", 2, 1, 6);
+    keys_are("georadiusbymember g store 1 km", 1, 1);
+    keys_are("georadius_ro g 0 0 1 km store d", 1, 1);
+    keys_are("sort k store d", 2, 1, 3);
+    keys_are("sort k limit 0 10 store d alpha desc", 2, 1, 6);
+    keys_are("sort k limit store d x", 1, 1);
+    keys_are("sort k by w_* get # get h_*->f store d", 2, 1, 9);
+    keys_are("sort k store a store b", 2, 1, 5);
+    keys_are("sort k bad store d", 1, 1);
+    keys_are("sort k store", 1, 1);
+    keys_are("sort_ro k store d", 1, 1);
+    keys_are("xread streams a b 0 0", 2, 2, 3);
+    keys_are("xread count 5 streams a 0", 1, 4);
+    keys_are("xread count -5 streams a 0", 1, 4);
+    keys_are("xread streams block count 0 0", 2, 2, 3);
+    keys_are("xread streams a 0 0", KVP_KEYS_MALFORMED);
+    keys_are("xread block 0 streams a 0", KVP_KEYS_BLOCKING);
+    keys_are("xread count 2 BLOCK 100 streams a b 0 0", KVP_KEYS_BLOCKING);
+    keys_are("xread block -1 streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread block x streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread count x streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread count 01 streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread group g c streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread noack streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread foo streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xread count 1 a b", KVP_KEYS_MALFORMED);
+    keys_are("xread count 1 block", KVP_KEYS_MALFORMED);
+    keys_are("xreadgroup group g c streams a >", 1, 5);
+    keys_are("xreadgroup GROUP g c count 1 noack streams a b > >", 2, 8, 9);
+    keys_are("xreadgroup count 1 noack streams a 0", KVP_KEYS_MALFORMED);
+    keys_are("xreadgroup group g streams a >", KVP_KEYS_MALFORMED);
+    keys_are("xreadgroup group g c block 10 streams a >", KVP_KEYS_BLOCKING);
+    keys_are("xreadgroup group g c streams a b >", KVP_KEYS_MALFORMED);
+
+    /* SORT's patterns that name keys, and the hash tag they must carry */
+    pats_are("sort k by w_* get # get h_*->f get nostar", 2, 3, 7);
+    pats_are("sort k by nosort get #", 0);
+    pats_are("sort k get a_* by w_* get b_*", 3, 3, 5, 7);
+    pats_are("sort k get a_* get b_* by w_*", 3, 3, 5, 7);
+    pats_are("sort k by w_* by nosort", 0);
+    pats_are("sort k by nosort by w_*", 1, 5);
+    pats_are("sort k get a_* bad get b_*", 1, 3);
+    pats_are("sort k limit get a_* x", 0);
+    pats_are("sort_ro k get a_* store d", 1, 3);
+    pats_are("get k", 0);
+    tag_is("w_{t}_*", 5);
+    tag_is("{t}*->f", 3);
+    tag_is("{a}{b}*", 3);
+    tag_is("w_*_{t}", 0);
+    tag_is("w_{}_*", 0);
+    tag_is("w_{t*}", 0);
+    tag_is("w_{t", 0);
+    tag_is("*", 0);
 
     /* Key count beyond max: count returned, only max written. */
     {
@@ -245,7 +353,11 @@ int main(void)
     err = NULL;
     TAP_CHECK(kvp_cmd_policy_allow("keys", &err) == KV_ERR && err, "allow keys refused: %s", err);
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("sort", &err) == KV_ERR && err, "allow sort refused: %s", err);
+    TAP_CHECK(kvp_cmd_policy_allow("migrate", &err) == KV_ERR && err, "allow migrate refused: %s", err);
+    err = NULL;
+    TAP_CHECK(kvp_cmd_policy_deny("sort", NULL) == KV_OK && kvp_cmd_policy_allow("sort", &err) == KV_OK &&
+                  L("sort")->cls == KVP_CLASS_KEYED,
+              "deny then allow keeps sort KEYED");
     err = NULL;
     TAP_CHECK(kvp_cmd_policy_allow("blpop", &err) == KV_ERR && err, "allow blpop refused: %s", err);
     err = NULL;

@@ -247,6 +247,123 @@ static void test_lending(kvp_client *c)
               "the client gone: given back (not connected yet, so closed, never lent again)");
 }
 
+/* The multibulk of a space-separated line, as the proxy writes it. */
+static const char *mb(const char *line)
+{
+    static char out[1024];
+    char buf[512];
+    int n = 0;
+    size_t o = 0;
+    strcpy(buf, line);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " "))
+        n++;
+    o += (size_t)snprintf(out, sizeof(out), "*%d\r\n", n);
+    strcpy(buf, line);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " "))
+        o += (size_t)snprintf(out + o, sizeof(out) - o, "$%zu\r\n%s\r\n", strlen(tok), tok);
+    return out;
+}
+
+/* Keys named by keyword (STORE, STREAMS), SORT's BY / GET patterns, and
+ * malformed arguments forwarded for Redis to word the error. "{foo}..." is
+ * in foo's bucket 705 (odd master) once hash tags are on. */
+static void test_keyword(kvp_client *c)
+{
+    t->hash_tags = 1;
+    run(c, "SORT {foo}l BY w_{foo}_* GET # GET h_{foo}_*->f LIMIT 0 5 STORE {foo}d");
+    TAP_CHECK(text_is(&be[1]->out, mb("SORT 705_{foo}l BY 705_w_{foo}_* GET # GET 705_h_{foo}_*->f LIMIT 0 5 "
+                                      "STORE 705_{foo}d")) && be[1]->ring_len == 1,
+              "SORT: key, STORE key and BY/GET patterns with the bucket prefix; # as is");
+    answer(1, ":3\r\n");
+    TAP_CHECK(text_is(&c->out, ":3\r\n"), "SORT ... STORE: its reply");
+
+    run(c, "SORT_RO {foo}l BY nosort GET # GET nostar");
+    TAP_CHECK(text_is(&be[1]->out, mb("SORT_RO 705_{foo}l BY nosort GET # GET nostar")),
+              "SORT_RO: BY without '*' (no sorting) and GET without '*' name no key: as they are");
+    answer(1, "*0\r\n");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
+
+    char want[512];
+    run(c, "SORT {foo}l BY w_*");
+    snprintf(want, sizeof(want), KVP_ERR_SORT_PATTERN_FMT, "BY");
+    TAP_CHECK(text_is(&c->out, want) && be[1]->ring_len == 0 && be[0]->ring_len == 0,
+              "SORT BY a pattern without the key's hash tag: refused, nothing sent");
+    run(c, "SORT {foo}l GET # GET w_{hello}_*");
+    snprintf(want, sizeof(want), KVP_ERR_SORT_PATTERN_FMT, "GET");
+    TAP_CHECK(text_is(&c->out, want) && be[1]->ring_len == 0, "SORT GET with another bucket's tag: refused");
+    run(c, "SORT {foo}l GET w_*_{foo}");
+    TAP_CHECK(text_is(&c->out, want), "SORT GET with the tag after the '*': refused");
+    run(c, "SORT {foo}l STORE hello");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_CROSSSLOT) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
+              "SORT STORE into another bucket: CROSSSLOT");
+    t->mig_dst[705] = 0;
+    run(c, "SORT {foo}l BY w_{foo}_*");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_SORT_MIGRATING) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
+              "SORT with patterns on a migrating bucket: TRYAGAIN, no MIGRATE");
+    run(c, "GEORADIUS {foo}g 0 0 1 km STORE {foo}d");
+    TAP_CHECK(text_is(&be[1]->out, "*9\r\n$7\r\nMIGRATE\r\n$9\r\n127.0.0.1\r\n$1\r\n1\r\n$0\r\n\r\n$1\r\n0\r\n"
+                                   "$4\r\n1000\r\n$4\r\nKEYS\r\n$10\r\n705_{foo}g\r\n$10\r\n705_{foo}d\r\n") &&
+                  be[0]->ring_len == 0,
+              "GEORADIUS ... STORE on a migrating bucket: both keys MIGRATEd first");
+    answer(1, "+OK\r\n");
+    TAP_CHECK(text_is(&be[0]->out, mb("GEORADIUS 705_{foo}g 0 0 1 km STORE 705_{foo}d")), "then run on the destination");
+    answer(0, ":0\r\n");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
+    t->mig_dst[705] = KVP_NO_SERVER;
+    t->hash_tags = 0;
+    run(c, "SORT {foo}l BY w_{foo}_*");
+    snprintf(want, sizeof(want), KVP_ERR_SORT_PATTERN_FMT, "BY");
+    TAP_CHECK(text_is(&c->out, want), "hash tags off: a pattern never provably shares the bucket");
+    t->hash_tags = 1;
+
+    run(c, "GEORADIUS {foo}g 0 0 100 km ASC COUNT 2 STORE {foo}d");
+    TAP_CHECK(text_is(&be[1]->out, mb("GEORADIUS 705_{foo}g 0 0 100 km ASC COUNT 2 STORE 705_{foo}d")),
+              "GEORADIUS ... STORE: both keys rewritten");
+    answer(1, ":2\r\n");
+    TAP_CHECK(text_is(&c->out, ":2\r\n"), "its reply");
+    run(c, "GEORADIUSBYMEMBER {foo}g m 1 km STOREDIST hello");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_CROSSSLOT), "GEORADIUSBYMEMBER STOREDIST into another bucket: CROSSSLOT");
+
+    run(c, "XREAD COUNT 1 STREAMS {foo}a {foo}b 0 0");
+    TAP_CHECK(text_is(&be[1]->out, mb("XREAD COUNT 1 STREAMS 705_{foo}a 705_{foo}b 0 0")), "XREAD: stream keys rewritten");
+    answer(1, "*2\r\n*2\r\n$10\r\n705_{foo}a\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+              "*2\r\n$10\r\n705_{foo}b\r\n*0\r\n");
+    TAP_CHECK(text_is(&c->out, "*2\r\n*2\r\n$6\r\n{foo}a\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+                               "*2\r\n$6\r\n{foo}b\r\n*0\r\n"),
+              "XREAD: the client's stream names in the reply");
+    run(c, "XREADGROUP GROUP g c STREAMS {foo}a >");
+    TAP_CHECK(text_is(&be[1]->out, mb("XREADGROUP GROUP g c STREAMS 705_{foo}a >")), "XREADGROUP: rewritten");
+    answer(1, "*-1\r\n");
+    TAP_CHECK(text_is(&c->out, "*-1\r\n"), "XREADGROUP: nil as is");
+    run(c, "XREAD STREAMS {foo}a hello 0 0");
+    TAP_CHECK(text_is(&c->out, KVP_ERR_CROSSSLOT), "XREAD over two buckets: CROSSSLOT");
+    run(c, "XREAD BLOCK 0 STREAMS foo 0");
+    snprintf(want, sizeof(want), KVP_ERR_BLOCK_FMT, "xread");
+    TAP_CHECK(text_is(&c->out, want) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
+              "XREAD with BLOCK: refused, nothing sent");
+
+    /* malformed: Redis words the error (the command goes as it is) */
+    int s = (int)(c->id % 2);
+    run(c, "XREAD STREAMS foo 0 0");
+    TAP_CHECK(text_is(&be[s]->out, mb("XREAD STREAMS foo 0 0")) && be[s]->ring_len == 1,
+              "XREAD with an unbalanced STREAMS list: forwarded as is");
+    answer(s, "-ERR Unbalanced XREAD list\r\n");
+    TAP_CHECK(text_is(&c->out, "-ERR Unbalanced XREAD list\r\n"), "Redis's error to the client");
+    run(c, "LMPOP 5 a left");
+    TAP_CHECK(text_is(&be[s]->out, mb("LMPOP 5 a left")), "LMPOP with numkeys past the end: forwarded as is");
+    answer(s, "-ERR syntax error\r\n");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
+    run(c, "SINTERCARD 0 a");
+    TAP_CHECK(text_is(&be[s]->out, mb("SINTERCARD 0 a")), "SINTERCARD 0: forwarded as is");
+    answer(s, "-ERR numkeys should be greater than 0\r\n");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
+    run(c, "EVAL s 0");
+    snprintf(want, sizeof(want), KVP_ERR_NO_KEYS_FMT, "eval");
+    TAP_CHECK(text_is(&c->out, want) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
+              "EVAL with no keys (valid for Redis): not forwarded unrouted");
+    t->hash_tags = 0;
+}
+
 int main(void)
 {
     setup();
@@ -256,5 +373,6 @@ int main(void)
     test_waits(c);
     test_append_fail(c);
     test_lending(c);
+    test_keyword(c);
     return tap_done();
 }

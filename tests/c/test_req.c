@@ -123,6 +123,39 @@ static void test_merges(void)
     kvp_req_frag_reply(r, 0, "*2\r\n$7\r\n705_foo\r\n$1\r\nx\r\n", 24);
     TAP_CHECK(strcmp(got, "*2\r\n$3\r\nfoo\r\n$1\r\nx\r\n") == 0, "element 0's bucket prefix dropped");
     kvp_req_release(r);
+
+    /* XREAD / XREADGROUP: every stream key restored, entries as they are */
+    static const struct {
+        const char *in, *out, *what;
+    } xr[] = {
+        {"*2\r\n*2\r\n$5\r\n705_a\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$4\r\n7_xy\r\n"
+         "*2\r\n$6\r\n12_b_c\r\n*0\r\n",
+         "*2\r\n*2\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$4\r\n7_xy\r\n"
+         "*2\r\n$3\r\nb_c\r\n*0\r\n",
+         "RESP2 pairs: each key restored (a value like a prefix is left alone)"},
+        {"%1\r\n$5\r\n705_a\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*-1\r\n",
+         "%1\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*-1\r\n", "RESP3 map: keys restored"},
+        {"*-1\r\n", "*-1\r\n", "nil as is"},
+        {"-NOGROUP No such key '705_{x}a' or consumer group 'g' in XREADGROUP with GROUP option\r\n",
+         "-NOGROUP No such key '{x}a' or consumer group 'g' in XREADGROUP with GROUP option\r\n",
+         "XREADGROUP's NOGROUP error: the key restored"},
+        {"-ERR syntax error\r\n", "-ERR syntax error\r\n", "another error as is"},
+        {"*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n", "*1\r\n*2\r\n$3\r\nabc\r\n*0\r\n",
+         "a name without our prefix as is"},
+        {"*1\r\n*3\r\n$5\r\n705_a\r\n*0\r\n:1\r\n", "*1\r\n*3\r\n$5\r\n705_a\r\n*0\r\n:1\r\n",
+         "a shape not understood: as is"},
+    };
+    for (size_t i = 0; i < sizeof(xr) / sizeof(xr[0]); i++) {
+        r = req(KVP_MERGE_NONE, 1);
+        r->strip_key = KVP_RESTORE_STREAMS;
+        kvp_req_sent(r);
+        kvp_req_frag_reply(r, 0, xr[i].in, strlen(xr[i].in));
+        TAP_CHECK(strcmp(got, xr[i].out) == 0, "XREAD reply: %s", xr[i].what);
+        kvp_req_release(r);
+    }
+    TAP_CHECK(kvp_req_restorer(KVP_CF_REPLY_STREAMS) == KVP_RESTORE_STREAMS &&
+                  kvp_req_restorer(KVP_CF_REPLY_KEY) == KVP_RESTORE_KEY0 && kvp_req_restorer(0) == KVP_RESTORE_NONE,
+              "restorer chosen by the command's flags");
 }
 
 static void test_table_accounting(void)
