@@ -30,7 +30,8 @@ enum kvp_cmd_class {
     KVP_CLASS_KEYED,       /* routed by its keys; several keys must share one bucket */
     KVP_CLASS_SPLIT,       /* keys split per backend, replies merged (enum kvp_merge) */
     KVP_CLASS_FANOUT,      /* sent to every master, replies merged (enum kvp_merge) */
-    KVP_CLASS_ANY          /* sent to any one master, reply forwarded as is */
+    KVP_CLASS_ANY,         /* sent to any one master, reply forwarded as is */
+    KVP_CLASS_KEYSPACE     /* key names from the masters, filtered (SCAN, KEYS, RANDOMKEY) */
 };
 
 /* How the replies of a SPLIT or FANOUT command are merged into one. */
@@ -40,7 +41,11 @@ enum kvp_merge {
     KVP_MERGE_MGET,      /* bulk replies put back in the client's key order */
     KVP_MERGE_OK_ALL,    /* +OK when every part said OK, else the first error */
     KVP_MERGE_RANDOMKEY, /* a non-nil reply, if any master has a key */
-    KVP_MERGE_INFO       /* proxy sections plus keyspace summed over masters */
+    KVP_MERGE_INFO,      /* proxy sections plus keyspace summed over masters */
+    KVP_MERGE_SCAN,      /* one master's SCAN page, names filtered, cursor folded */
+    KVP_MERGE_KEYS,      /* every master's names, filtered, one array */
+    KVP_MERGE_SAME,      /* every master must answer the same (SCRIPT LOAD's sha) */
+    KVP_MERGE_ALL_ONES   /* integer arrays: 1 where every master said 1 (SCRIPT EXISTS) */
 };
 
 /* Which proxy-local command (class LOCAL), for a switch in the proxy. */

@@ -10,6 +10,7 @@
  * kvp_backend_send, so it lands whole with its in-flight entry or not at
  * all (the request then answers out of memory in its place). */
 #include "dispatch.h"
+#include "dispatch_keyspace.h"
 #include "errors.h"
 #include "merge.h"
 #include "../core/log.h"
@@ -558,6 +559,8 @@ static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int a
     kvp_req_sent(r);
 }
 
+static void dispatch_any(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
+
 static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     const kvp_table *t = d->table;
@@ -568,6 +571,10 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
     if (nk < 0) {
         kvp_client_reply_str(c, KVP_ERR_BAD_NUMKEYS);
+        return KV_OK;
+    }
+    if (nk == 0 && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS)) {
+        dispatch_any(d, c, cmd, argc, argv); /* EVAL/FCALL with no keys: any master */
         return KV_OK;
     }
     if (nk == 0) {
@@ -873,6 +880,8 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
     case KVP_CLASS_ANY:
         dispatch_any(d, c, cmd, argc, argv);
         break;
+    case KVP_CLASS_KEYSPACE:
+        return kvp_dispatch_keyspace(d, c, cmd, argc, argv);
     default:
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
     }

@@ -27,5 +27,8 @@
 #define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
 #define KVP_ERR_BAD_REPLY         "-ERR unexpected reply from backend\r\n"
 #define KVP_ERR_SYNTAX            "-ERR syntax error\r\n"
+#define KVP_ERR_INVALID_CURSOR    "-ERR invalid cursor\r\n"
+#define KVP_ERR_SCAN_CURSOR       "-ERR a master's SCAN cursor does not fit the proxy's cursor\r\n"
+#define KVP_ERR_MASTERS_DIFFER    "-ERR the masters answered differently\r\n"
 
 #endif

@@ -576,7 +576,7 @@ function T:siblings()
   g(check.err("ERR wrong number of arguments for 'get' command"), "GET", ke, "extra")
   g(self:unknown_err("kvp_no_such_command"), "kvp_no_such_command", ke)
   if not direct then
-    g(check.err("ERR command 'keys' is not supported by the proxy"), "KEYS", "*")
+    g(check.err("ERR command 'lastsave' is not supported by the proxy"), "LASTSAVE")
     g(check.any_error(), "SELECT", "1")
   end
   g(OK, "SELECT", "0")
