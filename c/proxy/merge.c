@@ -74,7 +74,8 @@ static void write_scan_page(kv_buf *out, uint64_t cursor, long long count, const
     write_array_head(out, 2);
     kv_resp_write_bulk(out, num, (size_t)l);
     write_array_head(out, count);
-    kv_buf_append(out, kv_buf_rptr(names), kv_buf_len(names));
+    if (kv_buf_len(names) > 0)
+        kv_buf_append(out, kv_buf_rptr(names), kv_buf_len(names));
 }
 
 static void write_int(kv_buf *out, long long v)
@@ -439,7 +440,8 @@ static void finish_keys(kvp_req *r, kv_buf *out)
 {
     write_array_head(out, r->sum);
     for (int f = 0; f < r->nfrags; f++)
-        kv_buf_append(out, kv_buf_rptr(&r->frags[f].reply), kv_buf_len(&r->frags[f].reply));
+        if (kv_buf_len(&r->frags[f].reply) > 0)
+            kv_buf_append(out, kv_buf_rptr(&r->frags[f].reply), kv_buf_len(&r->frags[f].reply));
 }
 
 static void finish_all_ones(kvp_req *r, kv_buf *out)
