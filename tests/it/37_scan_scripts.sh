@@ -6,8 +6,9 @@
 # or a bucket that master does not own) are never returned.
 source "$(dirname "$0")/lib.sh"
 
-M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
+M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port); R1=$(it_free_port)
 it_redis_start "$M1" && it_redis_start "$M2" && it_redis_start "$M3" || exit 1
+it_redis_start "$R1" --replicaof 127.0.0.1 "$M1" || exit 1 # promoted at the end
 it_kvcs_start CS || exit 1
 it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" "127.0.0.1:$M3" || exit 1
 it_kvp_start P test "$CS_PROXY" || exit 1
@@ -149,4 +150,30 @@ it_check "FCALL after DELETE: no such function" sh -c "$R fcall kvfive 0 | grep 
 it_eq "FUNCTION FLUSH" "OK" "$($R function flush)"
 it_eq "SCRIPT KILL is refused" "ERR command 'script|kill' is not supported by the proxy" "$($R script kill)"
 it_eq "an unknown SCRIPT subcommand" "ERR unknown subcommand 'nosuch'. Try SCRIPT HELP." "$($R script nosuch)"
+
+# --- a fail-over in the middle of an iteration: bucket 0's master (position
+# 0) is replaced by its replica while the cursor is on it; the replica is
+# walked again from its cursor 0, so every key is still returned (some twice)
+$R keys '*' | sort > "$W/now"
+it_wait 10 sh -c "[ \"\$(redis-cli -p $R1 -a $IT_PW --no-auth-warning dbsize)\" = \"\$(redis-cli -p $M1 -a $IT_PW --no-auth-warning dbsize)\" ]"
+cur=0; calls=0; replaced=0; : > "$W/scan3"
+while :; do
+  $R scan "$cur" count 50 > "$W/page"
+  cur=$(head -1 "$W/page"); tail -n +2 "$W/page" | sed '/^$/d' >> "$W/scan3"
+  calls=$((calls + 1))
+  if [ "$replaced" = 0 ] && [ "$calls" -ge 5 ] && [ "$cur" != 0 ] && [ $((cur & 32767)) = 0 ]; then
+    code=$(curl -s -d "{\"namespace\":\"test\",\"old_addr\":\"127.0.0.1:$M1\",\"new_addr\":\"127.0.0.1:$R1\"}" \
+      "http://127.0.0.1:$CS_HTTP/kvstore/cs/replace_server")
+    it_redis "$R1" replicaof no one >/dev/null
+    it_wait 10 sh -c "curl -s http://127.0.0.1:$P_HTTP/kvstore/proxy/bucket_table | grep -q '127.0.0.1:$R1'"
+    replaced=$calls
+  fi
+  [ "$cur" = 0 ] || [ "$calls" -gt 5000 ] && break
+done
+it_check "the master was replaced mid-iteration (call $replaced): ${code:0:40}" test "$replaced" -gt 0
+it_eq "the iteration ends" "0" "$cur"
+it_eq "every key still returned at least once" "" "$(sort -u "$W/scan3" | comm -23 "$W/now" - | head -3)"
+it_eq "and nothing else" "" "$(sort -u "$W/scan3" | comm -13 "$W/now" - | head -3)"
+it_check "the replica was walked from its start: keys of the first pages came twice" \
+  test "$(sort "$W/scan3" | uniq -d | wc -l)" -gt 100
 it_done
