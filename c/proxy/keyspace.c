@@ -205,8 +205,8 @@ void kvp_match_init(kvp_match *m, const char *pat, size_t n)
 {
     m->pat = pat;
     m->plen = n;
-    m->any = 1;
-    for (size_t i = 0; i < n; i++)
+    m->any = pat == NULL || n > 0;
+    for (size_t i = 0; pat && i < n; i++)
         if (pat[i] != '*')
             m->any = 0;
     m->compiled = !m->any && kv_glob_compile(pat, n, &m->glob) == KV_OK;

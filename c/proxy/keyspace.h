@@ -91,6 +91,8 @@ typedef struct kvp_match {
     size_t plen;
 } kvp_match;
 
+/* pat NULL: no MATCH (everything matches); "" matches only the empty name,
+ * as in Redis. */
 void kvp_match_init(kvp_match *m, const char *pat, size_t n);
 int kvp_match_name(const kvp_match *m, const char *name, size_t n);
 

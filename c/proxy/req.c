@@ -191,14 +191,15 @@ kvp_keyfilter *kvp_req_keyfilter(kvp_req *r, kvp_table *t, const char *pat, size
         kv_buf_init(&r->kf->pat, 64 * 1024 * 1024);
     }
     kvp_keyfilter *kf = r->kf;
-    if (pat && kv_buf_append(&kf->pat, pat, plen) != KV_OK)
+    if (pat && plen > 0 && kv_buf_append(&kf->pat, pat, plen) != KV_OK)
         return NULL;
     kvp_table_ref(t);
     kf->t = t;
     kf->bucket = -1;
     kf->next = 0;
     kf->at.server = -1;
-    kvp_match_init(&kf->match, kv_buf_rptr(&kf->pat), kv_buf_len(&kf->pat));
+    /* MATCH "" matches only the empty name; no MATCH, everything */
+    kvp_match_init(&kf->match, pat == NULL ? NULL : plen > 0 ? kv_buf_rptr(&kf->pat) : "", plen);
     return kf;
 }
 

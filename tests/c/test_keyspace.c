@@ -115,6 +115,11 @@ static void test_match(void)
     TAP_CHECK(kvp_match_name(&m, "k:123", 5) && !kvp_match_name(&m, "k:2", 3), "glob on the client's name");
     kvp_match_init(&m, "**", 2);
     TAP_CHECK(m.any && kvp_match_name(&m, "x", 1), "only stars: everything");
+    kvp_match_init(&m, NULL, 0);
+    TAP_CHECK(m.any && kvp_match_name(&m, "x", 1), "no MATCH: everything");
+    kvp_match_init(&m, "", 0);
+    TAP_CHECK(!m.any && kvp_match_name(&m, "", 0) && !kvp_match_name(&m, "x", 1),
+              "MATCH \"\": only the empty name, as Redis");
     char longpat[200];
     memset(longpat, 'a', 100);
     memcpy(longpat + 100, "*b", 2);

@@ -99,6 +99,12 @@ for k in not_a_bucket_key out_of_table leftover plainkey; do
   it_eq "foreign key $k not in SCAN or KEYS" "0" "$(cat "$W/scan1" "$W/keys" | grep -c "$k")"
 done
 
+# redis-cli --bigkeys: SCAN, then TYPE and a size per key, all through the proxy
+$R --bigkeys > "$W/big" 2>&1
+it_check "redis-cli --bigkeys samples every key: $(grep -o 'Sampled [0-9]* keys' "$W/big")" \
+  grep -q "Sampled 10070 keys" "$W/big"
+it_check "redis-cli --bigkeys finds the 20 lists" grep -q "^20 lists with 20 items" "$W/big"
+
 # RANDOMKEY: only namespace keys
 bad=0
 for _ in $(seq 1 30); do
