@@ -113,7 +113,7 @@ static int bulk_at(const char *p, size_t n, size_t *pos, const char **data, size
         *pos = at;
         return KV_OK;
     }
-    if ((unsigned long long)l > n - at || n - at - (size_t)l < 2)
+    if ((unsigned long long)l > n - at || n - at - (size_t)l < 2 || p[at + (size_t)l] != '\r')
         return KV_ERR;
     *data = p + at;
     *len = (size_t)l;

@@ -8,6 +8,7 @@
  * of a moved bucket or a name a rewrite pattern hides shows clients keys they
  * cannot read; stripping a "prefix" from a key that has none invents names
  * (RANDOMKEY returned "a_bucket_key" for "not_a_bucket_key"). */
+#include "../../c/proxy/errors.h"
 #include "../../c/proxy/keyspace.h"
 #include "../../c/proxy/merge.h"
 #include "../../c/proxy/req.h"
@@ -235,6 +236,13 @@ static void test_merges(void)
     kvp_req_frag_reply(r, 0, "*0\r\n", 4);
     kvp_req_frag_reply(r, 1, "-ERR boom\r\n", 11);
     TAP_CHECK(strcmp(got, "-ERR boom\r\n") == 0, "KEYS: a master's error wins");
+    kvp_req_release(r);
+
+    r = kvp_req_new(&pool, &held, &held, KVP_MERGE_KEYS, 1);
+    kvp_req_keyfilter(r, t, "*", 1);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 0, "*1\r\n$9\r\n705_{foo}a\r\n", 21);
+    TAP_CHECK(strcmp(got, KVP_ERR_BAD_REPLY) == 0, "KEYS: a bulk whose length is wrong is a bad reply");
     kvp_req_release(r);
 
     /* RANDOMKEY: never a key that is not the namespace's */
