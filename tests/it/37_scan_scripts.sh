@@ -157,6 +157,19 @@ it_eq "FUNCTION FLUSH" "OK" "$($R function flush)"
 it_eq "SCRIPT KILL is refused" "ERR command 'script|kill' is not supported by the proxy" "$($R script kill)"
 it_eq "an unknown SCRIPT subcommand" "ERR unknown subcommand 'nosuch'. Try SCRIPT HELP." "$($R script nosuch)"
 
+# --- a key-rewrite pattern: the name it hides is not returned, the key
+# stored under the SHA-1 comes back as its hex name (GET of that name reads it)
+$R set sec:1 old >/dev/null
+curl -s -d '{"pattern":"sec:*"}' "http://127.0.0.1:$P_HTTP/kvstore/proxy/add_pattern" >/dev/null
+it_wait 10 sh -c "[ -z \"\$($R get sec:1)\" ]"
+$R set sec:1 new >/dev/null
+hex=$(printf 'sec:1' | sha1sum | cut -c1-40)
+$R --scan > "$W/scan4"
+it_eq "a name a rewrite pattern hides is not returned" "0" "$(grep -cx 'sec:1' "$W/scan4")"
+it_eq "the rewritten key comes back as its hex name" "1" "$(grep -cx "$hex" "$W/scan4")"
+it_eq "GET of the hex name reads it" "new" "$($R get "$hex")"
+it_eq "KEYS likewise" "0 1" "$($R keys 'sec:*' | grep -c .) $($R keys "$hex" | grep -c .)"
+
 # --- a fail-over in the middle of an iteration: bucket 0's master (position
 # 0) is replaced by its replica while the cursor is on it; the replica is
 # walked again from its cursor 0, so every key is still returned (some twice)
