@@ -2,7 +2,7 @@
 
 Why: the proxy must know, for every Redis command, its arity, flags, where its keys
 are and what the proxy does with it (answer locally, route by key, split per backend,
-fan out, forward anywhere, refuse). Redis already describes arity, flags and key
+fan out, forward anywhere, walk the keyspace, refuse). Redis already describes arity, flags and key
 positions exactly (COMMAND, "key specs"); copying that by hand would rot. So
 scripts/gen_commands.sh asks a real redis-server and pipes `redis-cli --json COMMAND`
 into this script, which adds the proxy's policy (the lists below, the only part
