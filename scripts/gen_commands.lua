@@ -2,7 +2,7 @@
 
 Why: the proxy must know, for every Redis command, its arity, flags, where its keys
 are and what the proxy does with it (answer locally, route by key, split per backend,
-fan out, forward anywhere, refuse). Redis already describes arity, flags and key
+fan out, forward anywhere, walk the keyspace, refuse). Redis already describes arity, flags and key
 positions exactly (COMMAND, "key specs"); copying that by hand would rot. So
 scripts/gen_commands.sh asks a real redis-server and pipes `redis-cli --json COMMAND`
 into this script, which adds the proxy's policy (the lists below, the only part
@@ -43,10 +43,30 @@ local SESSION = {
 -- Sent to every master; the value says how the replies are merged.
 local FANOUT = {
     flushdb = "OK_ALL", flushall = "OK_ALL", -- +OK only if every master said OK
-    randomkey = "RANDOMKEY",                 -- a non-nil reply from some master
     dbsize = "SUM",
     info = "INFO",                           -- proxy sections + keyspace summed
+    -- scripts and functions live on every master, so EVALSHA / FCALL find
+    -- them wherever their keys are
+    ["script|load"] = "SAME",                -- the sha, the same from every master
+    ["script|exists"] = "ALL_ONES",          -- 1 only where every master has it
+    ["script|flush"] = "OK_ALL",
+    ["function|load"] = "SAME",              -- the library name
+    ["function|delete"] = "OK_ALL",
+    ["function|flush"] = "OK_ALL",
+    ["function|restore"] = "OK_ALL",
 }
+
+-- Key names come back from the masters: the proxy walks, filters and strips
+-- them (c/proxy/dispatch_keyspace.c); the value is the merge.
+local KEYSPACE = {
+    scan = "SCAN",                           -- one master per call, cursor folded
+    keys = "KEYS",                           -- every master, one array
+    randomkey = "RANDOMKEY",                 -- a namespace key from some master
+}
+
+-- Containers whose subcommands get lines of their own although none has
+-- keys (their classes differ).
+local SUBS = { script = true, ["function"] = true }
 
 -- Sent to one master, reply forwarded as is: the answer is the same everywhere.
 -- COMMAND is a container, kept whole (redis-cli and client libraries need it).
@@ -54,6 +74,10 @@ local FANOUT = {
 -- every master, so they are forwarded too.
 local ANY = {
     time = true, command = true,
+    -- the same on every master once loaded through the proxy (LIST and DUMP
+    -- are read from one master: their order may differ between masters)
+    ["script|help"] = true, ["function|list"] = true, ["function|dump"] = true,
+    ["function|stats"] = true, ["function|help"] = true,
     ["object|help"] = true, ["memory|help"] = true,
     ["xinfo|help"] = true, ["xgroup|help"] = true,
 }
@@ -204,6 +228,7 @@ local function classify(c, has_subs)
     if LOCAL[n] then return "LOCAL", "NONE", LOCAL[n], specs end
     if SESSION[n] then return "SESSION", "NONE", SESSION[n], specs end
     if FANOUT[n] then return "FANOUT", FANOUT[n], "NONE", specs end
+    if KEYSPACE[n] then return "KEYSPACE", KEYSPACE[n], "NONE", specs end
     if ANY[n] then return "ANY", "NONE", "NONE", specs end
     if SPLIT[n] then
         if unknown or #specs ~= 1 or not specs[1]:match("^KS_RANGE") then
@@ -252,7 +277,7 @@ local function main()
     end
     table.sort(cmds, function(a, b) return a.name < b.name end)
 
-    for _, list in ipairs({ LOCAL, SESSION, FANOUT, ANY, SPLIT, WHOLE, DENY, FINDERS }) do
+    for _, list in ipairs({ LOCAL, SESSION, FANOUT, KEYSPACE, ANY, SPLIT, WHOLE, DENY, FINDERS, SUBS }) do
         for n in pairs(list) do
             if not byname[n] then die("policy names '%s', which this Redis does not have", n) end
         end
@@ -280,7 +305,7 @@ local function main()
     for _, c in ipairs(cmds) do
         local keyed = false
         for _, s in ipairs(c.subs) do keyed = keyed or has_keys(s) end
-        local with_subs = keyed and not WHOLE[c.name]
+        local with_subs = (keyed or SUBS[c.name]) and not WHOLE[c.name]
         row(c, with_subs)
         if with_subs then
             for _, s in ipairs(c.subs) do row(s, false) end
@@ -306,7 +331,7 @@ local function main()
  *
  * KVP_CMD(name, arity, class, merge, local, keyspec1, keyspec2, keyspec3, flags)
  *   arity     as Redis: n = exactly n arguments (name included), -n = at least n
- *   class     UNSUPPORTED LOCAL KEYED SPLIT FANOUT ANY SESSION (enum kvp_cmd_class)
+    for _, list in ipairs({ LOCAL, SESSION, FANOUT, KEYSPACE, ANY, SPLIT, WHOLE, DENY, FINDERS, SUBS }) do
  *   merge     how FANOUT/SPLIT replies are merged (enum kvp_merge)
  *   local     which proxy-local command (enum kvp_local)
  *   KS_RANGE(index, lastkey, keystep)   keys from argv[index] to argv[index+lastkey]

@@ -31,7 +31,8 @@ enum kvp_cmd_class {
     KVP_CLASS_SPLIT,       /* keys split per backend, replies merged (enum kvp_merge) */
     KVP_CLASS_FANOUT,      /* sent to every master, replies merged (enum kvp_merge) */
     KVP_CLASS_ANY,         /* sent to any one master, reply forwarded as is */
-    KVP_CLASS_SESSION      /* connection state kept by the session layer (MULTI, WATCH) */
+    KVP_CLASS_SESSION,     /* connection state kept by the session layer (MULTI, WATCH) */
+    KVP_CLASS_KEYSPACE     /* key names from the masters, filtered (SCAN, KEYS, RANDOMKEY) */
 };
 
 /* How the replies of a SPLIT or FANOUT command are merged into one. */
@@ -42,7 +43,11 @@ enum kvp_merge {
     KVP_MERGE_OK_ALL,    /* +OK when every part said OK, else the first error */
     KVP_MERGE_RANDOMKEY, /* a non-nil reply, if any master has a key */
     KVP_MERGE_INFO,      /* proxy sections plus keyspace summed over masters */
-    KVP_MERGE_EXEC       /* EXEC's array: element i's key restored when its command names one */
+    KVP_MERGE_EXEC,      /* EXEC's array: element i's key restored when its command names one */
+    KVP_MERGE_SCAN,      /* one master's SCAN page, names filtered, cursor folded */
+    KVP_MERGE_KEYS,      /* every master's names, filtered, one array */
+    KVP_MERGE_SAME,      /* every master must answer the same (SCRIPT LOAD's sha) */
+    KVP_MERGE_ALL_ONES   /* integer arrays: 1 where every master said 1 (SCRIPT EXISTS) */
 };
 
 /* Which proxy-local command (class LOCAL), for a switch in the proxy. */

@@ -10,6 +10,7 @@
  * kvp_backend_send, so it lands whole with its in-flight entry or not at
  * all (the request then answers out of memory in its place). */
 #include "dispatch.h"
+#include "dispatch_keyspace.h"
 #include "errors.h"
 #include "merge.h"
 #include "../core/log.h"
@@ -583,16 +584,15 @@ static void dispatch_any(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, i
 /* A keyed command with no key to route by (kvp_cmd_keys gave nk <= 0).
  * Arguments Redis refuses before touching any data (a bad numkeys, an
  * XREAD without a balanced STREAMS list, ...) go to a master as they are, so
- * the client reads Redis's own error, worded as Redis words it. */
+ * the client reads Redis's own error, worded as Redis words it; so do
+ * EVAL/FCALL with no keys, which may run on any master. */
 static void keys_unrouted(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv,
                           int nk)
 {
-    if (nk == KVP_KEYS_MALFORMED || (nk == 0 && !(cmd->flags & KVP_CF_NO_MANDATORY_KEYS)))
-        dispatch_any(d, c, cmd, argc, argv);
+    if (nk == KVP_KEYS_MALFORMED || nk == 0)
+        dispatch_any(d, c, cmd, argc, argv); /* or EVAL/FCALL with no keys: any master */
     else if (nk == KVP_KEYS_BLOCKING)
         kvp_client_reply_err(c, KVP_ERR_BLOCK_FMT, cmd->name); /* served on owned connections: not yet */
-    else if (nk == 0)
-        kvp_client_reply_err(c, KVP_ERR_NO_KEYS_FMT, cmd->name);
     else
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
 }
@@ -985,6 +985,8 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
     case KVP_CLASS_ANY:
         dispatch_any(d, c, cmd, argc, argv);
         break;
+    case KVP_CLASS_KEYSPACE:
+        return kvp_dispatch_keyspace(d, c, cmd, argc, argv);
     default:
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
     }

@@ -21,7 +21,6 @@
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
 #define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"
 #define KVP_ERR_NOT_INT           "-ERR value is not an integer or out of range\r\n"
-#define KVP_ERR_NO_KEYS_FMT       "-ERR command '%s' without keys is not supported by the proxy\r\n"
 #define KVP_ERR_NOPROTO           "-NOPROTO unsupported protocol version\r\n"
 #define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
 #define KVP_ERR_BAD_REPLY         "-ERR unexpected reply from backend\r\n"
@@ -40,5 +39,8 @@
 #define KVP_ERR_SORT_PATTERN_FMT  "-ERR %s option of SORT denied by the proxy: keys formed by the pattern may be in another bucket (the pattern needs the sorted key's {hash tag} before its first '*')\r\n"
 #define KVP_ERR_SORT_MIGRATING    "-TRYAGAIN SORT with BY or GET patterns while the key's bucket migrates\r\n"
 #define KVP_ERR_BLOCK_FMT         "-ERR command '%s' with BLOCK is not supported by the proxy\r\n"
+#define KVP_ERR_INVALID_CURSOR    "-ERR invalid cursor\r\n"
+#define KVP_ERR_SCAN_CURSOR       "-ERR a master's SCAN cursor does not fit the proxy's cursor\r\n"
+#define KVP_ERR_MASTERS_DIFFER    "-ERR the masters answered differently\r\n"
 
 #endif

@@ -3,6 +3,7 @@
 #include "errors.h"
 #include "../core/resp.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,178 @@ static const char *bulk_payload(const char *p, size_t n, size_t *len)
     const char *data = crlf + 2;
     *len = n - (size_t)(data - p) - 2;
     return data;
+}
+
+/* ------------------------------------------------------- reply writers
+ * The shapes of merged replies, in one place (RESP2 today: a RESP3 client
+ * changes only these). */
+
+static void write_array_head(kv_buf *out, long long n)
+{
+    kv_resp_write_count(out, '*', n);
+}
+
+static void write_name(kv_buf *out, const char *p, size_t n)
+{
+    kv_resp_write_bulk(out, p, n);
+}
+
+/* SCAN's page: the cursor, then count names already written in names. */
+static void write_scan_page(kv_buf *out, uint64_t cursor, long long count, const kv_buf *names)
+{
+    char num[24];
+    int l = snprintf(num, sizeof(num), "%llu", (unsigned long long)cursor);
+    write_array_head(out, 2);
+    kv_resp_write_bulk(out, num, (size_t)l);
+    write_array_head(out, count);
+    if (kv_buf_len(names) > 0)
+        kv_buf_append(out, kv_buf_rptr(names), kv_buf_len(names));
+}
+
+static void write_int(kv_buf *out, long long v)
+{
+    kv_resp_write_count(out, ':', v);
+}
+
+/* ------------------------------------------------------ reading replies */
+
+/* "*N\r\n" at p[*pos]: N (nil array: 0), *pos moved past it; -1 if not. */
+static long long array_head(const char *p, size_t n, size_t *pos)
+{
+    long long count;
+    const char *crlf = *pos < n ? memchr(p + *pos, '\r', n - *pos) : NULL;
+    if (crlf == NULL || p[*pos] != '*' || crlf + 1 >= p + n ||
+        kv_parse_ll(p + *pos + 1, (size_t)(crlf - p - (ptrdiff_t)*pos - 1), &count) != KV_OK)
+        return -1;
+    *pos = (size_t)(crlf - p) + 2;
+    return count < 0 ? 0 : count;
+}
+
+/* The bulk string at p[*pos] (NULL data for a nil one), *pos moved past it.
+ * KV_ERR when it is not a whole bulk string. */
+static int bulk_at(const char *p, size_t n, size_t *pos, const char **data, size_t *len)
+{
+    long long l;
+    const char *crlf = *pos < n ? memchr(p + *pos, '\r', n - *pos) : NULL;
+    if (crlf == NULL || p[*pos] != '$' || crlf + 1 >= p + n ||
+        kv_parse_ll(p + *pos + 1, (size_t)(crlf - p - (ptrdiff_t)*pos - 1), &l) != KV_OK)
+        return KV_ERR;
+    size_t at = (size_t)(crlf - p) + 2;
+    if (l < 0) {
+        *data = NULL;
+        *len = 0;
+        *pos = at;
+        return KV_OK;
+    }
+    if ((unsigned long long)l > n - at || n - at - (size_t)l < 2 || p[at + (size_t)l] != '\r')
+        return KV_ERR;
+    *data = p + at;
+    *len = (size_t)l;
+    *pos = at + (size_t)l + 2;
+    return KV_OK;
+}
+
+/* The names of an array of stored names (from master `server`) that the
+ * client may see and that match, written into out; how many, or -1 when
+ * the bytes are not such an array. */
+static long long filter_names(const kvp_keyfilter *kf, int server, const char *p, size_t n, size_t *pos,
+                              kv_buf *out)
+{
+    long long count = array_head(p, n, pos), kept = 0;
+    for (long long i = 0; count >= 0 && i < count; i++) {
+        const char *s, *name;
+        size_t sl, nl;
+        if (bulk_at(p, n, pos, &s, &sl) != KV_OK)
+            return -1;
+        if (s && (name = kvp_key_visible(kf->t, server, s, sl, &nl)) != NULL &&
+            kvp_match_name(&kf->match, name, nl)) {
+            write_name(out, name, nl);
+            kept++;
+        }
+    }
+    return count < 0 ? -1 : kept;
+}
+
+/* SCAN's reply: *2 [cursor] [names]. */
+static void merge_scan(kvp_req *r, const char *p, size_t n)
+{
+    kvp_keyfilter *kf = r->kf;
+    size_t pos = 0;
+    const char *cur;
+    size_t cl;
+    long long kept = -1;
+    if (kf && kf->t && array_head(p, n, &pos) == 2 && bulk_at(p, n, &pos, &cur, &cl) == KV_OK && cur &&
+        kvp_scan_cursor_parse(cur, cl, &kf->next) == KV_OK)
+        kept = filter_names(kf, kf->at.server, p, n, &pos, &r->frags[0].reply);
+    if (kept < 0)
+        keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+    else
+        r->sum += kept;
+    if (r->frags[0].reply.failed)
+        r->oom = 1;
+}
+
+/* KEYS's reply from fragment f (= table server f). */
+static void merge_keys(kvp_req *r, int f, const char *p, size_t n)
+{
+    size_t pos = 0;
+    long long kept = r->kf && r->kf->t ? filter_names(r->kf, f, p, n, &pos, &r->frags[f].reply) : -1;
+    if (kept < 0)
+        keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+    else
+        r->sum += kept;
+    if (r->frags[f].reply.failed)
+        r->oom = 1;
+}
+
+/* SCRIPT EXISTS: r->pick holds one byte per script, ANDed over masters. */
+static void merge_all_ones(kvp_req *r, const char *p, size_t n)
+{
+    size_t pos = 0;
+    long long count = array_head(p, n, &pos);
+    if (count < 0 || (r->picks > 0 && (size_t)count != kv_buf_len(&r->pick))) {
+        keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+        return;
+    }
+    for (long long i = 0; i < count; i++) {
+        const char *crlf = pos < n ? memchr(p + pos, '\r', n - pos) : NULL;
+        if (crlf == NULL || p[pos] != ':') {
+            keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+            return;
+        }
+        char one = crlf - (p + pos) == 2 && p[pos + 1] == '1';
+        if (r->picks == 0)
+            keep(r, &r->pick, &one, 1);
+        else
+            kv_buf_rptr(&r->pick)[i] &= one;
+        pos = (size_t)(crlf - p) + 2;
+    }
+    r->picks++;
+}
+
+/* SCRIPT LOAD, FUNCTION LOAD: every master's reply must be the same. */
+static void merge_same(kvp_req *r, const char *p, size_t n)
+{
+    if (r->picks++ == 0)
+        keep(r, &r->pick, p, n);
+    else if (kv_buf_len(&r->pick) != n || memcmp(kv_buf_rptr(&r->pick), p, n) != 0)
+        r->sum2 = 1;
+}
+
+/* RANDOMKEY: the client's name of a key fragment f's master returned, or
+ * NULL when it is none of the namespace's. */
+static const char *random_name(kvp_req *r, int f, const char *key, size_t len, size_t *nl)
+{
+    if (r->kf && r->kf->t)
+        return kvp_key_visible(r->kf->t, f, key, len, nl);
+    /* no table at hand: at least never strip what is not "<digits>_" */
+    size_t i = 0;
+    while (i < len && key[i] >= '0' && key[i] <= '9')
+        i++;
+    if (i == 0 || i >= len || key[i] != '_')
+        return NULL;
+    *nl = len - i - 1;
+    return key + i + 1;
 }
 
 /* Add up "dbN:keys=..,expires=.." lines of an INFO keyspace section. */
@@ -109,21 +282,31 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
         }
         break;
     case KVP_MERGE_RANDOMKEY: {
-        size_t len;
-        const char *key = bulk_payload(p, n, &len);
-        if (key == NULL)
-            break; /* nil: that master has no key */
+        size_t len, nl;
+        const char *key = bulk_payload(p, n, &len), *name;
+        if (key == NULL || (name = random_name(r, frag, key, len, &nl)) == NULL)
+            break; /* nil, or not the namespace's: that master has none to give */
         /* reservoir sampling over the masters that have a key */
         if (rand_u32() % (uint32_t)(++r->picks) == 0) {
-            const char *us = memchr(key, '_', len);
-            size_t skip = us ? (size_t)(us - key) + 1 : 0;
             kv_buf_consume(&r->pick, kv_buf_len(&r->pick));
-            keep(r, &r->pick, key + skip, len - skip);
+            keep(r, &r->pick, name, nl);
         }
         break;
     }
     case KVP_MERGE_EXEC:
         keep(r, &r->frags[frag].reply, p, n);
+        break;
+    case KVP_MERGE_SCAN:
+        merge_scan(r, p, n);
+        break;
+    case KVP_MERGE_KEYS:
+        merge_keys(r, frag, p, n);
+        break;
+    case KVP_MERGE_ALL_ONES:
+        merge_all_ones(r, p, n);
+        break;
+    case KVP_MERGE_SAME:
+        merge_same(r, p, n);
         break;
     case KVP_MERGE_INFO: {
         size_t len;
@@ -243,6 +426,35 @@ static void finish_info(kvp_req *r, kv_buf *out)
     kv_resp_write_bulk(out, buf, (size_t)n);
 }
 
+static void finish_scan(kvp_req *r, kv_buf *out)
+{
+    kvp_keyfilter *kf = r->kf;
+    uint64_t cursor;
+    int rc = kvp_scan_next(kf->t, &kf->at, kf->next, kf->bucket, &cursor);
+    if (rc == KV_ENOMEM)
+        r->oom = 1;
+    else if (rc != KV_OK)
+        kv_buf_append(out, KVP_ERR_SCAN_CURSOR, sizeof(KVP_ERR_SCAN_CURSOR) - 1);
+    else
+        write_scan_page(out, cursor, r->sum, &r->frags[0].reply);
+}
+
+static void finish_keys(kvp_req *r, kv_buf *out)
+{
+    write_array_head(out, r->sum);
+    for (int f = 0; f < r->nfrags; f++)
+        if (kv_buf_len(&r->frags[f].reply) > 0)
+            kv_buf_append(out, kv_buf_rptr(&r->frags[f].reply), kv_buf_len(&r->frags[f].reply));
+}
+
+static void finish_all_ones(kvp_req *r, kv_buf *out)
+{
+    size_t n = kv_buf_len(&r->pick);
+    write_array_head(out, (long long)n);
+    for (size_t i = 0; i < n; i++)
+        write_int(out, kv_buf_rptr(&r->pick)[i]);
+}
+
 /* The merged reply, written whole into out, or KV_ENOMEM with nothing of it
  * left in out. */
 /* EXEC: the array of the transaction's replies (or nil, or EXECABORT) as
@@ -320,6 +532,23 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         break;
     case KVP_MERGE_EXEC:
         finish_exec(r, out);
+        break;
+    case KVP_MERGE_SCAN:
+    case KVP_MERGE_KEYS:
+    case KVP_MERGE_ALL_ONES:
+    case KVP_MERGE_SAME:
+        if (r->nerr)
+            kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+        else if (r->merge == KVP_MERGE_SCAN)
+            finish_scan(r, out);
+        else if (r->merge == KVP_MERGE_KEYS)
+            finish_keys(r, out);
+        else if (r->merge == KVP_MERGE_ALL_ONES)
+            finish_all_ones(r, out);
+        else if (r->sum2)
+            kv_buf_append(out, KVP_ERR_MASTERS_DIFFER, sizeof(KVP_ERR_MASTERS_DIFFER) - 1);
+        else
+            kv_buf_append(out, kv_buf_rptr(&r->pick), kv_buf_len(&r->pick));
         break;
     default:
         break;

@@ -75,6 +75,11 @@ static void req_drop_storage(kvp_req *r, int all)
 static void req_destroy(kvp_req *r)
 {
     req_drop_storage(r, 1);
+    if (r->kf) {
+        kvp_table_unref(r->kf->t);
+        kv_buf_deinit(&r->kf->pat);
+        free(r->kf);
+    }
     kv_buf_deinit(&r->reply);
     kv_buf_deinit(&r->first_err);
     kv_buf_deinit(&r->pick);
@@ -104,6 +109,12 @@ static void req_free(kvp_req *r)
     }
     r->state = KVP_REQ_FREE;
     r->owner = NULL;
+    if (r->kf && r->kf->t) {
+        kvp_table_unref(r->kf->t);
+        r->kf->t = NULL;
+        kv_buf_consume(&r->kf->pat, kv_buf_len(&r->kf->pat));
+        kv_buf_shrink(&r->kf->pat, 256);
+    }
     if (!pooled) {
         req_destroy(r);
         return;
@@ -169,6 +180,27 @@ int kvp_req_map_keys(kvp_req *r, int nkeys)
 oom:
     r->nkeys = -1; /* the merge answers out of memory */
     return KV_ENOMEM;
+}
+
+kvp_keyfilter *kvp_req_keyfilter(kvp_req *r, kvp_table *t, const char *pat, size_t plen)
+{
+    if (r->kf == NULL) {
+        r->kf = calloc(1, sizeof(*r->kf));
+        if (r->kf == NULL)
+            return NULL;
+        kv_buf_init(&r->kf->pat, 64 * 1024 * 1024);
+    }
+    kvp_keyfilter *kf = r->kf;
+    if (pat && plen > 0 && kv_buf_append(&kf->pat, pat, plen) != KV_OK)
+        return NULL;
+    kvp_table_ref(t);
+    kf->t = t;
+    kf->bucket = -1;
+    kf->next = 0;
+    kf->at.server = -1;
+    /* MATCH "" matches only the empty name; no MATCH, everything */
+    kvp_match_init(&kf->match, pat == NULL ? NULL : plen > 0 ? kv_buf_rptr(&kf->pat) : "", plen);
+    return kf;
 }
 
 /* ---------------------------------------------------------- transitions */

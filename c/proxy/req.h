@@ -33,6 +33,7 @@
 #include "../core/buf.h"
 #include "command.h"
 #include "conf.h"
+#include "keyspace.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,19 @@ static inline uint8_t kvp_req_restorer(uint32_t cmd_flags)
 typedef struct kvp_req kvp_req;
 typedef struct kvp_req_pool kvp_req_pool;
 
+/* SCAN / KEYS / RANDOMKEY: what turns the masters' stored names into the
+ * client's (keyspace.h). A request gets one on first use and keeps it while
+ * pooled; `t` is held (a reference) while the request uses it, so the merge
+ * sees the table the command was routed with. */
+typedef struct kvp_keyfilter {
+    kvp_table *t;              /* NULL: not in use */
+    kvp_scan_at at;            /* SCAN: the master walked */
+    int bucket;                /* MATCH names one bucket, or -1 */
+    uint64_t next;             /* SCAN: the master's next cursor */
+    kv_buf pat;                /* the client's MATCH pattern */
+    kvp_match match;
+} kvp_keyfilter;
+
 /* The request's reply is complete: p, n are its bytes (r->reply, or the
  * backend's input when a single fragment's reply passes through; valid only
  * during the call). The owner writes them or keeps them (kvp_req_keep). */
@@ -119,6 +133,7 @@ struct kvp_req {
     kvp_frag *frag_pool;
     int frag_pool_cap;
     int keys_cap;
+    kvp_keyfilter *kf;         /* SCAN/KEYS/RANDOMKEY; storage kept while pooled */
 };
 
 /* A worker's requests: the free list, the owner's done callback, and the
@@ -166,5 +181,8 @@ void kvp_req_keep(kvp_req *r, const char *p, size_t n);
 /* Storage for r's fragments / MGET key maps (kept while pooled). */
 int kvp_req_ensure_frags(kvp_req *r);
 int kvp_req_map_keys(kvp_req *r, int nkeys);
+/* r's key filter, set up for table t (referenced until r is freed) and the
+ * MATCH pattern pat (NULL: none), or NULL when out of memory. */
+kvp_keyfilter *kvp_req_keyfilter(kvp_req *r, kvp_table *t, const char *pat, size_t plen);
 
 #endif

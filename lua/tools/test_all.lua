@@ -576,7 +576,7 @@ function T:siblings()
   g(check.err("ERR wrong number of arguments for 'get' command"), "GET", ke, "extra")
   g(self:unknown_err("kvp_no_such_command"), "kvp_no_such_command", ke)
   if not direct then
-    g(check.err("ERR command 'keys' is not supported by the proxy"), "KEYS", "*")
+    g(check.err("ERR command 'lastsave' is not supported by the proxy"), "LASTSAVE")
     g(check.any_error(), "SELECT", "1")
   end
   g(OK, "SELECT", "0")
@@ -648,6 +648,85 @@ function T:keyword()
   self:call("keyword", del)
 end
 
+-- Keyspace iteration and scripts (issue 12): SCAN walks every master with
+-- one cursor, KEYS asks them all, names come back as the client wrote them;
+-- a script loaded once runs wherever its keys are.
+
+-- Every name a full SCAN (COUNT 1000, then the extra arguments) returns.
+function T:scan_names(group, ...)
+  local names, cursor, calls = {}, "0", 0
+  repeat
+    local args = { "SCAN", cursor, "COUNT", "1000", ... }
+    args.n = #args
+    local r = self:call(group, args)
+    if type(r) ~= "table" or r.n ~= 2 or type(r[1]) ~= "string" or type(r[2]) ~= "table" then
+      self:fail(group, check.label(args), "a SCAN page", check.show(r))
+    end
+    cursor = r[1]
+    for i = 1, r[2].n do names[#names + 1] = r[2][i] end
+    calls = calls + 1
+  until cursor == "0" or calls > 1000000
+  return names
+end
+
+-- want and got hold the same names, each once.
+function T:same_names(group, what, want, got)
+  local a, b = {}, {}
+  for i, v in ipairs(want) do a[i] = v end
+  for i = 1, got.n or #got do b[i] = got[i] end
+  table.sort(a)
+  table.sort(b)
+  local same = #a == #b
+  for i = 1, #a do same = same and a[i] == b[i] end
+  if not same then
+    self:fail(group, what, #a .. " names: " .. table.concat(a, " "), #b .. " names: " .. table.concat(b, " "))
+  end
+  self.rep:pass(group, what, #b .. " names")
+end
+
+function T:keyspace()
+  local group = "keyspace"
+  local g = self:group(group)
+  local base = "ks" .. math.random(1, 999999999)
+  local plain, tagged, all = {}, {}, {}
+  local mset = { "MSET" }
+  for i = 1, 20 do
+    plain[i] = self:key(base)
+    tagged[i] = self:key("{" .. base .. "t}")
+  end
+  for _, k in ipairs(plain) do mset[#mset + 1] = k; mset[#mset + 1] = "v" end
+  for _, k in ipairs(tagged) do mset[#mset + 1] = k; mset[#mset + 1] = "v" end
+  mset.n = #mset
+  self:expect(group, mset, OK)
+  local l = self:key(base)
+  g(1, "RPUSH", l, "a")
+  for i, k in ipairs(plain) do all[i] = k end
+  all[#all + 1] = l
+
+  self:same_names(group, "SCAN ... MATCH " .. base .. "_* over every master", all,
+                  self:scan_names(group, "MATCH", base .. "_*"))
+  self:same_names(group, "SCAN ... MATCH {" .. base .. "t}* (one bucket)", tagged,
+                  self:scan_names(group, "MATCH", "{" .. base .. "t}*"))
+  self:same_names(group, "SCAN ... MATCH " .. base .. "_* TYPE list", { l },
+                  self:scan_names(group, "MATCH", base .. "_*", "TYPE", "list"))
+  self:same_names(group, "KEYS " .. base .. "_*", all, self:call(group, { n = 2, "KEYS", base .. "_*" }))
+  g(check.err("ERR invalid cursor"), "SCAN", "nope")
+
+  local sha = g(check.pred("a sha1", function(a) return type(a) == "string" and #a == 40 end),
+                "SCRIPT", "LOAD", "return redis.call('GET', KEYS[1])")
+  g("v", "EVALSHA", sha, "1", plain[1])
+  g("v", "EVALSHA", sha, "1", tagged[1])
+  g({ n = 1, 1 }, "SCRIPT", "EXISTS", sha)
+  g(7, "EVAL", "return 7", "0")
+  g(check.err("NOSCRIPT No matching script. Please use EVAL."), "EVALSHA", string.rep("0", 40), "0")
+
+  local del = { "DEL", l }
+  for _, k in ipairs(plain) do del[#del + 1] = k end
+  for _, k in ipairs(tagged) do del[#del + 1] = k end
+  del.n = #del
+  self:expect(group, del, #del - 1)
+end
+
 -- Every key this loop named is gone.
 function T:cleanup()
   local args = { "EXISTS" }
@@ -712,6 +791,7 @@ function T:one_loop()
   self:pipeline_group()
   self:multikey()
   self:siblings()
+  self:keyspace()
   self:keyword()
   self:cleanup()
 end

@@ -206,10 +206,27 @@ int main(void)
               "local ids");
     class_is("flushall", KVP_CLASS_FANOUT, KVP_MERGE_OK_ALL);
     class_is("dbsize", KVP_CLASS_FANOUT, KVP_MERGE_SUM);
-    class_is("randomkey", KVP_CLASS_FANOUT, KVP_MERGE_RANDOMKEY);
+    class_is("randomkey", KVP_CLASS_KEYSPACE, KVP_MERGE_RANDOMKEY);
     class_is("time", KVP_CLASS_ANY, KVP_MERGE_NONE);
-    class_is("keys", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
-    class_is("scan", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("keys", KVP_CLASS_KEYSPACE, KVP_MERGE_KEYS);
+    class_is("scan", KVP_CLASS_KEYSPACE, KVP_MERGE_SCAN);
+    {
+        /* scripts and functions: subcommands with classes of their own */
+        const kvp_cmd *script = L("script"), *fn = L("function");
+        const kvp_cmd *load = kvp_cmd_lookup_sub(script, "LOAD", 4);
+        const kvp_cmd *ex = kvp_cmd_lookup_sub(script, "exists", 6);
+        const kvp_cmd *fl = kvp_cmd_lookup_sub(fn, "load", 4);
+        const kvp_cmd *flist = kvp_cmd_lookup_sub(fn, "list", 4);
+        const kvp_cmd *kill = kvp_cmd_lookup_sub(script, "kill", 4);
+        TAP_CHECK(load && load->cls == KVP_CLASS_FANOUT && load->merge == KVP_MERGE_SAME,
+                  "script|load is FANOUT SAME");
+        TAP_CHECK(ex && ex->cls == KVP_CLASS_FANOUT && ex->merge == KVP_MERGE_ALL_ONES,
+                  "script|exists is FANOUT ALL_ONES");
+        TAP_CHECK(fl && fl->cls == KVP_CLASS_FANOUT && fl->merge == KVP_MERGE_SAME,
+                  "function|load is FANOUT SAME");
+        TAP_CHECK(flist && flist->cls == KVP_CLASS_ANY, "function|list is ANY");
+        TAP_CHECK(kill && kill->cls == KVP_CLASS_UNSUPPORTED, "script|kill is refused");
+    }
     class_is("blpop", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
     class_is("xread", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     class_is("xreadgroup", KVP_CLASS_KEYED, KVP_MERGE_NONE);
@@ -351,7 +368,7 @@ int main(void)
     TAP_CHECK(kvp_cmd_policy_allow("move", &err) == KV_OK && L("move")->cls == KVP_CLASS_KEYED,
               "allow move (computable keys)");
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("keys", &err) == KV_ERR && err, "allow keys refused: %s", err);
+    TAP_CHECK(kvp_cmd_policy_allow("lastsave", &err) == KV_ERR && err, "allow lastsave refused: %s", err);
     err = NULL;
     TAP_CHECK(kvp_cmd_policy_allow("migrate", &err) == KV_ERR && err, "allow migrate refused: %s", err);
     err = NULL;
@@ -375,11 +392,11 @@ int main(void)
     TAP_CHECK(enc->cls == KVP_CLASS_KEYED && L("move")->cls == KVP_CLASS_UNSUPPORTED, "reset");
 
     /* Counts per class, for the record. */
-    int count[6] = {0};
+    int count[KVP_CLASS_KEYSPACE + 1] = {0};
     for (int i = 0; i < kvp_cmd_count(); i++)
         count[kvp_cmd_at(i)->cls]++;
     printf("# %d entries:", kvp_cmd_count());
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k <= KVP_CLASS_KEYSPACE; k++)
         printf(" %s=%d", kvp_cmd_class_name(k), count[k]);
     printf("\n");
 
