@@ -6,9 +6,10 @@
  * Pure functions of a table snapshot; no I/O, no allocation per key.
  *
  * The cursor. A client's SCAN cursor names a master and that master's own
- * cursor, folded into one unsigned 64-bit number:
+ * cursor, folded into one number below 2^53 (client libraries in
+ * JavaScript parse cursors as doubles: node-redis 4 uses Number()):
  *
- *   bit 63 ........... 29 28 ......... 15 14 .......... 0
+ *   bit 52 ........... 22 21 ......... 15 14 .......... 0
  *       master's cursor    tag of its addr   position
  *
  * Masters are walked in order of their *position*: the lowest of 2b for a
@@ -38,8 +39,8 @@
 #include <stdint.h>
 
 #define KVP_SCAN_POS_BITS 15 /* 2 * 16384 buckets */
-#define KVP_SCAN_TAG_BITS 14
-#define KVP_SCAN_REDIS_BITS 35 /* a master's cursor: 34 billion hash-table slots */
+#define KVP_SCAN_TAG_BITS 7
+#define KVP_SCAN_REDIS_BITS 31 /* a master's cursor: 2 billion hash-table slots */
 
 /* Where a SCAN cursor points: table server index (-1: nothing left to
  * walk), its position, and the cursor to send that master. */

@@ -288,6 +288,9 @@ static void test_merges(void)
 
 int main(void)
 {
+    /* JavaScript clients (node-redis 4) parse the cursor with Number() */
+    TAP_CHECK(KVP_SCAN_POS_BITS + KVP_SCAN_TAG_BITS + KVP_SCAN_REDIS_BITS <= 53,
+              "every cursor the proxy makes is below 2^53");
     test_cursor();
     test_match();
     test_visible();
