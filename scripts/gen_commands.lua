@@ -107,8 +107,8 @@ local DENY = {
 -- source key) plus what a finder in c/proxy/command.c (enum kvp_finder) finds by
 -- walking the options as Redis parses them, from argument `from`. These replace
 -- Redis's keyword / unknown key specs, and make the command KEYED. XREAD and
--- XREADGROUP carry Redis's "blocking" flag; only their BLOCK form blocks, and the
--- finder reports it (refused by the proxy until blocking commands are served).
+-- XREADGROUP carry Redis's "blocking" flag; only their BLOCK form blocks
+-- (kvp_cmd_blocks tells), and then waits on a connection of the client's own.
 local FINDERS = {
     georadius = { kind = "GEO", from = 6 },          -- key lon lat radius unit
     georadiusbymember = { kind = "GEO", from = 5 },  -- key member radius unit
@@ -238,7 +238,7 @@ local function classify(c, has_subs)
     end
     local why
     if DENY[n] then why = "denied: " .. DENY[n]
-    elseif c.flags.blocking then why = "blocking"
+    elseif c.flags.blocking and #specs == 0 then why = "blocking, no keys"
     elseif c.flags.pubsub then why = "pub/sub"
     elseif unknown then why = "keys not computable from positions"
     elseif #specs == 0 then why = has_subs and "container: see its subcommands" or "no keys"

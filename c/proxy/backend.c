@@ -24,6 +24,7 @@
 #define BE_BACKOFF_MIN_MS 100
 #define BE_BACKOFF_MAX_MS 2000
 #define BE_IDLE_KEEP_MS 30000  /* an idle lendable connection is closed after this */
+#define BE_NO_DEADLINE UINT64_MAX /* sent_ms of a blocking command: no request_timeout */
 
 static void be_read_cb(evutil_socket_t fd, short what, void *arg);
 static void be_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -331,6 +332,14 @@ int kvp_backend_send_group(kvp_backend *be, size_t mark, uint32_t count, kvp_rep
     return KV_OK;
 }
 
+int kvp_backend_send_blocking(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
+{
+    if (kvp_backend_send(be, mark, cb, ctx, tag) != KV_OK)
+        return KV_ENOMEM;
+    be->ring[(be->ring_head + be->ring_len - 1) & (be->ring_cap - 1)].sent_ms = BE_NO_DEADLINE;
+    return KV_OK;
+}
+
 int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
 {
     if (be_ring_reserve(be, 1) != KV_OK)
@@ -473,6 +482,8 @@ static void be_tick(kvp_backend *be)
              * backend still streaming a big pipeline's replies is slow,
              * not stuck, and other clients share this connection */
             uint64_t since = be->ring[be->ring_head].sent_ms;
+            if (since == BE_NO_DEADLINE)
+                break; /* a blocking command: it waits as long as Redis makes it */
             if (be->last_read_ms > since)
                 since = be->last_read_ms;
             if (now - since > t)

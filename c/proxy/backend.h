@@ -127,6 +127,12 @@ int kvp_backend_usable(kvp_backend *be);
  * is queued and cb will not be called -- the caller answers the error. */
 int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag);
 
+/* As kvp_backend_send, for a command that may block in Redis (BLPOP 0,
+ * XREAD BLOCK): request_timeout does not apply to it -- it waits as long as
+ * Redis makes it (the connection's keepalive and the health check still
+ * end it when the master is gone). Only on an owned connection. */
+int kvp_backend_send_blocking(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag);
+
 /* A group of count commands written into be->out since mark that must
  * reach Redis back to back (MULTI ... EXEC): all of them go out with their
  * in-flight entries, or none (KV_ENOMEM, as kvp_backend_send). Only the

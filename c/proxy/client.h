@@ -88,6 +88,9 @@ typedef struct kvp_client {
     struct kvp_client *park_prev, *park_next;
     void *lent;                /* the dispatcher's: a backend connection lent to
                                 * this client, given back when it goes */
+    unsigned lent_pinned : 1;  /* the dispatcher's: lent holds a WATCH (kept
+                                * until EXEC/DISCARD/UNWATCH); else it is kept
+                                * from the client's last blocking command */
     void *session;             /* the session layer's: a transaction being
                                 * queued (NULL for almost every client) */
     size_t session_mem;        /* bytes the session holds, counted in mem

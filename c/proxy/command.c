@@ -357,7 +357,8 @@ static int xread_refused(const kv_str *a, int is_timeout)
 /* XREAD [COUNT n] [BLOCK ms] STREAMS key ... id ... and XREADGROUP GROUP g c
  * [COUNT n] [BLOCK ms] [NOACK] STREAMS key ... id ...: the first half of
  * what follows STREAMS. */
-static int find_xread(int argc, const kv_str *argv, int from, int group, int *keys, int max, int *n)
+static int find_xread(int argc, const kv_str *argv, int from, int group, int *keys, int max, int *n,
+                      int *blocks)
 {
     int blocking = 0, has_group = 0;
     for (int i = from; i < argc; i++) {
@@ -374,8 +375,8 @@ static int find_xread(int argc, const kv_str *argv, int from, int group, int *ke
             int first = i + 1, count = argc - first;
             if (count % 2 != 0 || (group && !has_group))
                 return KVP_KEYS_MALFORMED; /* unbalanced; XREADGROUP without GROUP */
-            if (blocking)
-                return KVP_KEYS_BLOCKING;
+            if (blocks)
+                *blocks = blocking;
             for (int k = first; k < first + count / 2; k++)
                 add_key(keys, max, n, k);
             return *n;
@@ -404,13 +405,29 @@ static int run_finder(const kvp_cmd *c, const kvp_keyspec *s, int argc, const kv
         break;
     case KVP_FIND_XREAD:
     case KVP_FIND_XREADGROUP:
-        return find_xread(argc, argv, s->index, s->finder == KVP_FIND_XREADGROUP, keys, max, &n);
+        return find_xread(argc, argv, s->index, s->finder == KVP_FIND_XREADGROUP, keys, max, &n, NULL);
     default:
         return KVP_KEYS_UNKNOWN;
     }
     if (store > 0)
         add_key(keys, max, &n, store);
     return n;
+}
+
+int kvp_cmd_blocks(const kvp_cmd *c, int argc, const kv_str *argv)
+{
+    if (!(c->flags & KVP_CF_BLOCKING))
+        return 0;
+    const kvp_keyspec *s = NULL;
+    for (int i = 0; i < KVP_CMD_MAX_SPECS; i++)
+        if (c->ks[i].type == KVP_KS_FINDER)
+            s = &c->ks[i];
+    if (s == NULL || (s->finder != KVP_FIND_XREAD && s->finder != KVP_FIND_XREADGROUP))
+        return 1; /* BLPOP, BZMPOP, ...: always (a timeout of 0.001 blocks too) */
+    int n = 0, blocks = 0;
+    if (find_xread(argc, argv, s->index, s->finder == KVP_FIND_XREADGROUP, NULL, 0, &n, &blocks) < 0)
+        return 0;
+    return blocks;
 }
 
 int kvp_cmd_patterns(const kvp_cmd *c, int argc, const kv_str *argv, int *pos, int max)

@@ -108,7 +108,6 @@ enum kvp_finder {
 /* kvp_cmd_keys results other than a count. */
 #define KVP_KEYS_MALFORMED (-1) /* Redis refuses these arguments before touching data */
 #define KVP_KEYS_UNKNOWN   (-2) /* the command has a key spec the proxy cannot compute */
-#define KVP_KEYS_BLOCKING  (-3) /* the blocking form (XREAD ... BLOCK ms) */
 
 #define KVP_CMD_MAX_SPECS 3
 
@@ -174,10 +173,14 @@ int kvp_cmd_arity_ok(const kvp_cmd *c, int argc);
  *       list, with a misplaced option or a bad BLOCK timeout. The proxy can
  *       forward such a command as it is and let Redis word the error.
  *   KVP_KEYS_UNKNOWN    c has a key spec the proxy cannot compute.
- *   KVP_KEYS_BLOCKING   a well-formed XREAD / XREADGROUP with BLOCK.
  * Keys found by a finder come after the positional ones, ascending.
  * Call after kvp_cmd_arity_ok. argv is only read for KEYNUM and FINDER specs. */
 int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int max);
+/* True when this invocation may block in Redis: a command flagged blocking
+ * (BLPOP, BLMOVE, BZMPOP, ...), or XREAD / XREADGROUP with BLOCK. Such a
+ * command waits on a connection of the client's own (its keys come from
+ * kvp_cmd_keys as any command's). */
+int kvp_cmd_blocks(const kvp_cmd *c, int argc, const kv_str *argv);
 
 /* True when c's arguments may hold SORT BY / GET patterns (then call
  * kvp_cmd_patterns). Inline: asked for every keyed command. */

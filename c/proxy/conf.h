@@ -41,6 +41,7 @@ typedef struct kvp_conf {
     int client_output_soft_mb;    /* over it for client_output_soft_seconds: closed */
     int client_output_soft_seconds;
     int maxmemory_clients_mb;     /* all clients' buffers; 0 = an eighth of RAM */
+    int owned_connections_max;    /* clients' own connections per master, all workers */
     uint64_t maxmemory_clients;   /* bytes, per worker: computed at start */
     atomic_int client_count;      /* across workers */
     atomic_ullong next_client_id;

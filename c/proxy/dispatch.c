@@ -431,7 +431,10 @@ static void premig_release(kvp_req *r, int f)
         size_t mark = kv_buf_mark(out);
         kv_buf_append(out, kv_buf_rptr(&fr->held), kv_buf_len(&fr->held));
         kv_buf_consume(&fr->held, kv_buf_len(&fr->held));
-        if (kvp_backend_send_group(fr->target, mark, fr->held_group, kvp_req_on_reply, r, (uint32_t)f) != KV_OK)
+        int rc = fr->held_blocks ? kvp_backend_send_blocking(fr->target, mark, kvp_req_on_reply, r, (uint32_t)f)
+                                 : kvp_backend_send_group(fr->target, mark, fr->held_group, kvp_req_on_reply, r,
+                                                          (uint32_t)f);
+        if (rc != KV_OK)
             kvp_req_frag_reply(r, f, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
     }
     kvp_backend *tg = fr->target;
@@ -502,6 +505,7 @@ static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *t
     }
     fr->target = target;
     fr->held_group = 1;
+    fr->held_blocks = 0;
     fr->premig_pending = 0;
     fr->premig_failed = 0;
     for (int i = 0; i < nk; i++) {
@@ -560,8 +564,36 @@ static kvp_backend *pick_backend(kvp_dispatcher *d, kvp_client *c, int server)
     return be;
 }
 
+/* c gets a connection of its own to table server `server` (pin: for a
+ * WATCH, kept until EXEC/DISCARD/UNWATCH; else for a blocking command, kept
+ * for the next one). One it holds elsewhere is given back first when that
+ * is safe; KV_ERR (answered) when it is not -- a WATCH there, or a command
+ * still waiting there -- or at owned_connections_max. */
+static int own_connection(kvp_dispatcher *d, kvp_client *c, int server, int pin)
+{
+    kvp_backend *own = c->lent;
+    if (own != NULL && strcmp(own->addr, d->table->servers[server]) != 0) {
+        if (c->lent_pinned) {
+            kvp_client_reply_str(c, pin ? KVP_ERR_CROSSSLOT_WATCH : KVP_ERR_OWNED_BUSY);
+            return KV_ERR;
+        }
+        if (own->ring_len > 0 || own->held_for > 0) {
+            kvp_client_reply_str(c, KVP_ERR_OWNED_BUSY);
+            return KV_ERR;
+        }
+        kvp_dispatch_client_gone(d, c); /* idle: given back (RESET) */
+    }
+    if (kvp_dispatch_lend(d, c, server) == NULL) {
+        kvp_client_reply_str(c, KVP_ERR_NO_OWNED);
+        return KV_ERR;
+    }
+    if (pin)
+        c->lent_pinned = 1;
+    return KV_OK;
+}
+
 static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
-                        const int *keys, int nk, const kvp_rkey *rkeys, uint32_t flags)
+                        const int *keys, int nk, const kvp_rkey *rkeys, uint32_t flags, int blocks)
 {
     kvp_req *r = kvp_client_req_new(c, KVP_MERGE_NONE, 1);
     if (r == NULL) {
@@ -572,7 +604,7 @@ static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int a
     kvp_req_routed(r);
     size_t mark = kv_buf_mark(&be->out);
     write_routed(&be->out, argc, argv, keys, nk, d->table, rkeys);
-    if (kvp_backend_send(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
+    if ((blocks ? kvp_backend_send_blocking : kvp_backend_send)(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
         frag_oom(r, 0);
     kvp_req_sent(r);
 }
@@ -591,8 +623,6 @@ static void keys_unrouted(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
 {
     if (nk == KVP_KEYS_MALFORMED || nk == 0)
         dispatch_any(d, c, cmd, argc, argv); /* or EVAL/FCALL with no keys: any master */
-    else if (nk == KVP_KEYS_BLOCKING)
-        kvp_client_reply_err(c, KVP_ERR_BLOCK_FMT, cmd->name); /* served on owned connections: not yet */
     else
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
 }
@@ -672,12 +702,16 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     }
     if (kvp_cmd_has_patterns(cmd) && route_patterns(d, c, cmd, argc, argv, &nk) != KV_OK)
         return KV_OK;
+    /* a command that may block waits on a connection of c's own */
+    int blocks = (cmd->flags & KVP_CF_BLOCKING) && kvp_cmd_blocks(cmd, argc, argv);
+    if (blocks && own_connection(d, c, d->s_rkey[0].server, 0) != KV_OK)
+        return KV_OK;
     count_cmd(d, cmd);
     kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
     if (be == NULL)
         return KV_OK;
     if (d->s_rkey[0].src == KVP_NO_SERVER) {
-        forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, cmd->flags);
+        forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, cmd->flags, blocks);
         return KV_OK;
     }
     /* the bucket is migrating: MIGRATE the keys to `be` first */
@@ -694,6 +728,7 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         memset(d->s_in_frag, 1, (size_t)nk);
         kv_buf *held = premig_start(d, r, 0, be, nk);
         if (held) {
+            r->frags[0].held_blocks = (uint8_t)blocks;
             write_routed(held, argc, argv, d->s_keys, nk, t, d->s_rkey);
             if (kv_buf_settle(held, 0) != KV_OK)
                 premig_fail(r, 0, KVP_ERR_OOM);
@@ -779,7 +814,7 @@ static int dispatch_split(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         /* one backend: its reply is already the right merged reply */
         kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
         if (be)
-            forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, 0);
+            forward_one(d, c, be, argc, argv, d->s_keys, nk, d->s_rkey, 0, 0);
         return KV_OK;
     }
     /* fragment of each key: per server, in order of first appearance */
@@ -858,7 +893,7 @@ static void dispatch_any(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, i
     int server = (int)(c->id % (uint64_t)t->nservers);
     kvp_backend *be = pick_backend(d, c, server);
     if (be)
-        forward_one(d, c, be, argc, argv, NULL, 0, NULL, 0);
+        forward_one(d, c, be, argc, argv, NULL, 0, NULL, 0, 0);
 }
 
 /* ------------------------------------------------------------- dispatch */
@@ -1068,7 +1103,7 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
         }
     }
     const kvp_backend *own = c->lent;
-    if (own != NULL && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0) {
+    if (own != NULL && c->lent_pinned && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0) {
         kvp_client_reply_str(c, KVP_ERR_CROSSSLOT_WATCH);
         return KV_ERR;
     }
@@ -1162,7 +1197,7 @@ static void tx_mark_reply_keys(kvp_dispatcher *d, kvp_req *r, kv_buf *q)
 static kvp_backend *tx_target(kvp_dispatcher *d, kvp_client *c, int nk)
 {
     kvp_backend *own = c->lent;
-    if (own != NULL) {
+    if (own != NULL && c->lent_pinned) {
         if (own->state == KVP_BE_DOWN ||
             (nk > 0 && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0)) {
             kvp_client_reply_str(c, "*-1\r\n"); /* the WATCH cannot hold: as if a key changed */
@@ -1258,11 +1293,8 @@ int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int
             kvp_client_reply_str(c, KVP_ERR_CROSSSLOT);
             return KV_OK;
         }
-    int had = c->lent != NULL;
-    if (kvp_dispatch_lend(d, c, d->s_rkey[0].server) == NULL) {
-        kvp_client_reply_str(c, had ? KVP_ERR_CROSSSLOT_WATCH : KVP_ERR_NO_OWNED);
+    if (own_connection(d, c, d->s_rkey[0].server, 1) != KV_OK)
         return KV_OK;
-    }
     /* routed like any keyed command: backend_for now picks c's own */
     return dispatch_keyed(d, c, cmd, argc, argv);
 }
@@ -1271,9 +1303,10 @@ void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c)
 {
     KV_UNUSED(d);
     kvp_backend *own = c->lent;
-    if (own == NULL)
-        return;
+    if (own == NULL || !c->lent_pinned)
+        return; /* none, or kept from a blocking command: stays with c */
     c->lent = NULL;
+    c->lent_pinned = 0;
     own->owner = NULL;
     if (own->held_for == 0)
         kvp_backend_give_back_after(own);
@@ -1300,9 +1333,10 @@ void kvp_dispatch_client_gone(void *ctx, kvp_client *c)
     if (own == NULL)
         return;
     c->lent = NULL;
+    c->lent_pinned = 0;
     own->owner = NULL;
     if (own->held_for == 0)
-        kvp_backend_give_back(own);
+        kvp_backend_give_back(own); /* closed if a command still waits on it */
     /* else premig_release gives it back once its held commands are out */
 }
 

@@ -88,6 +88,7 @@ static const cfg_key cfg_keys[] = {
     {.name = "client_output_soft_mb", .kind = CFG_INT, .i = &kvp_g.client_output_soft_mb},
     {.name = "client_output_soft_seconds", .kind = CFG_INT, .i = &kvp_g.client_output_soft_seconds},
     {.name = "maxmemory_clients_mb", .kind = CFG_INT, .i = &kvp_g.maxmemory_clients_mb},
+    {.name = "owned_connections_max", .kind = CFG_INT, .min = 1, .i = &kvp_g.owned_connections_max},
     /* at most 200 bytes: backend.c writes AUTH into a 512-byte buffer */
     {.name = "redis_password", .kind = CFG_REDIS_PASSWORD, .live = 1, .size = 201},
     {.name = "request_timeout", .kind = CFG_ATOMIC_INT, .live = 1, .min = 1, .ai = &kvp_g.request_timeout_ms},

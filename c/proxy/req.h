@@ -59,6 +59,7 @@ typedef struct kvp_frag {
     kv_buf held;
     uint8_t holding;     /* held is in use (the command waits for its MIGRATEs) */
     uint16_t held_group; /* commands in held that go back to back (MULTI ... EXEC); 1 else */
+    uint8_t held_blocks; /* the held command may block in Redis: no request_timeout */
     struct kvp_backend *target;
     uint16_t premig_pending;
     uint8_t premig_failed;

@@ -53,7 +53,7 @@ static int session_exec(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *exec)
     kvp_session *s = c->session;
     if (s->aborted) {
         kvp_client_reply_str(c, KVP_ERR_EXECABORT);
-    } else if (s->ncmds == 0 && c->lent == NULL) {
+    } else if (s->ncmds == 0 && !c->lent_pinned) {
         kvp_client_reply_str(c, "*0\r\n"); /* nothing to run, nothing watched */
     } else if (kvp_dispatch_exec(d, c, exec, &s->queue, s->ncmds) == KV_AGAIN) {
         return KV_AGAIN;

@@ -414,6 +414,10 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
         return KV_ERR;
     }
     kvp_backends_init(&w->backends, w->base, &w->clock, i);
+    if (kvp_g.owned_connections_max > 0) {
+        int share = (kvp_g.owned_connections_max + nworkers - 1) / nworkers;
+        w->backends.owned_max = share;
+    }
     w->clients.on_close = kvp_session_client_gone;
     w->disp.on_session = kvp_session_command;
     w->disp.session_ctx = &w->disp;

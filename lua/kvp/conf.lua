@@ -60,6 +60,11 @@ M.decl = config.declare({
   -- 0 = an eighth of the machine's memory
   { name = "maxmemory_clients_mb", type = "integer", default = 0, min = 0, max = 1048576,
     to_c = "maxmemory_clients_mb" },
+  -- connections of clients' own per master (WATCH, blocking commands such
+  -- as BLPOP: each waits on one), over all io_threads; past it such a
+  -- command is refused. Redis's maxclients (10000) bounds the master side.
+  { name = "owned_connections_max", type = "integer", default = 2048, min = 1, max = 100000,
+    to_c = "owned_connections_max" },
   { name = "admin_token", type = "string", default = "" },                -- "": none
   -- the config servers' cluster_secret, proved on the control link
   -- (kv.handshake); "": only a config server on loopback accepts this proxy

@@ -227,7 +227,24 @@ int main(void)
         TAP_CHECK(flist && flist->cls == KVP_CLASS_ANY, "function|list is ANY");
         TAP_CHECK(kill && kill->cls == KVP_CLASS_UNSUPPORTED, "script|kill is refused");
     }
-    class_is("blpop", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("blpop", KVP_CLASS_KEYED, KVP_MERGE_NONE);
+    class_is("wait", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    {
+        /* which invocations block: the blocking commands always, XREAD only with BLOCK */
+        static const struct { const char *line; int blocks; } b[] = {
+            {"blpop q 0", 1}, {"bzmpop 1 1 z min", 1}, {"brpoplpush a b 5", 1}, {"lpop q", 0},
+            {"xread streams a 0", 0}, {"xread block 0 streams a 0", 1},
+            {"xreadgroup group g c block 10 streams a >", 1}, {"xreadgroup group g c streams a >", 0},
+        };
+        for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++) {
+            char buf[256];
+            kv_str argv[MAXARGS];
+            int argc = mkargv(b[i].line, buf, sizeof buf, argv);
+            const kvp_cmd *c = resolve(argc, argv);
+            TAP_CHECK(c && kvp_cmd_blocks(c, argc, argv) == b[i].blocks, "'%s' %s", b[i].line,
+                      b[i].blocks ? "blocks" : "does not block");
+        }
+    }
     class_is("xread", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     class_is("xreadgroup", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     class_is("sort", KVP_CLASS_KEYED, KVP_MERGE_NONE);
@@ -307,8 +324,8 @@ int main(void)
     keys_are("xread count -5 streams a 0", 1, 4);
     keys_are("xread streams block count 0 0", 2, 2, 3);
     keys_are("xread streams a 0 0", KVP_KEYS_MALFORMED);
-    keys_are("xread block 0 streams a 0", KVP_KEYS_BLOCKING);
-    keys_are("xread count 2 BLOCK 100 streams a b 0 0", KVP_KEYS_BLOCKING);
+    keys_are("xread block 0 streams a 0", 1, 4);
+    keys_are("xread count 2 BLOCK 100 streams a b 0 0", 2, 6, 7);
     keys_are("xread block -1 streams a 0", KVP_KEYS_MALFORMED);
     keys_are("xread block x streams a 0", KVP_KEYS_MALFORMED);
     keys_are("xread count x streams a 0", KVP_KEYS_MALFORMED);
@@ -322,7 +339,7 @@ int main(void)
     keys_are("xreadgroup GROUP g c count 1 noack streams a b > >", 2, 8, 9);
     keys_are("xreadgroup count 1 noack streams a 0", KVP_KEYS_MALFORMED);
     keys_are("xreadgroup group g streams a >", KVP_KEYS_MALFORMED);
-    keys_are("xreadgroup group g c block 10 streams a >", KVP_KEYS_BLOCKING);
+    keys_are("xreadgroup group g c block 10 streams a >", 1, 7);
     keys_are("xreadgroup group g c streams a b >", KVP_KEYS_MALFORMED);
 
     /* SORT's patterns that name keys, and the hash tag they must carry */
@@ -376,7 +393,9 @@ int main(void)
                   L("sort")->cls == KVP_CLASS_KEYED,
               "deny then allow keeps sort KEYED");
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("blpop", &err) == KV_ERR && err, "allow blpop refused: %s", err);
+    TAP_CHECK(kvp_cmd_policy_deny("blpop", NULL) == KV_OK && kvp_cmd_policy_allow("blpop", &err) == KV_OK &&
+                  L("blpop")->cls == KVP_CLASS_KEYED,
+              "deny then allow keeps blpop KEYED (served on owned connections)");
     err = NULL;
     TAP_CHECK(kvp_cmd_policy_allow("nosuch", &err) == KV_ERR && err, "allow unknown: %s", err);
     TAP_CHECK(kvp_cmd_policy_deny("nosuch", NULL) == KV_ERR, "deny unknown");

@@ -338,9 +338,30 @@ static void test_keyword(kvp_client *c)
     run(c, "XREAD STREAMS {foo}a hello 0 0");
     TAP_CHECK(text_is(&c->out, KVP_ERR_CROSSSLOT), "XREAD over two buckets: CROSSSLOT");
     run(c, "XREAD BLOCK 0 STREAMS foo 0");
-    snprintf(want, sizeof(want), KVP_ERR_BLOCK_FMT, "xread");
-    TAP_CHECK(text_is(&c->out, want) && be[0]->ring_len == 0 && be[1]->ring_len == 0,
-              "XREAD with BLOCK: refused, nothing sent");
+    kvp_backend *own = c->lent;
+    TAP_CHECK(own && own->mode == KVP_BE_OWNED && own != be[1] && !c->lent_pinned &&
+                  text_is(&own->out, mb("XREAD BLOCK 0 STREAMS 705_foo 0")) && own->ring_len == 1 &&
+                  own->ring[own->ring_head].sent_ms == UINT64_MAX && be[0]->ring_len == 0 && be[1]->ring_len == 0,
+              "XREAD with BLOCK: on a connection of the client's own, with no request deadline");
+    run(c, "BLPOP {foo}q 0");
+    TAP_CHECK(c->lent == own && own->ring_len == 2 && be[1]->ring_len == 0,
+              "BLPOP on the same master: the same connection, behind it (as on one Redis connection)");
+    char other[64] = "";
+    for (int i = 0; other[0] == 0; i++) { /* a key of the other master */
+        char k[32];
+        snprintf(k, sizeof(k), "k%d", i);
+        if (t->owner[kvp_table_bucket(t, k, strlen(k))] == 0)
+            snprintf(other, sizeof(other), "BLPOP %s 0", k);
+    }
+    run(c, other);
+    TAP_CHECK(c->lent == own && be[0]->ring_len == 0 && kvp_backends_owned(&backends, t->servers[0]) == 0,
+              "BLPOP on the other master while it waits: nothing sent, the connection kept");
+    kvp_dispatch_client_gone(&d, c);
+    size_t ol = kv_buf_len(&c->out), el = strlen(KVP_ERR_OWNED_BUSY);
+    TAP_CHECK(c->lent == NULL && ol > el && memcmp(kv_buf_rptr(&c->out) + ol - el, KVP_ERR_OWNED_BUSY, el) == 0,
+              "the client gone: its connection closed (commands waited on it), and the refusal answered "
+              "in its turn, after them");
+    kv_buf_consume(&c->out, kv_buf_len(&c->out));
 
     /* malformed: Redis words the error (the command goes as it is) */
     int s = (int)(c->id % 2);

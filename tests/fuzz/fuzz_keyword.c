@@ -79,7 +79,7 @@ static void check_command(const char *data, size_t size)
 
     int keys[MAXARGS], pos[MAXARGS];
     int n = kvp_cmd_keys(c, argc, argv, keys, argc);
-    if (n < KVP_KEYS_BLOCKING || n >= argc)
+    if (n < KVP_KEYS_UNKNOWN || n >= argc)
         FAILF("%s: %d keys of %d arguments", c->name, n, argc);
     for (int i = 0; i < n; i++)
         if (keys[i] < 1 || keys[i] >= argc || (i > 0 && keys[i] <= keys[i - 1]))

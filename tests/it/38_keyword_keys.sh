@@ -74,8 +74,8 @@ same "XREADGROUP the pending entries" xreadgroup GROUP grp c1 STREAMS '{x}a' 0
 same "XPENDING after it" xpending '{x}a' grp
 same "XREADGROUP on a missing group: NOGROUP names the client's key" xreadgroup GROUP nogrp c1 STREAMS '{x}a' '>'
 on "XREAD over two buckets: CROSSSLOT" '^CROSSSLOT' xread STREAMS '{x}a' '{y}b' 0 0
-on "XREAD BLOCK: refused (a blocking command)" "^ERR command 'xread' with BLOCK is not supported" xread BLOCK 10 STREAMS '{x}a' '$'
-on "XREADGROUP BLOCK: refused" "^ERR command 'xreadgroup' with BLOCK is not supported" xreadgroup GROUP grp c1 BLOCK 10 STREAMS '{x}a' '>'
+same "XREAD BLOCK with nothing new: nil after the block (tests/it/22_blocking.sh wakes one)" xread BLOCK 10 STREAMS '{x}a' '$'
+same "XREADGROUP BLOCK with nothing new: nil" xreadgroup GROUP grp c1 BLOCK 10 STREAMS '{x}a' '>'
 
 # --- LMPOP / ZMPOP / SINTERCARD ---------------------------------------------------
 both rpush '{l}a' 1 2 3

@@ -22,7 +22,7 @@ describe("kvp.conf", function()
       client_password = "",
       protected_mode = true,
       client_output_hard_mb = 512, client_output_soft_mb = 0, client_output_soft_seconds = 60,
-      maxmemory_clients_mb = 0,
+      maxmemory_clients_mb = 0, owned_connections_max = 2048,
       admin_token = "",
       cluster_secret = "",
       stale_table_limit = 0,

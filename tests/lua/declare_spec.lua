@@ -68,7 +68,7 @@ describe("kvp.conf, the declaration", function()
   local C_KEYS = {
     "client_output_hard_mb", "client_output_soft_mb", "client_output_soft_seconds",
     "client_password", "client_timeout", "io_threads", "listen", "max_client_num", "max_qps",
-    "maxmemory_clients_mb", "protected_mode",
+    "maxmemory_clients_mb", "owned_connections_max", "protected_mode",
     "redis_down_timeout", "redis_password", "request_timeout", "slow_cmd_time",
   }
   local function sorted_keys(t)
@@ -87,7 +87,7 @@ describe("kvp.conf, the declaration", function()
       request_timeout = 2000, client_timeout = 0, max_client_num = 10000, max_qps = 0,
       slow_cmd_time = 10, redis_down_timeout = 10, protected_mode = true,
       client_output_hard_mb = 512, client_output_soft_mb = 0, client_output_soft_seconds = 60,
-      maxmemory_clients_mb = 0,
+      maxmemory_clients_mb = 0, owned_connections_max = 2048,
     }, c)
   end)
 
