@@ -101,18 +101,18 @@ run('ioredis_client.js', process.argv.slice(2), async (o, checks) => {
             assert.equal(await r.get(P + 'seq'), '111');
         });
         await ck('a transaction that fails to queue changes nothing', async () => {
-            await r.set(P + 'txfail:old', 'orig');
-            await r.del(P + 'txfail:new');
+            await r.set(P + '{txfail}:old', 'orig');
+            await r.del(P + '{txfail}:new');
             let err = null;
             try {
                 // SET with one argument is refused while queuing: EXECABORT
-                await r.multi().set(P + 'txfail:old', 'changed').set(P + 'txfail:new', 'x')
-                    .call('SET', P + 'txfail:old').exec();
+                await r.multi().set(P + '{txfail}:old', 'changed').set(P + '{txfail}:new', 'x')
+                    .call('SET', P + '{txfail}:old').exec();
             } catch (e) {
                 err = e;
             }
-            assert.equal(await r.get(P + 'txfail:old'), 'orig', `txfail:old is ${await r.get(P + 'txfail:old')}, not orig`);
-            assert.equal(await r.exists(P + 'txfail:new'), 0, 'txfail:new was written');
+            assert.equal(await r.get(P + '{txfail}:old'), 'orig', `{txfail}:old is ${await r.get(P + '{txfail}:old')}, not orig`);
+            assert.equal(await r.exists(P + '{txfail}:new'), 0, '{txfail}:new was written');
             assert.ok(err, 'exec() did not fail');
             assert.match(err.message, /EXECABORT/);
         });

@@ -196,33 +196,33 @@ class Driver:
         def queue_error():
             # a command refused while queuing: EXEC fails (EXECABORT) and
             # nothing of the transaction runs. tests/it also looks for the
-            # `txfail:new` key on every master.
-            r.set(P + "txfail:old", "orig")
-            r.delete(P + "txfail:new")
+            # `{txfail}:new` key on every master.
+            r.set(P + "{txfail}:old", "orig")
+            r.delete(P + "{txfail}:new")
             err = None
             try:
                 with r.pipeline() as p:
-                    p.set(P + "txfail:old", "changed")
-                    p.set(P + "txfail:new", "x")
-                    p.execute_command("SET", P + "txfail:old")  # wrong arity
+                    p.set(P + "{txfail}:old", "changed")
+                    p.set(P + "{txfail}:new", "x")
+                    p.execute_command("SET", P + "{txfail}:old")  # wrong arity
                     p.execute()
             except redis.ResponseError as e:
                 err = str(e)
             # the data first: that is what the application loses
-            eq(r.get(P + "txfail:old"), b"orig")
-            eq(r.exists(P + "txfail:new"), 0, "exists txfail:new")
+            eq(r.get(P + "{txfail}:old"), b"orig")
+            eq(r.exists(P + "{txfail}:new"), 0, "exists {txfail}:new")
             true(err is not None, "execute() did not raise")
             true("wrong number of arguments for 'set'" in err, "error %r" % err)
 
         def runtime_error():
             # an error at EXEC time fails only its own command, as in Redis
-            r.set(P + "txrt", "text")
+            r.set(P + "{txrt}", "text")
             with r.pipeline() as p:
-                p.incr(P + "txrt").set(P + "txrt2", "ok")
+                p.incr(P + "{txrt}").set(P + "{txrt}2", "ok")
                 res = p.execute(raise_on_error=False)
             true(isinstance(res[0], redis.ResponseError), "first reply %r" % (res[0],))
             eq(res[1], True)
-            eq(r.get(P + "txrt2"), b"ok")
+            eq(r.get(P + "{txrt}2"), b"ok")
 
         self.check("pipeline() is MULTI/EXEC", default_pipeline)
         self.check("WATCH retry loop with a concurrent writer", watch_retry)

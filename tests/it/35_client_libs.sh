@@ -10,7 +10,7 @@
 # owner adds its group here when it lands (tx blocking pubsub scan scripts
 # resp3 info); try one before with
 #   KVP_CLIENT_GROUPS="basic tx" bash tests/it/35_client_libs.sh
-KVP_CLIENT_GROUPS=${KVP_CLIENT_GROUPS:-"basic"}
+KVP_CLIENT_GROUPS=${KVP_CLIENT_GROUPS:-"basic tx blocking scan scripts"}
 
 source "$(dirname "$0")/lib.sh"
 CL=$IT_ROOT/tests/clients
@@ -73,12 +73,12 @@ runs_lib redis && drive "node-redis (newest)" node "$CL/noderedis_client.js" --l
 drive "redis-cli" bash "$CL/cli_client.sh"
 
 # A refused transaction ran nothing, as seen on the masters: no driver's
-# `txfail:new` key anywhere, every `txfail:old` still "orig".
+# `{txfail}:new` key anywhere, every `{txfail}:old` still "orig".
 if [[ " ${GROUPS_RUN[*]} " == *" tx "* ]]; then
-  left=$(for m in "$M1" "$M2" "$M3"; do it_redis "$m" --scan --pattern '*txfail:new'; done)
+  left=$(for m in "$M1" "$M2" "$M3"; do it_redis "$m" --scan --pattern '*{txfail}:new'; done)
   it_eq "refused transactions created no key on the masters" "" "$left"
   old=$(for m in "$M1" "$M2" "$M3"; do
-    it_redis "$m" --scan --pattern '*txfail:old' | while read -r k; do
+    it_redis "$m" --scan --pattern '*{txfail}:old' | while read -r k; do
       printf '%s=%s\n' "$k" "$(it_redis "$m" GET "$k")"
     done
   done | grep -v '=orig$')
