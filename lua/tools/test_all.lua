@@ -587,6 +587,88 @@ function T:siblings()
 end
 
 --------------------------------------------------------------------------------
+-- Transactions (issue 12, item 1): MULTI/EXEC/DISCARD queued in the proxy and
+-- run whole on one master; a queuing error aborts everything; WATCH on a
+-- connection of the client's own. Keys of one transaction share a hash tag.
+--------------------------------------------------------------------------------
+
+function T:transactions()
+  local g = self:group("transactions")
+  local tag = "{tx" .. math.random(1, 999999999) .. "}"
+  local a, b = self:key(tag .. "a"), self:key(tag .. "b")
+  local Q = check.status("QUEUED")
+  g(OK, "MULTI")
+  g(Q, "SET", a, "1")
+  g(Q, "INCR", a)
+  g(Q, "RPUSH", b, "x")
+  g({ n = 3, OK, 2, 1 }, "EXEC")
+  g(OK, "MULTI")
+  g(Q, "INCR", a)
+  g(check.err("ERR wrong number of arguments for 'get' command"), "GET")
+  g(check.err("EXECABORT Transaction discarded because of previous errors."), "EXEC")
+  g("2", "GET", a)
+  if not self.o.direct then
+    local other = self:key("{txo" .. math.random(1, 999999999) .. "}x")
+    g(OK, "MULTI")
+    g(Q, "INCR", a)
+    self:expect("transactions", { "SET", other, "1" },
+      check.err("CROSSSLOT Keys in request don't hash to the same bucket"))
+    g(check.err("EXECABORT Transaction discarded because of previous errors."), "EXEC")
+    g("2", "GET", a)
+    g(0, "EXISTS", other)
+  end
+  g(OK, "MULTI")
+  g(Q, "INCR", a)
+  g(OK, "DISCARD")
+  g("2", "GET", a)
+  g(check.err("ERR EXEC without MULTI"), "EXEC")
+  -- WATCH: a change by another client aborts EXEC (nil), none lets it run
+  g(OK, "WATCH", a)
+  local other_c = self:connect("transactions")
+  self:expect("transactions", { "SET", a, "10" }, OK, other_c, "(another client) ")
+  other_c:close()
+  g(OK, "MULTI")
+  g(Q, "INCR", a)
+  g(null, "EXEC")
+  g(OK, "WATCH", a)
+  g(OK, "MULTI")
+  g(Q, "INCR", a)
+  g({ n = 1, 11 }, "EXEC")
+  g(2, "DEL", a, b)
+end
+
+--------------------------------------------------------------------------------
+-- Blocking commands (issue 12, item 2): a pop that finds data answers at
+-- once, one that times out answers nil, one woken by another client gets
+-- the client's key name back.
+--------------------------------------------------------------------------------
+
+function T:blocking()
+  local g = self:group("blocking")
+  local tag = "{bl" .. math.random(1, 999999999) .. "}"
+  local q, q2, z = self:key(tag .. "q"), self:key(tag .. "q2"), self:key(tag .. "z")
+  g(2, "RPUSH", q2, "a", "b")
+  g({ n = 2, q2, "a" }, "BLPOP", q, q2, "1")
+  g({ n = 2, q2, { n = 1, "b" } }, "BLMPOP", "1", "2", q, q2, "LEFT", "COUNT", "5")
+  g(null, "BLPOP", q, "0.2")
+  g(1, "ZADD", z, "5", "m")
+  g({ n = 3, z, "m", "5" }, "BZPOPMIN", z, "1")
+  -- woken by another client while blocked
+  local waiter = self:connect("blocking")
+  local got
+  loop.spawn(function() got = waiter:call("BLPOP", q, "0") end)
+  loop.sleep(0.1)
+  g(1, "RPUSH", q, "woken")
+  local deadline = loop.now() + TIMEOUT
+  while got == nil and loop.now() < deadline do loop.sleep(0.01) end
+  local ok, why = check.match({ n = 2, q, "woken" }, got)
+  if not ok then self:fail("blocking", "BLPOP woken by RPUSH", check.describe({ n = 2, q, "woken" }), check.show(got), why) end
+  self.rep:pass("blocking", "BLPOP " .. q .. " 0 (another client) woken by RPUSH", check.show(got))
+  waiter:close()
+  g(0, "EXISTS", q, q2, z)
+end
+
+--------------------------------------------------------------------------------
 -- Keys named by keyword (issue 12, item 6): STORE keys, SORT's BY/GET
 -- patterns, XREAD's STREAMS, numkeys commands; all within one hash tag
 --------------------------------------------------------------------------------
@@ -793,6 +875,8 @@ function T:one_loop()
   self:siblings()
   self:keyspace()
   self:keyword()
+  self:transactions()
+  self:blocking()
   self:cleanup()
 end
 
