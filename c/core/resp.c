@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <stdio.h>
+#include <limits.h>
 #include <string.h>
 
 enum { ST_START = 0, ST_BULK_LEN, ST_BULK_DATA };
@@ -375,11 +376,17 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
         case '+':
         case '-':
         case ':':
+        case '_': /* RESP3: null, boolean, double, big number */
+        case '#':
+        case ',':
+        case '(':
             s->pos = line_end;
             if (item_done(s))
                 goto complete;
             break;
         case '$':
+        case '!': /* RESP3: blob error, verbatim string */
+        case '=':
             if (kv_parse_ll(buf + s->pos + 1, cr - s->pos - 1, &n) != KV_OK || n < -1)
                 return KV_ERR;
             if (n < 0) {
@@ -399,8 +406,17 @@ int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *repl
                 goto complete;
             break;
         case '*':
-            if (kv_parse_ll(buf + s->pos + 1, cr - s->pos - 1, &n) != KV_OK || n < -1)
+        case '~': /* RESP3: set, push: n items */
+        case '>':
+        case '%': /* RESP3: map: n pairs */
+        case '|': /* RESP3: attribute: n pairs, then the reply they describe */
+            if (kv_parse_ll(buf + s->pos + 1, cr - s->pos - 1, &n) != KV_OK || n < -1 ||
+                (n < 0 && type != '*') || n > (LLONG_MAX - 1) / 2)
                 return KV_ERR;
+            if (type == '%')
+                n *= 2;
+            else if (type == '|')
+                n = n * 2 + 1;
             s->pos = line_end;
             if (n <= 0) {
                 if (item_done(s))

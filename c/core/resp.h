@@ -62,7 +62,9 @@ typedef struct kv_reply_scanner {
 
 void kv_reply_scanner_reset(kv_reply_scanner *s);
 /* KV_OK: *reply_len bytes starting at buf form one reply (scanner reset);
- * KV_AGAIN: need more; KV_ERR: not RESP2. */
+ * KV_AGAIN: need more; KV_ERR: not RESP2 or RESP3 (every RESP3 type is
+ * framed: null, boolean, double, big number, blob error, verbatim, map,
+ * set, push, and an attribute counted with the reply it describes). */
 int kv_reply_scan(kv_reply_scanner *s, const char *buf, size_t len, size_t *reply_len);
 
 /* Writer: RESP headers and bulk strings straight into a buffer, one reserve

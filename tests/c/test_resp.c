@@ -214,8 +214,31 @@ int main(void)
               "nested array boundary is right");
     {
         size_t e[2];
-        TAP_CHECK(scan_all("%3\r\n", 5, 5, e, 2) == -1, "RESP3 map type is refused by the RESP2 scanner");
+        TAP_CHECK(scan_all("&3\r\n", 5, 5, e, 2) == -1, "an unknown type byte is an error");
+        TAP_CHECK(scan_all("%-1\r\n", 6, 6, e, 2) == -1, "a map has no null form");
         TAP_CHECK(scan_all("$abc\r\n", 6, 6, e, 2) == -1, "bad bulk length is an error");
+    }
+    {
+        /* RESP3 (HELLO 3 backend connections): every type, nested, framed
+         * the same at every split */
+        static const char r3[] = "_\r\n#t\r\n,3.14\r\n(12345678901234567890\r\n!5\r\nERR x\r\n"
+                                 "=8\r\ntxt:abcd\r\n%2\r\n+a\r\n:1\r\n$1\r\nb\r\n*2\r\n_\r\n#f\r\n"
+                                 "~2\r\n:1\r\n:2\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nm\r\n"
+                                 "|1\r\n+key\r\n:1\r\n$2\r\nhi\r\n%0\r\n";
+        size_t n3 = sizeof(r3) - 1, w3[16];
+        int k = scan_all(r3, n3, n3, w3, 16);
+        TAP_CHECK(k == 11, "RESP3: 11 replies in the sample (got %d)", k);
+        TAP_CHECK(k >= 10 && w3[9] == n3 - strlen("%0\r\n"),
+                  "an attribute and the reply it describes are one reply");
+        int bad3 = -1;
+        for (size_t cut = 0; cut <= n3; cut++) {
+            size_t e3[16];
+            if (scan_all(r3, n3, cut, e3, 16) != k || memcmp(e3, w3, sizeof(size_t) * (size_t)k) != 0) {
+                bad3 = (int)cut;
+                break;
+            }
+        }
+        TAP_CHECK(bad3 < 0, "RESP3: the same boundaries at every split (bad cut %d)", bad3);
     }
     {
         long long v;
