@@ -331,7 +331,7 @@ local function main()
  *
  * KVP_CMD(name, arity, class, merge, local, keyspec1, keyspec2, keyspec3, flags)
  *   arity     as Redis: n = exactly n arguments (name included), -n = at least n
-    for _, list in ipairs({ LOCAL, SESSION, FANOUT, KEYSPACE, ANY, SPLIT, WHOLE, DENY, FINDERS, SUBS }) do
+ *   class     UNSUPPORTED LOCAL KEYED SPLIT FANOUT ANY SESSION KEYSPACE (enum kvp_cmd_class)
  *   merge     how FANOUT/SPLIT replies are merged (enum kvp_merge)
  *   local     which proxy-local command (enum kvp_local)
  *   KS_RANGE(index, lastkey, keystep)   keys from argv[index] to argv[index+lastkey]
