@@ -2,6 +2,9 @@
 """Pub/sub through two kvp of one namespace over three masters (issue 12,
 item 3), driven over raw sockets so every byte a client reads is checked:
   python3 tests/it/pubsub.py PROXY_A PROXY_B PASSWORD MASTER1 MASTER2 MASTER3
+  python3 tests/it/pubsub.py --move PROXY_A PROXY_B PASSWORD OLD NEW CS_HTTP
+runs the table-change scenario instead: a master replaced (replace_server
+OLD -> NEW), its channels and the patterns follow to the new one.
 Prints one "ok - ..." / "FAILED - ..." line per check; exit status 1 when
 any failed. Redis's own behaviour is the reference: where a reply's exact
 text matters, the same commands are sent to a master directly and compared."""
@@ -9,6 +12,9 @@ import socket
 import sys
 import time
 
+MOVE = sys.argv[1] == "--move"
+if MOVE:
+    sys.argv.pop(1)
 PA, PB, PW = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 MASTERS = [int(p) for p in sys.argv[4:7]]
 failed = 0
@@ -121,6 +127,45 @@ def wait_for(pred, secs=5.0):
         time.sleep(0.05)
     return pred()
 
+
+def move_scenario():
+    import json
+    import urllib.request
+    old, new, cs_http = MASTERS
+    A = Conn(PA)
+    # channels until one lives on the master that will be replaced
+    names = ["mv:%d" % i for i in range(40)]
+    A.send("SUBSCRIBE", *names)
+    [A.read() for _ in names]
+    P = Conn(PA)
+    P.send("PSUBSCRIBE", "mv:*")
+    P.read()
+    m_old = Conn(old, PW)
+    on_old = [c.decode() for c in m_old.call("PUBSUB", "CHANNELS", "mv:*")]
+    check("some channels live on the master to be replaced", len(on_old) > 0, on_old)
+    body = json.dumps({"namespace": "test", "old_addr": "127.0.0.1:%d" % old,
+                       "new_addr": "127.0.0.1:%d" % new}).encode()
+    rep = urllib.request.urlopen("http://127.0.0.1:%d/kvstore/cs/replace_server" % cs_http, body).read()
+    check("replace_server accepted", json.loads(rep).get("code") == 1001, rep)
+    m_new = Conn(new, PW)
+    check("the channels follow their buckets to the new master",
+          wait_for(lambda: sorted(c.decode() for c in m_new.call("PUBSUB", "CHANNELS", "mv:*")) == sorted(on_old), 10),
+          m_new.call("PUBSUB", "CHANNELS", "mv:*"))
+    check("the pattern is on the new master", wait_for(lambda: m_new.call("PUBSUB", "NUMPAT") == 1, 10))
+    check("nothing is left subscribed on the old master",
+          wait_for(lambda: m_old.call("PUBSUB", "CHANNELS", "mv:*") == [] and m_old.call("PUBSUB", "NUMPAT") == 0))
+    B = Conn(PB)
+    n = B.call("PUBLISH", on_old[0], "moved")
+    msg = A.read()
+    check("a PUBLISH through the other proxy reaches the subscriber on the new master",
+          msg == [b"message", on_old[0].encode(), b"moved"] and n == 2, (n, msg))  # channel + pattern
+    check("and the pattern subscriber", P.read() == [b"pmessage", b"mv:*", on_old[0].encode(), b"moved"])
+    check("the subscribed client still answers", A.call("PING") == [b"pong", b""])
+    sys.exit(1 if failed else 0)
+
+
+if MOVE:
+    move_scenario()
 
 # ------------------------------------------------ where each channel lives
 A = Conn(PA)
