@@ -15,7 +15,10 @@ M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port); M4=$(it_free_port)
 it_redis_start "$M1" && it_redis_start "$M2" && it_redis_start "$M3" && it_redis_start "$M4" || exit 1
 it_kvcs_start CS || exit 1
 it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" "127.0.0.1:$M3" || exit 1
-it_kvp_start PA test "$CS_PROXY" || exit 1
+# two workers on A (each has its own subscriber connections); a small
+# output limit, so a subscriber that does not read is closed
+it_kvp_start PA test "$CS_PROXY" "" "io_threads = 2
+client_output_hard_mb = 2" || exit 1
 it_kvp_start PB test "$CS_PROXY" || exit 1
 it_wait 10 it_kvp_ready "$PA_PORT" || exit 1
 it_wait 10 it_kvp_ready "$PB_PORT" || exit 1
@@ -24,6 +27,7 @@ it_check "pub/sub scenarios (tests/it/pubsub.py, lines above)" \
   python3 "$IT_ROOT/tests/it/pubsub.py" "$PA_PORT" "$PB_PORT" "$IT_PW" "$M1" "$M2" "$M3"
 it_check "the reconnect of a killed subscriber connection is logged" \
   grep -q "subscribing .* again" "$IT_DIR/PA/kvp.log"
+it_check "the slow subscriber's close is logged" grep -q "over client_output_hard_mb" "$IT_DIR/PA/kvp.log"
 it_check "table change: subscriptions follow (tests/it/pubsub.py --move, lines above)" \
   python3 "$IT_ROOT/tests/it/pubsub.py" --move "$PA_PORT" "$PB_PORT" "$IT_PW" "$M3" "$M4" "$CS_HTTP"
 it_check "both proxies still serve data" sh -c "redis-cli -p $PA_PORT set k v | grep -q OK && redis-cli -p $PB_PORT get k | grep -q v"

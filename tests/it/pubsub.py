@@ -352,4 +352,36 @@ for c in many:
 check("1000 clients gone: no subscription left on the masters",
       wait_for(lambda: sum(master(i).call("PUBSUB", "NUMSUB", "fan:all")[1] for i in range(3)) == 0, 10))
 
+# ------------------------------------- a master slow to confirm (paused)
+W = Conn(PA)
+m0 = master(0)
+m0.call("CLIENT", "PAUSE", "2500", "ALL")
+t0 = time.time()
+W.send("SUBSCRIBE", per_master[0][1])
+conf = W.read(10)
+took = time.time() - t0
+check("a confirmation the master does not give within request_timeout is given anyway (%.1fs)" % took,
+      conf == [b"subscribe", per_master[0][1].encode(), 1] and 0.8 < took < 2.4, (conf, took))
+time.sleep(2.6 - took)
+check("once the master answers, messages flow",
+      wait_for(lambda: master(0).call("PUBSUB", "NUMSUB", per_master[0][1])[1] == 1) and
+      B.call("PUBLISH", per_master[0][1], "late") == 1 and W.read()[2] == b"late")
+W.close()
+m0.close()
+
+# ---------------------- a subscriber that does not read: output limits
+SL = Conn(PA)
+SL.send("SUBSCRIBE", "slow")
+SL.read()
+SL.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+big = "x" * 65536
+for _ in range(400):
+    B.send("PUBLISH", "slow", big)
+for _ in range(400):
+    B.read()
+check("a subscriber that does not read is closed at client_output_hard_mb, and its subscription dropped",
+      wait_for(lambda: master(0).call("PUBSUB", "NUMSUB", "slow")[1] + master(1).call("PUBSUB", "NUMSUB", "slow")[1]
+               + master(2).call("PUBSUB", "NUMSUB", "slow")[1] == 0, 10))
+SL.close()
+
 sys.exit(1 if failed else 0)
