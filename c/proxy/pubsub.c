@@ -84,6 +84,7 @@ typedef struct ps_conn {
     int idx;
     kvp_backend *be;          /* NULL: slot free */
     int in_table;
+    int was_ready;            /* READY before: a READY now is a reconnect */
     ps_op *ops;
     uint32_t head, len, cap;  /* ring, cap a power of two */
 } ps_conn;
@@ -270,6 +271,7 @@ static int conn_get(kvp_pubsub *ps, const char *addr)
     }
     ps_conn *k = ps->conns[free_slot];
     k->in_table = 1;
+    k->was_ready = 0;
     k->head = k->len = 0;
     k->be = kvp_backends_subscriber(ps->backends, addr, conn_push, conn_state, k);
     if (k->be == NULL)
@@ -469,8 +471,17 @@ static long long client_count(const ps_client *pc, int kind)
     return kind == PS_SHARD ? pc->count[PS_SHARD] : pc->count[PS_CHANNEL] + pc->count[PS_PATTERN];
 }
 
+/* pc's subscription to e (its slot), or -1. The shorter of the two lists
+ * is walked: a client with 10 000 channels, or a channel with 10 000
+ * clients, costs the other side's length. */
 static int client_find(const ps_client *pc, const ps_entry *e)
 {
+    if (e->n < pc->n) {
+        for (uint32_t i = 0; i < e->n; i++)
+            if (e->m[i].pc == pc)
+                return (int)e->m[i].slot;
+        return -1;
+    }
     for (uint32_t i = 0; i < pc->n; i++)
         if (pc->subs[i].e == e)
             return (int)i;
@@ -873,9 +884,10 @@ static void conn_resubscribe(kvp_pubsub *ps, ps_conn *k)
                     nch++;
             }
         }
-    if (nch + npat > 0)
-        kv_log_warn("worker %d: pub/sub connection to %s ready: subscribing %d channels and %d patterns again "
-                    "(messages published meanwhile are lost)", ps->worker, k->be->addr, nch, npat);
+    if (k->was_ready && nch + npat > 0)
+        kv_log_warn("worker %d: pub/sub connection to %s reconnected: subscribing %d channels and %d patterns "
+                    "again (messages published meanwhile are lost)", ps->worker, k->be->addr, nch, npat);
+    k->was_ready = 1;
 }
 
 static void conn_state(void *ctx, kvp_backend *be, int ready)
