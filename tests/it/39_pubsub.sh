@@ -20,6 +20,7 @@ it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" "127.0.0.1:$M
 it_kvp_start PA test "$CS_PROXY" "" "io_threads = 2
 client_output_hard_mb = 2" || exit 1
 it_kvp_start PB test "$CS_PROXY" || exit 1
+it_kvp_start PC test "$CS_PROXY" "" "client_timeout = 1" || exit 1
 it_wait 10 it_kvp_ready "$PA_PORT" || exit 1
 it_wait 10 it_kvp_ready "$PB_PORT" || exit 1
 
@@ -30,5 +31,7 @@ it_check "the reconnect of a killed subscriber connection is logged" \
 it_check "the slow subscriber's close is logged" grep -q "over client_output_hard_mb" "$IT_DIR/PA/kvp.log"
 it_check "table change: subscriptions follow (tests/it/pubsub.py --move, lines above)" \
   python3 "$IT_ROOT/tests/it/pubsub.py" --move "$PA_PORT" "$PB_PORT" "$IT_PW" "$M3" "$M4" "$CS_HTTP"
+it_check "client_timeout spares subscribers (tests/it/pubsub.py --idle, lines above)" \
+  python3 "$IT_ROOT/tests/it/pubsub.py" --idle "$PC_PORT" "$PB_PORT" "$IT_PW"
 it_check "both proxies still serve data" sh -c "redis-cli -p $PA_PORT set k v | grep -q OK && redis-cli -p $PB_PORT get k | grep -q v"
 it_done

@@ -3,6 +3,7 @@
 item 3), driven over raw sockets so every byte a client reads is checked:
   python3 tests/it/pubsub.py PROXY_A PROXY_B PASSWORD MASTER1 MASTER2 MASTER3
   python3 tests/it/pubsub.py --move PROXY_A PROXY_B PASSWORD OLD NEW CS_HTTP
+  python3 tests/it/pubsub.py --idle PROXY_WITH_CLIENT_TIMEOUT_1 PROXY_B PASSWORD
 runs the table-change scenario instead: a master replaced (replace_server
 OLD -> NEW), its channels and the patterns follow to the new one.
 Prints one "ok - ..." / "FAILED - ..." line per check; exit status 1 when
@@ -13,7 +14,8 @@ import sys
 import time
 
 MOVE = sys.argv[1] == "--move"
-if MOVE:
+IDLE = sys.argv[1] == "--idle"
+if MOVE or IDLE:
     sys.argv.pop(1)
 PA, PB, PW = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 MASTERS = [int(p) for p in sys.argv[4:7]]
@@ -164,8 +166,30 @@ def move_scenario():
     sys.exit(1 if failed else 0)
 
 
+def idle_scenario():
+    """client_timeout = 1 on PROXY_A: an idle subscriber stays (as in Redis),
+    an idle ordinary client is closed."""
+    sub = Conn(PA)
+    sub.send("SUBSCRIBE", "idle")
+    sub.read()
+    plain = Conn(PA)
+    plain.call("PING")
+    time.sleep(3)
+    n = Conn(PB).call("PUBLISH", "idle", "still")
+    check("an idle subscriber is not closed by client_timeout", n == 1 and sub.read()[2] == b"still", n)
+    try:
+        plain.call("PING")
+        closed = False
+    except (EOFError, ConnectionError):
+        closed = True
+    check("an idle ordinary client is", closed)
+    sys.exit(1 if failed else 0)
+
+
 if MOVE:
     move_scenario()
+if IDLE:
+    idle_scenario()
 
 # ------------------------------------------------ where each channel lives
 A = Conn(PA)
@@ -291,6 +315,11 @@ T.call("MULTI")
 err = T.call("SUBSCRIBE", "x")
 check("SUBSCRIBE inside MULTI is refused (a transaction runs on one master)", isinstance(err, Err), err)
 T.call("DISCARD")
+T.call("CLIENT", "SETNAME", "named")
+T.call("MULTI")
+check("RESET inside MULTI is run at once", T.call("RESET") == "RESET", T.raw)
+check("  and ends the transaction", T.call("EXEC") == "ERR EXEC without MULTI", T.raw)
+check("  and the client's name", T.call("CLIENT", "GETNAME") is None, T.raw)
 T.close()
 
 A.close()
