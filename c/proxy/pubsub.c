@@ -946,12 +946,8 @@ void kvp_pubsub_table(kvp_pubsub *ps, kvp_table *t)
         }
     /* patterns are on every master */
     if (npat > 0)
-        for (int s = 0; s < t->nservers; s++) {
-            int before = ps->nconns;
-            int i = conn_get(ps, t->servers[s]);
-            if (i >= 0 && (i >= before || !ps->conns[i]->in_table))
-                ps->conns[i]->in_table = 1; /* a new one subscribes them when ready */
-        }
+        for (int s = 0; s < t->nservers; s++)
+            conn_get(ps, t->servers[s]); /* a new one subscribes them when ready */
     /* a master that left the table: its connection goes, with what it
      * carried (channels were moved above) */
     for (int i = 0; i < ps->nconns; i++)
