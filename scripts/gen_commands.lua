@@ -37,7 +37,18 @@ local LOCAL = {
 -- layer switches on.
 local SESSION = {
     multi = "MULTI", exec = "EXEC", discard = "DISCARD",
-    watch = "WATCH", unwatch = "UNWATCH",
+    watch = "WATCH", unwatch = "UNWATCH", reset = "RESET",
+}
+
+-- Pub/sub, served by the pub/sub layer (c/proxy/pubsub.c): channels live on
+-- the master their name hashes to, patterns on every master, and each
+-- worker holds one subscriber connection per master for all its clients.
+-- The value is the enum kvp_local the layer switches on.
+local PUBSUB = {
+    subscribe = "SUB", unsubscribe = "UNSUB",
+    psubscribe = "PSUB", punsubscribe = "PUNSUB",
+    ssubscribe = "SSUB", sunsubscribe = "SUNSUB",
+    publish = "PUB", spublish = "SPUB",
 }
 
 -- Sent to every master; the value says how the replies are merged.
@@ -54,6 +65,13 @@ local FANOUT = {
     ["function|delete"] = "OK_ALL",
     ["function|flush"] = "OK_ALL",
     ["function|restore"] = "OK_ALL",
+    -- what the masters know of the channels (each on the master its name
+    -- hashes to) and patterns (on every master)
+    ["pubsub|channels"] = "CONCAT",          -- every master's names, one array
+    ["pubsub|shardchannels"] = "CONCAT",
+    ["pubsub|numsub"] = "NUMSUB",            -- per channel, the counts added
+    ["pubsub|shardnumsub"] = "NUMSUB",
+    ["pubsub|numpat"] = "MAX",               -- every master has every pattern
 }
 
 -- Key names come back from the masters: the proxy walks, filters and strips
@@ -66,7 +84,7 @@ local KEYSPACE = {
 
 -- Containers whose subcommands get lines of their own although none has
 -- keys (their classes differ).
-local SUBS = { script = true, ["function"] = true }
+local SUBS = { script = true, ["function"] = true, pubsub = true }
 
 -- Sent to one master, reply forwarded as is: the answer is the same everywhere.
 -- COMMAND is a container, kept whole (redis-cli and client libraries need it).
@@ -79,7 +97,7 @@ local ANY = {
     ["script|help"] = true, ["function|list"] = true, ["function|dump"] = true,
     ["function|stats"] = true, ["function|help"] = true,
     ["object|help"] = true, ["memory|help"] = true,
-    ["xinfo|help"] = true, ["xgroup|help"] = true,
+    ["xinfo|help"] = true, ["xgroup|help"] = true, ["pubsub|help"] = true,
 }
 
 -- Keys split per backend, one sub-request per backend, replies merged.
@@ -227,6 +245,7 @@ local function classify(c, has_subs)
     end
     if LOCAL[n] then return "LOCAL", "NONE", LOCAL[n], specs end
     if SESSION[n] then return "SESSION", "NONE", SESSION[n], specs end
+    if PUBSUB[n] then return "PUBSUB", "NONE", PUBSUB[n], specs end
     if FANOUT[n] then return "FANOUT", FANOUT[n], "NONE", specs end
     if KEYSPACE[n] then return "KEYSPACE", KEYSPACE[n], "NONE", specs end
     if ANY[n] then return "ANY", "NONE", "NONE", specs end
@@ -277,7 +296,7 @@ local function main()
     end
     table.sort(cmds, function(a, b) return a.name < b.name end)
 
-    for _, list in ipairs({ LOCAL, SESSION, FANOUT, KEYSPACE, ANY, SPLIT, WHOLE, DENY, FINDERS, SUBS }) do
+    for _, list in ipairs({ LOCAL, SESSION, PUBSUB, FANOUT, KEYSPACE, ANY, SPLIT, WHOLE, DENY, FINDERS, SUBS }) do
         for n in pairs(list) do
             if not byname[n] then die("policy names '%s', which this Redis does not have", n) end
         end

@@ -133,6 +133,19 @@ static void be_free(kvp_backend *be)
 
 /* --------------------------------------------------------- transitions */
 
+/* A subscriber's owner hears of a state change. */
+static void be_notify(kvp_backend *be, int ready)
+{
+    if (be->mode == KVP_BE_SUBSCRIBER && be->on_state)
+        be->on_state(be->owner, be, ready);
+}
+
+/* The modes reconnected after a failure: their users stay. */
+static int be_reconnects(const kvp_backend *be)
+{
+    return be->mode == KVP_BE_SHARED || be->mode == KVP_BE_SUBSCRIBER;
+}
+
 /* -> DOWN: a connect failed (or the health check says so): fail what waits,
  * retry after the back-off. */
 static void be_set_down(kvp_backend *be, const char *why)
@@ -147,6 +160,7 @@ static void be_set_down(kvp_backend *be, const char *why)
     be->retry_at_ms = be_now(be) + (uint64_t)be->backoff_ms;
     be->backoff_ms = be->backoff_ms * 2 > BE_BACKOFF_MAX_MS ? BE_BACKOFF_MAX_MS : be->backoff_ms * 2;
     be_fail_pending(be, be->unavailable, be->unavailable_len);
+    be_notify(be, 0);
 }
 
 /* READY -> DOWN -> CONNECTING: a working connection broke (EOF, error,
@@ -160,9 +174,10 @@ static void be_reset(kvp_backend *be, const char *why, const char *msg, size_t l
     be->state = KVP_BE_DOWN;
     be->retry_at_ms = 0;
     be_fail_pending(be, msg, len);
+    be_notify(be, 0);
     /* an owned connection's state (a transaction, a watch) is gone with it:
      * its owner finds it down and gives it back */
-    if (be->mode == KVP_BE_SHARED)
+    if (be_reconnects(be))
         be_connect(be);
 }
 
@@ -176,6 +191,7 @@ static void be_ready(kvp_backend *be)
     be->state = KVP_BE_READY;
     be->state_since_ms = be_now(be);
     event_add(be->rev, NULL);
+    be_notify(be, 1); /* a subscriber's owner subscribes (again) */
     be_flush(be);
 }
 
@@ -340,6 +356,14 @@ int kvp_backend_send_blocking(kvp_backend *be, size_t mark, kvp_reply_fn cb, voi
     return KV_OK;
 }
 
+int kvp_backend_send_push(kvp_backend *be, size_t mark)
+{
+    if (kv_buf_settle(&be->out, mark) != KV_OK)
+        return KV_ENOMEM;
+    be_mark(be);
+    return KV_OK;
+}
+
 int kvp_backend_send(kvp_backend *be, size_t mark, kvp_reply_fn cb, void *ctx, uint32_t tag)
 {
     if (be_ring_reserve(be, 1) != KV_OK)
@@ -402,6 +426,15 @@ static int be_reply(kvp_backend *be, const char *p, size_t rl)
         }
         kv_buf_consume(&be->in, rl);
         be_ready(be);
+        return 0;
+    }
+    if (be->mode == KVP_BE_SUBSCRIBER) {
+        uint32_t gen = be->conn_gen;
+        if (be->on_push)
+            be->on_push(be->owner, be, p, rl);
+        if (be->conn_gen != gen)
+            return -1; /* the owner reconnected it: in is gone */
+        kv_buf_consume(&be->in, rl);
         return 0;
     }
     if (be->ring_len == 0) {
@@ -467,7 +500,8 @@ static void be_tick(kvp_backend *be)
         kv_buf_shrink(&be->out, BE_IN_KEEP);
     switch (be->state) {
     case KVP_BE_DOWN:
-        if (be->mode == KVP_BE_SHARED && be->in_table && !be->forced_down && now >= be->retry_at_ms)
+        if (((be->mode == KVP_BE_SHARED && be->in_table) || be->mode == KVP_BE_SUBSCRIBER) &&
+            !be->forced_down && now >= be->retry_at_ms)
             be_connect(be);
         break;
     case KVP_BE_CONNECTING:
@@ -508,7 +542,8 @@ static void be_force(kvp_backend *be, int down)
         be->forced_down = 0;
         be->retry_at_ms = 0;
         be->backoff_ms = BE_BACKOFF_MIN_MS;
-        if (be->mode == KVP_BE_SHARED && be->in_table && be->state == KVP_BE_DOWN)
+        if (((be->mode == KVP_BE_SHARED && be->in_table) || be->mode == KVP_BE_SUBSCRIBER) &&
+            be->state == KVP_BE_DOWN)
             be_connect(be);
     }
 }
@@ -636,6 +671,44 @@ void kvp_backends_force(kvp_backends *set, const char *addr, int down)
     for (int i = 0; i < set->n; i++)
         if (strcmp(set->all[i]->addr, addr) == 0)
             be_force(set->all[i], down);
+}
+
+/* ----------------------------------------------------------- subscriber */
+
+kvp_backend *kvp_backends_subscriber(kvp_backends *set, const char *addr, kvp_push_fn on_push,
+                                     kvp_conn_state_fn on_state, void *ctx)
+{
+    kvp_backend *be = be_new(set, addr, KVP_BE_SUBSCRIBER);
+    if (be == NULL)
+        return NULL;
+    be->owner = ctx;
+    be->on_push = on_push;
+    be->on_state = on_state;
+    if (set_add(set, be) != KV_OK) {
+        be_free(be);
+        return NULL;
+    }
+    be_connect(be);
+    return be;
+}
+
+void kvp_backend_reconnect(kvp_backend *be, const char *why)
+{
+    if (be->state == KVP_BE_DOWN)
+        return;
+    be_reset(be, why, be->unavailable, be->unavailable_len);
+}
+
+void kvp_backend_close(kvp_backend *be)
+{
+    be->on_push = NULL;
+    be->on_state = NULL;
+    be->owner = NULL;
+    be_close_fd(be);
+    kv_buf_consume(&be->out, kv_buf_len(&be->out));
+    be->state = KVP_BE_DOWN;
+    be->mode = KVP_BE_IDLE;
+    be->state_since_ms = 0; /* dropped by the next tick */
 }
 
 /* -------------------------------------------------------------- lending */

@@ -27,6 +27,14 @@
  * RESET (Redis's RESET: no transaction, no watch, no subscription, db 0) and
  * kept idle for the next borrower; any other is closed. An owned connection
  * that breaks is not reconnected: its state is gone and its owner must know.
+ *
+ * Subscriber. A connection in subscribed mode (kvp_backends_subscriber, the
+ * pub/sub layer's: one per master and worker carries every subscription of
+ * the worker's clients) gets no replies matched to requests: everything
+ * Redis sends on it -- (un)subscribe confirmations, messages -- goes whole
+ * to its push callback, and its state callback hears when it is READY (so
+ * its owner subscribes again what a broken connection lost) and when it
+ * breaks. It is reconnected like a shared one until its owner closes it.
  */
 #ifndef KVP_BACKEND_H
 #define KVP_BACKEND_H
@@ -37,6 +45,12 @@
 
 #include <event2/event.h>
 #include <stdint.h>
+
+struct kvp_backend;
+/* A subscriber connection's callbacks: one whole RESP value Redis pushed;
+ * the connection became READY (ready = 1) or broke (0). */
+typedef void (*kvp_push_fn)(void *ctx, struct kvp_backend *be, const char *p, size_t n);
+typedef void (*kvp_conn_state_fn)(void *ctx, struct kvp_backend *be, int ready);
 
 /* An in-flight entry's callback: the reply (or an error in its place). */
 typedef void (*kvp_reply_fn)(void *ctx, uint32_t tag, const char *p, size_t n);
@@ -55,6 +69,7 @@ enum kvp_backend_mode {
     KVP_BE_OWNED,      /* lent to one owner */
     KVP_BE_RESETTING,  /* given back: RESET sent, waiting for +RESET */
     KVP_BE_IDLE,       /* reset, ready to be lent again */
+    KVP_BE_SUBSCRIBER, /* subscribed mode: what Redis sends goes to on_push */
 };
 
 struct kvp_backends;
@@ -68,6 +83,8 @@ typedef struct kvp_backend {
     int state;                 /* enum kvp_backend_state */
     int mode;                  /* enum kvp_backend_mode */
     void *owner;               /* KVP_BE_OWNED: who borrowed it */
+    kvp_push_fn on_push;       /* KVP_BE_SUBSCRIBER: its callbacks (ctx: owner) */
+    kvp_conn_state_fn on_state;
     struct event *rev, *wev;
     kv_buf in;
     kv_reply_scanner scan;
@@ -152,6 +169,21 @@ void kvp_backend_give_back(kvp_backend *be);
  * reach their callbacks, and the connection is lendable once RESET
  * answers. Not for a command that may block: use kvp_backend_give_back. */
 void kvp_backend_give_back_after(kvp_backend *be);
+/* A new subscriber connection to addr, connecting; ctx is its owner
+ * (be->owner). NULL: out of memory. */
+kvp_backend *kvp_backends_subscriber(kvp_backends *set, const char *addr, kvp_push_fn on_push,
+                                     kvp_conn_state_fn on_state, void *ctx);
+/* The command written into be->out since mark goes out with no in-flight
+ * entry (a subscriber's SUBSCRIBE: its confirmations are pushes). KV_ENOMEM
+ * as kvp_backend_send. */
+int kvp_backend_send_push(kvp_backend *be, size_t mark);
+/* A subscriber connection out of sync with its owner: closed and
+ * reconnected (the state callback hears both). */
+void kvp_backend_reconnect(kvp_backend *be, const char *why);
+/* The owner is done with a subscriber connection: closed (its
+ * subscriptions end with it), no callback any more, freed by the tick. */
+void kvp_backend_close(kvp_backend *be);
+
 /* Owned connections of addr (lent or resetting), for the bound and tests. */
 int kvp_backends_owned(const kvp_backends *set, const char *addr);
 

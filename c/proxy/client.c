@@ -620,7 +620,8 @@ void kvp_clients_tick(kvp_clients *set)
     while (c) {
         kvp_client *next = c->next;
         uint64_t idle = set->clock->now_ms - c->last_active_ms;
-        if (limit && c->head == NULL && c->state == KVP_CLIENT_OPEN && idle > limit) {
+        /* a subscriber waits for messages: never idle, as in Redis */
+        if (limit && c->head == NULL && !c->subscribed && c->state == KVP_CLIENT_OPEN && idle > limit) {
             kv_log_every(1000, KV_LOG_DEBUG, "closing idle client %s", c->peer);
             client_close(c);
         } else if (idle >= 1000) {

@@ -70,6 +70,8 @@ typedef struct kvp_client {
     unsigned authed : 1;
     unsigned dirty : 1;        /* on the set's flush list */
     unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
+    unsigned subscribed : 1;   /* the pub/sub layer's: a subscription is held, so
+                                * only the SUBSCRIBE family, PING, QUIT, RESET */
     struct event *rev, *wev;
     kv_buf in;
     kv_req_parser parser;
@@ -93,6 +95,8 @@ typedef struct kvp_client {
                                 * from the client's last blocking command */
     void *session;             /* the session layer's: a transaction being
                                 * queued (NULL for almost every client) */
+    void *pubsub;              /* the pub/sub layer's: the client's subscriptions
+                                * (NULL for almost every client) */
     size_t session_mem;        /* bytes the session holds, counted in mem
                                 * (maxmemory_clients sees a huge MULTI queue) */
     size_t mem;                /* its buffers as last counted in the set's mem */

@@ -590,6 +590,6 @@ const kvp_cmd *kvp_cmd_at(int id)
 const char *kvp_cmd_class_name(int cls)
 {
     static const char *const names[] = {"UNSUPPORTED", "LOCAL", "KEYED", "SPLIT", "FANOUT", "ANY",
-                                         "SESSION", "KEYSPACE"};
+                                         "SESSION", "KEYSPACE", "PUBSUB"};
     return (cls >= 0 && cls < (int)KV_ARRAY_LEN(names)) ? names[cls] : "?";
 }

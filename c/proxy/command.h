@@ -32,7 +32,8 @@ enum kvp_cmd_class {
     KVP_CLASS_FANOUT,      /* sent to every master, replies merged (enum kvp_merge) */
     KVP_CLASS_ANY,         /* sent to any one master, reply forwarded as is */
     KVP_CLASS_SESSION,     /* connection state kept by the session layer (MULTI, WATCH) */
-    KVP_CLASS_KEYSPACE     /* key names from the masters, filtered (SCAN, KEYS, RANDOMKEY) */
+    KVP_CLASS_KEYSPACE,    /* key names from the masters, filtered (SCAN, KEYS, RANDOMKEY) */
+    KVP_CLASS_PUBSUB       /* served by the pub/sub layer (SUBSCRIBE, PUBLISH, ...) */
 };
 
 /* How the replies of a SPLIT or FANOUT command are merged into one. */
@@ -47,7 +48,10 @@ enum kvp_merge {
     KVP_MERGE_SCAN,      /* one master's SCAN page, names filtered, cursor folded */
     KVP_MERGE_KEYS,      /* every master's names, filtered, one array */
     KVP_MERGE_SAME,      /* every master must answer the same (SCRIPT LOAD's sha) */
-    KVP_MERGE_ALL_ONES   /* integer arrays: 1 where every master said 1 (SCRIPT EXISTS) */
+    KVP_MERGE_ALL_ONES,  /* integer arrays: 1 where every master said 1 (SCRIPT EXISTS) */
+    KVP_MERGE_CONCAT,    /* every master's array, one array (PUBSUB CHANNELS) */
+    KVP_MERGE_NUMSUB,    /* name, count pairs: the counts added (PUBSUB NUMSUB) */
+    KVP_MERGE_MAX        /* the largest integer (PUBSUB NUMPAT: every master has every pattern) */
 };
 
 /* Which proxy-local command (class LOCAL), for a switch in the proxy. */
@@ -65,7 +69,17 @@ enum kvp_local {
     KVP_LOCAL_EXEC,
     KVP_LOCAL_DISCARD,
     KVP_LOCAL_WATCH,
-    KVP_LOCAL_UNWATCH
+    KVP_LOCAL_UNWATCH,
+    KVP_LOCAL_RESET,
+    /* class PUBSUB: */
+    KVP_LOCAL_SUB,      /* SUBSCRIBE */
+    KVP_LOCAL_UNSUB,    /* UNSUBSCRIBE */
+    KVP_LOCAL_PSUB,     /* PSUBSCRIBE */
+    KVP_LOCAL_PUNSUB,   /* PUNSUBSCRIBE */
+    KVP_LOCAL_SSUB,     /* SSUBSCRIBE */
+    KVP_LOCAL_SUNSUB,   /* SUNSUBSCRIBE */
+    KVP_LOCAL_PUB,      /* PUBLISH */
+    KVP_LOCAL_SPUB      /* SPUBLISH */
 };
 
 /* Redis command flags the proxy keeps (bit set in kvp_cmd.flags). */

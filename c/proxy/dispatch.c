@@ -995,7 +995,12 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
         dispatch_local(c, cmd, argc, argv);
         return KV_OK;
     }
-    if (cmd->cls == KVP_CLASS_SESSION) {
+    if (cmd->cls == KVP_CLASS_PUBSUB) {
+        int rc = d->on_session ? table_ready(d, c) : KV_OK; /* PUBLISH routes by the table */
+        if (rc != KV_OK)
+            return rc == KV_AGAIN ? KV_AGAIN : KV_OK;
+    }
+    if (cmd->cls == KVP_CLASS_SESSION || cmd->cls == KVP_CLASS_PUBSUB) {
         if (d->on_session == NULL) {
             kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
             return KV_OK;
@@ -1032,7 +1037,7 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
 {
     kvp_dispatcher *d = ctx;
     const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
-    if (c->session != NULL)
+    if (c->session != NULL || c->subscribed)
         return d->on_session(d->session_ctx, c, cmd, argc, argv);
     return kvp_dispatch_cmd(d, c, cmd, argc, argv);
 }

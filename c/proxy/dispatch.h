@@ -33,6 +33,10 @@ typedef struct kvp_dispatcher {
      * through this; cmd is NULL for an unknown command */
     int (*on_session)(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv);
     void *session_ctx;
+    void *pubsub;              /* the worker's pub/sub layer (pubsub.h), for the
+                                * session layer; class PUBSUB commands and every
+                                * command of a subscribed client go up through
+                                * on_session too */
     kv_req_parser s_parser;    /* EXEC: reads the queued commands back */
     uint64_t qps_sec;
     int qps_count;

@@ -41,6 +41,8 @@
 #define KVP_ERR_SORT_MIGRATING    "-TRYAGAIN SORT with BY or GET patterns while the key's bucket migrates\r\n"
 #define KVP_ERR_INVALID_CURSOR    "-ERR invalid cursor\r\n"
 #define KVP_ERR_SCAN_CURSOR       "-ERR a master's SCAN cursor does not fit the proxy's cursor\r\n"
+/* pub/sub: Redis's words for a command in subscribed mode */
+#define KVP_ERR_PUBSUB_CONTEXT_FMT "-ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"
 #define KVP_ERR_MASTERS_DIFFER    "-ERR the masters answered differently\r\n"
 
 #endif

@@ -175,6 +175,101 @@ static void merge_keys(kvp_req *r, int f, const char *p, size_t n)
 }
 
 /* SCRIPT EXISTS: r->pick holds one byte per script, ANDed over masters. */
+/* PUBSUB CHANNELS: a master's array of names, kept after the others'
+ * (elements copied as they are; the count added up). */
+static void merge_concat(kvp_req *r, int f, const char *p, size_t n)
+{
+    long long count;
+    const char *crlf = memchr(p, '\r', n);
+    if (p[0] != '*' || crlf == NULL || kv_parse_ll(p + 1, (size_t)(crlf - p - 1), &count) != KV_OK ||
+        count < 0) {
+        keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+        return;
+    }
+    size_t body = (size_t)(crlf - p) + 2;
+    r->sum += count;
+    if (n > body)
+        keep(r, &r->frags[f].reply, p + body, n - body);
+}
+
+/* PUBSUB NUMSUB: name, count pairs in the order asked, the same from every
+ * master; the counts go into r->pick (one long long per pair, added up) and
+ * the first reply is kept for the names (r->picks: its fragment + 1). */
+static void merge_numsub(kvp_req *r, int f, const char *p, size_t n)
+{
+    long long count;
+    const char *crlf = memchr(p, '\r', n);
+    if (p[0] != '*' || crlf == NULL || kv_parse_ll(p + 1, (size_t)(crlf - p - 1), &count) != KV_OK ||
+        count < 0 || (count & 1)) {
+        keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+        return;
+    }
+    int first = r->picks == 0;
+    if (first) {
+        r->picks = f + 1;
+        keep(r, &r->frags[f].reply, p, n);
+    } else if ((long long)(kv_buf_len(&r->pick) / sizeof(long long)) != count / 2) {
+        keep_err(r, KVP_ERR_MASTERS_DIFFER, sizeof(KVP_ERR_MASTERS_DIFFER) - 1);
+        return;
+    }
+    size_t pos = (size_t)(crlf - p) + 2;
+    kv_reply_scanner s;
+    for (long long i = 0; i < count; i++) {
+        size_t rl;
+        kv_reply_scanner_reset(&s);
+        if (kv_reply_scan(&s, p + pos, n - pos, &rl) != KV_OK) {
+            keep_err(r, KVP_ERR_BAD_REPLY, sizeof(KVP_ERR_BAD_REPLY) - 1);
+            return;
+        }
+        if (i & 1) {
+            long long v = 0;
+            if (rl >= 3 && p[pos] == ':')
+                kv_parse_ll(p + pos + 1, rl - 3, &v);
+            if (first) {
+                keep(r, &r->pick, (const char *)&v, sizeof(v));
+            } else if (!r->oom) {
+                char *at = r->pick.data + r->pick.rpos + (size_t)(i / 2) * sizeof(long long);
+                long long sum;
+                memcpy(&sum, at, sizeof(sum));
+                sum += v;
+                memcpy(at, &sum, sizeof(sum));
+            }
+        }
+        pos += rl;
+    }
+}
+
+/* The names of the first reply, each with its summed count. */
+static void finish_numsub(kvp_req *r, kv_buf *out)
+{
+    if (r->picks == 0) {
+        write_array_head(out, 0);
+        return;
+    }
+    const kv_buf *b = &r->frags[r->picks - 1].reply;
+    const char *p = kv_buf_rptr(b);
+    size_t n = kv_buf_len(b);
+    const char *crlf = memchr(p, '\r', n);
+    size_t pos = (size_t)(crlf - p) + 2;
+    size_t pairs = kv_buf_len(&r->pick) / sizeof(long long);
+    const char *sums = kv_buf_rptr(&r->pick);
+    write_array_head(out, (long long)pairs * 2);
+    kv_reply_scanner s;
+    for (size_t i = 0; i < pairs; i++) {
+        size_t rl, vl;
+        kv_reply_scanner_reset(&s);
+        kv_reply_scan(&s, p + pos, n - pos, &rl); /* checked when kept */
+        kv_buf_append(out, p + pos, rl);
+        pos += rl;
+        kv_reply_scanner_reset(&s);
+        kv_reply_scan(&s, p + pos, n - pos, &vl);
+        pos += vl;
+        long long sum;
+        memcpy(&sum, sums + i * sizeof(sum), sizeof(sum));
+        write_int(out, sum);
+    }
+}
+
 static void merge_all_ones(kvp_req *r, const char *p, size_t n)
 {
     size_t pos = 0;
@@ -305,6 +400,22 @@ void kvp_merge_fragment(kvp_req *r, int frag, const char *p, size_t n)
     case KVP_MERGE_ALL_ONES:
         merge_all_ones(r, p, n);
         break;
+    case KVP_MERGE_CONCAT:
+        merge_concat(r, frag, p, n);
+        break;
+    case KVP_MERGE_NUMSUB:
+        merge_numsub(r, frag, p, n);
+        break;
+    case KVP_MERGE_MAX: {
+        long long v;
+        if (n >= 3 && p[0] == ':' && kv_parse_ll(p + 1, n - 3, &v) == KV_OK) {
+            if (v > r->sum)
+                r->sum = v;
+        } else {
+            keep_err(r, p, n);
+        }
+        break;
+    }
     case KVP_MERGE_SAME:
         merge_same(r, p, n);
         break;
@@ -532,6 +643,18 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         break;
     case KVP_MERGE_EXEC:
         finish_exec(r, out);
+        break;
+    case KVP_MERGE_MAX:
+    case KVP_MERGE_CONCAT:
+    case KVP_MERGE_NUMSUB:
+        if (r->nerr)
+            kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
+        else if (r->merge == KVP_MERGE_MAX)
+            kv_resp_write_count(out, ':', r->sum);
+        else if (r->merge == KVP_MERGE_CONCAT)
+            finish_keys(r, out);
+        else
+            finish_numsub(r, out);
         break;
     case KVP_MERGE_SCAN:
     case KVP_MERGE_KEYS:

@@ -1,6 +1,7 @@
 /* session.c -- see session.h. */
 #include "session.h"
 #include "errors.h"
+#include "pubsub.h"
 
 #include <stdlib.h>
 
@@ -68,6 +69,19 @@ static void session_discard(kvp_dispatcher *d, kvp_client *c)
     session_end(d, c);
 }
 
+/* RESET, as Redis: no transaction, no WATCH, no subscription, no name,
+ * logged out when a password is needed. */
+static void session_reset(kvp_dispatcher *d, kvp_client *c)
+{
+    session_end(d, c);
+    if (d->pubsub)
+        kvp_pubsub_client_gone(d->pubsub, c);
+    free(c->name);
+    c->name = NULL;
+    c->authed = kvp_g.client_password[0] == '\0';
+    kvp_client_reply_str(c, "+RESET\r\n");
+}
+
 /* ---------------------------------------------------------------- queue */
 
 static void queue_append(kvp_session *s, int argc, const kv_str *argv)
@@ -131,8 +145,40 @@ static int session_queuing(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd,
         return KV_OK;
     case KVP_LOCAL_QUIT:
         return kvp_dispatch_cmd(d, c, cmd, argc, argv);
+    case KVP_LOCAL_RESET:
+        session_reset(d, c);
+        return KV_OK;
     default:
         return session_queue(d, c, cmd, argc, argv);
+    }
+}
+
+/* A client with a subscription (RESP2): the SUBSCRIBE family, PING, QUIT
+ * and RESET; anything else is refused as Redis refuses it (after its own
+ * checks: unknown, arity). */
+static int session_subscribed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
+{
+    if (kvp_dispatch_check(d, c, &cmd, argc, argv) != KV_OK)
+        return KV_OK;
+    switch (cmd->local) {
+    case KVP_LOCAL_SUB:
+    case KVP_LOCAL_UNSUB:
+    case KVP_LOCAL_PSUB:
+    case KVP_LOCAL_PUNSUB:
+    case KVP_LOCAL_SSUB:
+    case KVP_LOCAL_SUNSUB:
+        return kvp_pubsub_command(d->pubsub, c, cmd, argc, argv);
+    case KVP_LOCAL_PING:
+        kvp_pubsub_ping(c, argc, argv);
+        return KV_OK;
+    case KVP_LOCAL_QUIT:
+        return kvp_dispatch_cmd(d, c, cmd, argc, argv);
+    case KVP_LOCAL_RESET:
+        session_reset(d, c);
+        return KV_OK;
+    default:
+        kvp_pubsub_refuse(c, cmd, argc, argv);
+        return KV_OK;
     }
 }
 
@@ -141,7 +187,11 @@ int kvp_session_command(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, 
     kvp_dispatcher *d = ctx;
     if (c->session != NULL)
         return session_queuing(d, c, cmd, argc, argv);
-    /* a SESSION command, checked by the dispatcher */
+    if (c->subscribed && d->pubsub != NULL)
+        return session_subscribed(d, c, cmd, argc, argv);
+    /* a SESSION or PUBSUB command, checked by the dispatcher */
+    if (cmd->cls == KVP_CLASS_PUBSUB && d->pubsub != NULL)
+        return kvp_pubsub_command(d->pubsub, c, cmd, argc, argv);
     switch (cmd->local) {
     case KVP_LOCAL_MULTI:
         session_multi(c);
@@ -158,6 +208,9 @@ int kvp_session_command(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, 
         kvp_dispatch_unpin(d, c);
         kvp_client_reply_str(c, "+OK\r\n");
         return KV_OK;
+    case KVP_LOCAL_RESET:
+        session_reset(d, c);
+        return KV_OK;
     default:
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
         return KV_OK;
@@ -166,6 +219,9 @@ int kvp_session_command(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, 
 
 void kvp_session_client_gone(void *ctx, kvp_client *c)
 {
+    kvp_dispatcher *d = ctx;
     session_free(c);
+    if (d->pubsub)
+        kvp_pubsub_client_gone(d->pubsub, c);
     kvp_dispatch_client_gone(ctx, c);
 }

@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "client.h"
 #include "dispatch.h"
+#include "pubsub.h"
 #include "req.h"
 #include "session.h"
 #include "../core/log.h"
@@ -60,6 +61,7 @@ typedef struct kvp_worker {
     kvp_backends backends;
     kvp_clients clients;
     kvp_dispatcher disp;
+    kvp_pubsub *pubsub;
     kvp_table *table;
     kvp_table *next_table;     /* waits while migrate-on-access steps run */
     uint64_t last_client_tick;
@@ -187,6 +189,8 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     kvp_table_unref(w->table);
     w->table = t;
     w->disp.table = t;
+    if (w->pubsub)
+        kvp_pubsub_table(w->pubsub, t); /* channels follow their buckets */
     w->disp.table_waits = 0;
     /* everything in flight was routed with an older table now */
     kvp_req_pool_table(&w->pool, t->version);
@@ -291,6 +295,8 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     if (w->accept_paused && event_add(w->listen_ev, NULL) == 0)
         w->accept_paused = 0;
     kvp_backends_tick(&w->backends);
+    if (w->pubsub)
+        kvp_pubsub_tick(w->pubsub);
     if (w->next_table && w->disp.premig_inflight == 0)
         worker_steps_done(w); /* an install that ran out of memory */
     if (w->clock.now_ms - w->last_client_tick >= 1000) {
@@ -418,6 +424,12 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
         int share = (kvp_g.owned_connections_max + nworkers - 1) / nworkers;
         w->backends.owned_max = share;
     }
+    w->pubsub = kvp_pubsub_new(&w->backends, &w->clock, &w->st, i);
+    if (w->pubsub == NULL) {
+        snprintf(err, errlen, "cannot create worker %d pub/sub", i);
+        return KV_ERR;
+    }
+    w->disp.pubsub = w->pubsub;
     w->clients.on_close = kvp_session_client_gone;
     w->disp.on_session = kvp_session_command;
     w->disp.session_ctx = &w->disp;
@@ -445,6 +457,9 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
 static void worker_teardown(kvp_worker *w)
 {
     kvp_clients_free(&w->clients);
+    kvp_pubsub_free(w->pubsub); /* its connections closed, freed with the backends */
+    w->pubsub = NULL;
+    w->disp.pubsub = NULL;
     free(w->disp.route);
     w->disp.route = NULL;
     kvp_dispatcher_free(&w->disp);

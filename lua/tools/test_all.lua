@@ -829,6 +829,64 @@ function T:remove_keys()
   c:close()
 end
 
+--------------------------------------------------------------------------------
+-- Pub/sub: a subscriber on a connection of its own, messages published on
+-- the main one; subscribed mode as Redis has it.
+--------------------------------------------------------------------------------
+
+-- The next thing pushed to sub must be exp.
+function T:pushed(group, sub, what, exp)
+  local r, err = sub:read_reply(TIMEOUT)
+  if r == nil then self:fail(group, what, check.describe(exp), "(connection error: " .. tostring(err) .. ")") end
+  local ok, why = check.match(exp, r)
+  if not ok then self:fail(group, what, check.describe(exp), check.show(r), why) end
+  self.rep:pass(group, what, check.show(r))
+end
+
+function T:pubsub()
+  local group = "pubsub"
+  local sub = self:connect(group, true)
+  local base = "ps_" .. math.random(1, 999999999)
+  local ch1, ch2, pat = base .. "_a", base .. "_b", base .. "_*"
+  local function s(exp, ...) return self:expect(group, { n = select("#", ...), ... }, exp, sub) end
+  local function push(what, exp) self:pushed(group, sub, what, exp) end
+  local g = self:group(group)
+  sub:send({ "SUBSCRIBE", ch1, ch2 })
+  push("SUBSCRIBE " .. ch1 .. " " .. ch2 .. ": first confirmation", { "subscribe", ch1, 1 })
+  push("second confirmation", { "subscribe", ch2, 2 })
+  g(1, "PUBLISH", ch1, "hello")
+  push("the message", { "message", ch1, "hello" })
+  g({ ch1, 1, ch2, 1, base .. "_none", 0 }, "PUBSUB", "NUMSUB", ch1, ch2, base .. "_none")
+  g(check.pred("an array naming " .. ch1, function(a)
+    if type(a) ~= "table" then return false end
+    for i = 1, a.n do if a[i] == ch1 then return true end end
+    return false
+  end), "PUBSUB", "CHANNELS", base .. "_*")
+  s({ "psubscribe", pat, 3 }, "PSUBSCRIBE", pat)
+  g(2, "PUBLISH", ch2, "both") -- one connection, two subscriptions matching
+  push("the message", { "message", ch2, "both" })
+  push("and the pmessage", { "pmessage", pat, ch2, "both" })
+  s(check.err("ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+      .. "allowed in this context"), "GET", ch1)
+  s({ "pong", "" }, "PING")
+  s({ "pong", "x" }, "PING", "x")
+  s({ "punsubscribe", pat, 2 }, "PUNSUBSCRIBE")
+  sub:send({ "UNSUBSCRIBE" })
+  for i = 1, 2 do
+    push("UNSUBSCRIBE (all): reply " .. i, check.pred("[unsubscribe, a channel, " .. (2 - i) .. "]", function(a)
+      return type(a) == "table" and a[1] == "unsubscribe" and (a[2] == ch1 or a[2] == ch2) and a[3] == 2 - i
+    end))
+  end
+  s({ "unsubscribe", null, 0 }, "UNSUBSCRIBE")
+  s(check.status("PONG"), "PING")
+  s({ "ssubscribe", ch1, 1 }, "SSUBSCRIBE", ch1)
+  g(1, "SPUBLISH", ch1, "shard")
+  push("the shard message", { "smessage", ch1, "shard" })
+  s(check.status("RESET"), "RESET")
+  s(check.status("PONG"), "PING")
+  sub:close()
+end
+
 function T:run()
   local o = self.o
   self.c = self:connect("connect")
@@ -877,6 +935,7 @@ function T:one_loop()
   self:keyword()
   self:transactions()
   self:blocking()
+  self:pubsub()
   self:cleanup()
 end
 

@@ -311,6 +311,68 @@ static void test_group_and_give_back_after(void)
     atomic_store(&kvp_g.redis_password, "");
 }
 
+/* Subscriber mode: pushes to the callback whole (split over reads or
+ * several in one), state changes heard, reconnected after a close, closed
+ * for good by its owner. */
+static char pushed[8][128];
+static int npushed, nready, ndown;
+
+static void on_push(void *ctx, kvp_backend *be, const char *p, size_t n)
+{
+    (void)ctx;
+    (void)be;
+    snprintf(pushed[npushed % 8], sizeof(pushed[0]), "%.*s", (int)n, p);
+    npushed++;
+}
+
+static void on_state(void *ctx, kvp_backend *be, int ready)
+{
+    (void)ctx;
+    if (ready) {
+        nready++;
+        /* the owner subscribes (again) as soon as it is ready */
+        size_t mark = kv_buf_mark(&be->out);
+        kv_buf_append(&be->out, "*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n", 29);
+        kvp_backend_send_push(be, mark);
+    } else {
+        ndown++;
+    }
+}
+
+static void test_subscriber(void)
+{
+    int owner = 0;
+    kvp_backend *be = kvp_backends_subscriber(&set, addr, on_push, on_state, &owner);
+    TAP_CHECK(be && be->mode == KVP_BE_SUBSCRIBER && be->owner == &owner, "a subscriber connection");
+    int s = accept_one();
+    spin();
+    TAP_CHECK(nready == 1 && be->state == KVP_BE_READY, "ready: its owner is told");
+    TAP_CHECK(strcmp(server_read(s), "*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n") == 0,
+              "what the owner wrote when told goes out, with no in-flight entry");
+    TAP_CHECK(be->ring_len == 0, "nothing in flight");
+    server_write(s, "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$1\r\na");
+    TAP_CHECK(npushed == 1 && strcmp(pushed[0], "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n") == 0,
+              "a confirmation is pushed whole; half a message waits");
+    server_write(s, "\r\n$2\r\nhi\r\n");
+    TAP_CHECK(npushed == 2 && strcmp(pushed[1], "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n") == 0,
+              "the message once complete");
+    clk.now_ms += 60000;
+    kvp_backends_tick(&set);
+    TAP_CHECK(be->state == KVP_BE_READY && kvp_backends_owned(&set, addr) == 0,
+              "no request timeout (nothing is in flight) and not an owned connection");
+    close(s); /* CLIENT KILL on the master */
+    spin();
+    TAP_CHECK(ndown == 1, "a close by the peer: its owner is told");
+    s = accept_one();
+    spin();
+    TAP_CHECK(nready == 2 && strstr(server_read(s), "SUBSCRIBE"), "reconnected at once, and subscribed again");
+    kvp_backend_close(be);
+    TAP_CHECK(be->state == KVP_BE_DOWN && ndown == 1, "closed by its owner: no callback");
+    kvp_backends_tick(&set);
+    TAP_CHECK(set.n == 0 || set.all[set.n - 1] != be, "and freed by the tick");
+    close(s);
+}
+
 int main(void)
 {
     base = event_base_new();
@@ -331,6 +393,7 @@ int main(void)
     test_reset_with_requeue();
     test_lending();
     test_group_and_give_back_after();
+    test_subscriber();
     kvp_backends_free(&set);
     return tap_done();
 }

@@ -261,7 +261,30 @@ int main(void)
     class_is("watch", KVP_CLASS_SESSION, KVP_MERGE_NONE);
     class_is("multi", KVP_CLASS_SESSION, KVP_MERGE_NONE);
     class_is("exec", KVP_CLASS_SESSION, KVP_MERGE_NONE);
-    class_is("spublish", KVP_CLASS_UNSUPPORTED, KVP_MERGE_NONE);
+    class_is("reset", KVP_CLASS_SESSION, KVP_MERGE_NONE);
+    {
+        /* pub/sub: the layer's commands, and PUBSUB's introspection merged */
+        static const struct { const char *name; int local; } ps[] = {
+            {"subscribe", KVP_LOCAL_SUB},     {"unsubscribe", KVP_LOCAL_UNSUB},
+            {"psubscribe", KVP_LOCAL_PSUB},   {"punsubscribe", KVP_LOCAL_PUNSUB},
+            {"ssubscribe", KVP_LOCAL_SSUB},   {"sunsubscribe", KVP_LOCAL_SUNSUB},
+            {"publish", KVP_LOCAL_PUB},       {"spublish", KVP_LOCAL_SPUB},
+        };
+        int ok = 1;
+        for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++)
+            ok &= L(ps[i].name)->cls == KVP_CLASS_PUBSUB && L(ps[i].name)->local == ps[i].local;
+        TAP_CHECK(ok, "pub/sub commands are class PUBSUB with their local ids");
+        const kvp_cmd *pubsub = L("pubsub");
+        const kvp_cmd *ch = kvp_cmd_lookup_sub(pubsub, "channels", 8);
+        const kvp_cmd *ns = kvp_cmd_lookup_sub(pubsub, "NUMSUB", 6);
+        const kvp_cmd *np = kvp_cmd_lookup_sub(pubsub, "numpat", 6);
+        const kvp_cmd *sns = kvp_cmd_lookup_sub(pubsub, "shardnumsub", 11);
+        const kvp_cmd *sch = kvp_cmd_lookup_sub(pubsub, "shardchannels", 13);
+        TAP_CHECK(ch && ch->cls == KVP_CLASS_FANOUT && ch->merge == KVP_MERGE_CONCAT &&
+                      sch && sch->merge == KVP_MERGE_CONCAT && ns && ns->merge == KVP_MERGE_NUMSUB &&
+                      sns && sns->merge == KVP_MERGE_NUMSUB && np && np->merge == KVP_MERGE_MAX,
+                  "pubsub subcommands fan out with their merges");
+    }
     class_is("eval", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     class_is("zunionstore", KVP_CLASS_KEYED, KVP_MERGE_NONE);
     TAP_CHECK(L("blpop")->flags & KVP_CF_BLOCKING, "blpop has the blocking flag");
@@ -411,11 +434,11 @@ int main(void)
     TAP_CHECK(enc->cls == KVP_CLASS_KEYED && L("move")->cls == KVP_CLASS_UNSUPPORTED, "reset");
 
     /* Counts per class, for the record. */
-    int count[KVP_CLASS_KEYSPACE + 1] = {0};
+    int count[KVP_CLASS_PUBSUB + 1] = {0};
     for (int i = 0; i < kvp_cmd_count(); i++)
         count[kvp_cmd_at(i)->cls]++;
     printf("# %d entries:", kvp_cmd_count());
-    for (int k = 0; k <= KVP_CLASS_KEYSPACE; k++)
+    for (int k = 0; k <= KVP_CLASS_PUBSUB; k++)
         printf(" %s=%d", kvp_cmd_class_name(k), count[k]);
     printf("\n");
 

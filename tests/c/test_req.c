@@ -153,6 +153,41 @@ static void test_merges(void)
         TAP_CHECK(strcmp(got, xr[i].out) == 0, "XREAD reply: %s", xr[i].what);
         kvp_req_release(r);
     }
+    /* PUBSUB over three masters: CHANNELS concatenated, NUMSUB's counts
+     * added per channel (names kept in the order asked), NUMPAT the max */
+    r = req(KVP_MERGE_CONCAT, 3);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 0, "*2\r\n$1\r\na\r\n$2\r\nbb\r\n", 19);
+    kvp_req_frag_reply(r, 1, "*0\r\n", 4);
+    kvp_req_frag_reply(r, 2, "*1\r\n$1\r\nc\r\n", 11);
+    TAP_CHECK(strcmp(got, "*3\r\n$1\r\na\r\n$2\r\nbb\r\n$1\r\nc\r\n") == 0, "PUBSUB CHANNELS: one array of every master's");
+    kvp_req_release(r);
+    r = req(KVP_MERGE_NUMSUB, 3);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 1, "*4\r\n$1\r\nx\r\n:0\r\n$1\r\ny\r\n:2\r\n", 26);
+    kvp_req_frag_reply(r, 0, "*4\r\n$1\r\nx\r\n:3\r\n$1\r\ny\r\n:0\r\n", 26);
+    kvp_req_frag_reply(r, 2, "*4\r\n$1\r\nx\r\n:1\r\n$1\r\ny\r\n:0\r\n", 26);
+    TAP_CHECK(strcmp(got, "*4\r\n$1\r\nx\r\n:4\r\n$1\r\ny\r\n:2\r\n") == 0, "PUBSUB NUMSUB: counts added per channel");
+    kvp_req_release(r);
+    r = req(KVP_MERGE_NUMSUB, 2);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 0, "*2\r\n$1\r\nx\r\n:3\r\n", 15);
+    kvp_req_frag_reply(r, 1, "-ERR backend b unavailable\r\n", 28);
+    TAP_CHECK(strcmp(got, "-ERR backend b unavailable\r\n") == 0, "PUBSUB NUMSUB with a master down: its error");
+    kvp_req_release(r);
+    r = req(KVP_MERGE_NUMSUB, 1);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 0, "*0\r\n", 4);
+    TAP_CHECK(strcmp(got, "*0\r\n") == 0, "PUBSUB NUMSUB with no channel: empty");
+    kvp_req_release(r);
+    r = req(KVP_MERGE_MAX, 3);
+    kvp_req_sent(r);
+    kvp_req_frag_reply(r, 0, ":2\r\n", 4);
+    kvp_req_frag_reply(r, 1, ":3\r\n", 4);
+    kvp_req_frag_reply(r, 2, ":2\r\n", 4);
+    TAP_CHECK(strcmp(got, ":3\r\n") == 0, "PUBSUB NUMPAT: every master has every pattern, the largest count");
+    kvp_req_release(r);
+
     TAP_CHECK(kvp_req_restorer(KVP_CF_REPLY_STREAMS) == KVP_RESTORE_STREAMS &&
                   kvp_req_restorer(KVP_CF_REPLY_KEY) == KVP_RESTORE_KEY0 && kvp_req_restorer(0) == KVP_RESTORE_NONE,
               "restorer chosen by the command's flags");
