@@ -52,7 +52,9 @@ enum kvp_local {
     KVP_LOCAL_SELECT,
     KVP_LOCAL_AUTH,
     KVP_LOCAL_CLIENT,
-    KVP_LOCAL_HELLO
+    KVP_LOCAL_HELLO,
+    KVP_LOCAL_CONFIG,
+    KVP_LOCAL_CMDTAB   /* COMMAND: answered from this table */
 };
 
 /* Redis command flags the proxy keeps (bit set in kvp_cmd.flags). */
