@@ -521,7 +521,7 @@ static void clients_evict(kvp_clients *set)
     while (kvp_g.maxmemory_clients && set->mem > kvp_g.maxmemory_clients && set->list) {
         kvp_client *big = NULL;
         for (kvp_client *c = set->list; c; c = c->next)
-            if (!c->no_evict && (big == NULL || c->mem > big->mem))
+            if (!atomic_load_explicit(&c->no_evict, memory_order_relaxed) && (big == NULL || c->mem > big->mem))
                 big = c;
         if (big == NULL)
             break; /* every client asked CLIENT NO-EVICT on */

@@ -85,7 +85,7 @@ typedef struct kvp_client {
     const kvp_cmd *_Atomic last_cmd; /* the dispatcher's: the last command run */
     _Atomic size_t tot_mem;    /* mem as last counted, for CLIENT LIST */
     atomic_int killed;         /* CLIENT KILL from any worker: closed by its own */
-    unsigned no_evict : 1;     /* CLIENT NO-EVICT on: maxmemory_clients spares it */
+    atomic_uchar no_evict;     /* CLIENT NO-EVICT on: maxmemory_clients spares it */
     char *name;                /* changed under the set's lock (kvp_client_set_name) */
     char peer[24];             /* "255.255.255.255:65535" */
     /* PARKED: the command's bytes, since when it waits (a resume that

@@ -83,3 +83,14 @@ void kvp_wstats_sum(kvp_stats_sum *o)
     }
     o->workers = n;
 }
+
+uint64_t kvp_wstats_cmd_calls(int id)
+{
+    int n = atomic_load(&npublished);
+    kvp_wstats **all = atomic_load(&published);
+    uint64_t calls = 0;
+    for (int i = 0; i < n && all; i++)
+        if (all[i]->cmd)
+            calls += load(&all[i]->cmd[id]);
+    return calls;
+}

@@ -104,6 +104,8 @@ typedef struct kvp_stats_sum {
     int workers;
 } kvp_stats_sum;
 void kvp_wstats_sum(kvp_stats_sum *out);
+/* Calls of command table id over the published workers. */
+uint64_t kvp_wstats_cmd_calls(int id);
 
 static inline void kvp_stat_add(_Atomic uint64_t *c, uint64_t v)
 {

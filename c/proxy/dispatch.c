@@ -541,7 +541,7 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
         return;
     }
     kvp_req_routed(r);
-    static const kv_str info_args[3] = {{"INFO", 4}, {"server", 6}, {"keyspace", 8}};
+    static const kv_str info_args[4] = {{"INFO", 4}, {"server", 6}, {"stats", 5}, {"keyspace", 8}};
     if (cmd->merge == KVP_MERGE_INFO)
         r->info_section = kvp_info_sections(argc, argv);
     for (int s = 0; s < t->nservers; s++) {
@@ -553,7 +553,7 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
         }
         size_t mark = kv_buf_mark(&be->out);
         if (cmd->merge == KVP_MERGE_INFO)
-            write_routed(&be->out, 3, info_args, NULL, 0, t, NULL);
+            write_routed(&be->out, 4, info_args, NULL, 0, t, NULL);
         else
             write_routed(&be->out, argc, argv, NULL, 0, t, NULL);
         if (kvp_backend_send(be, mark, kvp_req_on_reply, r, (uint32_t)s) != KV_OK)

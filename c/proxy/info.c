@@ -1,5 +1,6 @@
 /* info.c -- see info.h. */
 #include "info.h"
+#include "command.h"
 #include "conf.h"
 
 #include <malloc.h>
@@ -22,9 +23,14 @@ static const struct {
     {"server", KVP_INFO_SERVER},       {"clients", KVP_INFO_CLIENTS},
     {"memory", KVP_INFO_MEMORY},       {"persistence", KVP_INFO_PERSISTENCE},
     {"stats", KVP_INFO_STATS},         {"replication", KVP_INFO_REPLICATION},
-    {"cpu", KVP_INFO_CPU},             {"keyspace", KVP_INFO_KEYSPACE},
+    {"cpu", KVP_INFO_CPU},             {"commandstats", KVP_INFO_COMMANDSTATS},
+    {"keyspace", KVP_INFO_KEYSPACE},
 };
 #define NSECTIONS ((int)(sizeof(section_names) / sizeof(section_names[0])))
+
+const char *const kvp_info_stat_names[KVP_INFO_NSTAT] = {
+    "keyspace_hits", "keyspace_misses", "expired_keys", "evicted_keys",
+};
 
 static int arg_is(const kv_str *a, const char *s)
 {
@@ -38,7 +44,9 @@ int kvp_info_sections(int argc, const kv_str *argv)
         return KVP_INFO_DEFAULT;
     int want = 0;
     for (int a = 1; a < argc; a++) {
-        if (arg_is(&argv[a], "all") || arg_is(&argv[a], "everything") || arg_is(&argv[a], "default"))
+        if (arg_is(&argv[a], "all") || arg_is(&argv[a], "everything"))
+            want |= KVP_INFO_ALL;
+        if (arg_is(&argv[a], "default"))
             want |= KVP_INFO_DEFAULT;
         for (int s = 0; s < NSECTIONS; s++)
             if (arg_is(&argv[a], section_names[s].name))
@@ -210,6 +218,8 @@ static void section_stats(kv_buf *t, const kvp_info_masters *m)
            "slow_commands:%llu\r\nbackends:%d\r\nbackends_failed:%d\r\n",
         (double)s.inst_in / 1024, (double)s.inst_out / 1024, (unsigned long long)s.rejected,
         (unsigned long long)s.slow, m->nmasters, m->nfailed);
+    for (int i = 0; i < KVP_INFO_NSTAT; i++)
+        add(t, "%s:%lld\r\n", kvp_info_stat_names[i], m->stat ? m->stat[i] : 0);
 }
 
 static void section_replication(kv_buf *t)
@@ -228,6 +238,18 @@ static void section_cpu(kv_buf *t)
            "used_cpu_user_children:%.6f\r\n",
         SECS(self.ru_stime), SECS(self.ru_utime), SECS(kids.ru_stime), SECS(kids.ru_utime));
 #undef SECS
+}
+
+/* Calls per command, summed over the workers (the proxy counts calls, not
+ * their time: only calls= is printed). */
+static void section_commandstats(kv_buf *t)
+{
+    add(t, "# Commandstats\r\n");
+    for (int id = 0; id < kvp_cmd_count(); id++) {
+        uint64_t calls = kvp_wstats_cmd_calls(id);
+        if (calls > 0)
+            add(t, "cmdstat_%s:calls=%llu\r\n", kvp_cmd_at(id)->name, (unsigned long long)calls);
+    }
 }
 
 static void section_keyspace(kv_buf *t, const kvp_info_masters *m)
@@ -255,6 +277,7 @@ int kvp_info_write(kv_buf *t, int want, const kvp_info_masters *m)
         case KVP_INFO_STATS: section_stats(t, m); break;
         case KVP_INFO_REPLICATION: section_replication(t); break;
         case KVP_INFO_CPU: section_cpu(t); break;
+        case KVP_INFO_COMMANDSTATS: section_commandstats(t); break;
         case KVP_INFO_KEYSPACE: section_keyspace(t, m); break;
         }
     }

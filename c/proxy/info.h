@@ -23,6 +23,8 @@ enum {
     KVP_INFO_CPU = 1 << 6,
     KVP_INFO_KEYSPACE = 1 << 7,
     KVP_INFO_DEFAULT = (1 << 8) - 1,
+    KVP_INFO_COMMANDSTATS = 1 << 8,    /* in "all", not in the default set (as Redis) */
+    KVP_INFO_ALL = KVP_INFO_DEFAULT | KVP_INFO_COMMANDSTATS,
 };
 
 /* The sections INFO's arguments ask for (names in any case, "all",
@@ -30,12 +32,18 @@ enum {
  * empty, as Redis answers an unknown section). */
 int kvp_info_sections(int argc, const kv_str *argv);
 
+/* Counters of the masters' INFO stats that describe the data, summed over
+ * the masters (the proxy cannot see hits or expiries itself). */
+#define KVP_INFO_NSTAT 4
+extern const char *const kvp_info_stat_names[KVP_INFO_NSTAT];
+
 /* What the masters said (merged over every master of the table). */
 typedef struct kvp_info_masters {
     const char *redis_version; /* the first master's, NULL when none answered */
     size_t version_len;
     long long keys, expires;   /* keyspace summed */
     int nmasters, nfailed;
+    const long long *stat;     /* KVP_INFO_NSTAT sums, in kvp_info_stat_names order; NULL: none */
 } kvp_info_masters;
 
 /* Appends the asked sections' text (no RESP framing) to text. KV_ENOMEM

@@ -230,6 +230,7 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
     uint64_t last = atomic_load_explicit(&c->last_active_ms, memory_order_relaxed);
     const kvp_cmd *cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
     int killed = atomic_load_explicit(&c->killed, memory_order_relaxed);
+    int no_evict = atomic_load_explicit(&c->no_evict, memory_order_relaxed);
     /* another worker's clock may be a little ahead of ours */
     unsigned long long age = now_ms > c->created_ms ? (now_ms - c->created_ms) / 1000 : 0;
     unsigned long long idle = now_ms > last ? (now_ms - last) / 1000 : 0;
@@ -240,7 +241,7 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
                        "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
                        "obl=0 oll=0 omem=0 tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=2",
                        (unsigned long long)c->id, c->peer, laddr, c->fd, c->name ? c->name : "", age, idle,
-                       killed ? "A" : "", c->no_evict ? "e" : (killed ? "" : "N"),
+                       killed ? "A" : "", no_evict ? "e" : (killed ? "" : "N"),
                        atomic_load_explicit(&c->tot_mem, memory_order_relaxed), cmd ? cmd->name : "NULL");
     if (len < 0)
         return 0;
@@ -518,7 +519,7 @@ static void local_client(kvp_client *c, int argc, kv_str *argv)
         client_kill(c, argc, argv);
     } else if (strcmp(n, "no-evict") == 0) {
         if (eq_nocase(&argv[2], "on") || eq_nocase(&argv[2], "off")) {
-            c->no_evict = eq_nocase(&argv[2], "on");
+            atomic_store_explicit(&c->no_evict, eq_nocase(&argv[2], "on"), memory_order_relaxed);
             kvp_client_reply_str(c, "+OK\r\n");
         } else {
             kvp_client_reply_str(c, KVP_ERR_SYNTAX);

@@ -68,6 +68,13 @@ static void info_accumulate(kvp_req *r, const char *text, size_t len)
                 if (e)
                     r->sum2 += strtoll(e + 8, NULL, 10);
             }
+        } else if (line[0] == 'k' || line[0] == 'e') {
+            /* keyspace_hits:12, expired_keys:3, ...: the data's counters */
+            for (int i = 0; i < KVP_INFO_NSTAT; i++) {
+                size_t l = strlen(kvp_info_stat_names[i]);
+                if ((size_t)(nl - line) > l && memcmp(line, kvp_info_stat_names[i], l) == 0 && line[l] == ':')
+                    r->info_stat[i] += strtoll(line + l + 1, NULL, 10);
+            }
         } else if (kv_buf_len(&r->pick) == 0 && nl - line > 14 &&
                    strncmp(line, "redis_version:", 14) == 0) {
             size_t vl = (size_t)(nl - line - 14);
@@ -218,6 +225,7 @@ static void finish_info(kvp_req *r, kv_buf *out)
         .expires = r->sum2,
         .nmasters = r->nfrags,
         .nfailed = r->nerr,
+        .stat = r->info_stat,
     };
     kv_buf text;
     kv_buf_init(&text, KVP_OUT_MAX);

@@ -52,6 +52,15 @@ it_check "instantaneous_ops_per_sec under load ($ops)" test "$ops" -gt 500
 sleep 2
 it_check "instantaneous_ops_per_sec falls when the load stops" test "$(field stats instantaneous_ops_per_sec)" -lt "$ops"
 
+h1=$(field stats keyspace_hits); m1=$(field stats keyspace_misses)
+R get k1 >/dev/null; R get k2 >/dev/null; R get nosuch >/dev/null
+it_eq "keyspace_hits / misses summed over the masters" "2 1" \
+  "$(( $(field stats keyspace_hits) - h1 )) $(( $(field stats keyspace_misses) - m1 ))"
+sets=$(R info commandstats | tr -d '\r' | sed -n 's/^cmdstat_set:calls=//p')
+it_check "INFO commandstats counts calls over both workers ($sets)" test "$sets" -ge 20051
+it_check "commandstats is in INFO all, not in the default set" sh -c \
+  "redis-cli -p $P_PORT info all | grep -q '^# Commandstats' && ! redis-cli -p $P_PORT info | grep -q '^# Commandstats'"
+
 # redis-cli --stat reads keys, mem, clients, blocked, requests, connections
 timeout 3.5 stdbuf -o0 redis-cli -p "$P_PORT" --stat -i 1 > "$IT_DIR/stat.out" 2>&1
 row=$(grep -E '^[0-9]' "$IT_DIR/stat.out" | tail -1)
