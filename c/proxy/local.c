@@ -32,7 +32,8 @@ static void lw_array(kvp_lw *w, long long n) { kv_resp_write_count(&w->b, '*', n
 /* n pairs: a flat array in RESP2, a map in RESP3 */
 static void lw_map(kvp_lw *w, long long n) { kv_resp_write_count(&w->b, w->resp == 3 ? '%' : '*', w->resp == 3 ? n : 2 * n); }
 static void lw_int(kvp_lw *w, long long v) { kv_resp_write_count(&w->b, ':', v); }
-static void lw_bulk(kvp_lw *w, const char *p, size_t n) { kv_resp_write_bulk(&w->b, p, n); }
+/* p may be an empty buffer's NULL when n is 0 */
+static void lw_bulk(kvp_lw *w, const char *p, size_t n) { kv_resp_write_bulk(&w->b, n ? p : "", n); }
 static void lw_str(kvp_lw *w, const char *s) { lw_bulk(w, s, strlen(s)); }
 static void lw_nil(kvp_lw *w) { kv_buf_append(&w->b, w->resp == 3 ? "_\r\n" : "$-1\r\n", w->resp == 3 ? 3 : 5); }
 
@@ -49,7 +50,8 @@ static void lw_text(kvp_lw *w, const char *p, size_t n)
     if (w->resp == 3) {
         kv_resp_write_count(&w->b, '=', (long long)n + 4);
         kv_buf_append(&w->b, "txt:", 4);
-        kv_buf_append(&w->b, p, n);
+        if (n)
+            kv_buf_append(&w->b, p, n);
         kv_buf_append(&w->b, "\r\n", 2);
     } else {
         lw_bulk(w, p, n);

@@ -232,7 +232,7 @@ static void finish_info(kvp_req *r, kv_buf *out)
     if (kvp_info_write(&text, r->info_section, &m) != KV_OK)
         kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
     else
-        kv_resp_write_bulk(out, kv_buf_rptr(&text), kv_buf_len(&text));
+        kv_resp_write_bulk(out, kv_buf_len(&text) ? kv_buf_rptr(&text) : "", kv_buf_len(&text));
     kv_buf_deinit(&text);
 }
 
