@@ -82,7 +82,9 @@ typedef struct kvp_client {
     uint64_t created_ms;       /* accepted at (the worker's clock) */
     /* read by other workers' CLIENT LIST (relaxed: a plain load/store) */
     _Atomic uint64_t last_active_ms;
-    const kvp_cmd *_Atomic last_cmd; /* the dispatcher's: the last command run */
+    /* the last command's name, a static string ("get", "client|list"),
+     * set by the dispatcher */
+    const char *_Atomic last_cmd;
     _Atomic size_t tot_mem;    /* mem as last counted, for CLIENT LIST */
     atomic_int killed;         /* CLIENT KILL from any worker: closed by its own */
     atomic_uchar no_evict;     /* CLIENT NO-EVICT on: maxmemory_clients spares it */

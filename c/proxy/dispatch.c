@@ -634,7 +634,7 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
         return KV_OK;
     }
-    atomic_store_explicit(&c->last_cmd, cmd, memory_order_relaxed); /* CLIENT LIST's cmd= */
+    atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed); /* CLIENT LIST's cmd= */
     if (cmd->cls == KVP_CLASS_LOCAL &&
         kvp_local_run(&d->local, c, cmd, &argc, &argv) == KVP_LOCAL_DONE) {
         count_cmd(d, cmd);

@@ -116,6 +116,7 @@ typedef struct local_sub {
     const char *name;
     int arity;
     int served;
+    const char *full;          /* "container|sub", as CLIENT LIST's cmd= names it */
 } local_sub;
 
 /* Finds argv[1] among subs and checks its arity; NULL when answered (an
@@ -142,6 +143,7 @@ static const local_sub *find_sub(kvp_client *c, const char *container, const loc
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, name);
         return NULL;
     }
+    atomic_store_explicit(&c->last_cmd, s->full, memory_order_relaxed);
     if (!s->served) {
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, name);
         return NULL;
@@ -230,7 +232,7 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
     char laddr[48];
     kvp_client_laddr(c, laddr, sizeof(laddr));
     uint64_t last = atomic_load_explicit(&c->last_active_ms, memory_order_relaxed);
-    const kvp_cmd *cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
+    const char *cmd = atomic_load_explicit(&c->last_cmd, memory_order_relaxed);
     int killed = atomic_load_explicit(&c->killed, memory_order_relaxed);
     int no_evict = atomic_load_explicit(&c->no_evict, memory_order_relaxed);
     /* another worker's clock may be a little ahead of ours */
@@ -244,7 +246,7 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
                        "obl=0 oll=0 omem=0 tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=2",
                        (unsigned long long)c->id, c->peer, laddr, c->fd, c->name ? c->name : "", age, idle,
                        killed ? "A" : "", no_evict ? "e" : (killed ? "" : "N"),
-                       atomic_load_explicit(&c->tot_mem, memory_order_relaxed), cmd ? cmd->name : "NULL");
+                       atomic_load_explicit(&c->tot_mem, memory_order_relaxed), cmd ? cmd : "NULL");
     if (len < 0)
         return 0;
     return (size_t)len < n ? (size_t)len : n - 1;
@@ -465,11 +467,24 @@ static void client_setinfo(kvp_client *c, const kv_str *attr, const kv_str *val)
 }
 
 static const local_sub client_subs[] = {
-    {"caching", 3, 0},   {"getname", 2, 1},   {"getredir", 2, 0},   {"help", 2, 1},
-    {"id", 2, 1},        {"info", 2, 1},      {"kill", -3, 1},      {"list", -2, 1},
-    {"no-evict", 3, 1},  {"pause", -3, 0},    {"reply", 3, 0},      {"setinfo", 4, 1},
-    {"setname", 3, 1},   {"tracking", -3, 0}, {"trackinginfo", 2, 0}, {"unblock", -3, 0},
-    {"unpause", 2, 0},   {NULL, 0, 0},
+    {"caching", 3, 0, "client|caching"},
+    {"getname", 2, 1, "client|getname"},
+    {"getredir", 2, 0, "client|getredir"},
+    {"help", 2, 1, "client|help"},
+    {"id", 2, 1, "client|id"},
+    {"info", 2, 1, "client|info"},
+    {"kill", -3, 1, "client|kill"},
+    {"list", -2, 1, "client|list"},
+    {"no-evict", 3, 1, "client|no-evict"},
+    {"pause", -3, 0, "client|pause"},
+    {"reply", 3, 0, "client|reply"},
+    {"setinfo", 4, 1, "client|setinfo"},
+    {"setname", 3, 1, "client|setname"},
+    {"tracking", -3, 0, "client|tracking"},
+    {"trackinginfo", 2, 0, "client|trackinginfo"},
+    {"unblock", -3, 0, "client|unblock"},
+    {"unpause", 2, 0, "client|unpause"},
+    {NULL, 0, 0, NULL},
 };
 
 static const char *const client_help[] = {
@@ -632,7 +647,12 @@ static void config_get(kvp_client *c, int argc, kv_str *argv)
 }
 
 static const local_sub config_subs[] = {
-    {"get", -3, 1}, {"help", 2, 1}, {"resetstat", 2, 0}, {"rewrite", 2, 0}, {"set", -4, 0}, {NULL, 0, 0},
+    {"get", -3, 1, "config|get"},
+    {"help", 2, 1, "config|help"},
+    {"resetstat", 2, 0, "config|resetstat"},
+    {"rewrite", 2, 0, "config|rewrite"},
+    {"set", -4, 0, "config|set"},
+    {NULL, 0, 0, NULL},
 };
 
 static const char *const config_help[] = {
@@ -1036,8 +1056,14 @@ static int command_docs(kvp_locals *l, kvp_client *c, int *argc, kv_str **argv)
 }
 
 static const local_sub command_subs[] = {
-    {"count", 2, 1}, {"docs", -2, 1}, {"getkeys", -3, 1}, {"getkeysandflags", -3, 0},
-    {"help", 2, 1},  {"info", -2, 1}, {"list", -2, 1},    {NULL, 0, 0},
+    {"count", 2, 1, "command|count"},
+    {"docs", -2, 1, "command|docs"},
+    {"getkeys", -3, 1, "command|getkeys"},
+    {"getkeysandflags", -3, 0, "command|getkeysandflags"},
+    {"help", 2, 1, "command|help"},
+    {"info", -2, 1, "command|info"},
+    {"list", -2, 1, "command|list"},
+    {NULL, 0, 0, NULL},
 };
 
 static const char *const command_help[] = {

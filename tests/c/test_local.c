@@ -79,7 +79,7 @@ static void test_client(void)
     kvp_client *b1 = accept_one(&set_b, 2);
     TAP_CHECK(strcmp(R(a1, "CLIENT SETNAME one"), "+OK\r\n") == 0, "SETNAME");
     R(b1, "CLIENT SETNAME other");
-    atomic_store(&b1->last_cmd, kvp_cmd_lookup("get", 3));
+    atomic_store(&b1->last_cmd, kvp_cmd_lookup("get", 3)->name);
     const char *list = R(a1, "CLIENT LIST");
     TAP_CHECK(count_lines(list, "resp=2\n") == 3 && strstr(list, "name=other") && strstr(list, "name=one"),
               "CLIENT LIST on one worker lists the other worker's client too");
@@ -95,6 +95,7 @@ static void test_client(void)
     TAP_CHECK(strcmp(R(a1, "CLIENT LIST ID 0"), "-ERR Invalid client ID\r\n") == 0, "LIST ID 0");
     const char *info = R(a1, "CLIENT INFO");
     TAP_CHECK(strstr(info, "name=one") && info[strlen(info) - 3] == '\n', "CLIENT INFO: the caller's line, newline ended");
+    TAP_CHECK(strstr(info, " cmd=client|info ") != NULL, "cmd= names the subcommand, as Redis");
 
     /* a kill across workers: the victim's socket is shut down now, the
      * client closed by its own worker (here: its tick) */
