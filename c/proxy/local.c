@@ -252,6 +252,24 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
     return (size_t)len < n ? (size_t)len : n - 1;
 }
 
+/* c's line and a newline, appended to b (a name has no length limit: the
+ * line is sized for it). */
+static void client_line_to(kv_buf *b, const kvp_client *c, uint64_t now_ms)
+{
+    char small[1024];
+    size_t need = 512 + (c->name ? strlen(c->name) : 0);
+    char *line = need <= sizeof(small) ? small : malloc(need);
+    if (line == NULL) {
+        b->failed = 1;
+        return;
+    }
+    size_t n = kvp_local_client_line(c, now_ms, line, need <= sizeof(small) ? sizeof(small) : need);
+    kv_buf_append(b, line, n);
+    kv_buf_append(b, "\n", 1);
+    if (line != small)
+        free(line);
+}
+
 typedef struct list_ctx {
     kv_buf text;
     uint64_t now_ms;
@@ -275,10 +293,7 @@ static void list_visit(void *ctx, kvp_client *c)
     list_ctx *l = ctx;
     if (l->none || (l->nids > 0 && !id_listed(c, l->ids, l->nids)))
         return;
-    char line[1024];
-    size_t n = kvp_local_client_line(c, l->now_ms, line, sizeof(line));
-    kv_buf_append(&l->text, line, n);
-    kv_buf_append(&l->text, "\n", 1);
+    client_line_to(&l->text, c, l->now_ms);
 }
 
 /* TYPE's value: 1 normal (every client of the proxy), 0 another known
@@ -328,12 +343,15 @@ static void client_list(kvp_client *c, int argc, kv_str *argv)
 
 static void client_info(kvp_client *c)
 {
-    char line[1025];
-    size_t n = kvp_local_client_line(c, c->set->clock->now_ms, line, sizeof(line) - 1);
-    line[n++] = '\n';
+    kv_buf text;
+    kv_buf_init(&text, KVP_OUT_MAX);
+    client_line_to(&text, c, c->set->clock->now_ms);
     kvp_lw w;
     lw_init(&w, c);
-    lw_text(&w, line, n);
+    lw_text(&w, kv_buf_rptr(&text), kv_buf_len(&text));
+    if (text.failed)
+        w.b.failed = 1;
+    kv_buf_deinit(&text);
     lw_send(&w, c);
 }
 

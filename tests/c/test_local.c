@@ -129,6 +129,12 @@ static void test_client(void)
     TAP_CHECK(strcmp(R(a1, "CLIENT nope"), "-ERR unknown subcommand 'nope'. Try CLIENT HELP.\r\n") == 0, "unknown");
     TAP_CHECK(strcmp(R(a1, "CLIENT ID x"), "-ERR wrong number of arguments for 'client|id' command\r\n") == 0, "ID x");
     TAP_CHECK(strcmp(R(a1, "CLIENT GETNAME"), "$3\r\none\r\n") == 0, "GETNAME");
+    char longname[3100] = "CLIENT SETNAME ";
+    memset(longname + 15, 'n', 3000);
+    R(a1, longname);
+    TAP_CHECK(strstr(R(a1, "CLIENT INFO"), " cmd=client|info user=default redir=-1 resp=2\n") != NULL,
+              "a 3000-byte name: the line is whole");
+    R(a1, "CLIENT SETNAME one");
 }
 
 static void test_config(kvp_client *c)
