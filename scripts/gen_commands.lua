@@ -25,11 +25,14 @@ local cjson = require "cjson"
 ---------------------------------------------------------------------------
 
 -- Answered by the proxy itself; the value is the enum kvp_local the proxy
--- switches on. CLIENT is a container, its subcommands are handled in C
--- (SETNAME/GETNAME/ID), so it is emitted whole, without subcommand lines.
+-- switches on. CLIENT, CONFIG and COMMAND are containers whose subcommands
+-- are handled in C (c/proxy/local.c), so they are emitted whole, without
+-- subcommand lines.
 local LOCAL = {
     ping = "PING", echo = "ECHO", quit = "QUIT", select = "SELECT",
     auth = "AUTH", client = "CLIENT", hello = "HELLO",
+    config = "CONFIG",   -- GET answered with the proxy's values (c/proxy/local.c)
+    command = "CMDTAB",  -- COMMAND, from this table: only what the proxy serves
 }
 
 -- Connection state kept by the proxy's session layer (c/proxy/session.c):
@@ -87,11 +90,10 @@ local KEYSPACE = {
 local SUBS = { script = true, ["function"] = true, pubsub = true }
 
 -- Sent to one master, reply forwarded as is: the answer is the same everywhere.
--- COMMAND is a container, kept whole (redis-cli and client libraries need it).
 -- The HELP subcommands of the keyed containers are harmless and identical on
 -- every master, so they are forwarded too.
 local ANY = {
-    time = true, command = true,
+    time = true,
     -- the same on every master once loaded through the proxy (LIST and DUMP
     -- are read from one master: their order may differ between masters)
     ["script|help"] = true, ["function|list"] = true, ["function|dump"] = true,
@@ -108,7 +110,7 @@ local SPLIT = {
 }
 
 -- Containers emitted as one line even if some subcommand had keys.
-local WHOLE = { client = true, command = true }
+local WHOLE = { client = true, command = true, config = true }
 
 -- Refused even though Redis gives computable keys (or listed for clarity when
 -- the keys are not computable anyway). The reason is printed in the output.

@@ -14,11 +14,14 @@
 #include "errors.h"
 #include "../core/log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CLIENT_READ_CHUNK KVP_IN_SCRATCH
@@ -219,6 +222,93 @@ void kvp_client_reply_err(kvp_client *c, const char *fmt, ...)
     kvp_client_reply(c, buf, (size_t)n);
 }
 
+/* ------------------------------------------------------------- registry */
+
+/* Every initialised set, for views of the whole proxy (CLIENT LIST, KILL).
+ * Changed only when a worker starts or stops. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static kvp_clients **registry;
+static int nregistry, capregistry;
+
+static int registry_add(kvp_clients *set)
+{
+    pthread_mutex_lock(&registry_mu);
+    if (nregistry == capregistry) {
+        int nc = capregistry ? capregistry * 2 : 8;
+        kvp_clients **r = realloc(registry, (size_t)nc * sizeof(*r));
+        if (r == NULL) {
+            pthread_mutex_unlock(&registry_mu);
+            return KV_ENOMEM;
+        }
+        registry = r;
+        capregistry = nc;
+    }
+    registry[nregistry++] = set;
+    pthread_mutex_unlock(&registry_mu);
+    return KV_OK;
+}
+
+static void registry_remove(kvp_clients *set)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (int i = 0; i < nregistry; i++)
+        if (registry[i] == set) {
+            registry[i] = registry[--nregistry];
+            break;
+        }
+    if (nregistry == 0) {
+        free(registry);
+        registry = NULL;
+        capregistry = 0;
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+void kvp_clients_visit(kvp_client_visit_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (int i = 0; i < nregistry; i++) {
+        kvp_clients *set = registry[i];
+        pthread_mutex_lock(&set->mu);
+        for (kvp_client *c = set->list; c; c = c->next)
+            fn(ctx, c);
+        pthread_mutex_unlock(&set->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+void kvp_client_kill(kvp_client *c)
+{
+    atomic_store(&c->killed, 1);
+    /* its worker sees end of file at its next read; the fd is still open
+     * (the visitor holds the set's lock, and close unlinks first) */
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+int kvp_client_set_name(kvp_client *c, const char *p, size_t len)
+{
+    char *name = NULL;
+    if (len > 0 && (name = strndup(p, len)) == NULL)
+        return KV_ENOMEM;
+    pthread_mutex_lock(&c->set->mu);
+    char *old = c->name;
+    c->name = name;
+    pthread_mutex_unlock(&c->set->mu);
+    free(old);
+    return KV_OK;
+}
+
+void kvp_client_laddr(const kvp_client *c, char *buf, size_t n)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    char ip[INET_ADDRSTRLEN];
+    buf[0] = 0;
+    if (getsockname(c->fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sin_family == AF_INET &&
+        inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip)))
+        snprintf(buf, n, "%s:%d", ip, ntohs(sa.sin_port));
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 /* Answer err and close: a refused connection. */
@@ -240,6 +330,8 @@ void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback
     int count = atomic_fetch_add(&kvp_g.client_count, 1) + 1;
     if (count > atomic_load(&kvp_g.max_client_num)) {
         refuse(fd, KVP_ERR_MAX_CLIENTS, sizeof(KVP_ERR_MAX_CLIENTS) - 1);
+        if (set->pool->st)
+            kvp_stat_add(&set->pool->st->rejected, 1);
         atomic_fetch_sub(&kvp_g.client_count, 1);
         kv_log_every(10000, KV_LOG_WARN, "refused client %s: max_client_num %d reached", peer,
                      atomic_load(&kvp_g.max_client_num));
@@ -255,7 +347,8 @@ void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback
     c->fd = fd;
     c->state = KVP_CLIENT_OPEN;
     c->id = atomic_fetch_add(&kvp_g.next_client_id, 1) + 1;
-    c->last_active_ms = set->clock->now_ms;
+    c->created_ms = set->clock->now_ms;
+    atomic_store_explicit(&c->last_active_ms, set->clock->now_ms, memory_order_relaxed);
     c->authed = kvp_g.client_password[0] == '\0';
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     kv_buf_init(&c->in, CLIENT_IN_MAX);
@@ -274,11 +367,15 @@ void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback
         atomic_fetch_sub(&kvp_g.client_count, 1);
         return;
     }
+    pthread_mutex_lock(&set->mu);
     c->next = set->list;
     if (set->list)
         set->list->prev = c;
     set->list = c;
+    pthread_mutex_unlock(&set->mu);
     set->n++;
+    if (set->pool->st)
+        kvp_stat_add(&set->pool->st->conns, 1);
 }
 
 /* -> CLOSED, the one release path. Requests still waiting for a backend are
@@ -306,13 +403,17 @@ static void client_close(kvp_client *c)
         set->on_close(set->cmd_ctx, c);
     event_free(c->rev);
     event_free(c->wev);
-    close(c->fd);
+    /* off the list before the fd is closed: a visitor holding the lock
+     * never shuts down a descriptor number already reused */
+    pthread_mutex_lock(&set->mu);
     if (c->prev)
         c->prev->next = c->next;
     else
         set->list = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    pthread_mutex_unlock(&set->mu);
+    close(c->fd);
     set->n--;
     atomic_fetch_sub(&kvp_g.client_count, 1);
     if (c->in.data == set->in_scratch)
@@ -350,6 +451,7 @@ static void client_account(kvp_client *c)
     c->set->mem += now;
     c->set->mem -= c->mem;
     c->mem = now;
+    atomic_store_explicit(&c->tot_mem, now, memory_order_relaxed);
 }
 
 /* Output past the client's limits (hard at once, soft for a while): the
@@ -391,6 +493,8 @@ static int client_flush(kvp_client *c)
         }
         if (n == 0)
             break;
+        if (c->set->pool->st)
+            kvp_stat_add(&c->set->pool->st->net_out, (uint64_t)n);
     }
     size_t left = kv_buf_len(&c->out);
     const char *over = client_over_limits(c, left + c->held);
@@ -415,10 +519,12 @@ static int client_flush(kvp_client *c)
 static void clients_evict(kvp_clients *set)
 {
     while (kvp_g.maxmemory_clients && set->mem > kvp_g.maxmemory_clients && set->list) {
-        kvp_client *big = set->list;
+        kvp_client *big = NULL;
         for (kvp_client *c = set->list; c; c = c->next)
-            if (c->mem > big->mem)
+            if (!atomic_load_explicit(&c->no_evict, memory_order_relaxed) && (big == NULL || c->mem > big->mem))
                 big = c;
+        if (big == NULL)
+            break; /* every client asked CLIENT NO-EVICT on */
         kv_log_every(1000, KV_LOG_WARN, "closing client %s: it uses the most of all clients' buffers "
                      "(%zu of %llu bytes, maxmemory_clients_mb)", big->peer, big->mem,
                      (unsigned long long)set->mem);
@@ -600,7 +706,9 @@ static void client_read_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (n > 0) {
-        c->last_active_ms = set->clock->now_ms;
+        atomic_store_explicit(&c->last_active_ms, set->clock->now_ms, memory_order_relaxed);
+        if (set->pool->st)
+            kvp_stat_add(&set->pool->st->net_in, (uint64_t)n);
         client_process(c);
     }
     /* c is still allocated: client_process marked it for the flush */
@@ -619,9 +727,11 @@ void kvp_clients_tick(kvp_clients *set)
     kvp_client *c = set->list;
     while (c) {
         kvp_client *next = c->next;
-        uint64_t idle = set->clock->now_ms - c->last_active_ms;
-        /* a subscriber waits for messages: never idle, as in Redis */
-        if (limit && c->head == NULL && !c->subscribed && c->state == KVP_CLIENT_OPEN && idle > limit) {
+        uint64_t idle = set->clock->now_ms - atomic_load_explicit(&c->last_active_ms, memory_order_relaxed);
+        if (atomic_load_explicit(&c->killed, memory_order_relaxed)) {
+            client_close(c); /* CLIENT KILL found it reading nothing */
+        } else if (limit && c->head == NULL && !c->subscribed && c->state == KVP_CLIENT_OPEN && idle > limit) {
+            /* a subscriber waits for messages: never idle, as in Redis */
             kv_log_every(1000, KV_LOG_DEBUG, "closing idle client %s", c->peer);
             client_close(c);
         } else if (idle >= 1000) {
@@ -639,6 +749,9 @@ void kvp_clients_tick(kvp_clients *set)
 
 void kvp_clients_free(kvp_clients *set)
 {
+    if (set->in_scratch == NULL)
+        return; /* never initialised */
+    registry_remove(set);
     while (set->list)
         client_close(set->list);
     /* closed clients still on the flush list are freed there */
@@ -646,6 +759,7 @@ void kvp_clients_free(kvp_clients *set)
         free(set->dirty[--set->ndirty]);
     free(set->dirty);
     free(set->in_scratch);
+    pthread_mutex_destroy(&set->mu);
     memset(set, 0, sizeof(*set));
 }
 
@@ -659,6 +773,13 @@ int kvp_clients_init(kvp_clients *set, struct event_base *base, kvp_clock *clock
     set->on_command = on_command;
     set->cmd_ctx = cmd_ctx;
     pool->done = client_req_done;
+    pthread_mutex_init(&set->mu, NULL);
     set->in_scratch = malloc(KVP_IN_SCRATCH);
-    return set->in_scratch ? KV_OK : KV_ENOMEM;
+    if (set->in_scratch == NULL || registry_add(set) != KV_OK) {
+        free(set->in_scratch);
+        set->in_scratch = NULL;
+        pthread_mutex_destroy(&set->mu);
+        return KV_ENOMEM;
+    }
+    return KV_OK;
 }

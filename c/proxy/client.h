@@ -37,6 +37,7 @@
 #include "req.h"
 
 #include <event2/event.h>
+#include <pthread.h>
 #include <stdint.h>
 
 enum kvp_client_state {
@@ -80,8 +81,16 @@ typedef struct kvp_client {
     int nreq;
     size_t held;               /* reply bytes waiting in requests behind the head */
     uint64_t id;
-    uint64_t last_active_ms;
-    char *name;
+    uint64_t created_ms;       /* accepted at (the worker's clock) */
+    /* read by other workers' CLIENT LIST (relaxed: a plain load/store) */
+    _Atomic uint64_t last_active_ms;
+    /* the last command's name, a static string ("get", "client|list"),
+     * set by the dispatcher */
+    const char *_Atomic last_cmd;
+    _Atomic size_t tot_mem;    /* mem as last counted, for CLIENT LIST */
+    atomic_int killed;         /* CLIENT KILL from any worker: closed by its own */
+    atomic_uchar no_evict;     /* CLIENT NO-EVICT on: maxmemory_clients spares it */
+    char *name;                /* changed under the set's lock (kvp_client_set_name) */
     char peer[24];             /* "255.255.255.255:65535" */
     /* PARKED: the command's bytes, since when it waits (a resume that
      * parks it again keeps the time), the park list links */
@@ -124,6 +133,10 @@ typedef struct kvp_clients {
     kvp_client *parked_head, *parked_tail;
     char *in_scratch;          /* KVP_IN_SCRATCH bytes clients read into */
     uint64_t mem;              /* all its clients' buffers (counted at each flush) */
+    /* Guards the list's membership and the clients' names against readers
+     * on other workers (kvp_clients_visit): taken by the owner at accept,
+     * close and SETNAME, never per command. */
+    pthread_mutex_t mu;
 } kvp_clients;
 
 /* The set's pool gets its done callback here (requests complete into
@@ -144,6 +157,21 @@ void kvp_clients_tick(kvp_clients *set);
 void kvp_clients_resume_parked(kvp_clients *set);
 /* Parked commands older than request_timeout are answered with an error. */
 void kvp_clients_expire_parked(kvp_clients *set);
+
+/* Every client of every worker's set (the sets register themselves at
+ * init), each set under its lock, so the clients stay allocated during
+ * fn: for CLIENT LIST / KILL over the whole proxy. fn must not block nor
+ * take a set's lock. */
+typedef void (*kvp_client_visit_fn)(void *ctx, kvp_client *c);
+void kvp_clients_visit(kvp_client_visit_fn fn, void *ctx);
+/* Inside a visit, from any thread: c is closed by its own worker (its
+ * socket is shut down, so the close comes at its next event, or at the
+ * tick if it reads nothing). Killing oneself: see kvp_client_drain. */
+void kvp_client_kill(kvp_client *c);
+/* The client's name (len 0: none). KV_ENOMEM leaves it unchanged. */
+int kvp_client_set_name(kvp_client *c, const char *p, size_t len);
+/* The socket's local address ("ip:port"), or "" when unknown. */
+void kvp_client_laddr(const kvp_client *c, char *buf, size_t n);
 
 /* For the dispatcher: replies in the client's order. */
 void kvp_client_reply(kvp_client *c, const char *p, size_t n);

@@ -79,7 +79,10 @@ enum kvp_local {
     KVP_LOCAL_SSUB,     /* SSUBSCRIBE */
     KVP_LOCAL_SUNSUB,   /* SUNSUBSCRIBE */
     KVP_LOCAL_PUB,      /* PUBLISH */
-    KVP_LOCAL_SPUB      /* SPUBLISH */
+    KVP_LOCAL_SPUB      /* SPUBLISH */,
+    /* class LOCAL, answered from the proxy's own state: */
+    KVP_LOCAL_CONFIG,
+    KVP_LOCAL_CMDTAB   /* COMMAND: answered from this table */
 };
 
 /* Redis command flags the proxy keeps (bit set in kvp_cmd.flags). */

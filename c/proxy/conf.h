@@ -64,6 +64,8 @@ typedef struct kvp_clock {
 
 void kvp_clock_read(kvp_clock *clk);
 
+#define KVP_STATS_SAMPLES 16
+
 /* A worker's counters. Only the worker writes them (a plain load+store,
  * no lock, no atomic read-modify-write); the control thread sums all
  * workers' on read (dp.stats), so counting costs no lock and no Lua call. */
@@ -73,7 +75,38 @@ typedef struct kvp_wstats {
     _Atomic uint64_t rt_sum_us; /* response times of forwarded commands */
     _Atomic uint64_t rt_count;
     _Atomic uint64_t *cmd;      /* per command table id */
+    /* for INFO stats (Redis's names in the comments) */
+    _Atomic uint64_t conns;     /* total_connections_received */
+    _Atomic uint64_t rejected;  /* rejected_connections (max_client_num) */
+    _Atomic uint64_t net_in;    /* total_net_input_bytes */
+    _Atomic uint64_t net_out;   /* total_net_output_bytes */
+    /* instantaneous_* (per second), set by kvp_wstats_sample */
+    _Atomic uint64_t inst_ops, inst_in, inst_out;
+    /* the sampler's state: the worker's only */
+    uint64_t samp_ms, samp_ops, samp_in, samp_out;
+    uint64_t ring_ops[KVP_STATS_SAMPLES], ring_in[KVP_STATS_SAMPLES], ring_out[KVP_STATS_SAMPLES];
+    int ring_idx;
 } kvp_wstats;
+
+/* Worker: called every tick (about 100 ms). The instantaneous rates are the
+ * mean of the last KVP_STATS_SAMPLES per-interval rates, as Redis computes
+ * instantaneous_ops_per_sec. */
+void kvp_wstats_sample(kvp_wstats *st, uint64_t now_ms);
+
+/* Every worker's counters, for views of the whole proxy from any worker
+ * (INFO): published by worker.c before the worker threads start, withdrawn
+ * (n = 0) after they are joined, so a reader never sees freed ones. */
+void kvp_wstats_publish(kvp_wstats **all, int n);
+
+/* Sums over the published workers (relaxed loads: no lock, no wait). */
+typedef struct kvp_stats_sum {
+    uint64_t total, slow, conns, rejected, net_in, net_out;
+    uint64_t inst_ops, inst_in, inst_out;
+    int workers;
+} kvp_stats_sum;
+void kvp_wstats_sum(kvp_stats_sum *out);
+/* Calls of command table id over the published workers. */
+uint64_t kvp_wstats_cmd_calls(int id);
 
 static inline void kvp_stat_add(_Atomic uint64_t *c, uint64_t v)
 {

@@ -12,6 +12,7 @@
 #include "dispatch.h"
 #include "dispatch_keyspace.h"
 #include "errors.h"
+#include "info.h"
 #include "merge.h"
 #include "../core/log.h"
 
@@ -80,192 +81,6 @@ static int scratch_servers(kvp_dispatcher *d, int n)
     return KV_OK;
 }
 
-/* ------------------------------------------------------------ local cmds */
-
-static int eq_nocase(const kv_str *a, const char *s)
-{
-    size_t n = strlen(s);
-    return a->len == n && strncasecmp(a->p, s, n) == 0;
-}
-
-/* A locally built reply (kept whole in b) goes to the client, or out of
- * memory in its place. */
-static void reply_built(kvp_client *c, kv_buf *b)
-{
-    if (b->failed)
-        kvp_client_reply_str(c, KVP_ERR_OOM);
-    else
-        kvp_client_reply(c, kv_buf_rptr(b), kv_buf_len(b));
-    kv_buf_deinit(b);
-}
-
-static void reply_bulk(kvp_client *c, const char *p, size_t n)
-{
-    kv_buf b;
-    kv_buf_init(&b, KVP_OUT_MAX);
-    kv_resp_write_bulk(&b, p, n);
-    reply_built(c, &b);
-}
-
-static void reply_int(kvp_client *c, long long v)
-{
-    char buf[32];
-    kvp_client_reply(c, buf, kv_resp_fmt_count(buf, ':', v));
-}
-
-static int check_password(kvp_client *c, const kv_str *user, const kv_str *pass)
-{
-    if (kvp_g.client_password[0] == '\0') {
-        kvp_client_reply_str(c, KVP_ERR_AUTH_NOPASS);
-        return 0;
-    }
-    size_t pl = strlen(kvp_g.client_password);
-    int ok = (user == NULL || eq_nocase(user, "default")) && pass->len == pl;
-    unsigned char diff = 0;
-    for (size_t i = 0; ok && i < pl; i++)
-        diff |= (unsigned char)(pass->p[i] ^ kvp_g.client_password[i]);
-    if (!ok || diff) {
-        kvp_client_reply_str(c, KVP_ERR_WRONGPASS);
-        return 0;
-    }
-    c->authed = 1;
-    return 1;
-}
-
-static void local_client(kvp_client *c, int argc, kv_str *argv)
-{
-    if (eq_nocase(&argv[1], "setname") && argc == 3) {
-        for (size_t i = 0; i < argv[2].len; i++) {
-            unsigned char ch = (unsigned char)argv[2].p[i];
-            if (ch <= ' ' || ch > '~') {
-                kvp_client_reply_str(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
-                return;
-            }
-        }
-        free(c->name);
-        c->name = NULL;
-        if (argv[2].len > 0) {
-            c->name = malloc(argv[2].len + 1);
-            if (c->name) {
-                memcpy(c->name, argv[2].p, argv[2].len);
-                c->name[argv[2].len] = 0;
-            }
-        }
-        kvp_client_reply_str(c, "+OK\r\n");
-    } else if (eq_nocase(&argv[1], "getname") && argc == 2) {
-        if (c->name)
-            reply_bulk(c, c->name, strlen(c->name));
-        else
-            kvp_client_reply_str(c, "$-1\r\n");
-    } else if (eq_nocase(&argv[1], "id") && argc == 2) {
-        reply_int(c, (long long)c->id);
-    } else if (eq_nocase(&argv[1], "setname") || eq_nocase(&argv[1], "getname") ||
-               eq_nocase(&argv[1], "id")) {
-        char name[64];
-        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
-        for (char *p = name; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, name);
-    } else {
-        char name[64];
-        snprintf(name, sizeof(name), "client|%.*s", (int)(argv[1].len > 20 ? 20 : argv[1].len), argv[1].p);
-        for (char *p = name; *p; p++)
-            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
-        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, name);
-    }
-}
-
-static void local_hello(kvp_client *c, int argc, kv_str *argv)
-{
-    int i = 1;
-    if (argc >= 2) {
-        long long v;
-        if (kv_parse_ll(argv[1].p, argv[1].len, &v) != KV_OK || v != 2) {
-            kvp_client_reply_str(c, KVP_ERR_NOPROTO);
-            return;
-        }
-        i = 2;
-    }
-    for (; i < argc; i++) {
-        if (eq_nocase(&argv[i], "auth") && i + 2 < argc) {
-            if (!check_password(c, &argv[i + 1], &argv[i + 2]))
-                return;
-            i += 2;
-        } else if (eq_nocase(&argv[i], "setname") && i + 1 < argc) {
-            free(c->name);
-            c->name = strndup(argv[i + 1].p, argv[i + 1].len);
-            i += 1;
-        } else {
-            kvp_client_reply_str(c, KVP_ERR_SYNTAX);
-            return;
-        }
-    }
-    if (!c->authed) {
-        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
-        return;
-    }
-    kv_buf bb;
-    kv_buf_init(&bb, KVP_OUT_MAX);
-    kv_buf *b = &bb;
-    kv_resp_write_count(b, '*', 14);
-    kv_resp_write_bulk(b, "server", 6);
-    kv_resp_write_bulk(b, "kvp", 3);
-    kv_resp_write_bulk(b, "version", 7);
-    kv_resp_write_bulk(b, KV_VERSION, strlen(KV_VERSION));
-    kv_resp_write_bulk(b, "proto", 5);
-    kv_resp_write_count(b, ':', 2);
-    kv_resp_write_bulk(b, "id", 2);
-    kv_resp_write_count(b, ':', (long long)c->id);
-    kv_resp_write_bulk(b, "mode", 4);
-    kv_resp_write_bulk(b, "standalone", 10);
-    kv_resp_write_bulk(b, "role", 4);
-    kv_resp_write_bulk(b, "master", 6);
-    kv_resp_write_bulk(b, "modules", 7);
-    kv_resp_write_count(b, '*', 0);
-    reply_built(c, b);
-}
-
-static void dispatch_local(kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
-{
-    switch (cmd->local) {
-    case KVP_LOCAL_PING:
-        if (argc == 1)
-            kvp_client_reply_str(c, "+PONG\r\n");
-        else
-            reply_bulk(c, argv[1].p, argv[1].len);
-        break;
-    case KVP_LOCAL_ECHO:
-        reply_bulk(c, argv[1].p, argv[1].len);
-        break;
-    case KVP_LOCAL_QUIT:
-        kvp_client_reply_str(c, "+OK\r\n");
-        kvp_client_drain(c);
-        break;
-    case KVP_LOCAL_SELECT: {
-        long long db;
-        if (kv_parse_ll(argv[1].p, argv[1].len, &db) != KV_OK)
-            kvp_client_reply_str(c, KVP_ERR_NOT_INT);
-        else if (db != 0)
-            kvp_client_reply_str(c, KVP_ERR_DB_RANGE);
-        else
-            kvp_client_reply_str(c, "+OK\r\n");
-        break;
-    }
-    case KVP_LOCAL_AUTH:
-        if (argc == 2 ? check_password(c, NULL, &argv[1]) : check_password(c, &argv[1], &argv[2]))
-            kvp_client_reply_str(c, "+OK\r\n");
-        break;
-    case KVP_LOCAL_CLIENT:
-        local_client(c, argc, argv);
-        break;
-    case KVP_LOCAL_HELLO:
-        local_hello(c, argc, argv);
-        break;
-    default:
-        kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
-    }
-}
-
 /* --------------------------------------------------------------- routed */
 
 /* Write argv as a multibulk; the arguments at keys[] are replaced by their
@@ -329,23 +144,6 @@ static void frag_unavailable(kvp_req *r, int f, const kvp_backend *be)
         kvp_req_frag_reply(r, f, be->unavailable, be->unavailable_len);
     else
         frag_oom(r, f);
-}
-
-/* INFO: which sections the client wants (bits: server, clients, stats,
- * keyspace); 0 = the default set, 1 << 8 = only sections we do not have. */
-static int info_sections(int argc, const kv_str *argv)
-{
-    static const char *names[] = {"server", "clients", "stats", "keyspace"};
-    int want = 0;
-    for (int a = 1; a < argc; a++) {
-        if (eq_nocase(&argv[a], "all") || eq_nocase(&argv[a], "everything") ||
-            eq_nocase(&argv[a], "default"))
-            return 0;
-        for (int s = 0; s < 4; s++)
-            if (eq_nocase(&argv[a], names[s]))
-                want |= 1 << s;
-    }
-    return argc >= 2 && want == 0 ? 1 << 8 : want;
 }
 
 /* ---------------------------------------------------- migrate on access */
@@ -650,7 +448,9 @@ static int route_patterns(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         const kv_str *a = &argv[pos[i]];
         size_t tl = kvp_cmd_pattern_tag(a->p, a->len);
         if (tl == 0 || !t->hash_tags || kvp_table_bucket(t, a->p, tl) != k0.bucket) {
-            kvp_client_reply_err(c, KVP_ERR_SORT_PATTERN_FMT, eq_nocase(&argv[pos[i] - 1], "by") ? "BY" : "GET");
+            const kv_str *opt = &argv[pos[i] - 1];
+            int by = opt->len == 2 && strncasecmp(opt->p, "by", 2) == 0;
+            kvp_client_reply_err(c, KVP_ERR_SORT_PATTERN_FMT, by ? "BY" : "GET");
             return KV_ERR;
         }
     }
@@ -865,9 +665,9 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
         return;
     }
     kvp_req_routed(r);
-    static const kv_str info_args[3] = {{"INFO", 4}, {"server", 6}, {"keyspace", 8}};
+    static const kv_str info_args[4] = {{"INFO", 4}, {"server", 6}, {"stats", 5}, {"keyspace", 8}};
     if (cmd->merge == KVP_MERGE_INFO)
-        r->info_section = info_sections(argc, argv);
+        r->info_section = kvp_info_sections(argc, argv);
     for (int s = 0; s < t->nservers; s++) {
         kvp_backend *be = backend_for(d, c, s);
         r->frags[s].be = be;
@@ -877,7 +677,7 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
         }
         size_t mark = kv_buf_mark(&be->out);
         if (cmd->merge == KVP_MERGE_INFO)
-            write_routed(&be->out, 3, info_args, NULL, 0, t, NULL);
+            write_routed(&be->out, 4, info_args, NULL, 0, t, NULL);
         else
             write_routed(&be->out, argc, argv, NULL, 0, t, NULL);
         if (kvp_backend_send(be, mark, kvp_req_on_reply, r, (uint32_t)s) != KV_OK)
@@ -990,11 +790,13 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
 {
     if (kvp_dispatch_check(d, c, &cmd, argc, argv) != KV_OK)
         return KV_OK;
-    if (cmd->cls == KVP_CLASS_LOCAL) {
+    atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed); /* CLIENT LIST's cmd= */
+    if (cmd->cls == KVP_CLASS_LOCAL &&
+        kvp_local_run(&d->local, c, cmd, &argc, &argv) == KVP_LOCAL_DONE) {
         count_cmd(d, cmd);
-        dispatch_local(c, cmd, argc, argv);
         return KV_OK;
     }
+    /* else a local command asks a master (COMMAND DOCS): as class ANY */
     if (cmd->cls == KVP_CLASS_PUBSUB) {
         int rc = d->on_session ? table_ready(d, c) : KV_OK; /* PUBLISH routes by the table */
         if (rc != KV_OK)
@@ -1023,6 +825,7 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
         dispatch_fanout(d, c, cmd, argc, argv);
         break;
     case KVP_CLASS_ANY:
+    case KVP_CLASS_LOCAL:
         dispatch_any(d, c, cmd, argc, argv);
         break;
     case KVP_CLASS_KEYSPACE:
@@ -1351,6 +1154,7 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
     d->clock = clock;
     d->st = st;
     kv_req_parser_init(&d->s_parser);
+    kvp_local_init(&d->local);
 }
 
 void kvp_dispatcher_free(kvp_dispatcher *d)
@@ -1366,5 +1170,6 @@ void kvp_dispatcher_free(kvp_dispatcher *d)
     free(d->s_frag_server);
     kv_keyset_free(&d->s_seen);
     kv_req_parser_deinit(&d->s_parser);
+    kvp_local_free(&d->local);
     memset(d, 0, sizeof(*d));
 }

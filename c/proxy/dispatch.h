@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "client.h"
 #include "command.h"
+#include "local.h"
 #include "table.h"
 
 typedef struct kvp_dispatcher {
@@ -53,6 +54,7 @@ typedef struct kvp_dispatcher {
     int *s_frag_server;        /* per fragment: its server */
     int s_src_cap;
     kv_keyset s_seen;          /* keys already named by a fragment's MIGRATEs */
+    kvp_locals local;          /* local commands' scratch (local.h) */
 } kvp_dispatcher;
 
 void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st);

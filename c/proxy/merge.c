@@ -1,13 +1,13 @@
 /* merge.c -- see merge.h. */
 #include "merge.h"
 #include "errors.h"
+#include "info.h"
 #include "../core/resp.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* What a merge keeps of a fragment's reply; if it cannot be kept the whole
@@ -336,6 +336,13 @@ static void info_accumulate(kvp_req *r, const char *text, size_t len)
                 if (e)
                     r->sum2 += strtoll(e + 8, NULL, 10);
             }
+        } else if (line[0] == 'k' || line[0] == 'e') {
+            /* keyspace_hits:12, expired_keys:3, ...: the data's counters */
+            for (int i = 0; i < KVP_INFO_NSTAT; i++) {
+                size_t l = strlen(kvp_info_stat_names[i]);
+                if ((size_t)(nl - line) > l && memcmp(line, kvp_info_stat_names[i], l) == 0 && line[l] == ':')
+                    r->info_stat[i] += strtoll(line + l + 1, NULL, 10);
+            }
         } else if (kv_buf_len(&r->pick) == 0 && nl - line > 14 &&
                    strncmp(line, "redis_version:", 14) == 0) {
             size_t vl = (size_t)(nl - line - 14);
@@ -504,37 +511,26 @@ static void finish_mget(kvp_req *r, kv_buf *out)
         free(mem);
 }
 
+/* INFO: the proxy's sections (info.c) around the masters' figures, as one
+ * bulk string (RESP3 will frame the same text as a verbatim string). */
 static void finish_info(kvp_req *r, kv_buf *out)
 {
-    int want = r->info_section;
-    char buf[2048];
-    int n = 0;
-    /* a backend's version string longer than this would overflow buf */
-    int vlen = kv_buf_len(&r->pick) > 64 ? 64 : (int)kv_buf_len(&r->pick);
-#define SECTION(bit) (want == 0 || (want & (bit)))
-    if (SECTION(1))
-        n += snprintf(buf + n, sizeof(buf) - n,
-                      "# Server\r\nredis_version:%.*s\r\nkvp_version:%s\r\nredis_mode:standalone\r\n"
-                      "process_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%lld\r\nio_threads:%d\r\n\r\n",
-                      vlen ? vlen : 7, vlen ? kv_buf_rptr(&r->pick) : "unknown", KV_VERSION,
-                      (int)getpid(), kvp_g.listen_port,
-                      (long long)(time(NULL) - (time_t)kvp_g.start_wall), kvp_g.io_threads);
-    if (SECTION(2))
-        n += snprintf(buf + n, sizeof(buf) - n, "# Clients\r\nconnected_clients:%d\r\nmaxclients:%d\r\n\r\n",
-                      atomic_load(&kvp_g.client_count), atomic_load(&kvp_g.max_client_num));
-    if (SECTION(4))
-        n += snprintf(buf + n, sizeof(buf) - n, "# Stats\r\nbackends:%d\r\nbackends_failed:%d\r\n\r\n",
-                      r->nfrags, r->nerr);
-    if (SECTION(8)) {
-        n += snprintf(buf + n, sizeof(buf) - n, "# Keyspace\r\n");
-        if (r->sum > 0)
-            n += snprintf(buf + n, sizeof(buf) - n, "db0:keys=%lld,expires=%lld,avg_ttl=0\r\n", r->sum,
-                          r->sum2);
-    }
-#undef SECTION
-    if (n > (int)sizeof(buf))
-        n = sizeof(buf);
-    kv_resp_write_bulk(out, buf, (size_t)n);
+    kvp_info_masters m = {
+        .redis_version = kv_buf_len(&r->pick) ? kv_buf_rptr(&r->pick) : NULL,
+        .version_len = kv_buf_len(&r->pick),
+        .keys = r->sum,
+        .expires = r->sum2,
+        .nmasters = r->nfrags,
+        .nfailed = r->nerr,
+        .stat = r->info_stat,
+    };
+    kv_buf text;
+    kv_buf_init(&text, KVP_OUT_MAX);
+    if (kvp_info_write(&text, r->info_section, &m) != KV_OK)
+        kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
+    else
+        kv_resp_write_bulk(out, kv_buf_len(&text) ? kv_buf_rptr(&text) : "", kv_buf_len(&text));
+    kv_buf_deinit(&text);
 }
 
 static void finish_scan(kvp_req *r, kv_buf *out)

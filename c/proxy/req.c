@@ -238,6 +238,7 @@ kvp_req *kvp_req_new(kvp_req_pool *pool, void *owner, size_t *held_counter, uint
     r->picks = 0;
     r->nkeys = 0;
     r->info_section = 0;
+    memset(r->info_stat, 0, sizeof(r->info_stat));
     if ((nfrags > 1 || merge != KVP_MERGE_NONE) && kvp_req_ensure_frags(r) != KV_OK) {
         req_free(r);
         return NULL;

@@ -34,6 +34,7 @@
 #include "command.h"
 #include "conf.h"
 #include "keyspace.h"
+#include "info.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -125,7 +126,8 @@ struct kvp_req {
     kv_buf first_err;
     kv_buf pick;               /* RANDOMKEY choice / INFO redis_version */
     int picks;
-    int info_section;          /* INFO: which sections were asked for */
+    int info_section;          /* INFO: which sections were asked for (KVP_INFO_* bits) */
+    long long info_stat[KVP_INFO_NSTAT]; /* INFO: the masters' keyspace_hits, ... summed */
     kvp_frag *frags;           /* NULL, or frag_pool while this request uses it */
     int nkeys;                 /* MGET: keys mapped in key_frag/key_pos */
     uint16_t *key_frag;        /* MGET: fragment of each key, in client order */

@@ -72,6 +72,7 @@ typedef struct kvp_worker {
 
 static kvp_worker *workers;
 static int nworkers;
+static kvp_wstats **wstats_all; /* published for whole-proxy views (INFO) */
 
 /* Worker -> control thread: "worker i has nothing in flight routed with a
  * table older than v" (the proxy acks v once every worker said so). */
@@ -297,6 +298,7 @@ static void worker_tick_cb(evutil_socket_t fd, short what, void *arg)
     kvp_backends_tick(&w->backends);
     if (w->pubsub)
         kvp_pubsub_tick(w->pubsub);
+    kvp_wstats_sample(&w->st, w->clock.now_ms);
     if (w->next_table && w->disp.premig_inflight == 0)
         worker_steps_done(w); /* an install that ran out of memory */
     if (w->clock.now_ms - w->last_client_tick >= 1000) {
@@ -521,6 +523,9 @@ void kvp_workers_stop(void)
             worker_post(&workers[i], KVP_MSG_STOP, NULL);
     for (int i = 0; i < nworkers; i++)
         worker_deinit(&workers[i]);
+    kvp_wstats_publish(NULL, 0); /* every worker is joined: nobody reads them */
+    free(wstats_all);
+    wstats_all = NULL;
     free(workers);
     workers = NULL;
     nworkers = 0;
@@ -566,6 +571,14 @@ int kvp_workers_start(char *err, size_t errlen)
     for (int i = 0; i < nworkers; i++)
         if (worker_init(&workers[i], i, err, errlen) != KV_OK)
             return KV_ERR;
+    wstats_all = calloc((size_t)nworkers, sizeof(*wstats_all));
+    if (wstats_all == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return KV_ERR;
+    }
+    for (int i = 0; i < nworkers; i++)
+        wstats_all[i] = &workers[i].st;
+    kvp_wstats_publish(wstats_all, nworkers);
     for (int i = 0; i < nworkers; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             snprintf(err, errlen, "cannot start worker thread %d", i);

@@ -883,6 +883,11 @@ function T:pubsub()
   g(1, "SPUBLISH", ch1, "shard")
   push("the shard message", { "smessage", ch1, "shard" })
   s(check.status("RESET"), "RESET")
+  if self.o.password then
+    -- RESET logs the connection out, as Redis does with requirepass
+    s(check.err("NOAUTH Authentication required."), "PING")
+    s(OK, "AUTH", self.o.password)
+  end
   s(check.status("PONG"), "PING")
   sub:close()
 end
@@ -920,6 +925,66 @@ function T:run()
   self.rep:plain("PASSED ALL TEST", "green")
 end
 
+--------------------------------------------------------------------------------
+-- Introspection clients rely on: INFO fields, CLIENT, CONFIG GET, COMMAND
+--------------------------------------------------------------------------------
+
+function T:introspection()
+  local group = "introspection"
+  local g = self:group(group)
+  local direct = self.o.direct
+  local function has_fields(fields)
+    return check.pred("INFO text with " .. table.concat(fields, ", "), function(v)
+      if type(v) ~= "string" then return false end
+      for _, f in ipairs(fields) do
+        if not v:find("\r\n" .. f .. ":%d") and not v:find("^" .. f .. ":%d") then return false end
+      end
+      return true
+    end)
+  end
+  -- what redis-cli --stat and monitoring agents read, as numbers
+  g(has_fields({ "uptime_in_seconds", "connected_clients", "used_memory", "used_memory_rss",
+                 "total_connections_received", "total_commands_processed",
+                 "instantaneous_ops_per_sec", "keyspace_hits" }), "INFO")
+  g(check.pred("only the Memory section", function(v)
+    return type(v) == "string" and v:find("^# Memory\r\n") ~= nil and not v:find("# Server", 1, true)
+  end), "INFO", "memory")
+
+  local id = self:call(group, { "CLIENT", "ID" })
+  if type(id) ~= "number" then self:fail(group, "CLIENT ID", "an integer", check.show(id)) end
+  self.rep:pass(group, "CLIENT ID", check.show(id))
+  local name = "ta" .. math.random(1, 999999999)
+  g(OK, "CLIENT", "SETNAME", name)
+  g(name, "CLIENT", "GETNAME")
+  g(check.pred("the caller's line (id, name, cmd)", function(v)
+    return type(v) == "string" and v:find("^id=" .. id .. " ") ~= nil and v:find(" name=" .. name .. " ", 1, true) ~= nil
+  end), "CLIENT", "INFO")
+  g(check.pred("a list with the caller", function(v)
+    return type(v) == "string" and v:find("id=" .. id .. " addr=", 1, true) ~= nil
+  end), "CLIENT", "LIST")
+  g(0, "CLIENT", "KILL", "ID", tostring(id), "SKIPME", "yes")
+  g(0, "CLIENT", "KILL", "ADDR", "203.0.113.1:1")
+
+  g(check.array_len(2, "save and its value", function(a) return a[1] == "save" end), "CONFIG", "GET", "save")
+  g(check.array_len(2, "appendonly and its value", function(a) return a[1] == "appendonly" end),
+    "CONFIG", "GET", "appendonly")
+  g({ n = 0 }, "CONFIG", "GET", "no-such-parameter-" .. name)
+
+  g(check.pred("a count of commands", function(v) return type(v) == "number" and v > 100 end), "COMMAND", "COUNT")
+  g(check.array_len(1, "GET's entry: name, arity", function(a)
+    return type(a[1]) == "table" and a[1][1] == "get" and a[1][2] == 2
+  end), "COMMAND", "INFO", "get")
+  g({ n = 2, "a", "c" }, "COMMAND", "GETKEYS", "MSET", "a", "b", "c", "d")
+  g({ n = 2, "k1", "k2" }, "COMMAND", "GETKEYS", "EVAL", "return 1", "2", "k1", "k2", "x")
+  g(check.err("ERR Invalid command specified"), "COMMAND", "GETKEYS", "nosuchcommand", "a")
+  if not direct then
+    g(check.err("ERR command 'config|set' is not supported by the proxy"), "CONFIG", "SET", "maxmemory", "1")
+    g({ n = 1, null }, "COMMAND", "INFO", "wait")
+    g(check.err("ERR command 'sync' is not supported by the proxy"), "SYNC")
+    g(check.err("ERR command 'replicaof' is not supported by the proxy"), "REPLICAOF", "NO", "ONE")
+  end
+end
+
 function T:one_loop()
   self:basic()
   self:string()
@@ -936,6 +1001,7 @@ function T:one_loop()
   self:transactions()
   self:blocking()
   self:pubsub()
+  self:introspection()
   self:cleanup()
 end
 

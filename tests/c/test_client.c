@@ -16,6 +16,7 @@
 #include "tap.h"
 
 #include <event2/event.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -195,6 +196,41 @@ static void test_idle_buffers_shrink(void)
     kvp_clients_flush(&set);
 }
 
+/* CLIENT NO-EVICT on: when all clients' buffers pass maxmemory_clients,
+ * the biggest client that did not ask to be spared is closed, not it. */
+static void test_no_evict(void)
+{
+    int p1, p2, sv[2];
+    signal(SIGPIPE, SIG_IGN); /* as the proxy: a write to a gone peer is an error, not a signal */
+    /* non-blocking, as accepted sockets are: the big reply must stay */
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    kvp_clients_accept(&set, sv[0], "big", 1);
+    kvp_client *big = set.list;
+    p1 = sv[1];
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    kvp_clients_accept(&set, sv[0], "small", 1);
+    kvp_client *small = set.list;
+    p2 = sv[1];
+    atomic_store(&big->no_evict, 1);
+    uint64_t saved = kvp_g.maxmemory_clients;
+    kvp_g.maxmemory_clients = 256 * 1024;
+    size_t n = 8 * 1024 * 1024;
+    char *blob = malloc(n);
+    memset(blob, 'x', n);
+    kvp_client_reply(big, blob, n); /* the peer reads nothing: it stays in out */
+    kvp_client_reply_str(small, "+small\r\n");
+    int before = set.n;
+    kvp_clients_flush(&set);
+    TAP_CHECK(set.n == before - 1 && set.list == big && small != big,
+              "the spared client stays, the other one is closed");
+    kvp_g.maxmemory_clients = saved;
+    free(blob);
+    close(p1);
+    close(p2);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    kvp_clients_flush(&set);
+}
+
 int main(void)
 {
     base = event_base_new();
@@ -205,5 +241,6 @@ int main(void)
     test_order_and_held();
     test_park_resume_deadline();
     test_idle_buffers_shrink();
+    test_no_evict();
     return tap_done();
 }
