@@ -27,6 +27,8 @@
 #define BE_NO_DEADLINE UINT64_MAX /* sent_ms of a blocking command: no request_timeout */
 
 static void be_read_cb(evutil_socket_t fd, short what, void *arg);
+static int be_handshake(const kvp_backend *be, char *buf, size_t cap, const char *pw);
+static int be_handshake_ok(const kvp_backend *be, const char *p);
 static void be_write_cb(evutil_socket_t fd, short what, void *arg);
 static void be_connect(kvp_backend *be);
 static void be_flush(kvp_backend *be);
@@ -214,19 +216,43 @@ static void be_connected(kvp_backend *be)
     setsockopt(be->fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     setsockopt(be->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof(user_ms));
     const char *pw = atomic_load(&kvp_g.redis_password);
-    if (pw == NULL || pw[0] == '\0') {
+    int auth = pw != NULL && pw[0] != '\0';
+    if (!auth && !be->resp3) {
         be_ready(be);
         return;
     }
     char cmd[512];
-    size_t pl = strlen(pw);
-    int n = snprintf(cmd, sizeof(cmd), "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, pw);
-    if (n < 0 || n >= (int)sizeof(cmd) || write(be->fd, cmd, (size_t)n) != n) {
-        be_set_down(be, "cannot send AUTH");
+    int n = be_handshake(be, cmd, sizeof(cmd), auth ? pw : NULL);
+    if (n < 0 || write(be->fd, cmd, (size_t)n) != n) {
+        be_set_down(be, be->resp3 ? "cannot send HELLO 3" : "cannot send AUTH");
         return;
     }
     be->state = KVP_BE_AUTHING;
     event_add(be->rev, NULL);
+}
+
+/* The first command on a new connection (or after RESET): AUTH, or for a
+ * RESP3 connection HELLO 3 with AUTH (one round trip). Its length, or -1
+ * when it does not fit. */
+static int be_handshake(const kvp_backend *be, char *buf, size_t cap, const char *pw)
+{
+    int n;
+    size_t pl = pw ? strlen(pw) : 0;
+    if (be->resp3 && pw)
+        n = snprintf(buf, cap, "*5\r\n$5\r\nHELLO\r\n$1\r\n3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$%zu\r\n%s\r\n",
+                     pl, pw);
+    else if (be->resp3)
+        n = snprintf(buf, cap, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n");
+    else
+        n = snprintf(buf, cap, "*2\r\n$4\r\nAUTH\r\n$%zu\r\n%s\r\n", pl, pw);
+    return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+/* The handshake's reply says the connection is ready: +OK to AUTH, the
+ * server's map to HELLO 3. */
+static int be_handshake_ok(const kvp_backend *be, const char *p)
+{
+    return be->resp3 ? p[0] == '%' : p[0] == '+';
 }
 
 /* DOWN -> CONNECTING. */
@@ -418,8 +444,9 @@ static void be_write_cb(evutil_socket_t fd, short what, void *arg)
 static int be_reply(kvp_backend *be, const char *p, size_t rl)
 {
     if (be->state == KVP_BE_AUTHING) {
-        if (p[0] != '+') {
-            kv_log_error("backend %s refused AUTH: %.*s", be->addr, (int)(rl > 2 ? rl - 2 : rl), p);
+        if (!be_handshake_ok(be, p)) {
+            kv_log_error("backend %s refused %s: %.*s", be->addr, be->resp3 ? "HELLO 3" : "AUTH",
+                         (int)(rl > 2 && rl < 300 ? rl - 2 : rl < 300 ? rl : 300), p);
             be->was_down_logged = 1;
             be_set_down(be, "authentication failed");
             return -1;
@@ -590,20 +617,23 @@ void kvp_backends_free(kvp_backends *set)
     memset(set, 0, sizeof(*set));
 }
 
-static kvp_backend *set_find(kvp_backends *set, const char *addr, int mode)
+static kvp_backend *set_find(kvp_backends *set, const char *addr, int mode, int resp3)
 {
-    for (int i = 0; i < set->n; i++)
-        if (set->all[i]->mode == mode && strcmp(set->all[i]->addr, addr) == 0)
-            return set->all[i];
+    for (int i = 0; i < set->n; i++) {
+        kvp_backend *be = set->all[i];
+        if (be->mode == mode && be->resp3 == resp3 && strcmp(be->addr, addr) == 0)
+            return be;
+    }
     return NULL;
 }
 
 /* A new connection to addr in the set, connecting. */
-static kvp_backend *set_open(kvp_backends *set, const char *addr, int mode)
+static kvp_backend *set_open(kvp_backends *set, const char *addr, int mode, int resp3)
 {
     kvp_backend *be = be_new(set, addr, mode);
     if (be == NULL)
         return NULL;
+    be->resp3 = (uint8_t)resp3;
     if (set_add(set, be) != KV_OK) {
         be_free(be);
         return NULL;
@@ -614,12 +644,22 @@ static kvp_backend *set_open(kvp_backends *set, const char *addr, int mode)
 
 kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr)
 {
-    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED);
+    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED, 0);
     if (be) {
         be->in_table = 1;
         return be;
     }
-    return set_open(set, addr, KVP_BE_SHARED);
+    return set_open(set, addr, KVP_BE_SHARED, 0);
+}
+
+kvp_backend *kvp_backends_get3(kvp_backends *set, const char *addr, int create)
+{
+    kvp_backend *be = set_find(set, addr, KVP_BE_SHARED, 1);
+    if (be) {
+        be->in_table = 1;
+        return be;
+    }
+    return create ? set_open(set, addr, KVP_BE_SHARED, 1) : NULL;
 }
 
 void kvp_backends_untable(kvp_backends *set)
@@ -645,7 +685,7 @@ static int set_unneeded(kvp_backends *set, kvp_backend *be)
     if (be->mode == KVP_BE_SHARED)
         return !be->in_table;
     if (be->mode == KVP_BE_IDLE) {
-        kvp_backend *shared = set_find(set, be->addr, KVP_BE_SHARED);
+        kvp_backend *shared = set_find(set, be->addr, KVP_BE_SHARED, 0);
         return shared == NULL || !shared->in_table || be->state != KVP_BE_READY ||
                be_now(be) - be->state_since_ms > BE_IDLE_KEEP_MS;
     }
@@ -724,30 +764,31 @@ int kvp_backends_owned(const kvp_backends *set, const char *addr)
     return n;
 }
 
-kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner)
+kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner, int resp3)
 {
     if (kvp_backends_owned(set, addr) >= set->owned_max)
         return NULL;
-    kvp_backend *be = set_find(set, addr, KVP_BE_IDLE);
+    kvp_backend *be = set_find(set, addr, KVP_BE_IDLE, resp3);
     if (be && be->state != KVP_BE_READY)
         be = NULL; /* closed, waiting for the tick to drop it: never lent */
-    if (be == NULL && (be = set_open(set, addr, KVP_BE_OWNED)) == NULL)
+    if (be == NULL && (be = set_open(set, addr, KVP_BE_OWNED, resp3)) == NULL)
         return NULL;
     be->mode = KVP_BE_OWNED;
     be->owner = owner;
     return be;
 }
 
-/* Tags of the commands that clean a given-back connection: RESET, then
- * AUTH when the masters have a password (RESET logs the connection out). */
-#define BE_CLEAN_AUTH 1u /* the reply is AUTH's, not RESET's */
+/* Tags of the commands that clean a given-back connection: RESET, then the
+ * handshake again (RESET logs the connection out and goes back to RESP2):
+ * AUTH when the masters have a password, HELLO 3 on a RESP3 connection. */
+#define BE_CLEAN_AUTH 1u /* the reply is the handshake's, not RESET's */
 #define BE_CLEAN_LAST 2u /* the last one: the connection is clean after it */
 
 /* A reply of the clean-up: after the last, lendable again. */
 static void be_reset_reply(void *ctx, uint32_t tag, const char *p, size_t n)
 {
     kvp_backend *be = ctx;
-    int ok = (tag & BE_CLEAN_AUTH) ? n >= 5 && memcmp(p, "+OK\r\n", 5) == 0
+    int ok = (tag & BE_CLEAN_AUTH) ? n > 0 && be_handshake_ok(be, p)
                                    : n >= 8 && memcmp(p, "+RESET\r\n", 8) == 0;
     if (ok && be->state == KVP_BE_READY) {
         if (tag & BE_CLEAN_LAST) {
@@ -774,16 +815,19 @@ static int be_send_clean(kvp_backend *be)
     static const char reset[] = "*1\r\n$5\r\nRESET\r\n";
     const char *pw = atomic_load(&kvp_g.redis_password);
     int auth = pw != NULL && pw[0] != '\0';
+    int again = auth || be->resp3; /* the handshake after RESET */
     size_t mark = kv_buf_mark(&be->out);
     kv_buf_append(&be->out, reset, sizeof(reset) - 1);
-    if (kvp_backend_send(be, mark, be_reset_reply, be, auth ? 0 : BE_CLEAN_LAST) != KV_OK)
+    if (kvp_backend_send(be, mark, be_reset_reply, be, again ? 0 : BE_CLEAN_LAST) != KV_OK)
         return KV_ENOMEM;
-    if (!auth)
+    if (!again)
         return KV_OK;
+    char cmd[512];
+    int n = be_handshake(be, cmd, sizeof(cmd), auth ? pw : NULL);
+    if (n < 0)
+        return KV_ENOMEM;
     mark = kv_buf_mark(&be->out);
-    kv_resp_write_count(&be->out, '*', 2);
-    kv_resp_write_bulk(&be->out, "AUTH", 4);
-    kv_resp_write_bulk(&be->out, pw, strlen(pw));
+    kv_buf_append(&be->out, cmd, (size_t)n);
     return kvp_backend_send(be, mark, be_reset_reply, be, BE_CLEAN_AUTH | BE_CLEAN_LAST);
 }
 

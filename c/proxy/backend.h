@@ -82,6 +82,7 @@ typedef struct kvp_backend {
     int fd;
     int state;                 /* enum kvp_backend_state */
     int mode;                  /* enum kvp_backend_mode */
+    uint8_t resp3;             /* speaks RESP3 (HELLO 3 at connect): for RESP3 clients */
     void *owner;               /* KVP_BE_OWNED: who borrowed it */
     kvp_push_fn on_push;       /* KVP_BE_SUBSCRIBER: its callbacks (ctx: owner) */
     kvp_conn_state_fn on_state;
@@ -127,6 +128,11 @@ void kvp_backends_free(kvp_backends *set);
 /* The shared connection to addr: found, or made and connecting. NULL: out
  * of memory. */
 kvp_backend *kvp_backends_get(kvp_backends *set, const char *addr);
+/* The shared RESP3 connection to addr (RESP3 clients' commands: replies
+ * forwarded as Redis writes them in RESP3): found (and marked in the
+ * table), or with create made and connecting; NULL otherwise or out of
+ * memory. */
+kvp_backend *kvp_backends_get3(kvp_backends *set, const char *addr, int create);
 /* Before a table install: no master is in the table until _get marks it. */
 void kvp_backends_untable(kvp_backends *set);
 /* Write every connection that got output. */
@@ -160,7 +166,7 @@ int kvp_backend_send_group(kvp_backend *be, size_t mark, uint32_t count, kvp_rep
 
 /* A connection of owner's own to addr (an idle one, or a new one): NULL
  * when owned_max connections of that master are lent or resetting. */
-kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner);
+kvp_backend *kvp_backends_lend(kvp_backends *set, const char *addr, void *owner, int resp3);
 /* The owner is done with it (or gone): RESET and kept idle when nothing is
  * in flight, else closed. be must not be used by the owner afterwards. */
 void kvp_backend_give_back(kvp_backend *be);

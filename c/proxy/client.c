@@ -175,6 +175,7 @@ kvp_req *kvp_client_req_new(kvp_client *c, uint8_t merge, int nfrags)
     kvp_req *r = kvp_req_new(c->set->pool, c, &c->held, merge, nfrags);
     if (r == NULL)
         return NULL;
+    r->resp3 = c->resp == 3;
     if (c->tail)
         c->tail->next = r;
     else
@@ -350,6 +351,7 @@ void kvp_clients_accept(kvp_clients *set, int fd, const char *peer, int loopback
     c->created_ms = set->clock->now_ms;
     atomic_store_explicit(&c->last_active_ms, set->clock->now_ms, memory_order_relaxed);
     c->authed = kvp_g.client_password[0] == '\0';
+    c->resp = 2;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     kv_buf_init(&c->in, CLIENT_IN_MAX);
     kv_req_parser_init(&c->parser);

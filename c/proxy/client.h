@@ -69,6 +69,7 @@ typedef struct kvp_client {
     uint8_t state;             /* enum kvp_client_state */
     uint8_t park_reason;       /* PARKED: enum kvp_park_reason */
     unsigned authed : 1;
+    uint8_t resp;              /* the client's protocol: 2, or 3 after HELLO 3 */
     unsigned dirty : 1;        /* on the set's flush list */
     unsigned read_paused : 1;  /* back-pressure: too much output or in flight */
     unsigned subscribed : 1;   /* the pub/sub layer's: a subscription is held, so

@@ -340,13 +340,39 @@ static kv_buf *premig_start(kvp_dispatcher *d, kvp_req *r, int f, kvp_backend *t
  * when it holds one to that master (after WATCH, its reads and its
  * transaction must follow the WATCH on that connection: on the shared one
  * a read could run before the WATCH and miss a change), else the shared. */
-static kvp_backend *backend_for(kvp_dispatcher *d, const kvp_client *c, int server)
+static kvp_backend *merge_backend(kvp_dispatcher *d, const kvp_client *c, int server)
 {
     kvp_backend *be = d->route[server];
     kvp_backend *own = c->lent;
     if (own != NULL && be != NULL && strcmp(own->addr, be->addr) == 0)
         return own;
     return be;
+}
+
+/* The shared RESP3 connection to table server `server`, made on first use
+ * (most proxies never see a RESP3 client). NULL: out of memory. */
+static kvp_backend *route3(kvp_dispatcher *d, int server)
+{
+    if (d->route3 == NULL || d->backends == NULL)
+        return d->route[server]; /* no RESP3 set (unit tests): RESP2 */
+    kvp_backend *be = d->route3[server];
+    if (be == NULL)
+        be = d->route3[server] = kvp_backends_get3(d->backends, d->table->servers[server], 1);
+    return be;
+}
+
+/* A command whose reply is forwarded as it is: for a RESP3 client on a
+ * connection that speaks RESP3 (Redis then writes maps, sets, doubles
+ * itself), else as merge_backend. Merged replies (split, fan-out) come
+ * from RESP2 connections and are written in the client's protocol. */
+static kvp_backend *backend_for(kvp_dispatcher *d, const kvp_client *c, int server)
+{
+    if (c->resp != 3)
+        return merge_backend(d, c, server);
+    kvp_backend *own = c->lent;
+    if (own != NULL && strcmp(own->addr, d->table->servers[server]) == 0)
+        return own;
+    return route3(d, server);
 }
 
 static kvp_backend *pick_backend(kvp_dispatcher *d, kvp_client *c, int server)
@@ -637,7 +663,7 @@ static int dispatch_split(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     kvp_req_routed(r);
     int map_keys = cmd->merge == KVP_MERGE_MGET && kvp_req_map_keys(r, nk) == KV_OK;
     for (int f = 0; f < nfrags; f++)
-        r->frags[f].be = backend_for(d, c, fsrv[f]);
+        r->frags[f].be = merge_backend(d, c, fsrv[f]);
     if (map_keys) {
         /* element index of each key inside its fragment's reply; the counts
          * run in s_src_done, reset per server */
@@ -669,7 +695,7 @@ static void dispatch_fanout(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd
     if (cmd->merge == KVP_MERGE_INFO)
         r->info_section = kvp_info_sections(argc, argv);
     for (int s = 0; s < t->nservers; s++) {
-        kvp_backend *be = backend_for(d, c, s);
+        kvp_backend *be = merge_backend(d, c, s);
         r->frags[s].be = be;
         if (be == NULL || !kvp_backend_usable(be)) {
             frag_unavailable(r, s, be);
@@ -840,7 +866,8 @@ int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv)
 {
     kvp_dispatcher *d = ctx;
     const kvp_cmd *cmd = kvp_cmd_lookup(argv[0].p, argv[0].len);
-    if (c->session != NULL || c->subscribed)
+    /* a RESP3 subscriber may run any command (pushes are apart), as in Redis */
+    if (c->session != NULL || (c->subscribed && c->resp != 3))
         return d->on_session(d->session_ctx, c, cmd, argc, argv);
     return kvp_dispatch_cmd(d, c, cmd, argc, argv);
 }
@@ -1008,7 +1035,8 @@ static kvp_backend *tx_target(kvp_dispatcher *d, kvp_client *c, int nk)
     if (own != NULL && c->lent_pinned) {
         if (own->state == KVP_BE_DOWN ||
             (nk > 0 && strcmp(own->addr, d->table->servers[d->s_rkey[0].server]) != 0)) {
-            kvp_client_reply_str(c, "*-1\r\n"); /* the WATCH cannot hold: as if a key changed */
+            /* the WATCH cannot hold: as if a key changed */
+            kvp_client_reply_str(c, c->resp == 3 ? "_\r\n" : "*-1\r\n");
             return NULL;
         }
         return own;
@@ -1129,7 +1157,7 @@ kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server)
     kvp_backend *be = c->lent;
     if (be)
         return strcmp(be->addr, addr) == 0 ? be : NULL;
-    be = kvp_backends_lend(d->backends, addr, c);
+    be = kvp_backends_lend(d->backends, addr, c, c->resp == 3);
     c->lent = be;
     return be;
 }

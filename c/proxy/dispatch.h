@@ -23,6 +23,7 @@ typedef struct kvp_dispatcher {
     kvp_backends *backends;    /* the worker's: connections lent to clients come from it */
     const kvp_table *table;    /* NULL until the first one */
     kvp_backend **route;       /* table server index -> shared backend */
+    kvp_backend **route3;      /* ... -> shared RESP3 backend, made on first use */
     int table_waits;           /* a newer table waits for the steps below */
     uint64_t no_table_since;   /* the first command that waited for a table */
     int table_wait_expired;    /* no table came within request_timeout of it */

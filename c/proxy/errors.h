@@ -21,6 +21,7 @@
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
 #define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"
 #define KVP_ERR_NOT_INT           "-ERR value is not an integer or out of range\r\n"
+#define KVP_ERR_HELLO_NOAUTH      "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time\r\n"
 #define KVP_ERR_NOPROTO           "-NOPROTO unsupported protocol version\r\n"
 #define KVP_ERR_OOM               "-ERR proxy out of memory\r\n"
 #define KVP_ERR_BAD_REPLY         "-ERR unexpected reply from backend\r\n"

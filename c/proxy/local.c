@@ -14,8 +14,8 @@
 /* ------------------------------------------------------------- writer */
 
 /* A reply built whole, then handed to the client (or out of memory in its
- * place). resp is the client's protocol: 2 today; the shapes that differ
- * in RESP3 (map, verbatim, null) go through their own function. */
+ * place). resp is the client's protocol (2, or 3 after HELLO 3); the shapes
+ * that differ in RESP3 (map, verbatim, null) go through their own function. */
 typedef struct kvp_lw {
     kv_buf b;
     int resp;
@@ -23,9 +23,8 @@ typedef struct kvp_lw {
 
 static void lw_init(kvp_lw *w, const kvp_client *c)
 {
-    (void)c;
     kv_buf_init(&w->b, KVP_OUT_MAX);
-    w->resp = 2;
+    w->resp = c->resp == 3 ? 3 : 2;
 }
 
 static void lw_array(kvp_lw *w, long long n) { kv_resp_write_count(&w->b, '*', n); }
@@ -174,15 +173,24 @@ static int check_password(kvp_client *c, const kv_str *user, const kv_str *pass)
 
 /* --------------------------------------------------------------- HELLO */
 
+/* HELLO [protover [AUTH user pass] [SETNAME name]]: the protocol switches
+ * (2 or 3) only once everything else succeeded, and the reply is written
+ * in the new one, as Redis does. */
 static void local_hello(kvp_client *c, int argc, kv_str *argv)
 {
     int i = 1;
+    int proto = c->resp == 3 ? 3 : 2;
     if (argc >= 2) {
         long long v;
-        if (kv_parse_ll(argv[1].p, argv[1].len, &v) != KV_OK || v != 2) {
+        if (kv_parse_ll(argv[1].p, argv[1].len, &v) != KV_OK) {
+            kvp_client_reply_str(c, "-ERR Protocol version is not an integer or out of range\r\n");
+            return;
+        }
+        if (v != 2 && v != 3) {
             kvp_client_reply_str(c, KVP_ERR_NOPROTO);
             return;
         }
+        proto = (int)v;
         i = 2;
     }
     for (; i < argc; i++) {
@@ -197,14 +205,15 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
             }
             i += 1;
         } else {
-            kvp_client_reply_str(c, KVP_ERR_SYNTAX);
+            kvp_client_reply_err(c, "-ERR Syntax error in HELLO option '%.*s'\r\n", (int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
             return;
         }
     }
     if (!c->authed) {
-        kvp_client_reply_str(c, KVP_ERR_NOAUTH);
+        kvp_client_reply_str(c, KVP_ERR_HELLO_NOAUTH);
         return;
     }
+    c->resp = (uint8_t)proto;
     kvp_lw w;
     lw_init(&w, c);
     lw_map(&w, 7);
@@ -213,7 +222,7 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
     lw_str(&w, "version");
     lw_str(&w, KV_VERSION);
     lw_str(&w, "proto");
-    lw_int(&w, 2);
+    lw_int(&w, proto);
     lw_str(&w, "id");
     lw_int(&w, (long long)c->id);
     lw_str(&w, "mode");
@@ -543,7 +552,7 @@ static void local_client(kvp_client *c, int argc, kv_str *argv)
         if (c->name)
             reply_bulk(c, c->name, strlen(c->name));
         else
-            kvp_client_reply_str(c, "$-1\r\n");
+            kvp_client_reply_str(c, c->resp == 3 ? "_\r\n" : "$-1\r\n");
     } else if (strcmp(n, "id") == 0) {
         reply_int(c, (long long)c->id);
     } else if (strcmp(n, "list") == 0) {

@@ -53,8 +53,9 @@ static const char *bulk_payload(const char *p, size_t n, size_t *len)
 }
 
 /* ------------------------------------------------------- reply writers
- * The shapes of merged replies, in one place (RESP2 today: a RESP3 client
- * changes only these). */
+ * The shapes of merged replies, in one place: the masters answer merges on
+ * RESP2 connections, and these write the client's protocol (r->resp3:
+ * nulls, maps and text differ; arrays, integers and strings do not). */
 
 static void write_array_head(kv_buf *out, long long n)
 {
@@ -81,6 +82,48 @@ static void write_scan_page(kv_buf *out, uint64_t cursor, long long count, const
 static void write_int(kv_buf *out, long long v)
 {
     kv_resp_write_count(out, ':', v);
+}
+
+/* Nil in the client's protocol (the masters answer merges in RESP2). */
+static void write_nil(const kvp_req *r, kv_buf *out)
+{
+    if (r->resp3)
+        kv_buf_append(out, "_\r\n", 3);
+    else
+        kv_buf_append(out, "$-1\r\n", 5);
+}
+
+/* An element of a master's RESP2 reply, for the client: a nil bulk
+ * becomes RESP3's nil. */
+static void write_element(const kvp_req *r, kv_buf *out, const char *p, size_t n)
+{
+    if (r->resp3 && n == 5 && memcmp(p, "$-1\r\n", 5) == 0)
+        write_nil(r, out);
+    else
+        kv_buf_append(out, p, n);
+}
+
+/* n pairs: a flat array in RESP2, a map in RESP3 (PUBSUB NUMSUB). */
+static void write_map_head(const kvp_req *r, kv_buf *out, long long n)
+{
+    if (r->resp3)
+        kv_resp_write_count(out, '%', n);
+    else
+        kv_resp_write_count(out, '*', 2 * n);
+}
+
+/* Text for a person (INFO): a bulk string in RESP2, verbatim in RESP3. */
+static void write_text(const kvp_req *r, kv_buf *out, const char *p, size_t n)
+{
+    if (!r->resp3) {
+        kv_resp_write_bulk(out, n ? p : "", n);
+        return;
+    }
+    kv_resp_write_count(out, '=', (long long)n + 4);
+    kv_buf_append(out, "txt:", 4);
+    if (n)
+        kv_buf_append(out, p, n);
+    kv_buf_append(out, "\r\n", 2);
 }
 
 /* ------------------------------------------------------ reading replies */
@@ -243,7 +286,7 @@ static void merge_numsub(kvp_req *r, int f, const char *p, size_t n)
 static void finish_numsub(kvp_req *r, kv_buf *out)
 {
     if (r->picks == 0) {
-        write_array_head(out, 0);
+        write_map_head(r, out, 0);
         return;
     }
     const kv_buf *b = &r->frags[r->picks - 1].reply;
@@ -253,7 +296,7 @@ static void finish_numsub(kvp_req *r, kv_buf *out)
     size_t pos = (size_t)(crlf - p) + 2;
     size_t pairs = kv_buf_len(&r->pick) / sizeof(long long);
     const char *sums = kv_buf_rptr(&r->pick);
-    write_array_head(out, (long long)pairs * 2);
+    write_map_head(r, out, (long long)pairs);
     kv_reply_scanner s;
     for (size_t i = 0; i < pairs; i++) {
         size_t rl, vl;
@@ -499,7 +542,7 @@ static void finish_mget(kvp_req *r, kv_buf *out)
         kv_buf *b = &r->frags[f].reply;
         if (base[f] != MGET_NOT_PARSED) {
             const size_t *st = starts + base[f] + r->key_pos[i];
-            kv_buf_append(out, kv_buf_rptr(b) + st[0], st[1] - st[0]);
+            write_element(r, out, kv_buf_rptr(b) + st[0], st[1] - st[0]);
         } else if (kv_buf_len(b) > 0 && kv_buf_rptr(b)[0] == '-') {
             /* that backend failed: its keys carry its error, in place */
             kv_buf_append(out, kv_buf_rptr(b), kv_buf_len(b));
@@ -529,7 +572,7 @@ static void finish_info(kvp_req *r, kv_buf *out)
     if (kvp_info_write(&text, r->info_section, &m) != KV_OK)
         kv_buf_append(out, KVP_ERR_OOM, sizeof(KVP_ERR_OOM) - 1);
     else
-        kv_resp_write_bulk(out, kv_buf_len(&text) ? kv_buf_rptr(&text) : "", kv_buf_len(&text));
+        write_text(r, out, kv_buf_rptr(&text), kv_buf_len(&text));
     kv_buf_deinit(&text);
 }
 
@@ -632,7 +675,7 @@ int kvp_merge_finish(kvp_req *r, kv_buf *out)
         else if (r->nerr)
             kv_buf_append(out, kv_buf_rptr(&r->first_err), kv_buf_len(&r->first_err));
         else
-            kv_buf_append(out, "$-1\r\n", 5);
+            write_nil(r, out);
         break;
     case KVP_MERGE_INFO:
         finish_info(r, out);

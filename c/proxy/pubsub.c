@@ -109,25 +109,34 @@ static const char *const SUB_REPLY[PS_KINDS] = {"subscribe", "psubscribe", "ssub
 static const char *const UNSUB_REPLY[PS_KINDS] = {"unsubscribe", "punsubscribe", "sunsubscribe"};
 
 /* ------------------------------------------------------------------ wire
- * What clients read, in one place: RESP2 today (a RESP3 client would get
- * '>' pushes from these three only). */
+ * What clients read, in one place: arrays for a RESP2 client, '>' pushes
+ * (the same elements) for a RESP3 one. */
 
 /* A (un)subscribe confirmation: [kind, name or nil, count]. */
-static void wire_confirm(kv_buf *out, const char *kind, const char *name, size_t len, long long count)
+static void wire_confirm(kv_buf *out, int resp3, const char *kind, const char *name, size_t len,
+                         long long count)
 {
-    kv_resp_write_count(out, '*', 3);
+    kv_resp_write_count(out, resp3 ? '>' : '*', 3);
     kv_resp_write_bulk(out, kind, strlen(kind));
     if (name)
         kv_resp_write_bulk(out, name, len);
+    else if (resp3)
+        kv_buf_append(out, "_\r\n", 3);
     else
         kv_buf_append(out, "$-1\r\n", 5);
     kv_resp_write_count(out, ':', count);
 }
 
-/* A message as the master pushed it ("message", "pmessage", "smessage"
- * arrays): RESP2 passes through untouched. */
+/* A message as the master pushed it on a RESP2 subscriber connection
+ * ("message", "pmessage", "smessage" arrays): as it is for a RESP2
+ * client; for a RESP3 one the array header becomes a push's. */
 static void wire_message(kvp_client *c, const char *p, size_t n)
 {
+    if (c->resp == 3 && n > 1 && p[0] == '*') {
+        kvp_client_reply(c, ">", 1);
+        kvp_client_reply(c, p + 1, n - 1);
+        return;
+    }
     kvp_client_reply(c, p, n);
 }
 
@@ -626,7 +635,7 @@ static void cmd_subscribe(kvp_pubsub *ps, kvp_client *c, int kind, int argc, con
                 }
             }
         }
-        wire_confirm(&ps->out, SUB_REPLY[kind], nm->p, nm->len, client_count(pc, kind));
+        wire_confirm(&ps->out, c->resp == 3, SUB_REPLY[kind], nm->p, nm->len, client_count(pc, kind));
     }
     reply_out(ps, c, g);
     client_maybe_free(c);
@@ -644,12 +653,12 @@ static void cmd_unsubscribe(kvp_pubsub *ps, kvp_client *c, int kind, int argc, c
             ps_entry *e = pc->subs[i].e;
             /* written before it goes (e may be freed with it), with the
              * count it leaves */
-            wire_confirm(&ps->out, UNSUB_REPLY[kind], e->name, e->len, client_count(pc, kind) - 1);
+            wire_confirm(&ps->out, c->resp == 3, UNSUB_REPLY[kind], e->name, e->len, client_count(pc, kind) - 1);
             client_remove(ps, pc, i);
             any = 1;
         }
         if (!any)
-            wire_confirm(&ps->out, UNSUB_REPLY[kind], NULL, 0, pc ? client_count(pc, kind) : 0);
+            wire_confirm(&ps->out, c->resp == 3, UNSUB_REPLY[kind], NULL, 0, pc ? client_count(pc, kind) : 0);
     } else {
         for (int a = 1; a < argc; a++) {
             const kv_str *nm = &argv[a];
@@ -657,7 +666,7 @@ static void cmd_unsubscribe(kvp_pubsub *ps, kvp_client *c, int kind, int argc, c
             int i = e ? client_find(pc, e) : -1;
             if (i >= 0)
                 client_remove(ps, pc, (uint32_t)i);
-            wire_confirm(&ps->out, UNSUB_REPLY[kind], nm->p, nm->len, pc ? client_count(pc, kind) : 0);
+            wire_confirm(&ps->out, c->resp == 3, UNSUB_REPLY[kind], nm->p, nm->len, pc ? client_count(pc, kind) : 0);
         }
     }
     reply_out(ps, c, NULL);

@@ -225,6 +225,7 @@ kvp_req *kvp_req_new(kvp_req_pool *pool, void *owner, size_t *held_counter, uint
     r->state = KVP_REQ_SETUP;
     r->merge = merge;
     r->strip_key = 0;
+    r->resp3 = 0;
     r->oom = 0;
     r->nfrags = (uint16_t)nfrags;
     r->pending = nfrags;

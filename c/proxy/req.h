@@ -111,6 +111,7 @@ struct kvp_req {
     uint8_t merge;             /* KVP_MERGE_*; NONE = one fragment, forwarded */
     uint8_t strip_key;         /* enum kvp_restore: key names in the reply lose our prefix */
     uint8_t oom;               /* a buffer of the reply could not grow: answer out of memory */
+    uint8_t resp3;             /* the owner speaks RESP3: merged replies are written in it */
     uint16_t nfrags;
     int pending;               /* fragments not answered yet */
     size_t *held_counter;      /* the owner's count of reply bytes held in requests */

@@ -79,6 +79,8 @@ static void session_reset(kvp_dispatcher *d, kvp_client *c)
     free(c->name);
     c->name = NULL;
     c->authed = kvp_g.client_password[0] == '\0';
+    c->resp = 2; /* RESET goes back to RESP2, as in Redis */
+    kvp_dispatch_client_gone(d, c); /* its own connection too (WATCH, a blocking one) */
     kvp_client_reply_str(c, "+RESET\r\n");
 }
 
@@ -187,7 +189,7 @@ int kvp_session_command(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, 
     kvp_dispatcher *d = ctx;
     if (c->session != NULL)
         return session_queuing(d, c, cmd, argc, argv);
-    if (c->subscribed && d->pubsub != NULL)
+    if (c->subscribed && c->resp != 3 && d->pubsub != NULL)
         return session_subscribed(d, c, cmd, argc, argv);
     /* a SESSION or PUBSUB command, checked by the dispatcher */
     if (cmd->cls == KVP_CLASS_PUBSUB && d->pubsub != NULL)

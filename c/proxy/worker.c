@@ -182,11 +182,17 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
         w->disp.table_waits = 0;
         return;
     }
+    kvp_backend **route3 = calloc((size_t)t->nservers, sizeof(*route3));
     kvp_backends_untable(&w->backends);
-    for (int i = 0; i < t->nservers; i++)
+    for (int i = 0; i < t->nservers; i++) {
         route[i] = kvp_backends_get(&w->backends, t->servers[i]);
+        if (route3)
+            route3[i] = kvp_backends_get3(&w->backends, t->servers[i], 0); /* kept if in use */
+    }
     free(w->disp.route);
     w->disp.route = route;
+    free(w->disp.route3);
+    w->disp.route3 = route3; /* NULL (out of memory): RESP3 clients use RESP2 connections */
     kvp_table_unref(w->table);
     w->table = t;
     w->disp.table = t;
@@ -464,6 +470,8 @@ static void worker_teardown(kvp_worker *w)
     w->disp.pubsub = NULL;
     free(w->disp.route);
     w->disp.route = NULL;
+    free(w->disp.route3);
+    w->disp.route3 = NULL;
     kvp_dispatcher_free(&w->disp);
     kvp_backends_free(&w->backends);
     kvp_req_pool_free(&w->pool);

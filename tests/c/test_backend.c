@@ -190,9 +190,9 @@ static void test_lending(void)
 {
     atomic_store(&kvp_g.redis_password, "");
     set.owned_max = 2;
-    kvp_backend *a = kvp_backends_lend(&set, addr, &set);
-    kvp_backend *b = kvp_backends_lend(&set, addr, &set);
-    kvp_backend *c = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *a = kvp_backends_lend(&set, addr, &set, 0);
+    kvp_backend *b = kvp_backends_lend(&set, addr, &set, 0);
+    kvp_backend *c = kvp_backends_lend(&set, addr, &set, 0);
     TAP_CHECK(a && b && a != b && a->mode == KVP_BE_OWNED, "two connections of their own");
     TAP_CHECK(c == NULL && kvp_backends_owned(&set, addr) == 2, "a third is refused at owned_max");
     int sa = accept_one(), sb = accept_one();
@@ -209,7 +209,7 @@ static void test_lending(void)
               "while resetting it still counts against the bound");
     server_write(sa_got_reset ? sa : sb, "+RESET\r\n");
     TAP_CHECK(a->mode == KVP_BE_IDLE && kvp_backends_owned(&set, addr) == 1, "+RESET: idle, off the bound");
-    kvp_backend *again = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *again = kvp_backends_lend(&set, addr, &set, 0);
     TAP_CHECK(again == a && a->mode == KVP_BE_OWNED, "the idle connection is lent again");
 
     /* b given back with a command in flight (a BLPOP): never reused */
@@ -233,7 +233,7 @@ static void test_lending(void)
 
     /* given back from inside its own reply callback, another command in
      * flight: closed there, the rest of that read is not touched */
-    kvp_backend *e = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *e = kvp_backends_lend(&set, addr, &set, 0);
     int se = accept_one();
     spin();
     size_t mark = kv_buf_mark(&e->out);
@@ -246,7 +246,7 @@ static void test_lending(void)
     server_write(se, "+A\r\n+B\r\n");
     TAP_CHECK(strcmp(got[(ngot - 2) % 8], "20:+A\r\n") == 0 && strstr(got[(ngot - 1) % 8], "21:-ERR backend"),
               "given back in its callback with one more in flight: closed, the other answered unavailable");
-    kvp_backend *f = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *f = kvp_backends_lend(&set, addr, &set, 0);
     TAP_CHECK(f != NULL && f != e, "a closed idle connection is never lent, even before the tick drops it");
     kvp_backend_give_back(f);
     close(se);
@@ -266,7 +266,7 @@ static void test_group_and_give_back_after(void)
     struct pollfd lp = {lfd, POLLIN, 0};
     while (poll(&lp, 1, 50) > 0)
         close(accept(lfd, NULL, NULL));
-    kvp_backend *t = kvp_backends_lend(&set, addr, &set);
+    kvp_backend *t = kvp_backends_lend(&set, addr, &set, 0);
     int st = accept_one();
     server_read(st);
     server_write(st, "+OK\r\n");
@@ -291,7 +291,7 @@ static void test_group_and_give_back_after(void)
     TAP_CHECK(t->mode == KVP_BE_RESETTING, "still resetting until AUTH answers");
     server_write(st, "+RESET\r\n+OK\r\n");
     TAP_CHECK(t->mode == KVP_BE_IDLE, "+RESET, +OK: idle, lendable again");
-    TAP_CHECK(kvp_backends_lend(&set, addr, &set) == t, "and lent again");
+    TAP_CHECK(kvp_backends_lend(&set, addr, &set, 0) == t, "and lent again");
 
     /* a group that cannot be queued whole: nothing written, nothing queued */
     size_t len0 = kv_buf_len(&t->out);

@@ -16,7 +16,11 @@ it_eq "wrong password refused, right one accepted, then served" \
   "-WRONGPASS invalid username-password pair or user is disabled.|OK|OK|v" \
   "$(T "AUTH nope" "AUTH s3cret" "SET k v" "GET k")"
 it_eq "AUTH default <password> form" "OK|PONG" "$(T "AUTH default s3cret" "PING")"
-it_eq "HELLO 3 refused (RESP2 only)" "-NOPROTO unsupported protocol version" "$(T "HELLO 3")"
+it_eq "HELLO 3 before AUTH: Redis's NOAUTH" "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time" "$(T "HELLO 3")"
+it_eq "HELLO 3 AUTH with a wrong password: WRONGPASS" "-WRONGPASS invalid username-password pair or user is disabled." \
+  "$(T "HELLO 3 AUTH default nope")"
+it_eq "HELLO 3 AUTH default <password>: RESP3 and served" "proto 3 v" \
+  "$(printf 'HELLO 3 AUTH default s3cret\nGET k\n' | redis-cli -p "$P_PORT" | grep -x 'proto 3') $(printf 'HELLO 3 AUTH default s3cret\nGET k\n' | redis-cli -p "$P_PORT" | tail -1)"
 it_check "test_all -a passes" sh -c "'$IT_BIN/test_all' -p $P_PORT -a s3cret > '$IT_DIR/ta.out' 2>&1"
 tail -1 "$IT_DIR/ta.out"
 it_done

@@ -10,7 +10,7 @@
 # owner adds its group here when it lands (tx blocking pubsub scan scripts
 # resp3 info); try one before with
 #   KVP_CLIENT_GROUPS="basic tx" bash tests/it/35_client_libs.sh
-KVP_CLIENT_GROUPS=${KVP_CLIENT_GROUPS:-"basic tx blocking pubsub scan scripts"}
+KVP_CLIENT_GROUPS=${KVP_CLIENT_GROUPS:-"basic tx blocking pubsub scan scripts resp3 info"}
 
 source "$(dirname "$0")/lib.sh"
 CL=$IT_ROOT/tests/clients
