@@ -819,7 +819,11 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
     atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed); /* CLIENT LIST's cmd= */
     if (cmd->cls == KVP_CLASS_LOCAL &&
         kvp_local_run(&d->local, c, cmd, &argc, &argv) == KVP_LOCAL_DONE) {
-        count_cmd(d, cmd);
+        /* the proxy's own introspection (CONFIG GET, COMMAND) is not the
+         * clients' traffic: redis-benchmark's CONFIG GETs must not show up
+         * in stats_info (TEST_GUIDE 5.2: only its SETs) */
+        if (cmd->local != KVP_LOCAL_CONFIG && cmd->local != KVP_LOCAL_CMDTAB)
+            count_cmd(d, cmd);
         return KV_OK;
     }
     /* else a local command asks a master (COMMAND DOCS): as class ANY */

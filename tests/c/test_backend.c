@@ -332,7 +332,8 @@ static void on_state(void *ctx, kvp_backend *be, int ready)
         nready++;
         /* the owner subscribes (again) as soon as it is ready */
         size_t mark = kv_buf_mark(&be->out);
-        kv_buf_append(&be->out, "*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n", 29);
+        static const char sub[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$1\r\na\r\n";
+        kv_buf_append(&be->out, sub, sizeof(sub) - 1);
         kvp_backend_send_push(be, mark);
     } else {
         ndown++;
