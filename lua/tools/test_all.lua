@@ -25,6 +25,7 @@ local loop = require "kv.loop"
 local redis = require "kv.redis"
 local core = require "kv.core"
 local check = require "tools.check"
+local resp3 = require "tools.resp3"
 
 local M = {}
 
@@ -681,6 +682,83 @@ function T:blocking()
 end
 
 --------------------------------------------------------------------------------
+-- RESP3 (issue 12, item 7): HELLO 3 switches the connection; maps, sets,
+-- doubles and nulls arrive as Redis writes them (tools.resp3 reads them: the
+-- tools' hiredis reader is RESP2 only); merged replies in RESP3; a
+-- subscriber's messages are pushes and it may run commands meanwhile.
+--------------------------------------------------------------------------------
+
+-- A raw connection speaking RESP3 after HELLO 3 (and AUTH in it).
+function T:resp3_connect()
+  local o = self.o
+  local s, err = loop.connect(o.host, o.port, TIMEOUT)
+  if not s then self:fail("resp3", "connect", "a connection", tostring(err)) end
+  local r = { s = s }
+  if o.password then
+    self:resp3_expect(r, { "HELLO", "3", "AUTH", "default", o.password }, "a map with proto 3", function(v)
+      return type(v) == "table" and v.kind == "%" and v.map.proto == 3
+    end)
+  else
+    self:resp3_expect(r, { "HELLO", "3" }, "a map with proto 3", function(v)
+      return type(v) == "table" and v.kind == "%" and v.map.proto == 3
+    end)
+  end
+  return r
+end
+
+-- Send args on r, check the reply with ok(v); returns it.
+function T:resp3_expect(r, args, want, ok)
+  local what = table.concat(args, " ")
+  r.s:send(resp3.command(unpack(args)))
+  local v, err = r.s:receive_with(resp3.decode, TIMEOUT)
+  if v == nil then self:fail("resp3", what, want, "(" .. tostring(err) .. ")") end
+  if not ok(v) then self:fail("resp3", what, want, resp3.show(v)) end
+  self.rep:pass("resp3", what, resp3.show(v))
+  return v
+end
+
+function T:resp3()
+  local r = self:resp3_connect()
+  local E = function(args, want, ok) return self:resp3_expect(r, args, want, ok) end
+  local h, z, k1, k2 = self:key("r3h"), self:key("r3z"), self:key("r3k"), self:key("r3k")
+  local missing = self:key("r3missing")
+  E({ "HSET", h, "f1", "v1", "f2", "v2" }, "2", function(v) return v == 2 end)
+  E({ "HGETALL", h }, "a map of 2 pairs", function(v)
+    return type(v) == "table" and v.kind == "%" and v.n == 2 and v.map.f1 == "v1" and v.map.f2 == "v2"
+  end)
+  E({ "ZADD", z, "1.5", "a" }, "1", function(v) return v == 1 end)
+  E({ "ZSCORE", z, "a" }, "a double 1.5", function(v) return type(v) == "table" and v.double == "1.5" end)
+  E({ "GET", missing }, "null", function(v) return v == resp3.null end)
+  E({ "SET", k1, "one" }, "OK", function(v) return type(v) == "table" and v.status == "OK" end)
+  E({ "SET", k2, "two" }, "OK", function(v) return type(v) == "table" and v.status == "OK" end)
+  E({ "MGET", k1, missing, k2 }, "[one, null, two] (merged over masters)", function(v)
+    return type(v) == "table" and v.kind == "*" and v[1] == "one" and v[2] == resp3.null and v[3] == "two"
+  end)
+  E({ "EXISTS", k1, k2, missing }, "2", function(v) return v == 2 end)
+  E({ "SMEMBERS", missing }, "an empty set", function(v) return type(v) == "table" and v.kind == "~" and v.n == 0 end)
+  E({ "INFO", "server" }, "verbatim text with # Server", function(v)
+    return type(v) == "table" and v.format == "txt" and v.verbatim:find("# Server", 1, true) ~= nil
+  end)
+  E({ "DEL", h, z, k1, k2 }, "4", function(v) return v == 4 end)
+  -- a subscriber: pushes, and a GET answered meanwhile
+  local ch = "r3ch_" .. math.random(1, 999999999)
+  E({ "SUBSCRIBE", ch }, "a push [subscribe, ch, 1]", function(v)
+    return type(v) == "table" and v.kind == ">" and v[1] == "subscribe" and v[3] == 1
+  end)
+  self:expect("resp3", { "PUBLISH", ch, "hi" }, 1)
+  local v, err = r.s:receive_with(resp3.decode, TIMEOUT)
+  if not (type(v) == "table" and v.kind == ">" and v[1] == "message" and v[3] == "hi") then
+    self:fail("resp3", "the message", "a push [message, ch, hi]", v and resp3.show(v) or tostring(err))
+  end
+  self.rep:pass("resp3", "the published message", resp3.show(v))
+  E({ "GET", missing }, "null (a command while subscribed)", function(x) return x == resp3.null end)
+  E({ "UNSUBSCRIBE", ch }, "a push [unsubscribe, ch, 0]", function(x)
+    return type(x) == "table" and x.kind == ">" and x[1] == "unsubscribe" and x[3] == 0
+  end)
+  r.s:close()
+end
+
+--------------------------------------------------------------------------------
 -- Keys named by keyword (issue 12, item 6): STORE keys, SORT's BY/GET
 -- patterns, XREAD's STREAMS, numkeys commands; all within one hash tag
 --------------------------------------------------------------------------------
@@ -1012,6 +1090,7 @@ function T:one_loop()
   self:keyword()
   self:transactions()
   self:blocking()
+  self:resp3()
   self:pubsub()
   self:introspection()
   self:cleanup()
