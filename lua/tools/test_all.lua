@@ -663,14 +663,14 @@ function T:blocking()
   g(2, "RPUSH", q2, "a", "b")
   g({ n = 2, q2, "a" }, "BLPOP", q, q2, "1")
   g({ n = 2, q2, { n = 1, "b" } }, "BLMPOP", "1", "2", q, q2, "LEFT", "COUNT", "5")
-  g(null, "BLPOP", q, "0.2")
+  g(null, "BLPOP", q, "0.01")
   g(1, "ZADD", z, "5", "m")
   g({ n = 3, z, "m", "5" }, "BZPOPMIN", z, "1")
   -- woken by another client while blocked
   local waiter = self:connect("blocking")
   local got
   loop.spawn(function() got = waiter:call("BLPOP", q, "0") end)
-  loop.sleep(0.1)
+  loop.sleep(0.02)
   g(1, "RPUSH", q, "woken")
   local deadline = loop.now() + TIMEOUT
   while got == nil and loop.now() < deadline do loop.sleep(0.01) end
