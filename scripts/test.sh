@@ -363,7 +363,9 @@ run_it() {
         name=it/$(basename "$f" .sh)
         selected it "${name#it/}" || continue
         if [ ! -x "$f" ]; then
-            echo "not executable, not run: $f"
+            # a test that silently never runs cannot fail: count it failed
+            fail "$name" "(not executable: chmod +x $f)"
+            FAILED=$((FAILED + 1))
             continue
         fi
         any=1
