@@ -80,6 +80,7 @@ void kvp_wstats_sum(kvp_stats_sum *o)
         o->inst_ops += load(&st->inst_ops);
         o->inst_in += load(&st->inst_in);
         o->inst_out += load(&st->inst_out);
+        o->blocked += atomic_load_explicit(&st->blocked, memory_order_relaxed);
     }
     o->workers = n;
 }

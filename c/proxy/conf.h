@@ -80,6 +80,7 @@ typedef struct kvp_wstats {
     _Atomic uint64_t rejected;  /* rejected_connections (max_client_num) */
     _Atomic uint64_t net_in;    /* total_net_input_bytes */
     _Atomic uint64_t net_out;   /* total_net_output_bytes */
+    _Atomic int64_t blocked;    /* blocked_clients: blocking commands waiting now */
     /* instantaneous_* (per second), set by kvp_wstats_sample */
     _Atomic uint64_t inst_ops, inst_in, inst_out;
     /* the sampler's state: the worker's only */
@@ -102,6 +103,7 @@ void kvp_wstats_publish(kvp_wstats **all, int n);
 typedef struct kvp_stats_sum {
     uint64_t total, slow, conns, rejected, net_in, net_out;
     uint64_t inst_ops, inst_in, inst_out;
+    int64_t blocked;
     int workers;
 } kvp_stats_sum;
 void kvp_wstats_sum(kvp_stats_sum *out);

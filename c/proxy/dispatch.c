@@ -416,6 +416,16 @@ static int own_connection(kvp_dispatcher *d, kvp_client *c, int server, int pin)
     return KV_OK;
 }
 
+/* The reply of a blocking command (ctx = its request, route_ctx = the
+ * dispatcher): one blocked client fewer (INFO blocked_clients). */
+static void blocked_reply(void *ctx, uint32_t tag, const char *p, size_t n)
+{
+    kvp_req *r = ctx;
+    kvp_dispatcher *d = r->route_ctx;
+    atomic_fetch_sub_explicit(&d->st->blocked, 1, memory_order_relaxed);
+    kvp_req_frag_reply(r, (int)tag, p, n);
+}
+
 static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int argc, const kv_str *argv,
                         const int *keys, int nk, const kvp_rkey *rkeys, uint32_t flags, int blocks)
 {
@@ -428,8 +438,16 @@ static void forward_one(kvp_dispatcher *d, kvp_client *c, kvp_backend *be, int a
     kvp_req_routed(r);
     size_t mark = kv_buf_mark(&be->out);
     write_routed(&be->out, argc, argv, keys, nk, d->table, rkeys);
-    if ((blocks ? kvp_backend_send_blocking : kvp_backend_send)(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
-        frag_oom(r, 0);
+    if (!blocks) {
+        if (kvp_backend_send(be, mark, kvp_req_on_reply, r, 0) != KV_OK)
+            frag_oom(r, 0);
+    } else {
+        r->route_ctx = d; /* for blocked_reply */
+        if (kvp_backend_send_blocking(be, mark, blocked_reply, r, 0) != KV_OK)
+            frag_oom(r, 0);
+        else
+            atomic_fetch_add_explicit(&d->st->blocked, 1, memory_order_relaxed);
+    }
     kvp_req_sent(r);
 }
 
@@ -812,11 +830,36 @@ static int table_ready(kvp_dispatcher *d, kvp_client *c)
     return KV_OK;
 }
 
+/* HELLO 2|3 that changes c's protocol. */
+static int hello_switches(const kvp_client *c, int argc, const kv_str *argv)
+{
+    if (argc < 2 || argv[1].len != 1 || (argv[1].p[0] != '2' && argv[1].p[0] != '3'))
+        return 0;
+    return (argv[1].p[0] == '3') != (c->resp == 3);
+}
+
+/* c's own connection speaks its old protocol: an idle one goes back (the
+ * next is lent in the new protocol); one that holds a WATCH or a waiting
+ * command cannot change, so the HELLO is refused (KV_ERR, answered). */
+static int own_before_switch(kvp_dispatcher *d, kvp_client *c)
+{
+    const kvp_backend *own = c->lent;
+    if (c->lent_pinned || own->ring_len > 0 || own->held_for > 0 || kv_buf_len(&own->out) > 0) {
+        kvp_client_reply_str(c, KVP_ERR_HELLO_OWNED);
+        return KV_ERR;
+    }
+    kvp_dispatch_client_gone(d, c);
+    return KV_OK;
+}
+
 int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     if (kvp_dispatch_check(d, c, &cmd, argc, argv) != KV_OK)
         return KV_OK;
     atomic_store_explicit(&c->last_cmd, cmd->name, memory_order_relaxed); /* CLIENT LIST's cmd= */
+    if (cmd->local == KVP_LOCAL_HELLO && c->lent != NULL && hello_switches(c, argc, argv) &&
+        own_before_switch(d, c) != KV_OK)
+        return KV_OK;
     if (cmd->cls == KVP_CLASS_LOCAL &&
         kvp_local_run(&d->local, c, cmd, &argc, &argv) == KVP_LOCAL_DONE) {
         /* the proxy's own introspection (CONFIG GET, COMMAND) is not the
@@ -1139,18 +1182,24 @@ int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int
     return dispatch_keyed(d, c, cmd, argc, argv);
 }
 
-void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c)
+void kvp_dispatch_release(kvp_dispatcher *d, kvp_client *c)
 {
     KV_UNUSED(d);
     kvp_backend *own = c->lent;
-    if (own == NULL || !c->lent_pinned)
-        return; /* none, or kept from a blocking command: stays with c */
+    if (own == NULL)
+        return;
     c->lent = NULL;
     c->lent_pinned = 0;
     own->owner = NULL;
     if (own->held_for == 0)
         kvp_backend_give_back_after(own);
     /* else premig_release gives it back once its held commands are out */
+}
+
+void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c)
+{
+    if (c->lent_pinned)
+        kvp_dispatch_release(d, c); /* else kept from a blocking command: stays with c */
 }
 
 kvp_backend *kvp_dispatch_lend(kvp_dispatcher *d, kvp_client *c, int server)

@@ -94,6 +94,9 @@ int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int
 /* c is done with its own connection (EXEC, DISCARD, UNWATCH): it goes back
  * (RESET) once what c sent on it has answered. */
 void kvp_dispatch_unpin(kvp_dispatcher *d, kvp_client *c);
+/* c's own connection goes back whatever it holds (RESET), once what c sent
+ * on it has answered (as Redis runs a RESET after the commands before it). */
+void kvp_dispatch_release(kvp_dispatcher *d, kvp_client *c);
 
 /* A connection of c's own to table server `server` (WATCH; later blocking
  * commands, pub/sub); NULL at the bound or when c already holds one

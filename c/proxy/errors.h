@@ -35,6 +35,7 @@
 #define KVP_ERR_IN_MULTI_FMT      "-ERR command '%s' is not supported by the proxy inside MULTI (a transaction runs on one master)\r\n"
 #define KVP_ERR_CROSSSLOT_WATCH   "-CROSSSLOT Keys in request don't hash to the master of the WATCHed keys\r\n"
 #define KVP_ERR_NO_OWNED          "-ERR proxy has no free backend connection of the client's own (owned_connections_max per master reached)\r\n"
+#define KVP_ERR_HELLO_OWNED       "-ERR proxy: HELLO cannot switch the protocol while this connection WATCHes keys or waits in a blocking command (UNWATCH, or wait for its reply, first)\r\n"
 #define KVP_ERR_OWNED_BUSY        "-ERR proxy: this connection still waits on another master (a blocking command or a WATCH there)\r\n"
 #define KVP_ERR_TX_TOO_BIG        "-ERR transaction too big for the proxy (queued commands over the limit)\r\n"
 /* SORT BY / GET: "BY" or "GET"; Redis Cluster's refusal, for buckets */

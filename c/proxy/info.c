@@ -174,9 +174,12 @@ static void section_server(kv_buf *t, const kvp_info_masters *m)
 
 static void section_clients(kv_buf *t)
 {
+    kvp_stats_sum s;
+    kvp_wstats_sum(&s);
     add(t, "# Clients\r\nconnected_clients:%d\r\ncluster_connections:0\r\nmaxclients:%d\r\n"
-           "blocked_clients:0\r\ntracking_clients:0\r\n",
-        atomic_load(&kvp_g.client_count), atomic_load(&kvp_g.max_client_num));
+           "blocked_clients:%lld\r\ntracking_clients:0\r\n",
+        atomic_load(&kvp_g.client_count), atomic_load(&kvp_g.max_client_num),
+        (long long)(s.blocked > 0 ? s.blocked : 0));
 }
 
 static void section_memory(kv_buf *t)

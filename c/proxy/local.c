@@ -171,6 +171,24 @@ static int check_password(kvp_client *c, const kv_str *user, const kv_str *pass)
     return 1;
 }
 
+/* CLIENT SETNAME's and HELLO's name, checked as Redis checks it (CLIENT
+ * LIST's lines are split at spaces). 1 when set, else 0 and answered. */
+static int set_name_or_reply(kvp_client *c, const kv_str *name)
+{
+    for (size_t i = 0; i < name->len; i++) {
+        unsigned char ch = (unsigned char)name->p[i];
+        if (ch <= ' ' || ch > '~') {
+            kvp_client_reply_str(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+            return 0;
+        }
+    }
+    if (kvp_client_set_name(c, name->p, name->len) != KV_OK) {
+        kvp_client_reply_str(c, KVP_ERR_OOM);
+        return 0;
+    }
+    return 1;
+}
+
 /* --------------------------------------------------------------- HELLO */
 
 /* HELLO [protover [AUTH user pass] [SETNAME name]]: the protocol switches
@@ -193,26 +211,30 @@ static void local_hello(kvp_client *c, int argc, kv_str *argv)
         proto = (int)v;
         i = 2;
     }
+    const kv_str *user = NULL, *pass = NULL, *name = NULL;
     for (; i < argc; i++) {
         if (eq_nocase(&argv[i], "auth") && i + 2 < argc) {
-            if (!check_password(c, &argv[i + 1], &argv[i + 2]))
-                return;
+            user = &argv[i + 1];
+            pass = &argv[i + 2];
             i += 2;
         } else if (eq_nocase(&argv[i], "setname") && i + 1 < argc) {
-            if (kvp_client_set_name(c, argv[i + 1].p, argv[i + 1].len) != KV_OK) {
-                kvp_client_reply_str(c, KVP_ERR_OOM);
-                return;
-            }
+            name = &argv[i + 1];
             i += 1;
         } else {
             kvp_client_reply_err(c, "-ERR Syntax error in HELLO option '%.*s'\r\n", (int)(argv[i].len > 64 ? 64 : argv[i].len), argv[i].p);
             return;
         }
     }
+    /* as Redis: AUTH (the default user without a password takes any),
+     * then the NOAUTH check, then the name, then the switch */
+    if (pass && kvp_g.client_password[0] != '\0' && !check_password(c, user, pass))
+        return;
     if (!c->authed) {
         kvp_client_reply_str(c, KVP_ERR_HELLO_NOAUTH);
         return;
     }
+    if (name && !set_name_or_reply(c, name))
+        return;
     c->resp = (uint8_t)proto;
     kvp_lw w;
     lw_init(&w, c);
@@ -252,10 +274,11 @@ size_t kvp_local_client_line(const kvp_client *c, uint64_t now_ms, char *buf, si
     int len = snprintf(buf, n,
                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%llu idle=%llu flags=%s%s db=0 sub=0 "
                        "psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-                       "obl=0 oll=0 omem=0 tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=2",
+                       "obl=0 oll=0 omem=0 tot-mem=%zu events=r cmd=%s user=default redir=-1 resp=%d",
                        (unsigned long long)c->id, c->peer, laddr, c->fd, c->name ? c->name : "", age, idle,
                        killed ? "A" : "", no_evict ? "e" : (killed ? "" : "N"),
-                       atomic_load_explicit(&c->tot_mem, memory_order_relaxed), cmd ? cmd : "NULL");
+                       atomic_load_explicit(&c->tot_mem, memory_order_relaxed), cmd ? cmd : "NULL",
+                       c->resp == 3 ? 3 : 2); /* a byte another worker may change: 2 or 3 either way */
     if (len < 0)
         return 0;
     return (size_t)len < n ? (size_t)len : n - 1;
@@ -459,16 +482,7 @@ static void client_kill(kvp_client *c, int argc, kv_str *argv)
 
 static void client_setname(kvp_client *c, const kv_str *name)
 {
-    for (size_t i = 0; i < name->len; i++) {
-        unsigned char ch = (unsigned char)name->p[i];
-        if (ch <= ' ' || ch > '~') {
-            kvp_client_reply_str(c, "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
-            return;
-        }
-    }
-    if (kvp_client_set_name(c, name->p, name->len) != KV_OK)
-        kvp_client_reply_str(c, KVP_ERR_OOM);
-    else
+    if (set_name_or_reply(c, name))
         kvp_client_reply_str(c, "+OK\r\n");
 }
 
@@ -1145,7 +1159,9 @@ int kvp_local_run(kvp_locals *l, kvp_client *c, const kvp_cmd *cmd, int *argcp, 
     kv_str *argv = *argvp;
     switch (cmd->local) {
     case KVP_LOCAL_PING:
-        if (argc == 1)
+        if (argc > 2)
+            kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, "ping");
+        else if (argc == 1)
             kvp_client_reply_str(c, "+PONG\r\n");
         else
             reply_bulk(c, argv[1].p, argv[1].len);

@@ -103,14 +103,6 @@ static void write_element(const kvp_req *r, kv_buf *out, const char *p, size_t n
         kv_buf_append(out, p, n);
 }
 
-/* n pairs: a flat array in RESP2, a map in RESP3 (PUBSUB NUMSUB). */
-static void write_map_head(const kvp_req *r, kv_buf *out, long long n)
-{
-    if (r->resp3)
-        kv_resp_write_count(out, '%', n);
-    else
-        kv_resp_write_count(out, '*', 2 * n);
-}
 
 /* Text for a person (INFO): a bulk string in RESP2, verbatim in RESP3. */
 static void write_text(const kvp_req *r, kv_buf *out, const char *p, size_t n)
@@ -286,7 +278,7 @@ static void merge_numsub(kvp_req *r, int f, const char *p, size_t n)
 static void finish_numsub(kvp_req *r, kv_buf *out)
 {
     if (r->picks == 0) {
-        write_map_head(r, out, 0);
+        write_array_head(out, 0);
         return;
     }
     const kv_buf *b = &r->frags[r->picks - 1].reply;
@@ -296,7 +288,7 @@ static void finish_numsub(kvp_req *r, kv_buf *out)
     size_t pos = (size_t)(crlf - p) + 2;
     size_t pairs = kv_buf_len(&r->pick) / sizeof(long long);
     const char *sums = kv_buf_rptr(&r->pick);
-    write_map_head(r, out, (long long)pairs);
+    write_array_head(out, (long long)pairs * 2); /* a flat array in RESP3 too, as Redis 7.0 */
     kv_reply_scanner s;
     for (size_t i = 0; i < pairs; i++) {
         size_t rl, vl;

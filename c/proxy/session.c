@@ -80,7 +80,7 @@ static void session_reset(kvp_dispatcher *d, kvp_client *c)
     c->name = NULL;
     c->authed = kvp_g.client_password[0] == '\0';
     c->resp = 2; /* RESET goes back to RESP2, as in Redis */
-    kvp_dispatch_client_gone(d, c); /* its own connection too (WATCH, a blocking one) */
+    kvp_dispatch_release(d, c); /* its own connection too, after what it sent on it */
     kvp_client_reply_str(c, "+RESET\r\n");
 }
 

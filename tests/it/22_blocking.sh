@@ -27,10 +27,13 @@ timeout 30 redis-cli -p "$P_PORT" blpop '{b}gone' 0 >/dev/null &
 cli=$!
 for i in $(seq 50); do [ "$(blocked)" = 1 ] && break; sleep 0.1; done
 it_eq "a client in BLPOP 0 is blocked on its master" 1 "$(blocked)"
+it_eq "  and the proxy's INFO says so (blocked_clients, redis-cli --stat's column)" "blocked_clients:1" \
+  "$(redis-cli -p "$P_PORT" info clients | grep -o 'blocked_clients:[0-9]*')"
 kill "$cli"; wait "$cli" 2>/dev/null
 it_check "it leaves: the master's connection is released (no blocked client)" it_wait 5 sh -c "
   n=0; for m in $M1 $M2 $M3; do n=\$((n + \$(redis-cli -p \$m -a $IT_PW --no-auth-warning info clients | sed -n 's/^blocked_clients:\\([0-9]*\\).*/\\1/p'))); done; [ \$n = 0 ]"
 it_eq "  and nothing was popped" 0 "$(redis-cli -p "$P_PORT" exists '{b}gone')"
+it_eq "  blocked_clients back to 0" "blocked_clients:0" "$(redis-cli -p "$P_PORT" info clients | grep -o 'blocked_clients:[0-9]*')"
 
 # a migrating bucket: "{foo}" keys are in bucket 705, owned by M2, migrating
 # to M1; BLPOP's key moves first (migrate-on-access), then it waits there

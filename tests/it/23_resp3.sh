@@ -33,6 +33,11 @@ it_eq "HELLO 2 after 3: proto 2 again" "2" \
 it_eq "HELLO 4: NOPROTO, as Redis" "$(redis-cli -p "$R" hello 4)" "$(redis-cli -p "$P_PORT" hello 4)"
 it_eq "HELLO 3 SETNAME" "resp3app" "$(printf 'HELLO 3 SETNAME resp3app\nCLIENT GETNAME\n' | redis-cli -p "$P_PORT" | tail -1)"
 it_eq "HELLO with a bad option: Redis's error" "$(redis-cli -p "$R" hello 3 setname)" "$(redis-cli -p "$P_PORT" hello 3 setname)"
+it_eq "HELLO SETNAME with a space: Redis's error" "$(redis-cli -p "$R" hello 3 setname 'a b')" "$(redis-cli -p "$P_PORT" hello 3 setname 'a b')"
+it_eq "HELLO AUTH without a password configured: accepted, as Redis's nopass user" \
+  "$(redis-cli -p "$R" hello 3 auth default x | grep -x 'proto 3')" "$(redis-cli -p "$P_PORT" hello 3 auth default x | grep -x 'proto 3')"
+same "PING with two arguments: the arity error" ping a b
+same "PUBSUB NUMSUB in RESP3: a flat array, as Redis 7.0" pubsub numsub nosuchchannel
 
 both hset h f1 v1 f2 v2
 both hset '{t}h' f1 v1 f2 v2

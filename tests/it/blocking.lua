@@ -94,6 +94,13 @@ loop.run(function()
       return c:call("EXEC")
     end)()) == "[nil]")
 
+  -- RESET pipelined behind a blocking command runs after it, as on Redis:
+  -- the pop and the GET are answered, not cut off with an error
+  local rs = c:pipeline({ { "BLPOP", "{b}none", "0.3" }, { "LRANGE", "{b}dst", "0", "-1" }, { "RESET" } })
+  check("BLPOP, LRANGE, RESET in one write: each answered in order",
+    rs and show(rs[1]) == "nil" and show(rs[2]) == "[m,n]" and show(rs[3]) == "+RESET",
+    rs and (show(rs[1]) .. " " .. show(rs[2]) .. " " .. show(rs[3])) or "no replies")
+
   c:close()
   print(failed == 0 and "all passed" or (failed .. " failed"))
   loop.stop()
