@@ -380,11 +380,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 static int l_set_handler(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_pushvalue(L, 1);
-    if (handler_ref != LUA_NOREF)
-        luaL_unref(L, LUA_REGISTRYINDEX, handler_ref);
-    handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    kv_runtime_set_ref(L, 1, &handler_ref);
     return 0;
 }
 

@@ -96,3 +96,12 @@ void kv_runtime_deinit(void)
         event_base_free(rt_base);
     rt_base = NULL;
 }
+
+void kv_runtime_set_ref(lua_State *L, int idx, int *ref)
+{
+    luaL_checktype(L, idx, LUA_TFUNCTION);
+    lua_pushvalue(L, idx);
+    if (*ref != LUA_NOREF)
+        luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}

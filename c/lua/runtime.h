@@ -36,6 +36,11 @@ int kv_runtime_init(void);
  * a process that returns from main leaves nothing for LeakSanitizer. */
 void kv_runtime_deinit(void);
 
+/* A binding's set_handler(fn): the function at stack index idx becomes the
+ * one *ref names in the registry (the previous one released). Raises a Lua
+ * error when it is not a function. */
+void kv_runtime_set_ref(lua_State *L, int idx, int *ref);
+
 /* Where the Lua modules are: $KV_LUA_DIR, else the build's lua/. */
 const char *kv_runtime_lua_dir(void);
 
