@@ -521,6 +521,24 @@ static int route_patterns(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     return KV_OK;
 }
 
+/* COPY ... DB n: the proxy serves db 0 only (SELECT of another is out of
+ * range); a copy into another db of the master would be out of every
+ * client's reach. 1 when answered. */
+static int copy_to_other_db(kvp_client *c, int argc, const kv_str *argv)
+{
+    for (int i = 3; i + 1 < argc; i++) {
+        if (argv[i].len == 2 && strncasecmp(argv[i].p, "db", 2) == 0) {
+            long long db;
+            if (kv_parse_ll(argv[i + 1].p, argv[i + 1].len, &db) == KV_OK && db != 0) {
+                kvp_client_reply_str(c, KVP_ERR_DB_RANGE);
+                return 1;
+            }
+            i++;
+        }
+    }
+    return 0;
+}
+
 static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     const kvp_table *t = d->table;
@@ -545,6 +563,8 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         }
     }
     if (kvp_cmd_has_patterns(cmd) && route_patterns(d, c, cmd, argc, argv, &nk) != KV_OK)
+        return KV_OK;
+    if (cmd == d->cmd_copy && copy_to_other_db(c, argc, argv))
         return KV_OK;
     /* a command that may block waits on a connection of c's own */
     int blocks = (cmd->flags & KVP_CF_BLOCKING) && kvp_cmd_blocks(cmd, argc, argv);
@@ -1236,6 +1256,7 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
     d->st = st;
     kv_req_parser_init(&d->s_parser);
     kvp_local_init(&d->local);
+    d->cmd_copy = kvp_cmd_lookup("copy", 4);
 }
 
 void kvp_dispatcher_free(kvp_dispatcher *d)

@@ -40,6 +40,7 @@ typedef struct kvp_dispatcher {
                                 * command of a subscribed client go up through
                                 * on_session too */
     kv_req_parser s_parser;    /* EXEC: reads the queued commands back */
+    const kvp_cmd *cmd_copy;   /* COPY: its DB option is checked */
     uint64_t qps_sec;
     int qps_count;
     /* scratch for routing multi-key commands */

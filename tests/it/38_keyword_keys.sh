@@ -24,6 +24,12 @@ same() { local what=$1; shift; it_eq "$what" "$(Rd "$@")" "$(P "$@")"; }
 on() { local what=$1 re=$2; shift 2; local out; out=$(P "$@"); it_check "$what: ${out:0:100}" grep -Eq "$re" <<<"$out"; }
 stored() { { it_redis "$M1" --scan --pattern "$1"; it_redis "$M2" --scan --pattern "$1"; } | sort; }
 
+# --- COPY ... DB n: the proxy serves db 0 only ------------------------------
+P set '{c}a' v >/dev/null
+on "COPY into db 1: out of range, as SELECT 1 is" "^ERR DB index is out of range" copy '{c}a' '{c}b' DB 1
+it_eq "  nothing copied anywhere" "0" "$(P exists '{c}b')"
+it_eq "COPY ... DB 0 served" "1" "$(P copy '{c}a' '{c}b' DB 0)"
+
 # --- GEORADIUS / GEORADIUSBYMEMBER ... STORE / STOREDIST -------------------
 both geoadd '{g}src' 13.361389 38.115556 Palermo 15.087269 37.502669 Catania
 same "GEORADIUS ... STORE into a same-tag key" georadius '{g}src' 15 37 200 km STORE '{g}dst'
