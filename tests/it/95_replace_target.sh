@@ -38,8 +38,12 @@ replace() {
         "http://127.0.0.1:$cs1_HTTP/kvstore/cs/replace_server" | J 'j.code'
 }
 all_served() {
-    local i
-    for i in $(seq 1 50); do [ "$(redis-cli -p "$P_PORT" get "k$i")" = "v$i" ] || return 1; done
+    local i got
+    for i in $(seq 1 50); do
+        got=$(redis-cli -p "$P_PORT" get "k$i" 2>&1)
+        # the last miss, for the log when the check fails
+        [ "$got" = "v$i" ] || { echo "k$i: $got" > "$IT_DIR/last_miss"; return 1; }
+    done
 }
 
 for case in "1024|127.0.0.1:$cs1_HTTP|the config server's own HTTP port" \
@@ -56,7 +60,9 @@ it_check "the refusal is logged in the reply, not as a fault" sh -c "! grep -q '
 
 it_eq "replace_server to the old master's replica accepted" 1001 "$(replace "127.0.0.1:$R1")"
 it_redis "$R1" replicaof no one >/dev/null
+failed_before=$IT_FAILED
 it_check "the proxy serves every key through the replica" it_wait 10 all_served
+[ "$IT_FAILED" = "$failed_before" ] || echo "# last miss: $(cat "$IT_DIR/last_miss" 2>/dev/null)"
 
 it_eq "init_table with a non-Redis address refused" 1024 \
     "$(curl -s -d "{\"namespace\":\"t2\",\"bucket_count\":256,\"address_list\":[\"127.0.0.1:$NOBODY\"]}" \
