@@ -670,7 +670,15 @@ function T:blocking()
   local waiter = self:connect("blocking")
   local got
   loop.spawn(function() got = waiter:call("BLPOP", q, "0") end)
-  loop.sleep(0.02)
+  -- push only once it waits (INFO's blocked_clients, the proxy's or Redis's),
+  -- so the check is of a wake-up, not of an element already there
+  local until_t, n = loop.now() + 1, 0
+  repeat
+    loop.sleep(0.005)
+    local info = self:call("blocking", { n = 2, "INFO", "clients" })
+    n = type(info) == "string" and tonumber(info:match("blocked_clients:(%d+)")) or 0
+  until n > 0 or loop.now() > until_t
+  if n == 0 then self:fail("blocking", "BLPOP " .. q .. " 0 (another client)", "blocked_clients > 0", "0 after 1 s") end
   g(1, "RPUSH", q, "woken")
   local deadline = loop.now() + TIMEOUT
   while got == nil and loop.now() < deadline do loop.sleep(0.01) end

@@ -5,27 +5,8 @@ local loop = require "kv.loop"
 local redis = require "kv.redis"
 
 local port = tonumber(arg[1])
-local failed = 0
-local function check(what, ok, detail)
-  if ok then print("ok - " .. what)
-  else
-    failed = failed + 1
-    print("FAILED - " .. what .. (detail and (": " .. detail) or ""))
-  end
-end
-
-local function show(v)
-  if v == nil then return "(transport error)" end
-  if v == redis.null then return "nil" end
-  if type(v) == "table" then
-    if v.err then return "-" .. v.err end
-    if v.status then return "+" .. v.status end
-    local parts = {}
-    for i = 1, v.n or #v do parts[i] = show(v[i]) end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  return tostring(v)
-end
+local C = dofile(KV_ROOT .. "/tests/it/checks.lua")
+local check, show = C.check, C.show
 
 local function connect()
   return assert(redis.connect("127.0.0.1", port))
@@ -188,6 +169,6 @@ loop.run(function()
 
   c:close()
   other:close()
-  print(failed == 0 and "all passed" or (failed .. " failed"))
+  C.summary()
   loop.stop()
 end)
