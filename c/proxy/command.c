@@ -8,9 +8,6 @@
  * lowercasing them by hand (no copy, no allocation, no locale) and compares
  * lengths before bytes. A subcommand is found by hashing "container|sub" the
  * same way without building that string.
- *
- * The entries are not const: policy overrides (deny/allow from lua/policy.lua)
- * rewrite an entry's class on the control thread before the workers start.
  */
 #include "command.h"
 #include "../core/resp.h"
@@ -35,7 +32,6 @@
      .arity = (ar),                                                                             \
      .flags = (fl),                                                                             \
      .cls = KVP_CLASS_##cl,                                                                     \
-     .gen_cls = KVP_CLASS_##cl,                                                                 \
      .merge = KVP_MERGE_##mg,                                                                   \
      .local = KVP_LOCAL_##loc,                                                                  \
      .ks = {k1, k2, k3}},
@@ -502,30 +498,15 @@ int kvp_cmd_keys(const kvp_cmd *c, int argc, const kv_str *argv, int *keys, int 
 }
 
 /* ---------------------------------------------------------------------------
- * Policy overrides (control thread, before the workers start)
+ * For policies (policy.c)
  * ------------------------------------------------------------------------- */
 
-static kvp_cmd *policy_find(const char *name, const char **err)
+const kvp_cmd *kvp_cmd_find(const char *name, size_t len)
 {
-    kvp_cmd *e = name ? find_entry(name, strlen(name)) : NULL;
-    if (e == NULL && err)
-        *err = "unknown command";
-    return e;
+    return find_entry(name, len);
 }
 
-int kvp_cmd_policy_deny(const char *name, const char **err)
-{
-    kvp_cmd *e = policy_find(name, err);
-    if (e == NULL)
-        return KV_ERR;
-    e->cls = KVP_CLASS_UNSUPPORTED;
-    for (int i = 0; i < e->sub_count; i++)
-        cmd_table[e->sub_first + i].cls = KVP_CLASS_UNSUPPORTED;
-    return KV_OK;
-}
-
-/* Why e cannot be made KEYED, or NULL when it can. */
-static const char *not_allowable(const kvp_cmd *e)
+const char *kvp_cmd_not_allowable(const kvp_cmd *e)
 {
     if (e->flags & KVP_CF_BLOCKING)
         return "blocking command";
@@ -538,39 +519,6 @@ static const char *not_allowable(const kvp_cmd *e)
             return "keys not computable from argument positions";
     }
     return NULL;
-}
-
-int kvp_cmd_policy_allow(const char *name, const char **err)
-{
-    kvp_cmd *e = policy_find(name, err);
-    if (e == NULL)
-        return KV_ERR;
-    if (e->sub_count > 0) {
-        /* A container: undo a deny of it or of its subcommands. */
-        for (int i = 0; i < e->sub_count; i++) {
-            kvp_cmd *s = &cmd_table[e->sub_first + i];
-            s->cls = s->gen_cls;
-        }
-        return KV_OK;
-    }
-    if (e->gen_cls != KVP_CLASS_UNSUPPORTED) {
-        e->cls = e->gen_cls;
-        return KV_OK;
-    }
-    const char *why = not_allowable(e);
-    if (why != NULL) {
-        if (err)
-            *err = why;
-        return KV_ERR;
-    }
-    e->cls = KVP_CLASS_KEYED;
-    return KV_OK;
-}
-
-void kvp_cmd_policy_reset(void)
-{
-    for (int i = 0; i < CMD_COUNT; i++)
-        cmd_table[i].cls = cmd_table[i].gen_cls;
 }
 
 /* ---------------------------------------------------------------------------

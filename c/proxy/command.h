@@ -7,16 +7,16 @@
  * from Redis's own COMMAND metadata by scripts/gen_commands.sh (key positions as
  * Redis 7 "key specs") plus the proxy's policy lists in scripts/gen_commands.lua.
  * This module turns the lines into a read-only lookup for the hot path (a hash
- * table built once by kvp_cmd_init; no allocation, no locale, no Lua per request)
- * and applies the operator's deny/allow overrides from lua/policy.lua at start.
+ * table built once by kvp_cmd_init; no allocation, no locale, no Lua per request).
+ * The operator's deny/allow lists (lua/policy.lua) do not change it: each
+ * policy carries its own class per command (policy.h).
  *
  * Containers (OBJECT, XINFO, MEMORY, XGROUP) have one entry per subcommand,
  * named "container|sub" as Redis names them; look the container up first, then
  * the subcommand with argv[1]. CLIENT and COMMAND are kept whole (one entry).
  *
- * Threads: kvp_cmd_init and the policy functions run on the control thread
- * before the workers start; lookups and key extraction are read-only and may
- * then run on any thread.
+ * Threads: kvp_cmd_init runs on the control thread before the workers start;
+ * lookups and key extraction are read-only and may then run on any thread.
  */
 #ifndef KVP_COMMAND_H
 #define KVP_COMMAND_H
@@ -148,10 +148,9 @@ typedef struct kvp_cmd {
     uint16_t id;       /* index in the table: 0 .. kvp_cmd_count()-1 (per-command stats) */
     int16_t arity;     /* as Redis, name included: n = exactly n, -n = at least n */
     uint32_t flags;    /* KVP_CF_* */
-    uint8_t cls;       /* enum kvp_cmd_class, after policy overrides */
+    uint8_t cls;       /* enum kvp_cmd_class as generated (a policy may override: policy.h) */
     uint8_t merge;     /* enum kvp_merge */
     uint8_t local;     /* enum kvp_local */
-    uint8_t gen_cls;   /* class as generated, before policy overrides */
     kvp_keyspec ks[KVP_CMD_MAX_SPECS];
     const struct kvp_cmd *parent; /* the container of a subcommand, else NULL */
     uint16_t sub_first;           /* a container's subcommands: ids sub_first .. */
@@ -221,20 +220,12 @@ int kvp_cmd_patterns(const kvp_cmd *c, int argc, const kv_str *argv, int *pos, i
  * no such tag. */
 size_t kvp_cmd_pattern_tag(const char *p, size_t len);
 
-/* Policy overrides (lua/policy.lua), applied on the control thread before the
- * workers start. name is a command or "container|sub", any case.
- * deny: the command (and a container's subcommands) becomes UNSUPPORTED.
- * allow: a command goes back to its generated class if that was not
- *   UNSUPPORTED, else becomes KEYED when its keys are computable and it neither
- *   blocks nor is pub/sub (those would hold a shared backend connection); a
- *   container's subcommands go back to their generated classes.
- * Both: KV_OK, or KV_ERR with *err (when err is not NULL) set to a static
- * message: an unknown name, or why the command cannot be allowed. */
-int kvp_cmd_policy_deny(const char *name, const char **err);
-int kvp_cmd_policy_allow(const char *name, const char **err);
-
-/* Drops every override: each command back to its generated class (reload). */
-void kvp_cmd_policy_reset(void);
+/* Any entry by full name ("name" or "container|sub"), any case, or NULL
+ * (for policies: their lists name subcommands too). */
+const kvp_cmd *kvp_cmd_find(const char *name, size_t len);
+/* Why e (refused as generated) cannot be served as KEYED, or NULL when it
+ * can: it blocks, is pub/sub, has no keys or keys the proxy cannot find. */
+const char *kvp_cmd_not_allowable(const kvp_cmd *e);
 
 /* Number of entries, and entry by id (NULL when out of range): for per-command
  * counters and for listing the table. */

@@ -20,8 +20,8 @@ typedef struct kvp_conf {
     char listen_host[64];
     int listen_port;
     int io_threads;
-    int hash_kind;                /* the policy's; copied into each table */
-    int hash_tags;
+    struct kvp_policy *policy;    /* the local file's (dp.set_policy): routes until a
+                                   * table brings the namespace's */
     atomic_int request_timeout_ms;
     atomic_int client_timeout_s;
     atomic_int max_client_num;

@@ -112,13 +112,105 @@ static void write_routed(kv_buf *out, int argc, const kv_str *argv, const int *k
     }
 }
 
-/* Route every key of argv listed in d->s_keys[0..nk) into d->s_rkey. */
-static void route_keys(kvp_dispatcher *d, const kvp_table *t, const kv_str *argv, int nk)
+/* Rule r's max_qps: this worker's share of it, per second. */
+static int rule_qps_allowed(kvp_dispatcher *d, const kvp_rule *r)
 {
+    int share = r->max_qps / (kvp_g.io_threads > 0 ? kvp_g.io_threads : 1);
+    if (share < 1)
+        share = 1;
+    int i = kvp_rule_index(d->pol, r);
+    uint64_t sec = d->clock->now_ms / 1000;
+    if (sec != d->rule_qps[i].sec) {
+        d->rule_qps[i].sec = sec;
+        d->rule_qps[i].count = 0;
+    }
+    return ++d->rule_qps[i].count <= share;
+}
+
+/* Key i's rule lets cmd run (counted once per rule for max_qps: `counted`
+ * has a bit per rule already counted); KV_ERR answered. */
+static int rule_admits(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, const kvp_rule *r,
+                       uint64_t *counted)
+{
+    switch (r->refuse[cmd->id]) {
+    case KVP_RULE_DENIED:
+        kvp_client_reply_err(c, KVP_ERR_POLICY_DENIED_FMT, cmd->name, r->match);
+        return KV_ERR;
+    case KVP_RULE_READ_ONLY:
+        kvp_client_reply_err(c, KVP_ERR_POLICY_READ_ONLY_FMT, r->match);
+        return KV_ERR;
+    }
+    uint64_t bit = 1ull << kvp_rule_index(d->pol, r);
+    if (r->max_qps > 0 && !(*counted & bit)) {
+        *counted |= bit;
+        if (!rule_qps_allowed(d, r)) {
+            kvp_client_reply_err(c, KVP_ERR_POLICY_QPS_FMT, r->match);
+            return KV_ERR;
+        }
+    }
+    return KV_OK;
+}
+
+/* Key a, whose first matching rule is r (or NULL), into out: by r's
+ * route function when it has one (run by the worker's Lua state through
+ * d->route_key), else by the table's hash. KV_ERR: the function failed
+ * (err says why). */
+static int route_by_rule(kvp_dispatcher *d, const kvp_cmd *cmd, const kvp_table *t, const kv_str *a,
+                         const kvp_rule *r, kvp_rkey *out, char *hex, char *err, size_t errlen)
+{
+    if (r == NULL || !r->route || d->route_key == NULL) {
+        kvp_table_route(t, a->p, a->len, out, hex);
+        return KV_OK;
+    }
+    uint32_t b;
+    if (d->route_key(d->route_ctx, d->pol, kvp_rule_index(d->pol, r), a->p, a->len, cmd, t, &b, err, errlen) !=
+        KV_OK)
+        return KV_ERR;
+    kvp_table_route_in(t, a->p, a->len, b, out, hex);
+    return KV_OK;
+}
+
+/* route_keys under a policy with rules: each key's first matching rule
+ * admits the command or answers it, and a rule's route function picks
+ * the bucket of its keys. d->s_rule0: the first key's rule. */
+static int route_keys_ruled(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, const kvp_table *t,
+                            const kv_str *argv, int nk)
+{
+    uint64_t counted = 0;
+    d->s_rule0 = NULL;
+    for (int i = 0; i < nk; i++) {
+        const kv_str *a = &argv[d->s_keys[i]];
+        const kvp_rule *r = kvp_policy_match(d->pol, a->p, a->len);
+        if (i == 0)
+            d->s_rule0 = r;
+        if (r == NULL) {
+            kvp_table_route(t, a->p, a->len, &d->s_rkey[i], d->s_hex[i]);
+            continue;
+        }
+        if (rule_admits(d, c, cmd, r, &counted) != KV_OK)
+            return KV_ERR;
+        char err[256];
+        if (route_by_rule(d, cmd, t, a, r, &d->s_rkey[i], d->s_hex[i], err, sizeof(err)) != KV_OK) {
+            kvp_client_reply_err(c, KVP_ERR_POLICY_ROUTE_FMT, r->match, err);
+            return KV_ERR;
+        }
+    }
+    return KV_OK;
+}
+
+/* Route every key of argv listed in d->s_keys[0..nk) into d->s_rkey.
+ * KV_ERR: the policy's rules refused it (answered). */
+static int route_keys(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, const kvp_table *t,
+                      const kv_str *argv, int nk)
+{
+    if (d->pol->nrules > 0)
+        return route_keys_ruled(d, c, cmd, t, argv, nk);
+    d->s_rule0 = NULL;
     for (int i = 0; i < nk; i++) {
         const kv_str *a = &argv[d->s_keys[i]];
         kvp_table_route(t, a->p, a->len, &d->s_rkey[i], d->s_hex[i]);
     }
+    return KV_OK;
 }
 
 /* One more command executed for a client (refused ones are not counted). */
@@ -551,7 +643,8 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         keys_unrouted(d, c, cmd, argc, argv, nk);
         return KV_OK;
     }
-    route_keys(d, t, argv, nk);
+    if (route_keys(d, c, cmd, t, argv, nk) != KV_OK)
+        return KV_OK;
     if (d->s_rkey[0].blocked) {
         c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
         return KV_AGAIN;
@@ -662,7 +755,8 @@ static int dispatch_split(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
         return KV_OK;
     }
-    route_keys(d, t, argv, nk);
+    if (route_keys(d, c, cmd, t, argv, nk) != KV_OK)
+        return KV_OK;
     for (int i = 0; i < nk; i++)
         if (d->s_rkey[i].blocked) {
             c->park_reason = KVP_PARK_BLOCKED; /* about to migrate: wait for the next table */
@@ -819,7 +913,7 @@ int kvp_dispatch_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp, i
         kvp_client_reply_err(c, KVP_ERR_ARITY_FMT, cmd->name);
         return KV_ERR;
     }
-    if (cmd->cls == KVP_CLASS_UNSUPPORTED) {
+    if (kvp_policy_cls(d->pol, cmd) == KVP_CLASS_UNSUPPORTED) {
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
         return KV_ERR;
     }
@@ -880,7 +974,7 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
     if (cmd->local == KVP_LOCAL_HELLO && c->lent != NULL && hello_switches(c, argc, argv) &&
         own_before_switch(d, c) != KV_OK)
         return KV_OK;
-    if (cmd->cls == KVP_CLASS_LOCAL &&
+    if (kvp_policy_cls(d->pol, cmd) == KVP_CLASS_LOCAL &&
         kvp_local_run(&d->local, c, cmd, &argc, &argv) == KVP_LOCAL_DONE) {
         /* the proxy's own introspection (CONFIG GET, COMMAND) is not the
          * clients' traffic: redis-benchmark's CONFIG GETs must not show up
@@ -890,12 +984,12 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
         return KV_OK;
     }
     /* else a local command asks a master (COMMAND DOCS): as class ANY */
-    if (cmd->cls == KVP_CLASS_PUBSUB) {
+    if (kvp_policy_cls(d->pol, cmd) == KVP_CLASS_PUBSUB) {
         int rc = d->on_session ? table_ready(d, c) : KV_OK; /* PUBLISH routes by the table */
         if (rc != KV_OK)
             return rc == KV_AGAIN ? KV_AGAIN : KV_OK;
     }
-    if (cmd->cls == KVP_CLASS_SESSION || cmd->cls == KVP_CLASS_PUBSUB) {
+    if (kvp_policy_cls(d->pol, cmd) == KVP_CLASS_SESSION || kvp_policy_cls(d->pol, cmd) == KVP_CLASS_PUBSUB) {
         if (d->on_session == NULL) {
             kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
             return KV_OK;
@@ -909,7 +1003,7 @@ int kvp_dispatch_cmd(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int a
         kvp_client_reply_str(c, KVP_ERR_QPS);
         return KV_OK;
     }
-    switch (cmd->cls) {
+    switch (kvp_policy_cls(d->pol, cmd)) {
     case KVP_CLASS_KEYED:
         return dispatch_keyed(d, c, cmd, argc, argv);
     case KVP_CLASS_SPLIT:
@@ -950,7 +1044,7 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
     if (kvp_dispatch_check(d, c, cmdp, argc, argv) != KV_OK)
         return KV_ERR;
     const kvp_cmd *cmd = *cmdp;
-    switch (cmd->cls) {
+    switch (kvp_policy_cls(d->pol, cmd)) {
     case KVP_CLASS_ANY:
     case KVP_CLASS_SESSION: /* UNWATCH: Redis queues it too */
         return KV_OK;
@@ -974,7 +1068,7 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
         return KV_ERR;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
-    if (nk == 0 && cmd->cls == KVP_CLASS_KEYED && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS))
+    if (nk == 0 && kvp_policy_cls(d->pol, cmd) == KVP_CLASS_KEYED && (cmd->flags & KVP_CF_NO_MANDATORY_KEYS))
         return KV_OK; /* EVAL s 0: wherever the transaction runs */
     if (nk <= 0) {
         /* arguments Redis refuses before touching data: its own error,
@@ -982,7 +1076,8 @@ int kvp_dispatch_tx_check(kvp_dispatcher *d, kvp_client *c, const kvp_cmd **cmdp
         keys_unrouted(d, c, cmd, argc, argv, nk);
         return KV_ERR;
     }
-    route_keys(d, d->table, argv, nk);
+    if (route_keys(d, c, cmd, d->table, argv, nk) != KV_OK)
+        return KV_ERR;
     uint32_t b = d->s_rkey[0].bucket;
     for (int i = 1; i < nk; i++)
         if (d->s_rkey[i].bucket != b) {
@@ -1030,9 +1125,9 @@ static const kvp_cmd *tx_next(kvp_dispatcher *d, kv_buf *q, size_t *pos)
 }
 
 /* The keys of a queued command (written at keys, at most max). */
-static int tx_keys(const kvp_cmd *cmd, const kv_req_parser *ps, int *keys, int max)
+static int tx_keys(const kvp_dispatcher *d, const kvp_cmd *cmd, const kv_req_parser *ps, int *keys, int max)
 {
-    if (cmd->cls != KVP_CLASS_KEYED && cmd->cls != KVP_CLASS_SPLIT)
+    if (kvp_policy_cls(d->pol, cmd) != KVP_CLASS_KEYED && kvp_policy_cls(d->pol, cmd) != KVP_CLASS_SPLIT)
         return 0;
     int nk = kvp_cmd_keys(cmd, ps->argc, ps->argv, keys, max);
     return nk > 0 ? nk : 0;
@@ -1047,7 +1142,7 @@ static void tx_write(kvp_dispatcher *d, kv_buf *out, kv_buf *q, int total)
     int off = 0;
     const kvp_cmd *cmd;
     while ((cmd = tx_next(d, q, &pos)) != NULL) {
-        int nk = tx_keys(cmd, &d->s_parser, d->s_keys + off, total - off);
+        int nk = tx_keys(d, cmd, &d->s_parser, d->s_keys + off, total - off);
         write_routed(out, d->s_parser.argc, d->s_parser.argv, d->s_keys + off, nk, d->table, d->s_rkey + off);
         off += nk;
     }
@@ -1056,7 +1151,7 @@ static void tx_write(kvp_dispatcher *d, kv_buf *out, kv_buf *q, int total)
 
 /* Every key of the queue routed with the current table into d->s_rkey
  * (pointing into q, which lives until EXEC is sent). Returns the key count,
- * -1 out of memory; *reply_key: some command names a key in its reply. */
+ * -1 out of memory, -2 a route function failed; *reply_key: some command names a key in its reply. */
 static int tx_route(kvp_dispatcher *d, kv_buf *q, int *total, int *reply_key)
 {
     size_t pos = 0;
@@ -1072,10 +1167,16 @@ static int tx_route(kvp_dispatcher *d, kv_buf *q, int *total, int *reply_key)
     pos = 0;
     while ((cmd = tx_next(d, q, &pos)) != NULL) {
         const kv_req_parser *ps = &d->s_parser;
-        int nk = tx_keys(cmd, ps, d->s_keys + off, *total - off);
+        int nk = tx_keys(d, cmd, ps, d->s_keys + off, *total - off);
         for (int i = 0; i < nk; i++) {
             const kv_str *a = &ps->argv[d->s_keys[off + i]];
-            kvp_table_route(d->table, a->p, a->len, &d->s_rkey[off + i], d->s_hex[off + i]);
+            const kvp_rule *r = d->pol->nroutes > 0 ? kvp_policy_match(d->pol, a->p, a->len) : NULL;
+            char err[256];
+            /* it routed when queued: it routes again unless the function
+             * is not deterministic -- then the transaction is refused */
+            if (route_by_rule(d, cmd, d->table, a, r, &d->s_rkey[off + i], d->s_hex[off + i], err,
+                              sizeof(err)) != KV_OK)
+                return -2;
         }
         *reply_key |= kvp_req_restorer(cmd->flags) != KVP_RESTORE_NONE;
         off += nk;
@@ -1120,7 +1221,7 @@ int kvp_dispatch_exec(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *exec, kv_
     int total = 0, reply_key = 0;
     int nk = tx_route(d, queue, &total, &reply_key);
     if (nk < 0) {
-        kvp_client_reply_str(c, KVP_ERR_OOM);
+        kvp_client_reply_str(c, nk == -1 ? KVP_ERR_OOM : KVP_ERR_EXECABORT);
         return KV_OK;
     }
     for (int i = 0; i < nk; i++) {
@@ -1185,7 +1286,8 @@ int kvp_dispatch_watch(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int
         return KV_OK;
     }
     int nk = kvp_cmd_keys(cmd, argc, argv, d->s_keys, argc);
-    route_keys(d, d->table, argv, nk);
+    if (route_keys(d, c, cmd, d->table, argv, nk) != KV_OK)
+        return KV_OK;
     for (int i = 0; i < nk; i++)
         if (d->s_rkey[i].blocked) {
             c->park_reason = KVP_PARK_BLOCKED;
@@ -1257,6 +1359,21 @@ void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st)
     kv_req_parser_init(&d->s_parser);
     kvp_local_init(&d->local);
     d->cmd_copy = kvp_cmd_lookup("copy", 4);
+    d->pol = kvp_g.policy;
+    if (d->pol == NULL)
+        d->pol = d->own_pol = kvp_policy_new();
+    d->local.cls = d->pol ? d->pol->cls : NULL;
+}
+
+void kvp_dispatch_set_table(kvp_dispatcher *d, const kvp_table *t)
+{
+    d->table = t;
+    const kvp_policy *p = t->policy ? t->policy : kvp_g.policy ? kvp_g.policy : d->own_pol;
+    if (p != d->pol) {
+        memset(d->rule_qps, 0, sizeof(d->rule_qps)); /* windows are per rule of a policy */
+        d->pol = p;
+        d->local.cls = p->cls;
+    }
 }
 
 void kvp_dispatcher_free(kvp_dispatcher *d)
@@ -1272,6 +1389,7 @@ void kvp_dispatcher_free(kvp_dispatcher *d)
     free(d->s_frag_server);
     kv_keyset_free(&d->s_seen);
     kv_req_parser_deinit(&d->s_parser);
+    kvp_policy_unref(d->own_pol);
     kvp_local_free(&d->local);
     memset(d, 0, sizeof(*d));
 }

@@ -22,6 +22,15 @@ typedef struct kvp_dispatcher {
     kvp_wstats *st;
     kvp_backends *backends;    /* the worker's: connections lent to clients come from it */
     const kvp_table *table;    /* NULL until the first one */
+    const kvp_policy *pol;     /* the table's policy; before a table, the local file's */
+    kvp_policy *own_pol;       /* no policy anywhere (unit tests): a default one */
+    struct { uint64_t sec; int count; } rule_qps[KVP_POLICY_MAX_RULES]; /* max_qps windows */
+    const kvp_rule *s_rule0;   /* the rule of the first key routed last (replica reads) */
+    /* a rule's Lua route function (the worker's router.h): the bucket of
+     * key, or KV_ERR with err; NULL: rules route by hash */
+    int (*route_key)(void *ctx, const kvp_policy *p, int rule, const char *key, size_t len,
+                     const kvp_cmd *cmd, const kvp_table *t, uint32_t *bucket, char *err, size_t errlen);
+    void *route_ctx;
     kvp_backend **route;       /* table server index -> shared backend */
     kvp_backend **route3;      /* ... -> shared RESP3 backend, made on first use */
     int table_waits;           /* a newer table waits for the steps below */
@@ -61,6 +70,9 @@ typedef struct kvp_dispatcher {
 
 void kvp_dispatcher_init(kvp_dispatcher *d, kvp_clock *clock, kvp_wstats *st);
 void kvp_dispatcher_free(kvp_dispatcher *d);
+/* Routes with t (and t's policy) from now on: the worker's swap, between
+ * events. */
+void kvp_dispatch_set_table(kvp_dispatcher *d, const kvp_table *t);
 /* The client set's kvp_command_fn (ctx = the dispatcher). */
 int kvp_dispatch(void *ctx, kvp_client *c, int argc, kv_str *argv);
 /* The checks every command passes, in SPEC order: known (cmd NULL: an

@@ -17,6 +17,12 @@
 #define KVP_ERR_TIMEOUT_TABLE_SWAP "-ERR request timeout (waiting for a table change)\r\n"
 #define KVP_ERR_NO_TABLE          "-ERR proxy has no bucket table yet (config server not reached)\r\n"
 #define KVP_ERR_QPS               "-ERR reach qps limit\r\n"
+/* the routing policy's rules (lua/policy.lua): command name, the rule's glob */
+#define KVP_ERR_POLICY_DENIED_FMT "-NOPERM the routing policy denies '%s' on keys matching '%s'\r\n"
+#define KVP_ERR_POLICY_READ_ONLY_FMT "-READONLY keys matching '%s' are read-only (routing policy)\r\n"
+#define KVP_ERR_POLICY_QPS_FMT    "-ERR reach qps limit of keys matching '%s'\r\n"
+#define KVP_ERR_POLICY_ROUTE_FMT  "-ERR routing policy: route of '%s' failed: %s\r\n"
+#define KVP_ERR_NO_REPLICA_FMT    "-ERR no replica of %s is up and within max_replica_lag_ms of keys matching '%s'\r\n"
 #define KVP_ERR_PROTECTED         "-DENIED kvp is running in protected mode: no client_password is set, so only loopback clients are served. Set client_password, or protected_mode = false in kvp.conf to serve every client without one.\r\n"
 #define KVP_ERR_MAX_CLIENTS       "-ERR max number of clients reached\r\n"
 #define KVP_ERR_DB_RANGE          "-ERR DB index is out of range\r\n"

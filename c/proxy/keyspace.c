@@ -129,8 +129,8 @@ int kvp_scan_next(const kvp_table *t, const kvp_scan_at *at, uint64_t next, int 
 
 int kvp_match_bucket(const kvp_table *t, const char *pat, size_t n)
 {
-    if (!t->hash_tags)
-        return -1;
+    if (!t->hash_tags || (t->policy && t->policy->nroutes > 0))
+        return -1; /* a route function may put a tag's keys anywhere */
     /* the literal prefix, unescaped: every matching key starts with it */
     char lit[256];
     size_t l = 0;

@@ -6,7 +6,9 @@
  *       client_timeout, max_client_num, max_qps, slow_cmd_time,
  *       redis_down_timeout. C has no defaults: the first call carries every
  *       key; after dp.start only live keys may come.
- *   dp.set_policy{hash=, hash_tags=, deny={...}, allow={...}} -> true | nil, err
+ *   dp.set_policy(p) -> true | nil, err: the local file's policy as
+ *       kv.policy compiled it (lpolicy.c); routes until a table brings the
+ *       namespace's
  *   dp.start()                                                -> true | nil, err
  *   dp.set_table{version=, bucket_count=, servers=, owner=, migrating=,
  *                blocked=, patterns=}                         -> true | nil, err
@@ -14,7 +16,8 @@
  *       migrating: {[b + 1] = index of the destination} for buckets being
  *       migrated; blocked: {[b + 1] = true} for buckets whose commands wait;
  *       patterns: key-rewrite globs; the last three optional (built by
- *       kvp/dptable.lua)
+ *       kvp/dptable.lua); policy: the namespace's compiled policy (with its
+ *       version and source), nil while it has none: then the local one
  *   dp.on_drained(fn)  fn(worker, version): worker has nothing in flight
  *       routed with a table older than version (called on this thread)
  *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
@@ -26,6 +29,7 @@
  * table. */
 #include "command.h"
 #include "conf.h"
+#include "lpolicy.h"
 #include "table.h"
 #include "worker.h"
 #include "proxy.h"
@@ -48,14 +52,6 @@ static int fail(lua_State *L, const char *msg)
     lua_pushnil(L);
     lua_pushstring(L, msg);
     return 2;
-}
-
-static void opt_str(lua_State *L, int t, const char *key, char *out, size_t n)
-{
-    lua_getfield(L, t, key);
-    if (lua_isstring(L, -1))
-        snprintf(out, n, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
 }
 
 /* ------------------------------------------------------------ configure */
@@ -275,57 +271,19 @@ static int l_configure(lua_State *L)
     return 1;
 }
 
-static int apply_list(lua_State *L, int t, const char *key, int allow)
-{
-    lua_getfield(L, t, key);
-    if (lua_istable(L, -1)) {
-        int n = (int)lua_objlen(L, -1);
-        for (int i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            const char *name = lua_tostring(L, -1);
-            const char *err = NULL;
-            int rc = name == NULL ? KV_ERR
-                                  : (allow ? kvp_cmd_policy_allow(name, &err)
-                                           : kvp_cmd_policy_deny(name, &err));
-            if (rc != KV_OK) {
-                lua_pushfstring(L, "policy %s entry '%s': %s", key, name ? name : "?",
-                                err ? err : "not a string");
-                return 0;
-            }
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    return 1;
-}
-
 static int l_set_policy(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     if (started)
-        return fail(L, "the policy is fixed once the data path runs");
+        return fail(L, "the local policy is fixed once the data path runs");
     if (kvp_cmd_init() != KV_OK)
         return fail(L, "command table is broken");
-    char hash[64] = "murmur2_kvstore";
-    opt_str(L, 1, "hash", hash, sizeof(hash));
-    if (strcmp(hash, "murmur2_kvstore") == 0)
-        kvp_g.hash_kind = KVP_HASH_MURMUR2_KVSTORE;
-    else if (strcmp(hash, "crc16") == 0)
-        kvp_g.hash_kind = KVP_HASH_CRC16;
-    else {
-        lua_pushnil(L);
-        lua_pushfstring(L, "unknown hash '%s' (murmur2_kvstore, crc16)", hash);
-        return 2;
-    }
-    lua_getfield(L, 1, "hash_tags");
-    kvp_g.hash_tags = lua_isnil(L, -1) ? 1 : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    kvp_cmd_policy_reset();
-    if (!apply_list(L, 1, "deny", 0) || !apply_list(L, 1, "allow", 1)) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 2;
-    }
+    char err[256];
+    kvp_policy *p = kvp_lua_policy(L, 1, err, sizeof(err));
+    if (p == NULL)
+        return fail(L, err);
+    kvp_policy_unref(kvp_g.policy);
+    kvp_g.policy = p;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -411,7 +369,8 @@ static const char *unknown_field(lua_State *L)
     while (lua_next(L, TS_SPEC) != 0) {
         lua_pop(L, 1);
         const char *name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(not a name)";
-        int known = strcmp(name, "version") == 0 || strcmp(name, "bucket_count") == 0;
+        int known = strcmp(name, "version") == 0 || strcmp(name, "bucket_count") == 0 ||
+                    strcmp(name, "policy") == 0;
         for (size_t i = 0; !known && i < sizeof(table_fields) / sizeof(table_fields[0]); i++)
             known = strcmp(name, table_fields[i]) == 0;
         if (!known) {
@@ -490,6 +449,52 @@ static const char *table_fill(lua_State *L, kvp_table *t, int ns)
     return NULL;
 }
 
+/* The namespace's policy the last table brought, kept for the next
+ * tables while its version and source stay. */
+static kvp_policy *ns_policy;
+
+static int same_policy(lua_State *L, int idx, const kvp_policy *p)
+{
+    if (p == NULL)
+        return 0;
+    lua_getfield(L, idx, "version");
+    lua_getfield(L, idx, "source");
+    size_t len = 0;
+    const char *src = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    int same = lua_type(L, -2) == LUA_TNUMBER && (uint64_t)lua_tonumber(L, -2) == p->version &&
+               src != NULL && p->source != NULL && len == p->source_len && memcmp(src, p->source, len) == 0;
+    lua_pop(L, 2);
+    return same;
+}
+
+/* t's policy: the spec's (the namespace's, when the config server has
+ * one), else the local file's. NULL, or what is wrong. */
+static const char *table_policy(lua_State *L, kvp_table *t)
+{
+    static char err[300];
+    lua_getfield(L, TS_SPEC, "policy");
+    int idx = lua_gettop(L);
+    kvp_policy *p = kvp_g.policy;
+    if (!lua_isnil(L, idx)) {
+        if (!same_policy(L, idx, ns_policy)) {
+            char why[256];
+            kvp_policy *np = kvp_lua_policy(L, idx, why, sizeof(why));
+            if (np == NULL) {
+                lua_pop(L, 1);
+                snprintf(err, sizeof(err), "policy: %s", why);
+                return err;
+            }
+            kvp_policy_unref(ns_policy);
+            ns_policy = np;
+        }
+        p = ns_policy;
+    }
+    lua_pop(L, 1);
+    if (p != NULL)
+        kvp_table_set_policy(t, p);
+    return NULL;
+}
+
 static int l_set_table(lua_State *L)
 {
     luaL_checktype(L, TS_SPEC, LUA_TTABLE);
@@ -530,6 +535,8 @@ static int l_set_table(lua_State *L)
         return fail(L, "out of memory");
     t->version = (uint64_t)version;
     const char *err = table_fill(L, t, ns);
+    if (err == NULL)
+        err = table_policy(L, t);
     if (err != NULL) {
         kvp_table_unref(t);
         lua_pushnil(L);
@@ -612,8 +619,7 @@ static int luaopen_kvp_dp(lua_State *L)
 void kvp_open_lua(lua_State *L)
 {
     /* no config defaults here: the first dp.configure carries every value
-     * (kvp/conf.lua); the policy's, until dp.set_policy: */
-    kvp_g.hash_tags = 1;
+     * (kvp/conf.lua) */
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
     lua_pushcfunction(L, luaopen_kvp_dp);

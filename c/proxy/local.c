@@ -721,14 +721,23 @@ static void local_config(kvp_client *c, int argc, kv_str *argv)
 
 /* ------------------------------------------------------------- COMMAND */
 
+/* The policy's classes of the command being run (kvp_local_run sets it:
+ * one local command at a time per worker thread). */
+static _Thread_local const uint8_t *run_cls;
+
+static int cls_of(const kvp_cmd *cmd)
+{
+    return run_cls ? run_cls[cmd->id] : cmd->cls;
+}
+
 /* The proxy serves a command when its class is not UNSUPPORTED, or (a
  * container refused whole) when it serves one of its subcommands. */
 static int served(const kvp_cmd *cmd)
 {
-    if (cmd->cls != KVP_CLASS_UNSUPPORTED)
+    if (cls_of(cmd) != KVP_CLASS_UNSUPPORTED)
         return 1;
     for (int i = 0; i < cmd->sub_count; i++)
-        if (kvp_cmd_at(cmd->sub_first + i)->cls != KVP_CLASS_UNSUPPORTED)
+        if (cls_of(kvp_cmd_at(cmd->sub_first + i)) != KVP_CLASS_UNSUPPORTED)
             return 1;
     return 0;
 }
@@ -893,11 +902,11 @@ static void write_entry(kvp_lw *w, const kvp_cmd *cmd)
         write_keyspec(w, &cmd->ks[i]);
     int nsub = 0;
     for (int i = 0; i < cmd->sub_count; i++)
-        nsub += kvp_cmd_at(cmd->sub_first + i)->cls != KVP_CLASS_UNSUPPORTED;
+        nsub += cls_of(kvp_cmd_at(cmd->sub_first + i)) != KVP_CLASS_UNSUPPORTED;
     lw_array(w, nsub);
     for (int i = 0; i < cmd->sub_count; i++) {
         const kvp_cmd *s = kvp_cmd_at(cmd->sub_first + i);
-        if (s->cls != KVP_CLASS_UNSUPPORTED)
+        if (cls_of(s) != KVP_CLASS_UNSUPPORTED)
             write_entry(w, s);
     }
 }
@@ -989,7 +998,7 @@ static void command_list(kvp_client *c, int argc, kv_str *argv)
         }
         for (int id = 0; id < kvp_cmd_count(); id++) {
             const kvp_cmd *cmd = kvp_cmd_at(id);
-            if (!(cmd->parent ? cmd->cls != KVP_CLASS_UNSUPPORTED : served(cmd)) || !list_match(cmd, by, v))
+            if (!(cmd->parent ? cls_of(cmd) != KVP_CLASS_UNSUPPORTED : served(cmd)) || !list_match(cmd, by, v))
                 continue;
             if (pass == 0)
                 n++;
@@ -1018,7 +1027,7 @@ static void command_getkeys(kvp_client *c, int argc, kv_str *argv)
         kvp_client_reply_str(c, "-ERR Invalid number of arguments specified for command\r\n");
         return;
     }
-    if (cmd->cls == KVP_CLASS_UNSUPPORTED) {
+    if (cls_of(cmd) == KVP_CLASS_UNSUPPORTED) {
         kvp_client_reply_err(c, KVP_ERR_UNSUPPORTED_FMT, cmd->name);
         return;
     }
@@ -1157,6 +1166,7 @@ int kvp_local_run(kvp_locals *l, kvp_client *c, const kvp_cmd *cmd, int *argcp, 
 {
     int argc = *argcp;
     kv_str *argv = *argvp;
+    run_cls = l->cls;
     switch (cmd->local) {
     case KVP_LOCAL_PING:
         if (argc > 2)

@@ -24,6 +24,8 @@
 typedef struct kvp_locals {
     kv_str *fwd;               /* COMMAND DOCS: the arguments sent to a master */
     int fwd_cap;
+    const uint8_t *cls;        /* the policy's class per command id (COMMAND lists
+                                * what it serves); NULL: the generated classes */
 } kvp_locals;
 
 void kvp_local_init(kvp_locals *l);

@@ -192,7 +192,7 @@ int kvp_session_command(void *ctx, kvp_client *c, const kvp_cmd *cmd, int argc, 
     if (c->subscribed && c->resp != 3 && d->pubsub != NULL)
         return session_subscribed(d, c, cmd, argc, argv);
     /* a SESSION or PUBSUB command, checked by the dispatcher */
-    if (cmd->cls == KVP_CLASS_PUBSUB && d->pubsub != NULL)
+    if (kvp_policy_cls(d->pol, cmd) == KVP_CLASS_PUBSUB && d->pubsub != NULL)
         return kvp_pubsub_command(d->pubsub, c, cmd, argc, argv);
     switch (cmd->local) {
     case KVP_LOCAL_MULTI:

@@ -17,8 +17,8 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers)
         return NULL;
     atomic_init(&t->refs, 1);
     t->bucket_count = bucket_count;
-    t->hash_kind = kvp_g.hash_kind;
-    t->hash_tags = kvp_g.hash_tags;
+    t->hash_kind = KVP_HASH_MURMUR2_KVSTORE;
+    t->hash_tags = 1;
     t->nservers = nservers;
     t->servers = calloc(nservers, sizeof(*t->servers));
     t->owner = calloc(bucket_count, sizeof(*t->owner));
@@ -35,6 +35,15 @@ kvp_table *kvp_table_new(uint32_t bucket_count, int nservers)
         t->mig_dst[b] = KVP_NO_SERVER;
     }
     return t;
+}
+
+void kvp_table_set_policy(kvp_table *t, kvp_policy *p)
+{
+    kvp_policy_ref(p);
+    kvp_policy_unref(t->policy);
+    t->policy = p;
+    t->hash_kind = p->hash_kind;
+    t->hash_tags = p->hash_tags;
 }
 
 void kvp_table_ref(kvp_table *t)
@@ -57,6 +66,7 @@ void kvp_table_unref(kvp_table *t)
     free(t->patterns);
     free(t->pattern_len);
     free(t->globs);
+    kvp_policy_unref(t->policy);
     free(t);
 }
 
@@ -96,6 +106,36 @@ int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, 
     return KV_OK;
 }
 
+/* out's server and src for its bucket. */
+static void route_server(const kvp_table *t, kvp_rkey *out)
+{
+    out->blocked = t->blocked[out->bucket];
+    if (t->mig_dst[out->bucket] != KVP_NO_SERVER) {
+        out->server = t->mig_dst[out->bucket];
+        out->src = t->owner[out->bucket];
+    } else {
+        out->server = t->owner[out->bucket];
+        out->src = KVP_NO_SERVER;
+    }
+}
+
+void kvp_table_route_in(const kvp_table *t, const char *key, size_t len, uint32_t bucket, kvp_rkey *out,
+                        char hex[40])
+{
+    out->p = key;
+    out->len = len;
+    for (int i = 0; i < t->npatterns; i++) {
+        if (kv_glob_exec(&t->globs[i], key, len)) {
+            kv_sha1_hex(key, len, hex);
+            out->p = hex;
+            out->len = 40;
+            break;
+        }
+    }
+    out->bucket = bucket % t->bucket_count;
+    route_server(t, out);
+}
+
 void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *out, char hex[40])
 {
     for (int i = 0; i < t->npatterns; i++) {
@@ -113,12 +153,5 @@ void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *
     out->len = len;
     out->bucket = kvp_table_bucket(t, key, len);
 server:
-    out->blocked = t->blocked[out->bucket];
-    if (t->mig_dst[out->bucket] != KVP_NO_SERVER) {
-        out->server = t->mig_dst[out->bucket];
-        out->src = t->owner[out->bucket];
-    } else {
-        out->server = t->owner[out->bucket];
-        out->src = KVP_NO_SERVER;
-    }
+    route_server(t, out);
 }

@@ -9,6 +9,7 @@
 
 #include "../core/glob.h"
 #include "conf.h"
+#include "policy.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@ typedef struct kvp_table {
     atomic_int refs;
     uint64_t version;
     uint32_t bucket_count;
+    kvp_policy *policy;            /* what it routes with (NULL: unit tests' default) */
     int hash_kind;                 /* enum kvp_hash_kind, from the policy */
     int hash_tags;                 /* hash only the {tag} of a key */
     int nservers;
@@ -34,8 +36,10 @@ typedef struct kvp_table {
 } kvp_table;
 
 /* A table of bucket_count buckets over nservers masters, every bucket owned
- * by server 0, nothing migrating; the hash from kvp_g (the policy). */
+ * by server 0, nothing migrating, no policy (murmur2_kvstore, hash tags). */
 kvp_table *kvp_table_new(uint32_t bucket_count, int nservers);
+/* t routes with p (t holds a reference): its hash and tags are p's. */
+void kvp_table_set_policy(kvp_table *t, kvp_policy *p);
 void kvp_table_ref(kvp_table *t);
 void kvp_table_unref(kvp_table *t);
 uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len);
@@ -57,5 +61,9 @@ typedef struct kvp_rkey {
     size_t len;
 } kvp_rkey;
 void kvp_table_route(const kvp_table *t, const char *key, size_t len, kvp_rkey *out, char hex[40]);
+/* The same for a key whose bucket a policy's route function chose (the
+ * stored bytes still follow the key-rewrite patterns). */
+void kvp_table_route_in(const kvp_table *t, const char *key, size_t len, uint32_t bucket, kvp_rkey *out,
+                        char hex[40]);
 
 #endif

@@ -195,7 +195,7 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     w->disp.route3 = route3; /* NULL (out of memory): RESP3 clients use RESP2 connections */
     kvp_table_unref(w->table);
     w->table = t;
-    w->disp.table = t;
+    kvp_dispatch_set_table(&w->disp, t);
     if (w->pubsub)
         kvp_pubsub_table(w->pubsub, t); /* channels follow their buckets */
     w->disp.table_waits = 0;

@@ -11,6 +11,7 @@
 --                     replica_reads = "never"|"prefer"|"only",
 --                     max_replica_lag_ms, route = function|nil }, ... },
 --         source = text }
+--   load(path) -> p | nil, err: the file compiled (name = path)
 --   routing(p) -> string: what decides a key's bucket (hash, tags, and each
 --       rule with a route: its glob and the function's source), so a change
 --       of it is seen whatever else changed
@@ -19,6 +20,8 @@
 -- math, table, bit and the pure base functions): it can neither read files
 -- nor reach the process. Unknown fields are errors: a typo must not
 -- silently change routing.
+local btable = require "kv.btable"
+
 local M = {}
 
 local HASHES = { murmur2_kvstore = true, crc16 = true }
@@ -30,6 +33,7 @@ local RULE_FIELDS = {
 local REPLICA_READS = { never = true, prefer = true, only = true }
 M.MAX_RULES = 64
 M.MAX_GLOB = 256
+M.MAX_GLOB_ELEMS = 63 -- c/core/glob.h: one bit each
 
 local function readonly(t)
   return setmetatable({}, {
@@ -87,6 +91,10 @@ end
 local function glob_ok(g)
   if type(g) ~= "string" or g == "" then return "must be a non-empty glob" end
   if #g > M.MAX_GLOB then return ("is longer than %d bytes"):format(M.MAX_GLOB) end
+  if g:find("[\r\n]") then return "must not hold CR or LF" end
+  if btable.glob_elements(g) > M.MAX_GLOB_ELEMS then
+    return ("has more than %d elements besides '*'"):format(M.MAX_GLOB_ELEMS)
+  end
   local i, n = 1, #g
   while i <= n do
     local c = g:sub(i, i)
@@ -193,6 +201,15 @@ function M.compile(text, name)
     end
   end
   return out
+end
+
+-- The policy file at path, compiled (errors name the file and line).
+function M.load(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, ("cannot read policy %s: %s"):format(path, tostring(err)) end
+  local text = f:read("*a")
+  f:close()
+  return M.compile(text, path)
 end
 
 -- What decides a key's bucket, as one string.

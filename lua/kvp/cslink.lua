@@ -57,13 +57,21 @@ function M.apply(state, json)
   end
   local same, why = lineage.check(state.table, t) -- not another cluster's history
   if not same then lineage.refuse(why, t.lineage or "") return false end
-  local spec = dptable.spec(t)
+  local spec, perr = dptable.spec(t)
+  if not spec then
+    log.error("cannot install table v%d: %s", t.version, perr)
+    return false
+  end
   local ok, serr = state.install(spec)
   if not ok then
     log.error("cannot install table v%d: %s", t.version, serr)
     return false
   end
   local from = state.table and ("v" .. state.table.version) or "none"
+  local old_policy = state.table and state.table.policy
+  if state.on_policy and (not state.table or (old_policy and old_policy.version) ~= (t.policy and t.policy.version)) then
+    state.on_policy(t.policy) -- nil: the namespace has none, the local file routes
+  end
   if state.fenced then
     state.fenced = false
     log.info("routing again: table v%d from the config server", t.version)
@@ -208,7 +216,7 @@ end
 -- config server for stale_table_limit seconds, or stopping. -> true | false
 function M.fence(state, why)
   if not state.table or state.fenced then return false end
-  local spec = dptable.spec(state.table)
+  local spec = assert(dptable.spec(state.table)) -- it was installed: its policy compiles
   spec.migrating = {}
   for b = 1, state.table.bucket_count do spec.blocked[b] = true end
   local ok, err = state.install(spec)

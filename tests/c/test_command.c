@@ -9,6 +9,7 @@
  * Build: gcc -O2 -Wall -Wextra -std=gnu11 -Ic tests/c/test_command.c c/proxy/command.c
  */
 #include "../../c/proxy/command.h"
+#include "../../c/proxy/policy.h"
 #include "tap.h"
 
 #include <stdarg.h>
@@ -396,42 +397,76 @@ int main(void)
                   "keys beyond max are counted, not written");
     }
 
-    /* Policy overrides */
+    /* Policy overrides (policy.h): a policy's own class per command; the
+     * table's entries keep their generated class */
+    kvp_policy *p = kvp_policy_new();
+    TAP_CHECK(p != NULL, "a policy");
+#define PC(name) kvp_policy_cls(p, L(name))
     const char *err = NULL;
-    TAP_CHECK(kvp_cmd_policy_deny("GET", &err) == KV_OK && get->cls == KVP_CLASS_UNSUPPORTED,
-              "deny get");
-    TAP_CHECK(kvp_cmd_policy_allow("get", &err) == KV_OK && get->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_deny(p, "GET", &err) == KV_OK && kvp_policy_cls(p, get) == KVP_CLASS_UNSUPPORTED &&
+                  get->cls == KVP_CLASS_KEYED,
+              "deny get (in the policy only)");
+    TAP_CHECK(kvp_policy_allow(p, "get", &err) == KV_OK && kvp_policy_cls(p, get) == KVP_CLASS_KEYED,
               "allow get");
-    TAP_CHECK(kvp_cmd_policy_deny("del", NULL) == KV_OK &&
-                  kvp_cmd_policy_allow("del", NULL) == KV_OK && L("del")->cls == KVP_CLASS_SPLIT,
+    TAP_CHECK(kvp_policy_deny(p, "del", NULL) == KV_OK && kvp_policy_allow(p, "del", NULL) == KV_OK &&
+                  PC("del") == KVP_CLASS_SPLIT,
               "deny then allow keeps del SPLIT");
-    TAP_CHECK(kvp_cmd_policy_allow("move", &err) == KV_OK && L("move")->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_allow(p, "move", &err) == KV_OK && PC("move") == KVP_CLASS_KEYED,
               "allow move (computable keys)");
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("lastsave", &err) == KV_ERR && err, "allow lastsave refused: %s", err);
+    TAP_CHECK(kvp_policy_allow(p, "lastsave", &err) == KV_ERR && err, "allow lastsave refused: %s", err);
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("migrate", &err) == KV_ERR && err, "allow migrate refused: %s", err);
+    TAP_CHECK(kvp_policy_allow(p, "migrate", &err) == KV_ERR && err, "allow migrate refused: %s", err);
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_deny("sort", NULL) == KV_OK && kvp_cmd_policy_allow("sort", &err) == KV_OK &&
-                  L("sort")->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_deny(p, "sort", NULL) == KV_OK && kvp_policy_allow(p, "sort", &err) == KV_OK &&
+                  PC("sort") == KVP_CLASS_KEYED,
               "deny then allow keeps sort KEYED");
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_deny("blpop", NULL) == KV_OK && kvp_cmd_policy_allow("blpop", &err) == KV_OK &&
-                  L("blpop")->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_deny(p, "blpop", NULL) == KV_OK && kvp_policy_allow(p, "blpop", &err) == KV_OK &&
+                  PC("blpop") == KVP_CLASS_KEYED,
               "deny then allow keeps blpop KEYED (served on owned connections)");
     err = NULL;
-    TAP_CHECK(kvp_cmd_policy_allow("nosuch", &err) == KV_ERR && err, "allow unknown: %s", err);
-    TAP_CHECK(kvp_cmd_policy_deny("nosuch", NULL) == KV_ERR, "deny unknown");
-    TAP_CHECK(kvp_cmd_policy_deny("object", NULL) == KV_OK && enc->cls == KVP_CLASS_UNSUPPORTED,
+    TAP_CHECK(kvp_policy_allow(p, "nosuch", &err) == KV_ERR && err, "allow unknown: %s", err);
+    TAP_CHECK(kvp_policy_deny(p, "nosuch", &err) == KV_ERR, "deny unknown");
+    TAP_CHECK(kvp_policy_deny(p, "object", NULL) == KV_OK && kvp_policy_cls(p, enc) == KVP_CLASS_UNSUPPORTED,
               "deny a container denies its subs");
-    TAP_CHECK(kvp_cmd_policy_allow("object", NULL) == KV_OK && enc->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_allow(p, "object", NULL) == KV_OK && kvp_policy_cls(p, enc) == KVP_CLASS_KEYED,
               "allow a container restores its subs");
-    TAP_CHECK(kvp_cmd_policy_deny("object|encoding", NULL) == KV_OK &&
-                  enc->cls == KVP_CLASS_UNSUPPORTED &&
-                  kvp_cmd_lookup_sub(obj, "freq", 4)->cls == KVP_CLASS_KEYED,
+    TAP_CHECK(kvp_policy_deny(p, "object|encoding", NULL) == KV_OK &&
+                  kvp_policy_cls(p, enc) == KVP_CLASS_UNSUPPORTED &&
+                  kvp_policy_cls(p, kvp_cmd_lookup_sub(obj, "freq", 4)) == KVP_CLASS_KEYED,
               "deny one subcommand");
-    kvp_cmd_policy_reset();
-    TAP_CHECK(enc->cls == KVP_CLASS_KEYED && L("move")->cls == KVP_CLASS_UNSUPPORTED, "reset");
+    TAP_CHECK(enc->cls == KVP_CLASS_KEYED && L("move")->cls == KVP_CLASS_UNSUPPORTED,
+              "the command table is untouched");
+
+    /* Rules: first match wins, prefix fast path, lists, read_only */
+    TAP_CHECK(kvp_policy_add_rule(p, "ro:*", 4, &err) == KV_OK, "rule ro:*");
+    kvp_rule_read_only(p);
+    TAP_CHECK(kvp_policy_add_rule(p, "t[0-9]:*", 8, &err) == KV_OK, "rule t[0-9]:*");
+    TAP_CHECK(kvp_rule_allow(p, "get", &err) == KV_OK && kvp_rule_allow(p, "object", &err) == KV_OK,
+              "allow list");
+    TAP_CHECK(kvp_policy_add_rule(p, "*", 1, &err) == KV_OK && kvp_rule_deny(p, "flushall", &err) == KV_OK,
+              "rule * denies flushall");
+    const kvp_rule *r0 = kvp_policy_match(p, "ro:x", 4);
+    const kvp_rule *r1 = kvp_policy_match(p, "t5:x", 4);
+    const kvp_rule *r2 = kvp_policy_match(p, "other", 5);
+    TAP_CHECK(r0 == &p->rules[0] && r0->prefix_len == 3 && r1 == &p->rules[1] && r1->prefix_len == 0 &&
+                  r2 == &p->rules[2] && kvp_policy_match(p, "ro", 2) == r2,
+              "first match wins");
+    TAP_CHECK(r0->refuse[L("set")->id] == KVP_RULE_READ_ONLY && r0->refuse[get->id] == KVP_RULE_OK &&
+                  r0->refuse[L("del")->id] == KVP_RULE_READ_ONLY,
+              "read_only refuses writes only");
+    TAP_CHECK(r1->refuse[get->id] == KVP_RULE_OK && r1->refuse[L("set")->id] == KVP_RULE_DENIED &&
+                  r1->refuse[enc->id] == KVP_RULE_OK,
+              "an allow list refuses everything else (a container allows its subs)");
+    TAP_CHECK(r2->refuse[L("flushall")->id] == KVP_RULE_DENIED && r2->refuse[get->id] == KVP_RULE_OK, "deny");
+    char big[80];
+    memset(big, 'a', sizeof big);
+    for (size_t i = 0; i < sizeof big; i += 2)
+        big[i] = '?';
+    TAP_CHECK(kvp_policy_add_rule(p, big, sizeof big, &err) == KV_ERR && err, "a glob over 63 elements: %s",
+              err);
+    kvp_policy_unref(p);
 
     /* Counts per class, for the record. */
     int count[KVP_CLASS_PUBSUB + 1] = {0};

@@ -34,7 +34,6 @@ static void setup(void)
     kvp_cmd_init();
     kvp_clock_read(&clk);
     atomic_store(&kvp_g.request_timeout_ms, 1000);
-    kvp_g.hash_tags = 1;
     kvp_req_pool_init(&pool, &clk, &st, NULL);
     kvp_clients_init(&clients, NULL, &clk, &pool, kvp_dispatch, &d);
     kvp_backends_init(&backends, event_base_new(), &clk, 0);

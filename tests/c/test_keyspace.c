@@ -19,7 +19,6 @@
 
 static kvp_table *table3(void)
 {
-    kvp_g.hash_tags = 1;
     kvp_table *t = kvp_table_new(1023, 3);
     strcpy(t->servers[0], "127.0.0.1:6371");
     strcpy(t->servers[1], "127.0.0.1:6373");
