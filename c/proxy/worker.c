@@ -10,6 +10,7 @@
 #include "dispatch.h"
 #include "pubsub.h"
 #include "req.h"
+#include "router.h"
 #include "session.h"
 #include "../core/log.h"
 
@@ -61,6 +62,7 @@ typedef struct kvp_worker {
     kvp_backends backends;
     kvp_clients clients;
     kvp_dispatcher disp;
+    kvp_router *router;        /* the policy's route functions (its own Lua state) */
     kvp_pubsub *pubsub;
     kvp_table *table;
     kvp_table *next_table;     /* waits while migrate-on-access steps run */
@@ -419,6 +421,11 @@ static int worker_init(kvp_worker *w, int i, char *err, size_t errlen)
     w->pool.on_drained = worker_report_drained;
     w->pool.drained_ctx = w;
     kvp_dispatcher_init(&w->disp, &w->clock, &w->st);
+    w->router = kvp_router_new();
+    if (w->router != NULL) {
+        w->disp.route_key = kvp_router_route;
+        w->disp.route_ctx = w->router;
+    }
     w->disp.on_steps_done = worker_steps_done;
     w->disp.steps_ctx = w;
     w->disp.backends = &w->backends;
@@ -473,6 +480,8 @@ static void worker_teardown(kvp_worker *w)
     free(w->disp.route3);
     w->disp.route3 = NULL;
     kvp_dispatcher_free(&w->disp);
+    kvp_router_free(w->router);
+    w->router = NULL;
     kvp_backends_free(&w->backends);
     kvp_req_pool_free(&w->pool);
     kvp_table_unref(w->next_table);
