@@ -631,6 +631,44 @@ static int copy_to_other_db(kvp_client *c, int argc, const kv_str *argv)
     return 0;
 }
 
+/* A replica may answer this read: a command flagged read-only that does
+ * not block, on a bucket that is not migrating (its keys may be on the
+ * destination only), from a client that holds no connection of its own
+ * (after WATCH its reads must follow the WATCH on the master). */
+static int replica_readable(const kvp_dispatcher *d, const kvp_client *c, const kvp_cmd *cmd, int blocks)
+{
+    return (cmd->flags & KVP_CF_READONLY) && !blocks && d->s_rkey[0].src == KVP_NO_SERVER && c->lent == NULL &&
+           d->reps != NULL;
+}
+
+/* A usable replica of table server `server` under rule r: up, its lag
+ * measured and within r's bound, its connection ready; the next one in
+ * turn. NULL when none is. */
+static kvp_backend *replica_for(kvp_dispatcher *d, const kvp_client *c, int server, const kvp_rule *r)
+{
+    int m = d->srv_reps ? d->srv_reps[server] : -1;
+    if (m < 0)
+        return NULL;
+    const kvp_replica_master *rm = &d->reps->masters[m];
+    for (int k = 0; k < rm->n; k++) {
+        int i = rm->first + (int)((d->rep_next + (uint32_t)k) % (uint32_t)rm->n);
+        int lag = atomic_load_explicit(&d->reps->rep[i].lag_ms, memory_order_relaxed);
+        if (lag < 0 || (r->max_replica_lag_ms >= 0 && lag > r->max_replica_lag_ms))
+            continue;
+        kvp_backend *be = d->rep_be[i];
+        if (c->resp == 3 && d->backends != NULL) {
+            if (d->rep_be3[i] == NULL)
+                d->rep_be3[i] = kvp_backends_get3(d->backends, d->reps->rep[i].addr, 1);
+            be = d->rep_be3[i];
+        }
+        if (be != NULL && kvp_backend_usable(be)) {
+            d->rep_next++;
+            return be;
+        }
+    }
+    return NULL;
+}
+
 static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, int argc, kv_str *argv)
 {
     const kvp_table *t = d->table;
@@ -664,7 +702,18 @@ static int dispatch_keyed(kvp_dispatcher *d, kvp_client *c, const kvp_cmd *cmd, 
     if (blocks && own_connection(d, c, d->s_rkey[0].server, 0) != KV_OK)
         return KV_OK;
     count_cmd(d, cmd);
-    kvp_backend *be = pick_backend(d, c, d->s_rkey[0].server);
+    kvp_backend *be = NULL;
+    if (d->s_rule0 != NULL && d->s_rule0->replica_reads != KVP_REPLICA_NEVER &&
+        replica_readable(d, c, cmd, blocks)) {
+        be = replica_for(d, c, d->s_rkey[0].server, d->s_rule0);
+        if (be == NULL && d->s_rule0->replica_reads == KVP_REPLICA_ONLY) {
+            kvp_client_reply_err(c, KVP_ERR_NO_REPLICA_FMT, d->table->servers[d->s_rkey[0].server],
+                                 d->s_rule0->match);
+            return KV_OK;
+        }
+    }
+    if (be == NULL)
+        be = pick_backend(d, c, d->s_rkey[0].server);
     if (be == NULL)
         return KV_OK;
     if (d->s_rkey[0].src == KVP_NO_SERVER) {
@@ -1387,6 +1436,9 @@ void kvp_dispatcher_free(kvp_dispatcher *d)
     free(d->s_src_done);
     free(d->s_frag_of);
     free(d->s_frag_server);
+    free(d->srv_reps);
+    free(d->rep_be);
+    free(d->rep_be3);
     kv_keyset_free(&d->s_seen);
     kv_req_parser_deinit(&d->s_parser);
     kvp_policy_unref(d->own_pol);

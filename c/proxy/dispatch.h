@@ -15,6 +15,7 @@
 #include "client.h"
 #include "command.h"
 #include "local.h"
+#include "replicas.h"
 #include "table.h"
 
 typedef struct kvp_dispatcher {
@@ -26,6 +27,11 @@ typedef struct kvp_dispatcher {
     kvp_policy *own_pol;       /* no policy anywhere (unit tests): a default one */
     struct { uint64_t sec; int count; } rule_qps[KVP_POLICY_MAX_RULES]; /* max_qps windows */
     const kvp_rule *s_rule0;   /* the rule of the first key routed last (replica reads) */
+    const kvp_replica_set *reps; /* the masters' replicas (the worker's), or NULL */
+    int *srv_reps;             /* per table server: its entry in reps, or -1 */
+    kvp_backend **rep_be;      /* per replica: its shared connection */
+    kvp_backend **rep_be3;     /* ... its shared RESP3 connection, made on first use */
+    uint32_t rep_next;         /* round robin over a master's replicas */
     /* a rule's Lua route function (the worker's router.h): the bucket of
      * key, or KV_ERR with err; NULL: rules route by hash */
     int (*route_key)(void *ctx, const kvp_policy *p, int rule, const char *key, size_t len,

@@ -23,6 +23,8 @@
  *   dp.stats() -> {total=, slow=, rt_sum_us=, rt_count=, clients=, cmds={NAME=n}}
  *   dp.client_count()                                         -> n
  *   dp.set_backend_down(addr, down): the health check's verdict on a master
+ *   dp.set_replicas{[master] = {replica, ...}}                 -> true | nil, err
+ *   dp.set_replica_lag(addr, ms): a replica's staleness (-1: down) -> found
  *
  * Lua validates (kvp/conf.lua, kv/btable.lua); C checks again what would
  * corrupt memory if wrong: every value against its field, every bound of a
@@ -45,6 +47,7 @@
 #include <string.h>
 
 static int started;
+static kvp_replica_set *cur_replicas; /* what the workers read from; lags land here */
 static struct event *drained_ev; /* the workers' reports, on the control loop */
 
 static int fail(lua_State *L, const char *msg)
@@ -333,6 +336,8 @@ static int l_start(lua_State *L)
     if (drained_ev == NULL || event_add(drained_ev, NULL) != 0)
         return fail(L, "cannot watch the workers' reports");
     started = 1;
+    if (cur_replicas != NULL)
+        kvp_workers_post_replicas(cur_replicas);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -549,6 +554,86 @@ static int l_set_table(lua_State *L)
     return 1;
 }
 
+/* ---------------------------------------------------------- replicas */
+
+
+/* Counts the map's masters and replicas; 0 when it is malformed. */
+static int replica_map_size(lua_State *L, int *nm, int *nr)
+{
+    *nm = *nr = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        size_t len;
+        if (lua_type(L, -2) != LUA_TSTRING || (lua_tolstring(L, -2, &len), len >= KVP_ADDR_MAX) ||
+            !lua_istable(L, -1)) {
+            lua_pop(L, 2);
+            return 0;
+        }
+        int n = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            int ok = lua_type(L, -1) == LUA_TSTRING && lua_objlen(L, -1) < KVP_ADDR_MAX;
+            lua_pop(L, 1);
+            if (!ok) {
+                lua_pop(L, 2);
+                return 0;
+            }
+        }
+        (*nm)++;
+        *nr += n;
+        lua_pop(L, 1);
+    }
+    return 1;
+}
+
+/* dp.set_replicas{[master] = {replica, ...}, ...}: the masters' replicas
+ * for replica reads (lags carried over for replicas already known). */
+static int l_set_replicas(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int nm, nr;
+    if (!replica_map_size(L, &nm, &nr) || nm > 65535 || nr > 65535)
+        return fail(L, "dp.set_replicas: not {[\"ip:port\"] = {\"ip:port\", ...}}");
+    kvp_replica_set *s = kvp_replica_set_new(nm, nr);
+    if (s == NULL)
+        return fail(L, "out of memory");
+    int m = 0, r = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        kvp_replica_master *rm = &s->masters[m++];
+        snprintf(rm->addr, sizeof(rm->addr), "%s", lua_tostring(L, -2));
+        rm->first = r;
+        rm->n = (int)lua_objlen(L, -1);
+        for (int i = 1; i <= rm->n; i++, r++) {
+            lua_rawgeti(L, -1, i);
+            snprintf(s->rep[r].addr, sizeof(s->rep[r].addr), "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            for (int j = 0; cur_replicas && j < cur_replicas->nreplicas; j++)
+                if (strcmp(cur_replicas->rep[j].addr, s->rep[r].addr) == 0)
+                    atomic_store(&s->rep[r].lag_ms, atomic_load(&cur_replicas->rep[j].lag_ms));
+        }
+        lua_pop(L, 1);
+    }
+    if (started)
+        kvp_workers_post_replicas(s);
+    kvp_replica_set_unref(cur_replicas);
+    cur_replicas = s;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* dp.set_replica_lag(addr, ms): a replica's measured staleness (-1: down,
+ * not read from). */
+static int l_set_replica_lag(lua_State *L)
+{
+    const char *addr = luaL_checkstring(L, 1);
+    lua_Integer ms = 0;
+    if (!int_in(L, 2, -1, INT_MAX, &ms))
+        return fail(L, "dp.set_replica_lag: the lag must be an integer >= -1");
+    lua_pushboolean(L, cur_replicas != NULL && kvp_replica_set_lag(cur_replicas, addr, (int)ms));
+    return 1;
+}
+
 static int l_stats(lua_State *L)
 {
     int n = kvp_cmd_count();
@@ -610,6 +695,8 @@ static int luaopen_kvp_dp(lua_State *L)
                                    {"client_count", l_client_count}, {"stats", l_stats},
                                    {"on_drained", l_on_drained},
                                    {"set_backend_down", l_set_backend_down},
+                                   {"set_replicas", l_set_replicas},
+                                   {"set_replica_lag", l_set_replica_lag},
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

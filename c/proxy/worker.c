@@ -37,7 +37,7 @@ typedef struct kvp_msg {
     void *ptr;
 } kvp_msg;
 
-enum { KVP_MSG_TABLE = 1, KVP_MSG_BACKEND_STATE, KVP_MSG_STOP };
+enum { KVP_MSG_TABLE = 1, KVP_MSG_BACKEND_STATE, KVP_MSG_REPLICAS, KVP_MSG_STOP };
 
 /* KVP_MSG_BACKEND_STATE payload (one per worker). */
 typedef struct kvp_backend_verdict {
@@ -66,6 +66,7 @@ typedef struct kvp_worker {
     kvp_pubsub *pubsub;
     kvp_table *table;
     kvp_table *next_table;     /* waits while migrate-on-access steps run */
+    kvp_replica_set *replicas; /* the masters' replicas (replica reads), or NULL */
     uint64_t last_client_tick;
     int accept_paused;         /* out of file descriptors: the tick listens again */
     int stopping;              /* KVP_MSG_STOP came: leave the loop */
@@ -160,6 +161,8 @@ int kvp_workers_poll_drained(kvp_drained_fn fn)
     return n;
 }
 
+static void worker_route_replicas(kvp_worker *w);
+
 static void worker_install_table(kvp_worker *w, kvp_table *t)
 {
     if (w->disp.premig_inflight > 0) {
@@ -200,11 +203,55 @@ static void worker_install_table(kvp_worker *w, kvp_table *t)
     kvp_dispatch_set_table(&w->disp, t);
     if (w->pubsub)
         kvp_pubsub_table(w->pubsub, t); /* channels follow their buckets */
+    worker_route_replicas(w);
     w->disp.table_waits = 0;
     /* everything in flight was routed with an older table now */
     kvp_req_pool_table(&w->pool, t->version);
     /* waiting clients go on (or wait again, for this table's blocked buckets) */
     kvp_clients_resume_parked(&w->clients);
+}
+
+/* The dispatcher's replica map for the current table and replica set:
+ * per table server, its master entry in the set; per replica, its shared
+ * connection (kept open as part of the table). */
+static void worker_route_replicas(kvp_worker *w)
+{
+    kvp_dispatcher *d = &w->disp;
+    free(d->srv_reps);
+    free(d->rep_be);
+    free(d->rep_be3);
+    d->srv_reps = NULL;
+    d->rep_be = d->rep_be3 = NULL;
+    d->reps = w->replicas;
+    if (w->replicas == NULL || w->table == NULL)
+        return;
+    const kvp_table *t = w->table;
+    d->srv_reps = malloc((size_t)t->nservers * sizeof(*d->srv_reps));
+    d->rep_be = calloc((size_t)(w->replicas->nreplicas + 1), sizeof(*d->rep_be));
+    d->rep_be3 = calloc((size_t)(w->replicas->nreplicas + 1), sizeof(*d->rep_be3));
+    if (d->srv_reps == NULL || d->rep_be == NULL || d->rep_be3 == NULL) {
+        kv_log_error("worker %d: out of memory for the replica map: reads go to masters", w->idx);
+        free(d->srv_reps);
+        free(d->rep_be);
+        free(d->rep_be3);
+        d->srv_reps = NULL;
+        d->rep_be = d->rep_be3 = NULL;
+        d->reps = NULL;
+        return;
+    }
+    for (int i = 0; i < t->nservers; i++)
+        d->srv_reps[i] = kvp_replica_set_master(w->replicas, t->servers[i]);
+    for (int i = 0; i < w->replicas->nreplicas; i++) {
+        d->rep_be[i] = kvp_backends_get(&w->backends, w->replicas->rep[i].addr);
+        d->rep_be3[i] = kvp_backends_get3(&w->backends, w->replicas->rep[i].addr, 0);
+    }
+}
+
+static void worker_install_replicas(kvp_worker *w, kvp_replica_set *s)
+{
+    kvp_replica_set_unref(w->replicas);
+    w->replicas = s;
+    worker_route_replicas(w);
 }
 
 /* The dispatcher's on_steps_done: no migrate-on-access step is in flight. */
@@ -248,6 +295,8 @@ static void worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             kvp_backend_verdict *st = m->ptr;
             kvp_backends_force(&w->backends, st->addr, st->down);
             free(st);
+        } else if (m->type == KVP_MSG_REPLICAS) {
+            worker_install_replicas(w, m->ptr);
         } else if (m->type == KVP_MSG_STOP) {
             w->stopping = 1;
             event_base_loopbreak(w->base);
@@ -278,6 +327,15 @@ void kvp_workers_post_table(kvp_table *t)
     for (int i = 0; i < nworkers; i++) {
         kvp_table_ref(t);
         worker_post(&workers[i], KVP_MSG_TABLE, t);
+    }
+}
+
+void kvp_workers_post_replicas(kvp_replica_set *s)
+{
+    for (int i = 0; i < nworkers; i++) {
+        if (s)
+            kvp_replica_set_ref(s);
+        worker_post(&workers[i], KVP_MSG_REPLICAS, s);
     }
 }
 
@@ -487,6 +545,8 @@ static void worker_teardown(kvp_worker *w)
     kvp_table_unref(w->next_table);
     kvp_table_unref(w->table);
     w->next_table = w->table = NULL;
+    kvp_replica_set_unref(w->replicas);
+    w->replicas = NULL;
 }
 
 /* On the control thread: what worker_init made that the thread did not free

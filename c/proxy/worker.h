@@ -12,6 +12,7 @@
 #define KVP_WORKER_H
 
 #include "table.h"
+#include "replicas.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,6 +25,9 @@ int kvp_workers_start(char *err, size_t errlen);
 void kvp_workers_stop(void);
 /* Every worker installs t (each takes a reference). */
 void kvp_workers_post_table(kvp_table *t);
+/* Every worker reads from s's replicas from now on (each takes a
+ * reference; NULL: no replica reads). */
+void kvp_workers_post_replicas(kvp_replica_set *s);
 /* The health check's verdict on a master, for every worker. */
 void kvp_workers_post_backend_state(const char *addr, int down);
 /* Control thread: drained-table reports (worker i has nothing in flight

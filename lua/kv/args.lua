@@ -1,7 +1,9 @@
--- kv.args: the command line shared by kvp and kvcs: -c FILE [-d] [-t] [-v] [-h].
+-- kv.args: the command line shared by kvp and kvcs: -c FILE [-d] [-t] [-v] [-h],
+-- and kvp's --reload [--force].
 --
 --   args.parse(arg, name) -> opts | nil, err
---     opts = { config = path, daemon = bool, test = bool, version = bool, help = bool }
+--     opts = { config = path, daemon = bool, test = bool, version = bool, help = bool,
+--              reload = bool, force = bool }
 --   args.usage(name) -> text
 --   args.dirname(path), args.resolve(base_dir, path) -> absolute-ish path
 local M = {}
@@ -12,7 +14,10 @@ function M.usage(name)
     .. "  -d       run as a daemon; write %s.pid beside the configuration\n"
     .. "  -t       check the configuration%s, print what is wrong, and exit\n"
     .. "  -v       print the version and exit\n"
-    .. "  -h       print this help and exit\n"):format(name, name, name == "kvp" and " and the policy" or "")
+    .. "  -h       print this help and exit\n"
+    .. (name == "kvp" and ("  --reload [--force]  publish the edited policy file to the namespace (through\n"
+      .. "           the running proxy of this configuration) and print the result\n") or ""))
+    :format(name, name, name == "kvp" and " and the policy" or "")
 end
 
 function M.parse(arg, name)
@@ -28,6 +33,8 @@ function M.parse(arg, name)
     elseif a == "-t" then o.test = true
     elseif a == "-v" then o.version = true
     elseif a == "-h" or a == "--help" then o.help = true
+    elseif name == "kvp" and a == "--reload" then o.reload = true
+    elseif name == "kvp" and a == "--force" then o.force = true
     else
       return nil, ("unknown argument '%s'"):format(a)
     end
@@ -36,6 +43,7 @@ function M.parse(arg, name)
   if not (o.help or o.version) and not o.config then
     return nil, "a configuration file is needed (-c FILE)"
   end
+  if o.force and not o.reload then return nil, "--force goes with --reload" end
   return o
 end
 

@@ -9,6 +9,7 @@ local codes = require "kv.codes"
 local btable = require "kv.btable"
 local stats = require "kvp.stats"
 local settings = require "kvp.settings"
+local policyctl = require "kvp.policyctl"
 
 local M = {}
 
@@ -57,6 +58,21 @@ end
 function M.add_pattern(px, body) return pattern(px, body, "ADD") end
 function M.del_pattern(px, body) return pattern(px, body, "DEL") end
 
+-- POST {"force": bool}: the edited policy file, checked and published
+-- (kvp.policyctl.reload).
+function M.reload_policy(px, body)
+  if body.force ~= nil and type(body.force) ~= "boolean" then
+    return codes.BAD_PARAM, "force must be true or false"
+  end
+  local v, code, msg = policyctl.reload(px, body.force)
+  if not v then return code, msg end
+  return codes.OK, "OK", { version = v, namespace = px.cfg.namespace }
+end
+
+function M.policy(px)
+  return codes.OK, "OK", policyctl.current(px)
+end
+
 function M.routes(px)
   local function h(fn) return function(body) return fn(px, body) end end
   return {
@@ -66,6 +82,8 @@ function M.routes(px)
     ["/kvstore/proxy/bucket_table"] = { fn = h(M.bucket_table) },
     ["/kvstore/proxy/add_pattern"] = { fn = h(M.add_pattern), change = true },
     ["/kvstore/proxy/del_pattern"] = { fn = h(M.del_pattern), change = true },
+    ["/kvstore/proxy/reload_policy"] = { fn = h(M.reload_policy), change = true },
+    ["/kvstore/proxy/policy"] = { fn = h(M.policy) },
     ["/metrics"] = { raw = function() return 200, px.metrics(), "text/plain; version=0.0.4" end },
   }
 end

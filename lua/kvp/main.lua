@@ -18,6 +18,7 @@ local dp = require "kvp.dp"
 local httpd = require "kv.httpd"
 local stats = require "kvp.stats"
 local http_api = require "kvp.http_api"
+local policyctl = require "kvp.policyctl"
 local metrics = require "kvp.metrics"
 local health = require "kvp.health"
 local btable = require "kv.btable"
@@ -34,8 +35,8 @@ local function fail(msg)
 end
 
 -- What the HTTP handlers act on (kvp.http_api's px).
-function M.control(path, cfg, state)
-  local px = { cfg = cfg, state = state, now = core.now }
+function M.control(path, cfg, state, policy_path)
+  local px = { cfg = cfg, state = state, now = core.now, policy_path = policy_path }
   px.stats = stats.new(dp.stats, core.now())
   loop.every(1, function() stats.tick(px.stats, core.now()) end)
   px.config_text = function()
@@ -86,6 +87,7 @@ function M.main(arg)
   end
   local pol, perr = policy.load(policy_path)
   if not pol then return fail(perr) end
+  if opts.reload then return policyctl.ask_reload(cfg, opts.force) end
   local ok, derr = dp.set_policy(pol)
   if not ok then return fail(derr) end
   -- every to_c key, defaults included: C has none of its own
@@ -151,6 +153,18 @@ function M.main(arg)
     health.watch(h, btable.addresses(t))
   end
   state.workers = cfg.io_threads
+  state.on_policy = function(p)
+    if p then
+      log.info("namespace %s: routing with its policy v%d", cfg.namespace, p.version)
+    else
+      log.info("namespace %s has no published policy: routing with %s", cfg.namespace, policy_path)
+    end
+    local why = policyctl.differs({ policy_path = policy_path }, p)
+    if why then
+      log.warn("the local policy file %s differs from what namespace %s routes with: %s "
+        .. "(kvp --reload publishes the file)", policy_path, cfg.namespace, why)
+    end
+  end
   dp.on_drained(function(worker, version) cslink.drained(state, worker, version) end)
   cslink.start(state)
   loop.timer(M.STARTUP_WAIT, function()
@@ -164,7 +178,7 @@ function M.main(arg)
     core.exit(1)
   end)
 
-  local px = M.control(opts.config, cfg, state)
+  local px = M.control(opts.config, cfg, state, policy_path)
   px_ref.px = px
   local hhost, hport = loop.split_addr(cfg.http_listen)
   local hok, herr = httpd.serve(hhost, hport, http_api.routes(px),
@@ -178,7 +192,14 @@ function M.main(arg)
 
   local stopping = false
   loop.on_signal(function(signo)
-    if signo == 1 then return end -- SIGHUP: nothing to reload yet
+    if signo == 1 then -- SIGHUP: publish the edited policy file
+      loop.spawn(function()
+        local v, code, msg = policyctl.reload(px, false)
+        if v then log.info("SIGHUP: policy v%d published from %s", v, policy_path)
+        else log.error("SIGHUP: policy %s not published (%s): %s", policy_path, tostring(code), msg) end
+      end)
+      return
+    end
     if stopping then return end
     stopping = true
     log.info("kvp stopping (signal %d)", signo)
