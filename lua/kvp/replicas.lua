@@ -91,7 +91,7 @@ function M.judge(m, rep, now)
   local info = rep.info
   if not info then return -1, rep.err or NOT_YET end
   if now - rep.at > M.TIMEOUT then
-    return -1, ("no answer for %.1f s (%s)"):format(now - rep.at, rep.err or "timeout")
+    return -1, ("no answer for %.1f s"):format(now - rep.at)
   end
   if info.role ~= "slave" then return -1, "not a replica (role " .. tostring(info.role) .. ")" end
   local of = tostring(info.master_host) .. ":" .. tostring(info.master_port)
