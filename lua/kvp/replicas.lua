@@ -5,8 +5,10 @@
 -- The config server pushes which replicas each master has (kvp.cslink,
 -- `push replicas`); watch() keeps one connection per server (master or
 -- replica, opened by kvp.health.ask, AUTH with redis_password) and one task
--- per server reading INFO replication every INTERVAL seconds. Staleness is
--- measured by replication offsets, not by Redis's whole-second `lag=`:
+-- per server reading INFO replication: a master every INTERVAL, a replica
+-- right after each sample of its master (at most 1.5 INTERVAL apart when the
+-- master does not answer). No task ever blocks the control loop. Staleness
+-- is measured by replication offsets, not by Redis's whole-second `lag=`:
 --   * each master poll sent at time t that reads master_repl_offset M adds
 --     the sample (t, M) to that master's history (the master held at least
 --     M bytes of its stream at t; a sample with the offset of the one before
@@ -17,20 +19,22 @@
 --     everything the master had at t_i, so at time now it is at most
 --     now - (newest t_i with M(t_i) <= R) behind. Its last R stays a true
 --     bound while it does not answer (offsets only grow), so the bound keeps
---     growing until the TIMEOUT declares it down.
--- Resolution: one INTERVAL (plus a round trip). A replica that is fully
--- caught up reads 0..INTERVAL ms; a lag is never under-estimated, and
--- lags longer than the kept history (HISTORY samples of writes) read as
--- down.
+--     growing until TIMEOUT declares it down.
+-- Resolution: one INTERVAL. A replica that is fully caught up reads the
+-- time since its master's last sample, about two round trips (0..3 ms on
+-- one host), at most one INTERVAL; a lagging one reads its lag rounded up
+-- to the next sample, never under-estimated. Lags longer than the kept
+-- history (HISTORY samples: 10 s under steady writes) read as down.
 -- A replica is down (lag -1: never read from it) when it gave no INFO
 -- within TIMEOUT, is not a replica, replicates another address than the
 -- push says (compared as the host:port strings), has its link down
 -- (master_link_status:down), holds another replication history than its
 -- master (master_replid differs: a full resync pending), or has an offset
--- below every kept sample. Every INTERVAL each replica's lag goes to C with
+-- below every kept sample. After each replica poll (and every INTERVAL / 2
+-- for one whose poll is overdue) its lag goes to C with
 -- dp.set_replica_lag(addr, lag_ms), and the map with dp.set_replicas(map)
 -- when it changes (both only when the data path has them). Each change
--- usable <-> unusable is logged once.
+-- usable <-> unusable is logged once, never per poll.
 --
 --   r = replicas.new{dp = dp, password = fn() -> redis_password}
 --   replicas.watch(r, map)    map = {["master ip:port"] = {"replica ip:port", ...}}
@@ -41,8 +45,8 @@
 --   replicas.staleness(m, now, R) -> seconds | nil (below every sample)
 --   replicas.judge(m, rep, now) -> lag_ms | -1, why
 --   replicas.plan(r, map) -> new addresses, changed   (watch without tasks)
---   replicas.evaluate(r, now)                          (one tick)
--- kv.loop/log and kvp.health need the C runtime: loaded by new()/watch().
+--   replicas.evaluate(r, now [, older])               (one tick)
+-- kv.loop and kvp.health need the C runtime: loaded by watch().
 local loop, log, health
 
 local M = {}

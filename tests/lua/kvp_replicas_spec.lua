@@ -198,6 +198,22 @@ describe("kvp.replicas", function()
       assert.same({ { replica = R1, master = M1, lag_ms = -1 } }, replicas.lags(r))
     end)
 
+    it("on the ticker, judges again only the replicas whose poll is overdue", function()
+      local calls = {}
+      local r = replicas.new({ dp = { set_replica_lag = function(a, l) calls[#calls + 1] = a .. "=" .. l end } })
+      replicas.plan(r, { [M1] = { R1, R2 } })
+      replicas.sample(r.servers[M1], 0, 100, ID)
+      for _, a in ipairs({ R1, R2 }) do
+        local rep = replica(100, 0)
+        r.servers[a].info, r.servers[a].at = rep.info, rep.at
+      end
+      replicas.evaluate(r, 0)
+      r.servers[R2].judged = 0.1 -- R2 was just polled
+      calls = {}
+      replicas.evaluate(r, 0.16, 1.5 * I)
+      assert.same({ R1 .. "=160" }, calls)
+    end)
+
     it("works on a data path without set_replica_lag", function()
       local r = replicas.new({ dp = {} })
       replicas.plan(r, { [M1] = { R1 } })
