@@ -20,6 +20,9 @@
 --   PATTERN ADD|DEL <ns> <pattern> -> +OK | -ERR <code> <message>
 -- cs -> proxy pushes: arrays whose first element is "push":
 --   push table <json> | push ping | push del_namespace <ns>
+--   push replicas <ns> <json>: {"<master>": ["<replica>", ...], ...}, the
+--     replicas the config server learned for each master of the table
+--     (M.replicas -> state.on_replicas(ns, map))
 local loop = require "kv.loop"
 local resp = require "kv.resp"
 local redis = require "kv.redis"
@@ -28,6 +31,7 @@ local dptable = require "kvp.dptable"
 local lineage = require "kvp.lineage"
 local log = require "kv.log"
 local handshake = require "kv.handshake"
+local cjson = require "cjson"
 
 local M = {}
 
@@ -82,6 +86,45 @@ function M.apply(state, json)
     from, t.bucket_count, table.concat(spec.servers, ", "),
     #t.patterns > 0 and ("; key-rewrite patterns " .. table.concat(t.patterns, " ")) or "")
   if state.on_table then state.on_table(t) end
+  return true
+end
+
+-- A well-formed replicas map: every key and every element an ip:port.
+local function replicas_map(v)
+  if type(v) ~= "table" then return nil end
+  local map = {}
+  for master, reps in pairs(v) do
+    if type(master) ~= "string" or not master:match("^[^:]+:%d+$") or type(reps) ~= "table" then
+      return nil
+    end
+    local list = {}
+    for i = 1, #reps do
+      if type(reps[i]) ~= "string" or not reps[i]:match("^[^:]+:%d+$") then return nil end
+      list[i] = reps[i]
+    end
+    if next(reps) ~= nil and #list == 0 then return nil end -- an object, not a list
+    map[master] = list
+  end
+  return map
+end
+
+-- push replicas <ns> <json> -> state.on_replicas(ns, map) (if set). A bad
+-- one is logged once (until a good one comes) and changes nothing.
+-- -> true | false
+function M.replicas(state, ns, json)
+  if ns ~= state.namespace then return false end
+  local ok, v = pcall(cjson.decode, json)
+  local map = ok and replicas_map(v)
+  if not map then
+    if not state.bad_replicas then
+      log.warn("config server sent a bad replicas map for %s (ignored): %s", tostring(ns),
+        tostring(json):sub(1, 200))
+      state.bad_replicas = true
+    end
+    return false
+  end
+  state.bad_replicas = nil
+  if state.on_replicas then state.on_replicas(ns, map) end
   return true
 end
 
@@ -162,6 +205,8 @@ local function session(state, addr)
         M.apply(state, v[3])
       elseif kind == "del_namespace" and v[3] == state.namespace then
         state.on_deleted()
+      elseif kind == "replicas" then
+        M.replicas(state, v[3], v[4])
       end
     elseif not registered then
       table.remove(waiting, 1)
@@ -206,7 +251,8 @@ end
 -- state: { namespace, listen, proxy_id, cluster_secret, stale_table_limit,
 --          servers = {master, slave?}, workers,
 --          install(spec) -> ok, err   (dp.set_table; spec from kvp.dptable),
---          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health? }
+--          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health?,
+--          on_replicas(ns, map)? }
 -- The link sets state.table, .acked, .connected_to, .last_contact,
 -- .fenced, and .send while a session is up.
 -- The fence: the held table with every bucket blocked, so no command is

@@ -12,9 +12,15 @@
 --                  report(kind, addr)}
 --   health.watch(h, addresses)   start/stop monitors to match the table
 --   health.judge(m, now, ok, down_timeout) -> "down" | "up" | nil   (pure)
--- kv.loop/redis/log need the C runtime: loaded by new(), so busted can
--- test judge() alone
+--   health.ask(slot, addr, password, timeout, accept, cmd...)  one command
+--       on a kept connection (kvp.replicas uses it too)
+-- kv.loop/redis/log need the C runtime: loaded by new() and ask(), so busted
+-- can test judge() alone
 local loop, redis, log
+
+local function runtime()
+  loop, redis, log = require "kv.loop", require "kv.redis", require "kv.log"
+end
 
 local M = {}
 
@@ -22,7 +28,7 @@ M.INTERVAL = 1
 M.REPEAT = 3
 
 function M.new(opts)
-  loop, redis, log = require "kv.loop", require "kv.redis", require "kv.log"
+  runtime()
   return { opts = opts, monitors = {} }
 end
 
@@ -47,26 +53,31 @@ local function valid(r)
   return type(r) == "table" and r.status == "PONG"
 end
 
+-- One command on a connection kept open in slot.conn, opened (AUTH first
+-- when password) when there is none. A transport error or a reply that
+-- accept(r) rejects closes it, so the next call connects again: one
+-- connection per server, never one per probe (kvp.replicas uses it too).
+-- -> reply | nil, why
+function M.ask(slot, addr, password, timeout, accept, ...)
+  if not redis then runtime() end
+  if not slot.conn then
+    local host, port = loop.split_addr(addr)
+    slot.conn = redis.connect(host, port, { timeout = timeout, password = password })
+    if not slot.conn then return nil, "cannot connect or authenticate" end
+  end
+  local r, err = slot.conn:call(...)
+  if accept(r) then return r end
+  slot.conn:close()
+  slot.conn = nil
+  return nil, r == nil and tostring(err) or (type(r) == "table" and (r.err or r.status)) or tostring(r)
+end
+
 local function monitor(h, m)
-  local host, port = loop.split_addr(m.addr)
-  local conn
   local last_report = 0
   while not m.stopped do
-    local ok = false
-    if not conn then
-      conn = redis.connect(host, port, { timeout = 1, password = h.opts.password() })
-    end
-    if conn then
-      local r, err = conn:call("PING")
-      ok = valid(r)
-      if not ok then
-        conn:close()
-        conn = nil
-        m.why = r == nil and tostring(err) or (type(r) == "table" and (r.err or r.status)) or tostring(r)
-      end
-    else
-      m.why = "cannot connect or authenticate"
-    end
+    local r, why = M.ask(m, m.addr, h.opts.password(), 1, valid, "PING")
+    local ok = r ~= nil
+    if not ok then m.why = why end
     local now = loop.now()
     local change = M.judge(m, now, ok, h.opts.down_timeout())
     if change == "down" then
@@ -84,7 +95,7 @@ local function monitor(h, m)
     end
     if not m.stopped then loop.sleep(ok and M.INTERVAL or math.min(M.INTERVAL, 0.5)) end
   end
-  if conn then conn:close() end
+  if m.conn then m.conn:close() end
 end
 
 function M.watch(h, addresses)

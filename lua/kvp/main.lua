@@ -3,9 +3,10 @@
 -- kvp.conf sends to C) and stops there with -t; otherwise starts the data
 -- path and runs the control plane on this thread: the config-server link
 -- (kvp.cslink, which installs each table with dp.set_table), the masters'
--- health checks (kvp.health), the stats windows and the HTTP admin API
--- (kvp.http_api; M.control builds what its handlers act on). The process
--- exits when no config server gives it a table within STARTUP_WAIT seconds.
+-- health checks (kvp.health), the replicas' staleness (kvp.replicas), the
+-- stats windows and the HTTP admin API (kvp.http_api; M.control builds what
+-- its handlers act on). The process exits when no config server gives it a
+-- table within STARTUP_WAIT seconds.
 local core = require "kv.core"
 local loop = require "kv.loop"
 local log = require "kv.log"
@@ -21,6 +22,7 @@ local http_api = require "kvp.http_api"
 local policyctl = require "kvp.policyctl"
 local metrics = require "kvp.metrics"
 local health = require "kvp.health"
+local replicas = require "kvp.replicas"
 local btable = require "kv.btable"
 
 local M = {}
@@ -139,8 +141,9 @@ function M.main(arg)
     end,
   }
   local px_ref = {}
+  local function redis_password() return (px_ref.px and px_ref.px.cfg or cfg).redis_password end
   local h = health.new({
-    password = function() return (px_ref.px and px_ref.px.cfg or cfg).redis_password end,
+    password = redis_password,
     down_timeout = function() return (px_ref.px and px_ref.px.cfg or cfg).redis_down_timeout end,
     set_down = dp.set_backend_down,
     report = function(kind, addr)
@@ -148,6 +151,9 @@ function M.main(arg)
     end,
   })
   state.health = h
+  -- the replicas' staleness for replica reads (kvp.replicas; /metrics)
+  state.replicas = replicas.new({ dp = dp, password = redis_password })
+  state.on_replicas = function(_, map) replicas.watch(state.replicas, map) end
   state.on_table = function(t)
     core.daemon_ready(true)
     health.watch(h, btable.addresses(t))

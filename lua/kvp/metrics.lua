@@ -26,6 +26,13 @@ function M.text(px)
     t and t.version or 0)
   m:add("kvp_config_server_connected", "gauge", "1 while registered with a config server",
     px.state.connected_to ~= nil)
+  if px.state.replicas then
+    for _, l in ipairs(require("kvp.replicas").lags(px.state.replicas)) do
+      m:add("kvp_replica_lag_ms", "gauge",
+        "Staleness bound of a replica of a master, by replication offsets (ms; -1: down, not read from)",
+        l.lag_ms, { replica = l.replica, master = l.master })
+    end
+  end
   return m:text()
 end
 

@@ -7,6 +7,8 @@
 --        ADDR1, ADDR2...; B migrating to the next address, blocked or not
 --   "sleep S"                             wait S seconds
 --   "await FILE"                          wait until FILE exists
+--   "replicas JSON"                       push replicas NS JSON (one argument:
+--        {"<master>":["<replica>",...]}, no spaces)
 --   "exit"                                stop (the proxy keeps its table)
 -- The first step must be a table. PING answers +PONG, ACK +OK; a ping is
 -- pushed every second so the proxy keeps the link. Every table is of one
@@ -84,6 +86,8 @@ loop.run(function()
       while not io.open(f) do loop.sleep(0.05) end
     elseif s == "exit" then
       break
+    elseif s:match("^replicas ") then
+      for _, p in ipairs(proxies) do p:send(resp.encode("push", "replicas", ns, s:sub(10))) end
     else
       local json = make_table(s)
       for _, p in ipairs(proxies) do p:send(resp.encode("push", "table", json)) end

@@ -213,4 +213,38 @@ describe("kvp.cslink", function()
       assert.same({ nil, "no config server reachable" }, { cslink.request(state, "PING") })
     end)
   end)
+
+  describe("replicas push", function()
+    it("gives the namespace's map to state.on_replicas", function()
+      local state = new_state()
+      local got = {}
+      state.on_replicas = function(ns, map) got[#got + 1] = { ns, map } end
+      assert.is_true(cslink.replicas(state, "test", '{"' .. A .. '":["127.0.0.1:7371"],"' .. B .. '":[]}'))
+      assert.same({ { "test", { [A] = { "127.0.0.1:7371" }, [B] = {} } } }, got)
+      assert.is_false(cslink.replicas(state, "other", '{}')) -- another namespace's
+      assert.equal(1, #got)
+    end)
+
+    it("ignores a bad map, logged once until a good one comes", function()
+      local state = new_state()
+      local got = 0
+      state.on_replicas = function() got = got + 1 end
+      logged = {}
+      for _, bad in ipairs({ "{not json", '["' .. A .. '"]', '{"' .. A .. '":"' .. B .. '"}',
+                             '{"' .. A .. '":[1]}', '{"nohost":[]}', '{"' .. A .. '":{"x":"' .. B .. '"}}' }) do
+        assert.is_false(cslink.replicas(state, "test", bad))
+      end
+      assert.equal(0, got)
+      assert.equal(1, #logged)
+      assert.matches("^warn config server sent a bad replicas map for test", logged[1])
+      assert.is_true(cslink.replicas(state, "test", "{}"))
+      assert.is_false(cslink.replicas(state, "test", "[[["))
+      assert.equal(2, #logged)
+      assert.equal(1, got)
+    end)
+
+    it("works without state.on_replicas", function()
+      assert.is_true(cslink.replicas(new_state(), "test", "{}"))
+    end)
+  end)
 end)
