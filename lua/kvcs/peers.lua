@@ -11,6 +11,8 @@
 --                  longer known (bucket moves stop waiting for it)
 --                  PING -> +PONG;  ACK ns version -> +OK
 --                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
+--                  POLICY ns source [FORCE] -> :version | -ERR <code> <msg>
+--                  (publishes the routing policy, kvcs.policy.set)
 --                  DOWN ns addr / UP ns addr -> +OK (HA votes, kvcs.failover;
 --                  passed to cs.on_report(entry, "DOWN"|"UP", ns, addr))
 -- Hooks (optional): cs.on_proxy_join(entry) after a REGISTER,
@@ -33,6 +35,7 @@ local api = require "kvcs.api"
 local codes = require "kv.codes"
 local dispatch = require "kvcs.dispatch"
 local handshake = require "kv.handshake"
+local policy = require "kvcs.policy"
 
 local M = {}
 
@@ -276,6 +279,19 @@ function proxy_commands.PATTERN.run(cs, sess, cmd)
   if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
   log.info("pattern %s %s on %s (asked by proxy %s)", op, cmd[4], cmd[3], sess.entry.listen)
   return resp.status("OK")
+end
+
+-- POLICY ns source [FORCE]: the proxy read its lua/policy.lua (kvp --reload,
+-- SIGHUP, reload_policy) and asks for it to be the namespace's policy
+proxy_commands.POLICY = { arity = -3, registered = true }
+function proxy_commands.POLICY.run(cs, sess, cmd)
+  if cmd.n > 4 or (cmd.n == 4 and tostring(cmd[4]):upper() ~= "FORCE") then
+    return resp.error("ERR " .. codes.BAD_PARAM .. " syntax: POLICY <namespace> <source> [FORCE]")
+  end
+  local code, msg, data = policy.set(cs, cmd[2], cmd[3], cmd.n == 4)
+  if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
+  log.info("policy of %s: v%d (asked by proxy %s)", cmd[2], data.version, sess.entry.listen)
+  return data.version
 end
 
 -- One command of a proxy connection. -> reply [, after]
