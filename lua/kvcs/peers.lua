@@ -20,7 +20,10 @@
 -- entry = { sock, ns, listen, id, peer, seq }.
 -- Slave commands:  SYNC slave_addr -> array {"snapshot", json, json, ...}
 --                  PING -> +PONG
--- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
+-- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping,
+-- replicas <ns> <json> ({"<master>": ["<replica>", ...], ...} for every
+-- address of the table, [] when none: what kvcs.failover learned; after the
+-- REGISTER reply and whenever a master's learned replicas change).
 -- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
 -- Each port's commands are a table of handlers (proxy_commands,
 -- slave_commands; arity next to each, looked up by kvcs.dispatch);
@@ -232,7 +235,10 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
   k.seen = cs.now and cs.now() or nil
   log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
     sock.peer, entry.id, ns, t.version)
-  return btable.encode(t), cs.on_proxy_join and function() cs.on_proxy_join(entry) end
+  return btable.encode(t), function()
+    push(sock, "replicas", ns, M.replicas_json(cs, t))
+    if cs.on_proxy_join then cs.on_proxy_join(entry) end
+  end
 end
 
 -- ACK ns version: nothing routed with an older table is in flight there
@@ -393,6 +399,32 @@ function M.publish(cs, t)
   local json = btable.encode(t)
   for sock in pairs(cs.peers.proxies[t.namespace] or {}) do push(sock, "table", json) end
   for sock in pairs(cs.peers.slaves) do push(sock, "table", json) end
+end
+
+-- The learned replicas of every address of t, as the replicas push carries.
+function M.replicas_json(cs, t)
+  local map = {}
+  local learned = cs.ha and cs.ha.replicas or {}
+  for _, a in ipairs(btable.addresses(t)) do
+    local l = setmetatable({}, btable.array_mt)
+    for i, r in ipairs(learned[a] or {}) do l[i] = r end
+    map[a] = l
+  end
+  return codes.encode_json(map)
+end
+
+-- The learned replicas of master changed (kvcs.failover): every proxy of
+-- each namespace using it gets that namespace's replicas again.
+function M.replicas_changed(cs, master)
+  for _, ns in ipairs(store.list(cs.store)) do
+    local t = store.get(cs.store, ns)
+    local uses = false
+    for _, a in ipairs(btable.addresses(t)) do uses = uses or a == master end
+    if uses and next(cs.peers.proxies[ns] or {}) then
+      local json = M.replicas_json(cs, t)
+      for sock in pairs(cs.peers.proxies[ns]) do push(sock, "replicas", ns, json) end
+    end
+  end
 end
 
 function M.publish_delete(cs, ns)
