@@ -65,3 +65,13 @@ void kv_hash_tag(const char *key, size_t len, const char **out, size_t *outlen)
     *out = key;
     *outlen = len;
 }
+
+uint32_t kv_hash_bucket(int kind, int tags, const char *key, size_t len, uint32_t bucket_count)
+{
+    const char *h = key;
+    size_t hl = len;
+    if (tags)
+        kv_hash_tag(key, len, &h, &hl);
+    uint32_t v = kind == KV_HASH_CRC16 ? kv_hash_crc16(h, hl) : kv_hash_murmur2_kvstore(h, hl);
+    return v % bucket_count;
+}

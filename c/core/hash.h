@@ -18,4 +18,14 @@ uint16_t kv_hash_crc16(const char *key, size_t len);
  * non-empty inside, else the whole key (Redis Cluster hash tags). */
 void kv_hash_tag(const char *key, size_t len, const char **out, size_t *outlen);
 
+/* The hashes a policy names (lua/policy.lua "hash"); the proxy's
+ * enum kvp_hash_kind has the same values. */
+enum kv_hash_kind { KV_HASH_MURMUR2_KVSTORE = 0, KV_HASH_CRC16 = 1 };
+
+/* The bucket of a key: hash kind of the key (of its {tag} when tags), modulo
+ * bucket_count. The one definition the proxy (kvp_table_bucket) and the
+ * config server (core.key_bucket, for /kvstore/cs/locate) share, so they
+ * cannot disagree on where a key lives. */
+uint32_t kv_hash_bucket(int kind, int tags, const char *key, size_t len, uint32_t bucket_count);
+
 #endif

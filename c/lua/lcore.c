@@ -12,11 +12,19 @@
  *   fn("signal",    signo)
  *   fn("notify",    what)                 -- wake-ups posted by other threads
  *
+ * Pure helpers the config server shares with the proxy's C (issue 13:
+ * /kvstore/cs/locate must find a key's bucket exactly as kvp does):
+ * core.key_bucket(hash, tags, key, n), core.glob_match(glob, s),
+ * core.sha1_hex(s).
+ *
  * lua/kv/loop.lua turns this into coroutine-style sockets. An id closed by
  * Lua itself gets no "closed" event. Every call into Lua is protected. */
 #include "runtime.h"
 #include "../core/log.h"
 #include "../core/kv.h"
+#include "../core/glob.h"
+#include "../core/hash.h"
+#include "../core/sha1.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -668,6 +676,48 @@ static int l_hostname(lua_State *L)
     return 1;
 }
 
+/* core.key_bucket(hash_name, hash_tags, key, bucket_count) -> bucket: the
+ * proxy's own computation (kv_hash_bucket), for /kvstore/cs/locate. */
+static int l_key_bucket(lua_State *L)
+{
+    const char *hash = luaL_checkstring(L, 1);
+    int tags = lua_toboolean(L, 2);
+    size_t len;
+    const char *key = luaL_checklstring(L, 3, &len);
+    lua_Integer n = luaL_checkinteger(L, 4);
+    int kind;
+    if (strcmp(hash, "murmur2_kvstore") == 0)
+        kind = KV_HASH_MURMUR2_KVSTORE;
+    else if (strcmp(hash, "crc16") == 0)
+        kind = KV_HASH_CRC16;
+    else
+        return luaL_argerror(L, 1, "murmur2_kvstore or crc16");
+    luaL_argcheck(L, n >= 1 && n <= 65535, 4, "bucket_count out of range");
+    lua_pushinteger(L, (lua_Integer)kv_hash_bucket(kind, tags, key, len, (uint32_t)n));
+    return 1;
+}
+
+/* core.glob_match(glob, s) -> boolean, Redis glob rules (c/core/glob.c) */
+static int l_glob_match(lua_State *L)
+{
+    size_t pl, sl;
+    const char *p = luaL_checklstring(L, 1, &pl);
+    const char *s = luaL_checklstring(L, 2, &sl);
+    lua_pushboolean(L, kv_glob_match(p, pl, s, sl));
+    return 1;
+}
+
+/* core.sha1_hex(s) -> 40 hex digits: the name a key-rewrite pattern gives a key */
+static int l_sha1_hex(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[40];
+    kv_sha1_hex(s, len, hex);
+    lua_pushlstring(L, hex, 40);
+    return 1;
+}
+
 int luaopen_kv_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -685,6 +735,8 @@ int luaopen_kv_core(lua_State *L)
         {"exit", l_exit},           {"daemonize", l_daemonize},
         {"daemon_ready", l_daemon_ready},
         {"isatty", l_isatty},       {"hostname", l_hostname},
+        {"key_bucket", l_key_bucket}, {"glob_match", l_glob_match},
+        {"sha1_hex", l_sha1_hex},
         {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

@@ -72,13 +72,10 @@ void kvp_table_unref(kvp_table *t)
 
 uint32_t kvp_table_bucket(const kvp_table *t, const char *key, size_t len)
 {
-    const char *h = key;
-    size_t hl = len;
-    if (t->hash_tags)
-        kv_hash_tag(key, len, &h, &hl);
-    uint32_t v = t->hash_kind == KVP_HASH_CRC16 ? kv_hash_crc16(h, hl)
-                                                   : kv_hash_murmur2_kvstore(h, hl);
-    return v % t->bucket_count;
+    _Static_assert((int)KVP_HASH_CRC16 == (int)KV_HASH_CRC16 &&
+                       (int)KVP_HASH_MURMUR2_KVSTORE == (int)KV_HASH_MURMUR2_KVSTORE,
+                   "the proxy's hash kinds are kv_hash_bucket's");
+    return kv_hash_bucket(t->hash_kind, t->hash_tags, key, len, t->bucket_count);
 }
 
 int kvp_table_set_patterns(kvp_table *t, const char **pats, const size_t *lens, int n)

@@ -10,7 +10,17 @@
 --     migrating    = { [bucket] = "dst ip:port", ... },   -- {} when none
 --     blocked      = { [bucket] = true, ... },            -- {} when none
 --     patterns     = { "aa*", ... },                      -- key rewrite globs
---     lineage      = "9f0c3a5d2b7e4c11" }  -- nil for a table from an old file
+--     lineage      = "9f0c3a5d2b7e4c11",  -- nil for a table from an old file
+--     policy       = { version = 3, source = "return {...}" } }  -- nil: none
+--
+-- policy is the namespace's routing policy (lua/policy.lua text, compiled
+-- by kv.policy; issue 13), published by the config server: it travels in
+-- the table so that it is versioned, persisted, copied to slaves and pushed
+-- to proxies exactly as the table is (a policy change is a new table
+-- version with policy.version + 1). nil: never published (proxies use
+-- their local file). It is in the table file and on the control
+-- connections (encode); the HTTP replies (to_json) carry only
+-- "policy_version" (0 when none). Every change keeps it (copy).
 --
 -- lineage names the history a table belongs to: random at init (16 hex
 -- digits), kept by every later version (copy) and by slaves (they copy the
@@ -61,6 +71,8 @@
 --   add_pattern(t, p) / del_pattern(t, p) -> t'
 --   copy(t)                     -> t' equal to t, version + 1, for a change
 --                                  to fill in before anyone else sees it
+--   with_policy(t, source)      -> t' (version + 1) carrying source as the
+--                                  policy, its version one more than t's
 
 local cjson = require "cjson"
 local names = require "kv.names"
@@ -125,7 +137,7 @@ local function copy(t)
   return {
     namespace = t.namespace, bucket_count = t.bucket_count, version = t.version + 1,
     owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
-    lineage = t.lineage,
+    lineage = t.lineage, policy = t.policy, -- policy: immutable, shared
   }
 end
 
@@ -260,6 +272,7 @@ function M.to_json(t)
     migrating_server_addr = mig[1] and mig[1].dst or "",
     migrating = mig,
     patterns = patterns,
+    policy_version = t.policy and t.policy.version or 0,
   }
 end
 
@@ -297,7 +310,12 @@ function M.encode(t)
     if i > 1 then w(",") end
     w(jstr(p))
   end
-  w('],"table":{')
+  w(']')
+  if t.policy then
+    w(',"policy":{"source":') w(jstr(t.policy.source))
+    w(',"version":') w(jint(t.policy.version)) w('}')
+  end
+  w(',"table":{')
   for i, a in ipairs(sorted_keys(j.table)) do
     if i > 1 then w(",") end
     local ids = j.table[a]
@@ -479,10 +497,22 @@ function M.from_json(obj, namespace)
     end
   end
 
+  -- policy (absent in files older than it, and when none was published;
+  -- the HTTP form's policy_version is not a policy and is ignored)
+  local policy
+  if obj.policy ~= nil then
+    local pv = type(obj.policy) == "table" and obj.policy or {}
+    if type(obj.policy) ~= "table" or type(pv.source) ~= "string"
+        or not is_int(pv.version) or pv.version < 1 or pv.version >= 2 ^ 53 then
+      return nil, 'policy must be an object {"source": text, "version": positive integer}'
+    end
+    policy = { version = pv.version, source = pv.source }
+  end
+
   return {
     namespace = ns, bucket_count = B, version = version,
     owner = owner, migrating = migrating, patterns = patterns, blocked = blocked,
-    lineage = lineage,
+    lineage = lineage, policy = policy,
   }
 end
 
@@ -738,6 +768,14 @@ function M.add_pattern(t, p)
   end
   local n = copy(t)
   n.patterns[#n.patterns + 1] = p
+  return n
+end
+
+function M.with_policy(t, source)
+  check_table(t, "with_policy")
+  if type(source) ~= "string" then return nil, "policy source must be a string" end
+  local n = copy(t)
+  n.policy = { version = (t.policy and t.policy.version or 0) + 1, source = source }
   return n
 end
 

@@ -51,6 +51,8 @@ M.list = {
   { code = 1024, name = "NOT_REDIS",          status = 400, msg = "the address does not answer as Redis" },
   { code = 1025, name = "REDIS_AUTH",         status = 409, msg = "the Redis refuses the configured redis_password" },
   { code = 1026, name = "BAD_TARGET",         status = 409, msg = "the Redis cannot take this role (a replica of another master, or holds data)" },
+  { code = 1027, name = "BAD_POLICY",         status = 400, msg = "the routing policy does not compile" },
+  { code = 1028, name = "ROUTE_FAILED",       status = 409, msg = "the policy's route function failed for this key" },
 }
 
 M.by_code = {}

@@ -11,6 +11,7 @@ local store = require "kvcs.store"
 local conf = require "kvcs.conf"
 local settings = require "kv.settings"
 local probe = require "kvcs.probe"
+local policy = require "kvcs.policy"
 
 local M = {}
 
@@ -232,9 +233,44 @@ function M.set_config(cs, body)
   return codes.OK, "OK"
 end
 
+-- The namespace's routing policy (kvcs.policy; issue 13).
+function M.set_policy(cs, body)
+  return policy.set(cs, body.namespace, body.source, body.force)
+end
+
+-- "a%20b" -> "a b"; "+" is a space (form encoding)
+local function unescape(s)
+  return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- The query string's fields (?namespace=x&key=y), for GET requests
+local function query_fields(req)
+  local out = {}
+  for k, v in tostring(req and req.query or ""):gmatch("([^&=]+)=([^&]*)") do
+    out[unescape(k)] = unescape(v)
+  end
+  return out
+end
+
+-- Body fields, else the query string's (GET /kvstore/cs/policy?namespace=x)
+local function fields(body, req)
+  if next(body) ~= nil then return body end
+  return query_fields(req)
+end
+
+function M.get_policy(cs, body, req)
+  body = fields(body, req)
+  return policy.get(cs, body.namespace)
+end
+
+function M.locate(cs, body, req)
+  body = fields(body, req)
+  return policy.locate(cs, body.namespace, body.key, body.command)
+end
+
 -- path -> route for kv.httpd
 function M.routes(cs)
-  local function h(fn) return function(body) return fn(cs, body) end end
+  local function h(fn) return function(body, req) return fn(cs, body, req) end end
   return {
     ["/kvstore/cs/init_table"] = { fn = h(M.init_table), change = true },
     ["/kvstore/cs/del_namespace"] = { fn = h(M.del_namespace), change = true },
@@ -246,6 +282,9 @@ function M.routes(cs)
     ["/kvstore/cs/get_config"] = { fn = h(M.get_config) },
     ["/kvstore/cs/remove_proxy"] = { fn = h(M.remove_proxy), change = true },
     ["/kvstore/cs/set_config"] = { fn = h(M.set_config), change = true },
+    ["/kvstore/cs/set_policy"] = { fn = h(M.set_policy), change = true },
+    ["/kvstore/cs/policy"] = { fn = h(M.get_policy) },
+    ["/kvstore/cs/locate"] = { fn = h(M.locate) },
   }
 end
 

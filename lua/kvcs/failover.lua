@@ -12,6 +12,8 @@
 --            and after every table change (data_store only: a cache cluster
 --            has no replicas to promote). A master that does not answer
 --            keeps the list it had (that is when the list is needed).
+--            A change is announced through cs.on_replicas(master) (the
+--            proxies get them: kvcs.peers.replicas_changed).
 --   evaluate One task per namespace at a time (a vote arriving meanwhile
 --            asks for one more round), so a fail-over happens once, not once
 --            per vote. data_store: each known replica of a master every
@@ -186,6 +188,7 @@ function M.learn(cs, master)
     h.replicas[master] = list
     log.info("HA: replicas of %s: %s", master, #list > 0 and table.concat(list, ", ") or "none")
     save(cs)
+    if cs.on_replicas then cs.on_replicas(master) end -- proxies read from replicas (issue 13)
   end
 end
 

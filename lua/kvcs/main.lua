@@ -97,6 +97,7 @@ function M.main(arg)
   end
   cs.on_report = function(entry, kind, ns, addr) return failover.report(cs, entry, kind, ns, addr) end
   cs.on_proxy_join = function(entry) failover.proxy_joined(cs, entry) end
+  cs.on_replicas = function(master) peers.replicas_changed(cs, master) end
   cs.on_proxy_leave = function(entry) failover.proxy_left(cs, entry) end
   cs.publish_delete = function(ns) peers.publish_delete(cs, ns) end
   cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end

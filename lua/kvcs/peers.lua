@@ -11,6 +11,8 @@
 --                  longer known (bucket moves stop waiting for it)
 --                  PING -> +PONG;  ACK ns version -> +OK
 --                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
+--                  POLICY ns source [FORCE] -> :version | -ERR <code> <msg>
+--                  (publishes the routing policy, kvcs.policy.set)
 --                  DOWN ns addr / UP ns addr -> +OK (HA votes, kvcs.failover;
 --                  passed to cs.on_report(entry, "DOWN"|"UP", ns, addr))
 -- Hooks (optional): cs.on_proxy_join(entry) after a REGISTER,
@@ -18,7 +20,10 @@
 -- entry = { sock, ns, listen, id, peer, seq }.
 -- Slave commands:  SYNC slave_addr -> array {"snapshot", json, json, ...}
 --                  PING -> +PONG
--- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping.
+-- Pushes (arrays starting with "push"): table <json>, del_namespace <ns>, ping,
+-- replicas <ns> <json> ({"<master>": ["<replica>", ...], ...} for every
+-- address of the table, [] when none: what kvcs.failover learned; after the
+-- REGISTER reply and whenever a master's learned replicas change).
 -- A peer silent for DEAD_AFTER seconds is dropped (it pings every second).
 -- Each port's commands are a table of handlers (proxy_commands,
 -- slave_commands; arity next to each, looked up by kvcs.dispatch);
@@ -33,6 +38,7 @@ local api = require "kvcs.api"
 local codes = require "kv.codes"
 local dispatch = require "kvcs.dispatch"
 local handshake = require "kv.handshake"
+local policy = require "kvcs.policy"
 
 local M = {}
 
@@ -229,7 +235,10 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
   k.seen = cs.now and cs.now() or nil
   log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
     sock.peer, entry.id, ns, t.version)
-  return btable.encode(t), cs.on_proxy_join and function() cs.on_proxy_join(entry) end
+  return btable.encode(t), function()
+    push(sock, "replicas", ns, M.replicas_json(cs, t))
+    if cs.on_proxy_join then cs.on_proxy_join(entry) end
+  end
 end
 
 -- ACK ns version: nothing routed with an older table is in flight there
@@ -276,6 +285,19 @@ function proxy_commands.PATTERN.run(cs, sess, cmd)
   if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
   log.info("pattern %s %s on %s (asked by proxy %s)", op, cmd[4], cmd[3], sess.entry.listen)
   return resp.status("OK")
+end
+
+-- POLICY ns source [FORCE]: the proxy read its lua/policy.lua (kvp --reload,
+-- SIGHUP, reload_policy) and asks for it to be the namespace's policy
+proxy_commands.POLICY = { arity = -3, registered = true }
+function proxy_commands.POLICY.run(cs, sess, cmd)
+  if cmd.n > 4 or (cmd.n == 4 and tostring(cmd[4]):upper() ~= "FORCE") then
+    return resp.error("ERR " .. codes.BAD_PARAM .. " syntax: POLICY <namespace> <source> [FORCE]")
+  end
+  local code, msg, data = policy.set(cs, cmd[2], cmd[3], cmd.n == 4)
+  if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
+  log.info("policy of %s: v%d (asked by proxy %s)", cmd[2], data.version, sess.entry.listen)
+  return data.version
 end
 
 -- One command of a proxy connection. -> reply [, after]
@@ -377,6 +399,32 @@ function M.publish(cs, t)
   local json = btable.encode(t)
   for sock in pairs(cs.peers.proxies[t.namespace] or {}) do push(sock, "table", json) end
   for sock in pairs(cs.peers.slaves) do push(sock, "table", json) end
+end
+
+-- The learned replicas of every address of t, as the replicas push carries.
+function M.replicas_json(cs, t)
+  local map = {}
+  local learned = cs.ha and cs.ha.replicas or {}
+  for _, a in ipairs(btable.addresses(t)) do
+    local l = setmetatable({}, btable.array_mt)
+    for i, r in ipairs(learned[a] or {}) do l[i] = r end
+    map[a] = l
+  end
+  return codes.encode_json(map)
+end
+
+-- The learned replicas of master changed (kvcs.failover): every proxy of
+-- each namespace using it gets that namespace's replicas again.
+function M.replicas_changed(cs, master)
+  for _, ns in ipairs(store.list(cs.store)) do
+    local t = store.get(cs.store, ns)
+    local uses = false
+    for _, a in ipairs(btable.addresses(t)) do uses = uses or a == master end
+    if uses and next(cs.peers.proxies[ns] or {}) then
+      local json = M.replicas_json(cs, t)
+      for sock in pairs(cs.peers.proxies[ns]) do push(sock, "replicas", ns, json) end
+    end
+  end
 end
 
 function M.publish_delete(cs, ns)

@@ -11,7 +11,9 @@
 --
 -- What it does (plan: tools.migrate_plan):
 --
---   TABLE ns from the config server's migration port
+--   TABLE ns from the config server's migration port (it must be the table
+--         of ns; the tool prints the routing policy version it runs under,
+--         and stops if the policy's routing changes under it: M.policy_watch)
 --   plan: buckets left migrating by an earlier run first, then
 --         kv.btable.scale_up/scale_down; cut into rounds of P buckets
 --   per round:
@@ -42,6 +44,7 @@ local btable = require "kv.btable"
 local plan = require "tools.migrate_plan"
 local handshake = require "kv.handshake"
 local config = require "kv.config"
+local kpolicy = require "kv.policy"
 
 local M = {}
 
@@ -333,7 +336,44 @@ function CS:table(ns)
   end
   local t, err = btable.decode(r, ns)
   if not t then fail("config server %s sent a bad table for %s: %s", self.addr, ns, err) end
+  if t.namespace ~= ns then -- decode checks it; this says so should that ever change
+    fail("config server %s sent the table of namespace %s, not %s", self.addr, tostring(t.namespace), ns)
+  end
   return t
+end
+
+-- The routing policy a run moves buckets under (issue 13): the keys the
+-- tool moves are named "<bucket>_..." by the policy's routing, so a change
+-- of routing while it moves (kvcs refuses one while buckets migrate; this
+-- catches one between rounds) would make it move keys into buckets they no
+-- longer belong to. A new policy version that keeps the routing is fine.
+-- routing_of: what decides a key's bucket under pol (a table's policy
+-- field; nil: none published, the default). -> routing string | fails
+local function routing_of(ns, pol)
+  local p, err = kpolicy.compile(pol and pol.source or "return {}", "policy.lua")
+  if not p then fail("the routing policy v%d of %s does not compile here: %s", pol and pol.version or 0, ns, err) end
+  return kpolicy.routing(p)
+end
+
+-- watch = M.policy_watch(t) -> {version, routing}; M.policy_check(watch, t)
+-- -> nil (same policy) | a note (a new version, same routing) | fails
+function M.policy_watch(t)
+  return { version = t.policy and t.policy.version or 0, routing = routing_of(t.namespace, t.policy) }
+end
+
+function M.policy_check(watch, t)
+  local v = t.policy and t.policy.version or 0
+  if v == watch.version then return nil end
+  local routing = routing_of(t.namespace, t.policy)
+  if routing ~= watch.routing then
+    fail("the routing policy of %s changed from v%d to v%d while buckets moved (%s -> %s): the keys "
+      .. "would belong to other buckets; the run stops (the moved buckets are kept)",
+      t.namespace, watch.version, v, watch.routing, routing)
+  end
+  local note = format("the policy of %s is now v%d (was v%d); its routing is unchanged: going on",
+    t.namespace, v, watch.version)
+  watch.version = v
+  return note
 end
 
 function CS:migrate(cmd, ns, dst, buckets)
@@ -764,8 +804,22 @@ local function run(o, out)
   local ctx = { out = out, pw = pw, batch = o.batch, nodes = {} }
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0
+  local watch
+  -- every table the run reads: of o.ns, under the routing it started with
+  local function fetch()
+    local nt = cs:table(o.ns)
+    if not watch then
+      watch = M.policy_watch(nt)
+      out:line(format("policy: %s routes with policy v%d%s (%s)", o.ns, watch.version,
+        watch.version == 0 and " (none published: the default)" or "", watch.routing))
+    else
+      local note = M.policy_check(watch, nt)
+      if note then out:line(note) end
+    end
+    return nt
+  end
   while true do
-    t = cs:table(o.ns)
+    t = fetch()
     local count = o.count and (o.count - moved_buckets) or nil
     local err
     p, err = plan.plan(t, o.op, o.addr, { count = count, parallel = o.parallel })
@@ -786,7 +840,7 @@ local function run(o, out)
     for i, round in ipairs(p.rounds) do
       if i > 1 then
         if o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
-        t = cs:table(o.ns)
+        t = fetch()
         if not round_valid(t, round) then changed = true break end
       end
       run_round(o, ctx, cs, round)
@@ -806,7 +860,7 @@ local function run(o, out)
     out:line(format("done: %d bucket(s), %d keys moved in %.2f s (%d keys/s)",
       moved_buckets, out.keys, dt, math.floor(dt > 0 and out.keys / dt or 0)))
   end
-  t = cs:table(o.ns)
+  t = fetch()
   local counts = btable.counts(t)
   local parts = {}
   for _, a in ipairs(btable.servers(t)) do parts[#parts + 1] = a .. " " .. counts[a] end

@@ -39,5 +39,17 @@ int main(void)
     TAP_CHECK(tl == 7, "unclosed brace hashes the whole key");
     kv_hash_tag("{a}", 3, &t, &tl);
     TAP_CHECK(tl == 1 && t[0] == 'a', "one-byte tag");
+
+    /* kv_hash_bucket: the proxy's and the config server's one computation */
+    TAP_CHECK(kv_hash_bucket(KV_HASH_MURMUR2_KVSTORE, 1, "foo", 3, 1023) == 705, "bucket of foo, murmur2");
+    TAP_CHECK(kv_hash_bucket(KV_HASH_MURMUR2_KVSTORE, 1, "x{foo}y", 7, 1023) == 705,
+              "the tag decides with tags on");
+    TAP_CHECK(kv_hash_bucket(KV_HASH_MURMUR2_KVSTORE, 0, "x{foo}y", 7, 1023) ==
+                  kv_hash_murmur2_kvstore("x{foo}y", 7) % 1023,
+              "the whole key with tags off");
+    TAP_CHECK(kv_hash_bucket(KV_HASH_CRC16, 1, "123456789", 9, 16384) == 0x31C3 % 16384,
+              "crc16 bucket");
+    TAP_CHECK(kv_hash_bucket(KV_HASH_CRC16, 1, "{123456789}abc", 14, 1000) == 0x31C3 % 1000,
+              "crc16 bucket of a tag");
     return tap_done();
 }

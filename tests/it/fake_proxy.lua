@@ -7,6 +7,8 @@
 --   "down <addr> <seconds>"       DOWN every 3 s for that long (as kvp does)
 --   "UNREGISTER"                  leave as a clean stop does
 --   "PATTERN ADD|DEL <p>"         ask for a key-rewrite pattern
+--   "POLICY <file> [FORCE]"       ask for the policy in file (printed "POLICY ns: :<version>")
+-- A "replicas" push is printed as "push replicas <ns> <json>"; other pushes are ignored.
 -- then disconnects. The link opens with the handshake (kv.handshake) over
 -- $KV_CLUSTER_SECRET (unset: none). Prints each reply as "<cmd>: <reply>"; status 1 when the
 -- link fails. The integration tests use it for the votes the real proxies
@@ -62,11 +64,14 @@ loop.run(function()
         loop.stop()
         return
       end
-      if not (type(v) == "table" and v.n and v[1] == "push") then
+      if type(v) == "table" and v.n and v[1] == "push" and v[2] == "replicas" then
+        print("push replicas " .. tostring(v[3]) .. " " .. tostring(v[4])) io.stdout:flush()
+      elseif not (type(v) == "table" and v.n and v[1] == "push") then
         local what = table.remove(pending, 1) or "?"
         local text
         if type(v) == "table" and v.err then text = "-" .. v.err
         elseif type(v) == "table" and v.status then text = v.status
+        elseif type(v) == "number" then text = ":" .. v
         else text = ("(%d bytes)"):format(#tostring(v)) end
         if what ~= "PING" then print(what .. ": " .. text) io.stdout:flush() end
       end
@@ -92,6 +97,12 @@ loop.run(function()
       send("UNREGISTER", ns)
     elseif w[1] == "PATTERN" then
       send("PATTERN", w[2], ns, w[3])
+    elseif w[1] == "POLICY" then
+      local f = assert(io.open(w[2], "rb"))
+      local src = f:read("*a")
+      f:close()
+      pending[#pending + 1] = "POLICY " .. ns
+      if w[3] then sock:send(resp.encode("POLICY", ns, src, w[3])) else sock:send(resp.encode("POLICY", ns, src)) end
     elseif w[1] == "sleep" then
       loop.sleep(tonumber(w[2]))
     elseif w[1] == "down" then

@@ -367,3 +367,19 @@ describe("kvcs.failover state", function()
     assert.is_nil(cs.ha.watch.x)
   end)
 end)
+
+describe("kvcs.failover replicas announcement (issue 13)", function()
+  it("calls cs.on_replicas(master) when a master's learned replicas change, only then", function()
+    local cs = setup()
+    data_store_servers()
+    local told = {}
+    cs.on_replicas = function(m) told[#told + 1] = m end
+    failover.learn(cs, M1)
+    assert.same({ M1 }, told)
+    failover.learn(cs, M1)
+    assert.same({ M1 }, told)
+    servers[M1].replicas = { R1, R2 }
+    failover.learn(cs, M1)
+    assert.same({ M1, M1 }, told)
+  end)
+end)

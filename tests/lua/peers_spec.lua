@@ -255,6 +255,7 @@ describe("kvcs.peers known proxies and acks", function()
     local cs = new_cs()
     local p = new_sock()
     register(cs, "7401", p)
+    p.got = {} -- the replicas push that follows REGISTER
     local s = new_sock()
     peers.slave_command(cs, { sock = s }, cmd("SYNC", "x"))
     local t = store.get(cs.store, "test")
@@ -263,5 +264,40 @@ describe("kvcs.peers known proxies and acks", function()
     local json = btable.encode(t)
     assert.same({ { "push", "table", json, n = 3 }, { "push", "ping", n = 2 } }, p.got)
     assert.same({ { "push", "table", json, n = 3 }, { "push", "ping", n = 2 } }, s.got)
+  end)
+end)
+
+describe("kvcs.peers replicas push (issue 13)", function()
+  it("follows the REGISTER reply: every address of the table, [] when none learned", function()
+    local cs = new_cs()
+    cs.ha = { replicas = { [A] = { "127.0.0.1:7371", "127.0.0.1:7372" } } }
+    local sock = new_sock()
+    local _, r = register(cs, "7401", sock)
+    assert.equal(btable.encode(store.get(cs.store, "test")), r)
+    local p = sock.got[1]
+    assert.equal("push", p[1])
+    assert.equal("replicas", p[2])
+    assert.equal("test", p[3])
+    assert.equal('{"127.0.0.1:6371":["127.0.0.1:7371","127.0.0.1:7372"],"127.0.0.1:6373":[]}', p[4])
+  end)
+
+  it("goes to every proxy of each namespace using a master whose replicas changed", function()
+    local cs = new_cs()
+    assert(store.put(cs.store, assert(btable.init("other", 256, { "127.0.0.1:6400" }))))
+    cs.ha = { replicas = {} }
+    local s1, s2 = new_sock(), new_sock()
+    register(cs, "7401", s1)
+    register(cs, "7402", s2)
+    local osock = new_sock()
+    peers.proxy_command(cs, { sock = osock }, cmd("REGISTER", "other", "127.0.0.1:7403", "7403"))
+    s1.got, s2.got, osock.got = {}, {}, {}
+    cs.ha.replicas[B] = { "127.0.0.1:7373" }
+    peers.replicas_changed(cs, B)
+    for _, s in ipairs({ s1, s2 }) do
+      assert.equal(1, #s.got)
+      assert.same({ n = 4, "push", "replicas", "test", '{"127.0.0.1:6371":[],"127.0.0.1:6373":["127.0.0.1:7373"]}' },
+        s.got[1])
+    end
+    assert.same({}, osock.got)
   end)
 end)
