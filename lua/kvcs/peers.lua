@@ -12,6 +12,7 @@
 --                  PING -> +PONG;  ACK ns version -> +OK
 --                  PATTERN ADD|DEL ns pattern -> +OK | -ERR <code> <msg>
 --                  POLICY ns source [FORCE] -> :version | -ERR <code> <msg>
+--                  GETPOLICY ns -> JSON {version, source} (no REGISTER needed)
 --                  (publishes the routing policy, kvcs.policy.set)
 --                  DOWN ns addr / UP ns addr -> +OK (HA votes, kvcs.failover;
 --                  passed to cs.on_report(entry, "DOWN"|"UP", ns, addr))
@@ -298,6 +299,16 @@ function proxy_commands.POLICY.run(cs, sess, cmd)
   if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
   log.info("policy of %s: v%d (asked by proxy %s)", cmd[2], data.version, sess.entry.listen)
   return data.version
+end
+
+-- GETPOLICY ns: the namespace's policy as JSON {"version", "source"}
+-- (version 0, source null when none): `kvp -t` compares its file with it
+-- without registering as a proxy.
+proxy_commands.GETPOLICY = { arity = 2 }
+function proxy_commands.GETPOLICY.run(cs, _, cmd)
+  local code, msg, data = policy.get(cs, cmd[2])
+  if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
+  return require("cjson").encode({ version = data.version, source = data.source })
 end
 
 -- One command of a proxy connection. -> reply [, after]

@@ -153,8 +153,11 @@ local function session(state, addr)
   local waiting = {}
   state.waiting = waiting
   local function send(waiter, ...)
+    -- encoded first: a command that cannot be encoded raises before it
+    -- takes a reply slot (else every later reply would go to the wrong waiter)
+    local bytes = resp.encode(...)
     waiting[#waiting + 1] = waiter or false
-    return sock:send(resp.encode(...))
+    return sock:send(bytes)
   end
   state.send = send
   send(false, "REGISTER", state.namespace, state.listen, state.proxy_id)

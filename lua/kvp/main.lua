@@ -97,6 +97,7 @@ function M.main(arg)
   if not cok then return fail(cerr) end
   if opts.test then
     print(("kvp: configuration %s and policy %s are OK"):format(opts.config, policy_path))
+    print(policyctl.compare_with_cs(cfg, policy_path))
     return 0
   end
 

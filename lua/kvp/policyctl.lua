@@ -37,7 +37,12 @@ function M.reload(px, force)
   end
   local ok, err = policy.compile(text, px.policy_path)
   if not ok then return nil, codes.BAD_PARAM, err end
-  local r, qerr = px.request("POLICY", px.cfg.namespace, text, force and "FORCE" or nil)
+  local r, qerr
+  if force then
+    r, qerr = px.request("POLICY", px.cfg.namespace, text, "FORCE")
+  else
+    r, qerr = px.request("POLICY", px.cfg.namespace, text)
+  end
   if r == nil then return nil, codes.CS_UNREACHABLE, "config server unreachable: " .. tostring(qerr) end
   if type(r) == "table" and r.err then
     local code, msg = r.err:match("^ERR (%d+) (.*)$")
@@ -78,6 +83,53 @@ function M.current(px)
   out.file_differs = why ~= nil
   out.file_differs_why = why
   return out
+end
+
+-- `kvp -t`: the namespace's policy from the config server (GETPOLICY on
+-- the proxy link, no registration), compared with the file. -> the line to
+-- print (never fails: an unreachable config server is said so).
+function M.compare_with_cs(cfg, policy_path)
+  local loop = require "kv.loop"
+  local resp = require "kv.resp"
+  local redis = require "kv.redis"
+  local handshake = require "kv.handshake"
+  local cjson = require "cjson"
+  local line
+  loop.run(function()
+    local servers = { cfg.config_server_master, cfg.config_server_slave }
+    for _, addr in ipairs(servers) do
+      if addr ~= "" then
+        local host, port = loop.split_addr(addr)
+        local sock = loop.connect(host, port, 2)
+        if sock then
+          local reader = resp.new_reader()
+          local function read() return redis.read_value(sock, reader, 3) end
+          local ok = handshake.client({ send = function(b) sock:send(b) end, read = read }, cfg.cluster_secret)
+          if ok then
+            sock:send(resp.encode("GETPOLICY", cfg.namespace))
+            local v = read()
+            sock:close()
+            local dok, pol = pcall(cjson.decode, type(v) == "string" and v or "")
+            if dok and type(pol) == "table" then
+              if pol.source == cjson.null then pol = nil end
+              local why = M.differs({ policy_path = policy_path }, pol)
+              line = why and ("kvp: WARNING: the policy file differs from what namespace %s routes with "
+                .. "(config server %s): %s; kvp --reload publishes it"):format(cfg.namespace, addr, why)
+                or ("kvp: the policy file is namespace %s's policy%s"):format(cfg.namespace,
+                  pol and (" v" .. pol.version) or " (none published: the default routing)")
+            else
+              line = ("kvp: config server %s: %s"):format(addr, type(v) == "table" and tostring(v.err) or "no answer")
+            end
+            break
+          end
+          sock:close()
+        end
+      end
+    end
+    line = line or "kvp: no config server reached: the policy file was not compared with the namespace's"
+    loop.stop()
+  end)
+  return line
 end
 
 -- `kvp --reload`: the running proxy of this configuration does the work
