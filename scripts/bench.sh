@@ -25,6 +25,12 @@
 #   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 2 -> 3
 #       masters (KEYS of 64 bytes, default 300000), and p50/p99 of concurrent
 #       SETs through the proxy before and during the move
+#   scripts/bench.sh policy [REPS]   what the routing policy's rules cost per
+#       request: GET at -P 1 and -P 16 (-c 50) through a kvp whose namespace
+#       has no policy, and through one whose policy has rules, for a key no
+#       rule matches, a key of a C rule (read_only), of a Lua route rule and
+#       of a replica-read rule; direct Redis for reference. Targets alternate
+#       within each row; median rps / p50 / p99 of REPS (default 3) runs
 #
 # Everything runs on free loopback ports in a temp dir (tests/it/lib.sh);
 # KEEP=1 keeps the dir (logs, raw runs).
@@ -34,6 +40,7 @@ usage() {
   echo "usage: scripts/bench.sh quick|full [--pin] [--threads N] [--label TEXT] [--reps N]" >&2
   echo "       scripts/bench.sh compare A.csv B.csv" >&2
   echo "       scripts/bench.sh migrate [KEYS]" >&2
+  echo "       scripts/bench.sh policy [REPS]" >&2
   exit 2
 }
 
@@ -45,7 +52,7 @@ case "$MODE" in
     exec "$KV_BUILD/kvlua" "$KV_ROOT/scripts/lib/bench_report.lua" compare "$2" "$3" ;;
   quick|full)
     kv_ensure_deps /usr/sbin/nutcracker:nutcracker taskset:util-linux >/dev/null || exit 1 ;;
-  migrate)
+  migrate|policy)
     kv_ensure_deps >/dev/null || exit 1 ;;
   *) usage ;;
 esac
@@ -102,6 +109,84 @@ bench_migrate() {
   p99b=$(echo "$before" | sed 's/.*p99=\([0-9.]*\).*/\1/')
   p99d=$(echo "$during" | sed 's/.*p99=\([0-9.]*\).*/\1/')
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
+}
+
+# ------------------------------------------------------------ policy rules
+
+# bench_policy [REPS]: targets are "name port key-prefix"; one redis-benchmark
+# GET run per target and repetition, alternating
+bench_policy() {
+  local reps=${1:-3}
+  local m1 m2 m3 m4 r1 r2
+  m1=$(it_free_port); m2=$(it_free_port); m3=$(it_free_port); m4=$(it_free_port)
+  r1=$(it_free_port); r2=$(it_free_port)
+  for m in $m1 $m2 $m3 $m4; do it_redis_start "$m" || exit 1; done
+  it_redis_start "$r1" --replicaof 127.0.0.1 "$m1" || exit 1
+  it_redis_start "$r2" --replicaof 127.0.0.1 "$m2" || exit 1
+  it_kvcs_start CS || exit 1
+  it_init_table "$CS_HTTP" ruled 1023 "127.0.0.1:$m1" "127.0.0.1:$m2" || exit 1
+  it_init_table "$CS_HTTP" plain 1023 "127.0.0.1:$m3" "127.0.0.1:$m4" || exit 1
+  cat > "$IT_DIR/policy.lua" <<'EOP'
+return {
+  rules = {
+    { match = "ro:*", read_only = true },
+    { match = "rt:*", route = function(key) return key:sub(4, 7) end },
+    { match = "rr:*", replica_reads = "prefer", max_replica_lag_ms = 1000 },
+  },
+}
+EOP
+  local body
+  body=$(luajit -e "local cjson = require 'cjson'
+    local f = assert(io.open('$IT_DIR/policy.lua')); local src = f:read('*a'); f:close()
+    io.write(cjson.encode({ namespace = 'ruled', source = src }))")
+  curl -s -d "$body" "http://127.0.0.1:$CS_HTTP/kvstore/cs/set_policy" | grep -q '"code":1001' ||
+    kv_die "set_policy failed"
+  bench_kvp_conf P ruled "$CS_PROXY" 'log_level="warn"' 'request_timeout=2000'
+  bench_kvp_conf Q plain "$CS_PROXY" 'log_level="warn"' 'request_timeout=2000'
+  it_kvp_start P ruled "$CS_PROXY" || exit 1
+  it_kvp_start Q plain "$CS_PROXY" || exit 1
+  it_wait 10 it_kvp_ready "$P_PORT" && it_wait 10 it_kvp_ready "$Q_PORT" || kv_die "no table"
+  # the config server learns the replicas (at start and every 10 s), the
+  # proxy measures them: replica reads start once both read a lag
+  it_wait 30 sh -c "[ \"\$(curl -s http://127.0.0.1:$P_HTTP/metrics | grep -c '^kvp_replica_lag_ms{.*} [0-9]')\" = 2 ]" ||
+    kv_die "the proxy measured no replica lag"
+  local before_r
+  before_r=$(( $(it_redis "$r1" info commandstats | sed -n 's/^cmdstat_get:calls=\([0-9]*\),.*/\1/p' | tr -d '\r' | grep . || echo 0) ))
+  echo "== policy rules: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), GET -c 50 -r 100000, $reps runs per target"
+  local targets=("direct $m1 key:" "kvp_no_policy $Q_PORT key:" "kvp_no_match $P_PORT key:"
+                 "kvp_c_rule $P_PORT ro:" "kvp_lua_route $P_PORT rt:" "kvp_replica $P_PORT rr:")
+  local raw="$IT_DIR/policy.csv"; : > "$raw"
+  local row pn n rep i t name port pre auth out line
+  for row in "P1 1 50000" "P16 16 300000"; do
+    read -r name pn n <<< "$row"
+    for ((rep = 0; rep < reps; rep++)); do
+      for ((i = 0; i < ${#targets[@]}; i++)); do
+        t=${targets[$(((rep + i) % ${#targets[@]}))]}
+        read -r tname port pre <<< "$t"
+        auth=(); [ "$tname" = direct ] && auth=(-a "$IT_PW")
+        out=$(redis-benchmark -h 127.0.0.1 -p "$port" "${auth[@]}" -n "$n" -c 50 -P "$pn" -r 100000 --csv \
+          get "${pre}__rand_int__" 2>/dev/null)
+        line=$(printf '%s\n' "$out" | grep -v '^"test"' | grep '^"' | tail -1 | tr -d '"')
+        printf '%s\n' "$line" | awk -F, -v r="$name" -v t="$tname" '{ print r "," t "," $(NF-6) "," $(NF-3) "," $(NF-1) }' >> "$raw"
+      done
+    done
+  done
+  local after_r
+  after_r=$(( $(it_redis "$r1" info commandstats | sed -n 's/^cmdstat_get:calls=\([0-9]*\),.*/\1/p' | tr -d '\r' | grep . || echo 0) ))
+  printf '%-6s %-15s %10s %8s %8s %8s\n' row target rps p50_ms p99_ms vs_plain
+  awk -F, '
+    { k = $1 "," $2; n[k]++; rps[k, n[k]] = $3; p50[k, n[k]] = $4; p99[k, n[k]] = $5
+      if (!(k in seen)) { seen[k] = 1; order[++no] = k } }
+    function med(a, k, c,   i, j, v, tmp) {
+      for (i = 1; i <= c; i++) tmp[i] = a[k, i]
+      for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (tmp[j] + 0 < tmp[i] + 0) { v = tmp[i]; tmp[i] = tmp[j]; tmp[j] = v }
+      return tmp[int((c + 1) / 2)] }
+    END {
+      for (o = 1; o <= no; o++) { k = order[o]; split(k, f, ","); m[k] = med(rps, k, n[k]) }
+      for (o = 1; o <= no; o++) { k = order[o]; split(k, f, ",")
+        base = m[f[1] ",kvp_no_policy"]
+        printf "%-6s %-15s %10.0f %8s %8s %8.2f\n", f[1], f[2], m[k], med(p50, k, n[k]), med(p99, k, n[k]), (base > 0 ? m[k] / base : 0) } }' "$raw"
+  echo "GETs the replica of $m1 served during the runs: $((after_r - before_r)) (replica reads go to replicas)"
 }
 
 # ------------------------------------------------------------ kvp vs twemproxy
@@ -423,5 +508,6 @@ EOC
 
 case "$MODE" in
   migrate) shift; bench_migrate "$@" ;;
+  policy) shift; bench_policy "$@" ;;
   quick|full) shift; bench_compare_proxies "$@" ;;
 esac
