@@ -38,7 +38,7 @@ FILTERS=()
 # the config server and its tools' paths that stop cleanly, transactions,
 # blocking commands, RESP3, introspection, SCAN, keyword keys, pub/sub
 # (~4 min in all).
-ASAN_IT=(10_ 11_ 12_ 13_ 14_ 15_ 16_ 17_ 20_ 21_ 22_ 23_ 30_ 36_ 37_ 38_ 39_ 40_ 50_ 60_ 75_ 98_)
+ASAN_IT=(10_ 11_ 12_ 13_ 14_ 15_ 16_ 17_ 20_ 21_ 22_ 23_ 30_ 36_ 37_ 38_ 39_ 40_ 42_ 50_ 60_ 75_ 98_)
 for arg in "$@"; do
     case "$arg" in
     --long) LONG=1 ;;

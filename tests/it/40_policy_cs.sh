@@ -4,7 +4,7 @@
 # restart keeps it), a bad policy is refused with its line, a change of
 # routing on a namespace holding data needs force, locate answers the master
 # a key really lands on through a proxy (default policy: the proxies do not
-# apply the published one yet), a tenant route rule, a looping route answered
+# apply it in that check), a tenant route rule, a looping route answered
 # with an error within a second, replicas in locate, and migration_tool
 # printing the policy version it runs under.
 source "$(dirname "$0")/lib.sh"
