@@ -151,6 +151,47 @@ local function answer(t)
                            table_version = t.version }
 end
 
+-- Keys a glob matches, for trying a route function before publishing:
+-- '*' as nothing and as "42:a:b", '?' as "x", a class as its first byte.
+function M.sample_keys(glob)
+  local function build(star)
+    local out, i = {}, 1
+    while i <= #glob do
+      local c = glob:sub(i, i)
+      if c == "*" then out[#out + 1] = star
+      elseif c == "?" then out[#out + 1] = "x"
+      elseif c == "\\" then i = i + 1; out[#out + 1] = glob:sub(i, i)
+      elseif c == "[" then
+        local close = glob:find("]", i + 2, true) or #glob
+        local first = glob:sub(i + 1, i + 1)
+        out[#out + 1] = (first == "^" or first == "]") and "\0" or first
+        i = close
+      else out[#out + 1] = c end
+      i = i + 1
+    end
+    return table.concat(out)
+  end
+  return { build(""), build("42:a:b") }
+end
+
+-- Every route function run on keys of its glob under the budget: one that
+-- does not return (a loop) is refused before any proxy runs it (a proxy's
+-- JIT-compiled loop cannot be stopped). Errors for these keys are the
+-- function's own business. -> nil | err
+local function try_routes(p)
+  for i, r in ipairs(p.rules) do
+    if r.route then
+      for _, key in ipairs(M.sample_keys(r.match)) do
+        local ok, err = M.limited(r.route, key, "get")
+        if not ok and tostring(err):find("instructions (a loop?)", 1, true) then
+          return ("%s: rules[%d].route did not return for key '%s': %s"):format(M.NAME, i, key, err)
+        end
+      end
+    end
+  end
+  return nil
+end
+
 function M.set(cs, ns, source, force)
   if not cs.is_master then
     return codes.NOT_MASTER, "this config server is a slave (read-only); send changes to the master"
@@ -165,6 +206,8 @@ function M.set(cs, ns, source, force)
   local p, err = M.compile(source)
   if not p then return codes.BAD_POLICY, err end
   if t.policy and t.policy.source == source then return answer(t) end
+  local loop_err = try_routes(p)
+  if loop_err then return codes.BAD_POLICY, loop_err end
   local new_routing = kpolicy.routing(p)
   local function changes_routing(cur)
     local old = M.of(cur)

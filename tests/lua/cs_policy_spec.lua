@@ -266,6 +266,20 @@ describe("kvcs.policy.locate", function()
     assert.equal(1, data.rule)
   end)
 
+  it("a route that loops for keys of its glob is refused at publication, quickly", function()
+    local cs = new_cs()
+    local t0 = os.clock()
+    local code, msg = policy.set(cs, "test", [[return { rules = {
+      { match = "t[0-9]:*", route = function(key) while key:sub(1, 1) == "t" do end return key end },
+    } }]])
+    assert.equal(codes.BAD_POLICY, code)
+    assert.matches("rules[1].route did not return for key 't0:'", msg, 1, true)
+    assert.truthy(os.clock() - t0 < 1)
+    assert.equal(0, #cs.published)
+    assert.same({ "a", "a42:a:b" }, policy.sample_keys("a*"))
+    assert.same({ "x\0y", "x\0y" }, policy.sample_keys("?[^a]y"))
+  end)
+
   it("a route error, a bad result or a loop is ROUTE_FAILED naming the problem, quickly", function()
     local cs = new_cs()
     policy.set(cs, "test", [[return { rules = {
@@ -273,9 +287,12 @@ describe("kvcs.policy.locate", function()
       { match = "tbl:*", route = function() return {} end },
       { match = "big:*", route = function() return 256 end },
       { match = "frac:*", route = function() return 1.5 end },
-      { match = "loop:*", route = function() while true do end end },
-      { match = "sneaky:*", route = function()
-          while true do pcall(function() while true do end end) end
+      -- loops only for these keys: one that loops for every key is refused
+      -- at publication (the next spec)
+      { match = "loop:*", route = function(k) if k == "loop:1" then while true do end end return k end },
+      { match = "sneaky:*", route = function(k)
+          while k == "sneaky:1" do pcall(function() while true do end end) end
+          return k
         end },
     } }]])
     for key, want in pairs({
