@@ -295,6 +295,10 @@ function proxy_commands.POLICY.run(cs, sess, cmd)
   if cmd.n > 4 or (cmd.n == 4 and tostring(cmd[4]):upper() ~= "FORCE") then
     return resp.error("ERR " .. codes.BAD_PARAM .. " syntax: POLICY <namespace> <source> [FORCE]")
   end
+  if cmd[2] ~= sess.entry.ns then -- a proxy speaks for its own namespace only
+    return resp.error(("ERR %d this proxy is registered for namespace '%s', not '%s'"):format(
+      codes.BAD_PARAM, tostring(sess.entry.ns), tostring(cmd[2])))
+  end
   local code, msg, data = policy.set(cs, cmd[2], cmd[3], cmd.n == 4)
   if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
   log.info("policy of %s: v%d (asked by proxy %s)", cmd[2], data.version, sess.entry.listen)
