@@ -13,7 +13,9 @@
 --   store.load_all(st)        -> true | nil, err
 --   store.get(st, ns)         -> t | nil
 --   store.list(st)            -> sorted namespace names
---   store.put(st, t)          -> true | nil, err   (file first, then memory)
+--   store.put(st, t)          -> true | nil, err   (file first, then memory;
+--                                with store = "etcd", kvcs.estore makes st
+--                                remote: an etcd transaction, which yields)
 --   store.delete(st, ns)      -> true | nil, err
 --   store.owner_of(st, addr)  -> namespace using addr (owner or migration dst) | nil
 --   store.give_lineages(st)   -> { namespace, ... } | nil, err: every table from
@@ -82,6 +84,7 @@ function M.list(st)
 end
 
 function M.put(st, t)
+  if st.remote then return st.remote.put(st, t) end -- etcd (kvcs.estore)
   local ok, err = st.fs.write(path_of(st, t.namespace), btable.encode(t))
   if not ok then return nil, err end
   st.tables[t.namespace] = t
@@ -89,6 +92,7 @@ function M.put(st, t)
 end
 
 function M.delete(st, ns)
+  if st.remote then return st.remote.delete(st, ns) end
   if not st.tables[ns] then return true end
   local ok, err = st.fs.remove(path_of(st, ns))
   if not ok then return nil, err end
