@@ -53,6 +53,7 @@ M.list = {
   { code = 1026, name = "BAD_TARGET",         status = 409, msg = "the Redis cannot take this role (a replica of another master, or holds data)" },
   { code = 1027, name = "BAD_POLICY",         status = 400, msg = "the routing policy does not compile" },
   { code = 1028, name = "ROUTE_FAILED",       status = 409, msg = "the policy's route function failed for this key" },
+  { code = 1029, name = "NOT_LEADER",         status = 421, msg = "not the leader config server" },
 }
 
 M.by_code = {}

@@ -36,7 +36,7 @@ M.reasons = {
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
   [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict",
   [411] = "Length Required", [413] = "Payload Too Large", [414] = "URI Too Long",
-  [415] = "Unsupported Media Type", [429] = "Too Many Requests",
+  [415] = "Unsupported Media Type", [421] = "Misdirected Request", [429] = "Too Many Requests",
   [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
   [503] = "Service Unavailable", [504] = "Gateway Timeout",

@@ -17,11 +17,20 @@ local M = {}
 
 local function array(t) return setmetatable(t, btable.array_mt) end
 
+-- Changes are made by the master (file store) or the leader (etcd):
+-- nil, or code, msg, data for a refusal (NOT_LEADER names the leader).
 local function need_master(cs)
-  if not cs.is_master then
-    return codes.NOT_MASTER, "this config server is a slave (read-only); send changes to the master"
+  if cs.is_master then return nil end
+  if cs.leader then
+    local cur = cs.leader_info and cs.leader_info()
+    local msg = cur and ("this config server is not the leader; the leader is %s (http %s)"):format(
+      tostring(cur.name), tostring(cur.http))
+      or "this config server is not the leader and no config server leads now: retry in a few seconds"
+    return codes.NOT_LEADER, msg, { leader = cur or require("cjson").null }
   end
+  return codes.NOT_MASTER, "this config server is a slave (read-only); send changes to the master"
 end
+M.need_master = need_master
 
 local function need_namespace(cs, body)
   local ns = body.namespace
@@ -40,8 +49,8 @@ local function commit(cs, t)
 end
 
 function M.init_table(cs, body)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   local ns, count, list = body.namespace, body.bucket_count, body.address_list
   if type(ns) ~= "string" then return codes.BAD_PARAM, "namespace (a string) is required" end
   local okn, nerr = names.valid_namespace(ns)
@@ -74,8 +83,8 @@ function M.init_table(cs, body)
 end
 
 function M.del_namespace(cs, body)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   local t, code, msg = need_namespace(cs, body)
   if not t then return code, msg end
   local ok, err = store.delete(cs.store, t.namespace)
@@ -101,8 +110,8 @@ function M.proxy_info(cs, body)
 end
 
 function M.replace_server(cs, body)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   local t, code, msg = need_namespace(cs, body)
   if not t then return code, msg end
   local old, new = body.old_addr, body.new_addr
@@ -132,8 +141,8 @@ end
 -- new owner starts empty, the old one keeps stale copies until they expire
 -- or are evicted): cache mode only, no data is copied and no acks awaited.
 function M.scale_cache_cluster(cs, body)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   if cs.cfg.cluster_type ~= "cache" then
     return codes.WRONG_CLUSTER_TYPE, ("scale_cache_cluster is for cache clusters; this one is %s "
       .. "(data_store clusters scale with migration_tool)"):format(tostring(cs.cfg.cluster_type))
@@ -172,8 +181,8 @@ end
 -- bumps the version, is persisted and pushed like any table change. Called
 -- by proxies over the control link (PATTERN ADD|DEL ns pattern).
 function M.change_pattern(cs, ns, op, pattern)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   local t, code, msg = need_namespace(cs, { namespace = ns })
   if not t then return code, msg end
   if type(pattern) ~= "string" or pattern == "" then
@@ -200,8 +209,8 @@ end
 -- Forget a proxy that is gone for good (DESIGN §4: known proxies that are
 -- unreachable block bucket moves until they return or are removed).
 function M.remove_proxy(cs, body)
-  local c, m = need_master(cs)
-  if c then return c, m end
+  local c, m, d = need_master(cs)
+  if c then return c, m, d end
   local t, code, msg = need_namespace(cs, body)
   if not t then return code, msg end
   local who = body.proxy

@@ -36,6 +36,19 @@ M.decl = config.declare({
   -- not come back stops blocking bucket moves (0: never; README "Scaling
   -- without losing a write" says what makes this safe)
   { name = "proxy_forget_after", type = "integer", default = 0, min = 0, max = 365 * 86400 },
+  -- where the control state lives (issue 14): "file" (table_dir, one
+  -- master and read-only slaves) or "etcd" (any number of kvcs on the same
+  -- etcd cluster, one of them the leader)
+  { name = "store", type = "enum", default = "file", values = { "file", "etcd" } },
+  -- store = "etcd": the members' client addresses, "host:port,host:port"
+  { name = "etcd_endpoints", type = "string", default = "" },
+  { name = "etcd_user", type = "string", default = "" },
+  { name = "etcd_password", type = "string", default = "" },
+  { name = "etcd_prefix", type = "string", default = "/kvp", min = 2 },
+  -- seconds of the leader's lease: a dead leader is replaced within it
+  { name = "lease_ttl", type = "integer", default = 3, min = 1, max = 60 },
+  -- this config server's name among the others ("": its http_listen)
+  { name = "node_name", type = "string", default = "" },
   { name = "log_file", type = "string", default = "" },              -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
 }, "kvcs.conf")

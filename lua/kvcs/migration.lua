@@ -173,7 +173,13 @@ end
 -- MIGRATE.START|DONE ns dst b...: checks, then step(cs, ns, dst, buckets)
 local function migrate(step)
   return function(cs, cmd)
-    if not cs.is_master then return err_reply(codes.NOT_MASTER, "this config server is a slave") end
+    if not cs.is_master then
+      if cs.leader then -- the tool goes to the leader (or the next address while none leads)
+        local cur = cs.leader_info and cs.leader_info()
+        return resp.error("ERR NOTLEADER " .. (cur and cur.migration or "?"))
+      end
+      return err_reply(codes.NOT_MASTER, "this config server is a slave")
+    end
     if cs.cfg.cluster_type ~= "data_store" then
       return err_reply(codes.WRONG_CLUSTER_TYPE, "migration is for data_store clusters")
     end

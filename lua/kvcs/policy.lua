@@ -193,9 +193,8 @@ local function try_routes(p)
 end
 
 function M.set(cs, ns, source, force)
-  if not cs.is_master then
-    return codes.NOT_MASTER, "this config server is a slave (read-only); send changes to the master"
-  end
+  local c, m, d = require("kvcs.api").need_master(cs)
+  if c then return c, m, d end
   local t, code, msg = need(cs, ns)
   if not t then return code, msg end
   if type(source) ~= "string" then return codes.BAD_PARAM, "source (the policy's text) is required" end

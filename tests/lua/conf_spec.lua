@@ -116,6 +116,13 @@ describe("kvcs.conf", function()
       admin_token = "",
       cluster_secret = "",
       proxy_forget_after = 0,
+      store = "file",
+      etcd_endpoints = "",
+      etcd_user = "",
+      etcd_password = "",
+      etcd_prefix = "/kvp",
+      lease_ttl = 3,
+      node_name = "",
       log_file = "",
       log_level = "info",
     }, assert(kvcs_conf.parse("")))
