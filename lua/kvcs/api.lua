@@ -277,6 +277,28 @@ function M.locate(cs, body, req)
   return policy.locate(cs, body.namespace, body.key, body.command)
 end
 
+-- Who leads. With etcd: the leader, this config server, and every member
+-- holding a lease; with the file store: the master.
+function M.leader(cs)
+  local cjson = require "cjson"
+  local cfg = cs.cfg
+  local me = { name = cfg.node_name ~= "" and cfg.node_name or cfg.http_listen, http = cfg.http_listen,
+               proxy = cfg.proxy_listen, migration = cfg.migration_listen }
+  if not cs.leader then
+    return codes.OK, "OK", { store = "file", is_leader = cs.is_master, me = me,
+      leader = cs.is_master and me or { cs_sync = cfg.master_cs } }
+  end
+  local members = array({})
+  local kvs = cs.etcd:range(cfg.etcd_prefix .. "/_members/")
+  for _, kv in ipairs(kvs or {}) do
+    local ok, m = pcall(cjson.decode, kv.value)
+    if ok and type(m) == "table" then members[#members + 1] = m end
+  end
+  local cur = cs.leader_info()
+  return codes.OK, "OK", { store = "etcd", is_leader = cs.is_master, me = me, leader = cur or cjson.null,
+    members = members, elections = cs.leader.elections }
+end
+
 -- path -> route for kv.httpd
 function M.routes(cs)
   local function h(fn) return function(body, req) return fn(cs, body, req) end end
@@ -291,6 +313,7 @@ function M.routes(cs)
     ["/kvstore/cs/get_config"] = { fn = h(M.get_config) },
     ["/kvstore/cs/remove_proxy"] = { fn = h(M.remove_proxy), change = true },
     ["/kvstore/cs/set_config"] = { fn = h(M.set_config), change = true },
+    ["/kvstore/cs/leader"] = { fn = h(M.leader) },
     ["/kvstore/cs/set_policy"] = { fn = h(M.set_policy), change = true },
     ["/kvstore/cs/policy"] = { fn = h(M.get_policy) },
     ["/kvstore/cs/locate"] = { fn = h(M.locate) },

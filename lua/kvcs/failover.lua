@@ -624,8 +624,10 @@ end
 
 -- Timers (master only): learn now and every update_slave_interval; try
 -- the watched old masters every WATCH_EVERY seconds.
+-- The rounds run on the master; with etcd (cs.leader) on every config
+-- server, each round acting only while this one leads.
 function M.start(cs)
-  if not cs.is_master then return end
+  if not cs.is_master and not cs.leader then return end
   loop.spawn(M.learn_all, cs)
   loop.every(cs.cfg.update_slave_interval or 10, function() M.learn_all(cs) end)
   loop.every(M.WATCH_EVERY, function() M.check_watches(cs) end)

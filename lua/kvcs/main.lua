@@ -46,6 +46,48 @@ local function fail(msg)
   return 1
 end
 
+-- store = "etcd" (issue 14): the tables from etcd into st, the leader
+-- election, the watch that keeps the cache current. -> true | nil, err
+local function open_etcd(cs, cfg)
+  local estore = require "kvcs.estore"
+  local leader = require "kvcs.leader"
+  local etcd = require "kv.etcd"
+  if cfg.etcd_endpoints == "" then return nil, "store = \"etcd\" needs etcd_endpoints" end
+  if cfg.master_cs ~= "" then return nil, "store = \"etcd\" has no slave config servers: master_cs must be \"\"" end
+  local endpoints = {}
+  for a in cfg.etcd_endpoints:gmatch("[^,%s]+") do endpoints[#endpoints + 1] = a end
+  local client = etcd.new({ endpoints = endpoints, timeout = 2, user = cfg.etcd_user,
+    password = cfg.etcd_password, log = log.warn })
+  cs.etcd = client
+  local name = cfg.node_name ~= "" and cfg.node_name or cfg.http_listen
+  local l = leader.new({
+    etcd = client, prefix = cfg.etcd_prefix, ttl = cfg.lease_ttl, now = loop.now, log = log,
+    me = { name = name, http = cfg.http_listen, proxy = cfg.proxy_listen, migration = cfg.migration_listen },
+    on_change = function(is)
+      cs.is_master = is
+      if is then loop.spawn(function() migration.abort_blocked(cs) end) end
+    end,
+  })
+  cs.leader = l
+  cs.leader_info = function() return leader.current(l) end
+  estore.new(cs.store, client, cfg.etcd_prefix, function() return leader.fence(l) end)
+  cs.store.log = log.warn
+  cs.store.on_fenced = function() leader.check(l) end
+  -- the first load, before any port serves: a proxy must never hear
+  -- "no such namespace" from a config server that has not read etcd yet
+  local ok, err
+  loop.run(function()
+    local deadline = loop.now() + 10
+    repeat
+      ok, err = estore.load_all(cs.store)
+      if not ok then loop.sleep(0.5) end
+    until ok or loop.now() > deadline
+    loop.stop()
+  end)
+  if not ok then return nil, "cannot read the tables from etcd (" .. cfg.etcd_endpoints .. "): " .. tostring(err) end
+  return true
+end
+
 local function listen(what, addr, handler)
   local host, port = loop.split_addr(addr)
   local ok, err = loop.listen(host, port, handler)
@@ -66,18 +108,21 @@ function M.main(arg)
   if not cfg then return fail(err) end
   local confdir = args.dirname(opts.config)
   local st = store.new(args.resolve(confdir, cfg.table_dir), store.real_fs())
-  local lok, lerr = store.load_all(st)
-  if not lok then
-    log.error("%s", lerr)
-    return fail(lerr)
+  local on_etcd = cfg.store == "etcd"
+  if not on_etcd then
+    local lok, lerr = store.load_all(st)
+    if not lok then
+      log.error("%s", lerr)
+      return fail(lerr)
+    end
   end
-  if opts.test then
+  if opts.test and not on_etcd then
     print(("kvcs: configuration %s is OK; %d tables in %s"):format(opts.config, #store.list(st), st.dir))
     return 0
   end
   local sok, serr = log.setup(cfg.log_level, args.resolve(confdir, cfg.log_file))
   if not sok then return fail(serr) end
-  if cfg.master_cs == "" then -- tables from files older than lineages get one
+  if cfg.master_cs == "" and not on_etcd then -- tables from files older than lineages get one
     local given, gerr = store.give_lineages(st)
     if not given then return fail(gerr) end
     for _, ns in ipairs(given) do log.info("table %s: lineage %s given (v%d)", ns, st.tables[ns].lineage, st.tables[ns].version) end
@@ -85,8 +130,20 @@ function M.main(arg)
 
   local cs = {
     cfg = cfg, store = st, peers = peers.new(),
-    is_master = cfg.master_cs == "", support_ha = cfg.support_ha,
+    is_master = cfg.master_cs == "" and not on_etcd, support_ha = cfg.support_ha,
   }
+  if on_etcd then
+    local eok, eerr = open_etcd(cs, cfg)
+    if not eok then
+      log.error("%s", eerr)
+      return fail(eerr)
+    end
+    if opts.test then
+      print(("kvcs: configuration %s is OK; %d tables in etcd under %s"):format(opts.config,
+        #store.list(st), cfg.etcd_prefix))
+      return 0
+    end
+  end
   cs.ha = failover.new()
   -- control peers refused by the handshake: one log line a second at most
   cs.refused = handshake.refusal_log(log.warn, loop.now, 1)
@@ -147,8 +204,10 @@ function M.main(arg)
   end
   local ok, lerr2 = listen("proxy_listen", cfg.proxy_listen, function(sock) peers.serve_proxy(cs, sock) end)
   if not ok then return fail(lerr2) end
-  ok, lerr2 = listen("cs_listen", cfg.cs_listen, function(sock) peers.serve_slave(cs, sock) end)
-  if not ok then return fail(lerr2) end
+  if not on_etcd then -- with etcd there are no slaves
+    ok, lerr2 = listen("cs_listen", cfg.cs_listen, function(sock) peers.serve_slave(cs, sock) end)
+    if not ok then return fail(lerr2) end
+  end
   ok, lerr2 = listen("migration_listen", cfg.migration_listen, function(sock) migration.serve(cs, sock) end)
   if not ok then return fail(lerr2) end
 
@@ -157,11 +216,27 @@ function M.main(arg)
     if not dok then return fail(derr) end
   end
   log.info("kvcs %s started as %s: http %s, proxies %s, sync %s, %d namespaces, cluster_type %s",
-    core.VERSION, cs.is_master and "master" or ("slave of " .. cfg.master_cs), cfg.http_listen,
-    cfg.proxy_listen, cfg.cs_listen, #store.list(st), cfg.cluster_type)
+    core.VERSION, on_etcd and ("a member on etcd " .. cfg.etcd_endpoints .. " (" .. cfg.etcd_prefix .. ")")
+      or cs.is_master and "master" or ("slave of " .. cfg.master_cs), cfg.http_listen,
+    cfg.proxy_listen, on_etcd and "-" or cfg.cs_listen, #store.list(st), cfg.cluster_type)
   if cs.is_master then migration.abort_blocked(cs) end
   core.daemon_ready(true)
-  if not cs.is_master then slave.start(cs) end
+  if on_etcd then
+    -- tables other config servers write reach this one's proxies
+    st.on_change = function(ns, t)
+      if t then
+        peers.publish(cs, t)
+        if cs.is_master then failover.table_changed(cs, t) end
+      else
+        peers.publish_delete(cs, ns)
+      end
+    end
+    local w, werr = require("kvcs.estore").watch(st)
+    if not w then log.error("etcd watch: %s", tostring(werr)) end
+    require("kvcs.leader").run(cs.leader, loop)
+  elseif not cs.is_master then
+    slave.start(cs)
+  end
   failover.start(cs)
   loop.every(1, function()
     peers.heartbeat(cs)
@@ -170,6 +245,14 @@ function M.main(arg)
   loop.on_signal(function(signo)
     if signo == 1 then return end
     log.info("kvcs stopping (signal %d)", signo)
+    if cs.leader then
+      -- another config server leads at once, not after the lease's TTL
+      loop.spawn(function()
+        require("kvcs.leader").resign(cs.leader)
+        loop.stop()
+      end)
+      return
+    end
     loop.stop() -- main returns, the runtime closes the Lua state: a clean exit
   end)
   loop.run()
