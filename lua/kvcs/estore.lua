@@ -169,7 +169,10 @@ end
 -- A watch event into the cache; on_change for what this kvcs did not write.
 local function apply_event(st, ev)
   local ns = M.ns_of(st, ev.kv.key)
-  if not ns then return end
+  if not ns then
+    if st.on_other then st.on_other(ev) end -- proxies, members' reports (kvcs.cluster)
+    return
+  end
   local rev = tonumber(ev.kv.mod_revision)
   if ev.type == "DELETE" then
     if st.tables[ns] == nil then return end

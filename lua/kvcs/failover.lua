@@ -225,13 +225,27 @@ end
 -- Votes
 --------------------------------------------------------------------------------
 
+-- With etcd (cs.cluster): the proxies connected to any config server, and
+-- their votes, whichever config server heard them.
 local function connected(cs, ns)
+  if cs.cluster then
+    local set = {}
+    for id in pairs(require("kvcs.cluster").connected(cs, ns)) do set[id] = true end
+    return set
+  end
   local set = {}
   for _, p in pairs(cs.peers.proxies[ns] or {}) do set[p.id] = true end
   return set
 end
 
 local function vote_sets(cs, ns)
+  if cs.cluster then
+    local out = {}
+    for addr, ids in pairs(require("kvcs.cluster").votes(cs, ns)) do
+      if next(ids) then out[addr] = ids end
+    end
+    return out
+  end
   local out = {}
   for addr, voters in pairs(cs.ha.votes[ns] or {}) do
     if next(voters) then
@@ -255,7 +269,7 @@ function M.report(cs, entry, kind, ns, addr)
     return nil, ("this proxy registered for '%s', not '%s'"):format(tostring(entry.ns), tostring(ns))
   end
   if not names.valid_addr(addr) then return nil, ("invalid address '%s'"):format(tostring(addr)) end
-  if not cs.is_master then
+  if not cs.is_master and not cs.cluster then
     log.debug("proxy %s reports %s %s of %s: ignored, this config server is a slave", entry.listen, addr, kind, ns)
     return true
   end
@@ -286,6 +300,7 @@ function M.report(cs, entry, kind, ns, addr)
       if not next(v) then clear_votes(cs, ns, addr) end
     end
   end
+  if cs.cluster then require("kvcs.cluster").changed(cs, ns) end -- the leader tallies every member's
   return true
 end
 

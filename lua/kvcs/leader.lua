@@ -19,7 +19,8 @@
 -- "leader"; back to "none" when the lease ended.
 --
 --   l = new{ etcd, prefix, ttl, me = {name=, http=, proxy=, migration=},
---            now = fn, log = {info=, warn=}, on_change = fn(is_leader) }
+--            now = fn, log = {info=, warn=}, on_change = fn(is_leader),
+--            on_lease = fn(lease_id): a new lease (rewrite what lived under the old) }
 --   acquire(l)   -> true | nil, err       a lease and the member key
 --   campaign(l)  -> is_leader | nil, err  lead when nobody does
 --   renew(l)     -> true | nil, err       the lease's renewal
@@ -39,7 +40,7 @@ M.MARGIN = 0.2    -- seconds before the computed deadline a leader stops
 function M.new(o)
   return {
     etcd = o.etcd, prefix = o.prefix, ttl = o.ttl, me = o.me, now = o.now, log = o.log,
-    on_change = o.on_change, state = "none", leader = nil, lr = nil, lease = nil, deadline = 0,
+    on_change = o.on_change, on_lease = o.on_lease, state = "none", leader = nil, lr = nil, lease = nil, deadline = 0,
     elections = 0,
   }
 end
@@ -71,6 +72,7 @@ function M.acquire(l)
   local h, err = l.etcd:put(("%s/_members/%s"):format(l.prefix, l.me.name), cjson.encode(l.me), id)
   if not h then return nil, "member key: " .. tostring(err) end
   set_state(l, "follower")
+  if l.on_lease then l.on_lease(id) end -- keys under the old lease went with it
   return true
 end
 

@@ -67,6 +67,9 @@ local function open_etcd(cs, cfg)
       cs.is_master = is
       if is then loop.spawn(function() migration.abort_blocked(cs) end) end
     end,
+    on_lease = function()
+      for ns in pairs(cs.peers.proxies) do require("kvcs.cluster").changed(cs, ns) end
+    end,
   })
   cs.leader = l
   cs.leader_info = function() return leader.current(l) end
@@ -75,11 +78,20 @@ local function open_etcd(cs, cfg)
   cs.store.on_fenced = function() leader.check(l) end
   -- the first load, before any port serves: a proxy must never hear
   -- "no such namespace" from a config server that has not read etcd yet
+  local cluster = require "kvcs.cluster"
+  cluster.new(cs, { etcd = client, prefix = cfg.etcd_prefix, member = name, spawn = loop.spawn,
+    sleep = loop.sleep, log = log.warn, lease = function() return l.lease end })
+  cs.store.on_other = function(ev)
+    local ns, kind = cluster.on_event(cs, ev)
+    -- another member's proxies voted or left: the leader tallies again
+    if ns and kind == "members" and cs.is_master then failover.evaluate(cs, ns) end
+  end
   local ok, err
   loop.run(function()
     local deadline = loop.now() + 10
     repeat
       ok, err = estore.load_all(cs.store)
+      if ok then ok, err = cluster.load(cs) end
       if not ok then loop.sleep(0.5) end
     until ok or loop.now() > deadline
     loop.stop()

@@ -38,6 +38,7 @@ local store = require "kvcs.store"
 local api = require "kvcs.api"
 local codes = require "kv.codes"
 local dispatch = require "kvcs.dispatch"
+local cluster = require "kvcs.cluster"
 local handshake = require "kv.handshake"
 local policy = require "kvcs.policy"
 
@@ -100,6 +101,10 @@ end
 function M.forget_stale(cs)
   local after = cs.cfg.proxy_forget_after or 0
   if after <= 0 or not cs.now then return end
+  if cs.cluster then -- the namespace-wide list in etcd, by the leader
+    if cs.is_master then cluster.forget_stale(cs, after, loop.now()) end
+    return
+  end
   local now, changed = cs.now(), false
   for ns, list in pairs(cs.peers.known) do
     for id, k in pairs(list) do
@@ -132,12 +137,27 @@ end
 
 -- Wait until every known proxy of ns acked version (DESIGN §4). -> true |
 -- false, "listen (id)" of one that did not, after timeout seconds.
+-- With etcd (cs.cluster) the known proxies are the namespace's in etcd and
+-- an ack counts whichever config server the proxy is attached to.
+local function lagging_in_cluster(cs, ns, version)
+  local connected = cluster.connected(cs, ns)
+  for id, k in pairs(cluster.known(cs, ns)) do
+    local acked = cluster.acked(cs, ns, id)
+    if acked < version then
+      return ("%s (id %s, %s, acked v%d)"):format(tostring(k.listen), id,
+        connected[id] and "connected" or "not connected", acked)
+    end
+  end
+  return nil
+end
+
 function M.wait_acks(cs, ns, version, timeout)
   local deadline = loop.now() + timeout
   while true do
     M.forget_stale(cs)
     local lagging
-    for id, k in pairs(cs.peers.known[ns] or {}) do
+    if cs.cluster then lagging = lagging_in_cluster(cs, ns, version) end
+    for id, k in pairs(cs.cluster and {} or cs.peers.known[ns] or {}) do
       if (k.acked or 0) < version then
         lagging = ("%s (id %s, %s, acked v%d)"):format(k.listen, id, k.online and "connected" or "not connected", k.acked or 0)
         break
@@ -223,7 +243,18 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
     if prefix and id ~= entry.id and not old.online and id:sub(1, #prefix) == prefix
         and not id:sub(#prefix + 1):find("/", 1, true) then
       cs.peers.known[ns][id] = nil
+      if cs.cluster then cluster.forget(cs, ns, id) end
       log.info("proxy %s restarted: id %s replaces %s", entry.listen, entry.id, id)
+    end
+  end
+  if cs.cluster then
+    -- the same restart seen by another config server (etcd's list)
+    for id in pairs(cluster.known(cs, ns)) do
+      if prefix and id ~= entry.id and id:sub(1, #prefix) == prefix and not id:sub(#prefix + 1):find("/", 1, true)
+          and not cluster.connected(cs, ns)[id] then
+        cluster.forget(cs, ns, id)
+        log.info("proxy %s restarted: id %s replaces %s (known to the cluster)", entry.listen, entry.id, id)
+      end
     end
   end
   local k = cs.peers.known[ns][entry.id]
@@ -234,6 +265,10 @@ function proxy_commands.REGISTER.run(cs, sess, cmd)
   end
   k.listen, k.online, k.acked = entry.listen, true, 0 -- acks again for what it gets now
   k.seen = cs.now and cs.now() or nil
+  if cs.cluster then
+    cluster.register(cs, ns, entry.id, entry.listen, k.seen)
+    cluster.changed(cs, ns)
+  end
   log.info("proxy %s (%s, id %s) registered for %s; sent table v%d", entry.listen,
     sock.peer, entry.id, ns, t.version)
   return btable.encode(t), function()
@@ -249,6 +284,7 @@ function proxy_commands.ACK.run(cs, sess, cmd)
   entry.acked = tonumber(cmd[3]) or 0
   local k = cs.peers.known[entry.ns] and cs.peers.known[entry.ns][entry.id]
   if k and entry.acked > (k.acked or 0) then k.acked = entry.acked end
+  if cs.cluster then cluster.changed(cs, entry.ns) end
   return resp.status("OK")
 end
 
@@ -263,6 +299,10 @@ function proxy_commands.UNREGISTER.run(cs, sess)
     save_known(cs)
   end
   entry.unregistered = true
+  if cs.cluster then
+    cluster.forget(cs, entry.ns, entry.id)
+    cluster.changed(cs, entry.ns)
+  end
   log.info("proxy %s (%s, id %s) of %s unregistered: it is stopping", entry.listen, entry.peer,
     entry.id, entry.ns)
   return resp.status("OK")
@@ -352,6 +392,7 @@ function M.serve_proxy(cs, sock)
   end
   sock:close()
   if entry and cs.on_proxy_leave then cs.on_proxy_leave(entry) end
+  if entry and cs.cluster then cluster.changed(cs, entry.ns) end
 end
 
 --------------------------------------------------------------------------------
