@@ -80,7 +80,7 @@ end
 -- cache. -> the table now there (nil: none), or nil, err
 local function reread(st, ns)
   local kv, header = st.etcd:get(M.key_of(st, ns))
-  if kv == nil and header == nil then return nil, "etcd unreachable" end
+  if kv == nil and type(header) ~= "table" then return nil, "etcd: " .. tostring(header) end
   if kv == nil then
     st.tables[ns], st.revs[ns] = nil, nil
     return false
@@ -209,7 +209,7 @@ function M.watch(st)
       for ns in pairs(before) do
         if st.tables[ns] == nil and st.on_change then st.on_change(ns, nil) end
       end
-      return compact_rev
+      return st.rev + 1 -- on from the read
     end
     for _, ev in ipairs(events) do apply_event(st, ev) end
     if header and header.revision then st.rev = tonumber(header.revision) end

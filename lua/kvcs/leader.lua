@@ -111,7 +111,7 @@ end
 -- next campaign run at once.
 function M.look(l)
   local kv, header = l.etcd:get(key(l))
-  if kv == nil and header == nil then return nil end
+  if kv == nil and type(header) ~= "table" then return nil end -- etcd unreachable: no news
   if kv == nil then
     if l.leader then l.log.info("leader: %s no longer leads", l.leader.name) end
     l.leader = nil
