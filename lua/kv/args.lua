@@ -16,7 +16,9 @@ function M.usage(name)
     .. "  -v       print the version and exit\n"
     .. "  -h       print this help and exit\n"
     .. (name == "kvp" and ("  --reload [--force]  publish the edited policy file to the namespace (through\n"
-      .. "           the running proxy of this configuration) and print the result\n") or ""))
+      .. "           the running proxy of this configuration) and print the result\n") or "")
+    .. (name == "kvcs" and ("  --import-files DIR  copy a file store's tables (DIR: its table_dir) into the etcd\n"
+      .. "           of this configuration (store = \"etcd\"); namespaces already there are kept\n") or ""))
     :format(name, name, name == "kvp" and " and the policy" or "")
 end
 
@@ -35,6 +37,10 @@ function M.parse(arg, name)
     elseif a == "-h" or a == "--help" then o.help = true
     elseif name == "kvp" and a == "--reload" then o.reload = true
     elseif name == "kvp" and a == "--force" then o.force = true
+    elseif name == "kvcs" and a == "--import-files" then
+      if not arg[i + 1] then return nil, "--import-files needs a table directory" end
+      o.import_files = arg[i + 1]
+      i = i + 1
     else
       return nil, ("unknown argument '%s'"):format(a)
     end

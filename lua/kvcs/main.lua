@@ -19,6 +19,7 @@ local codes = require "kv.codes"
 local cjson = require "cjson"
 local prom = require "kv.prom"
 local handshake = require "kv.handshake"
+local btable = require "kv.btable"
 
 local M = {}
 
@@ -100,6 +101,49 @@ local function open_etcd(cs, cfg)
   return true
 end
 
+-- kvcs --import-files DIR: every table of a file store into etcd, each
+-- created only where its namespace is absent (one that is there is kept and
+-- named). -> exit status
+local function import_files(cfg, dir)
+  local estore = require "kvcs.estore"
+  local etcd = require "kv.etcd"
+  if cfg.store ~= "etcd" then return fail("--import-files needs store = \"etcd\" in the configuration") end
+  local src = store.new(dir, store.real_fs())
+  local ok, err = store.load_all(src)
+  if not ok then return fail(err) end
+  local endpoints = {}
+  for a in cfg.etcd_endpoints:gmatch("[^,%s]+") do endpoints[#endpoints + 1] = a end
+  local client = etcd.new({ endpoints = endpoints, timeout = 3, user = cfg.etcd_user, password = cfg.etcd_password,
+    log = function(fmt, ...) io.stderr:write(fmt:format(...), "\n") end })
+  local dst = estore.new(store.new("etcd", nil), client, cfg.etcd_prefix, nil)
+  local status = 0
+  loop.run(function()
+    local lok, lerr = estore.load_all(dst)
+    if not lok then
+      io.stderr:write("kvcs: cannot read etcd: ", tostring(lerr), "\n")
+      status = 1
+      return loop.stop()
+    end
+    for _, ns in ipairs(store.list(src)) do
+      local t = src.tables[ns]
+      if not t.lineage then t = btable.with_lineage(t) end
+      if dst.tables[ns] then
+        print(("%s: already in etcd (v%d), kept"):format(ns, dst.tables[ns].version))
+      else
+        local pok, perr = store.put(dst, t)
+        if pok then
+          print(("%s: imported (v%d, %d buckets)"):format(ns, t.version, t.bucket_count))
+        else
+          io.stderr:write(("kvcs: %s: %s\n"):format(ns, tostring(perr)))
+          status = 1
+        end
+      end
+    end
+    loop.stop()
+  end)
+  return status
+end
+
 local function listen(what, addr, handler)
   local host, port = loop.split_addr(addr)
   local ok, err = loop.listen(host, port, handler)
@@ -119,6 +163,7 @@ function M.main(arg)
   local cfg, err = conf.load(opts.config)
   if not cfg then return fail(err) end
   local confdir = args.dirname(opts.config)
+  if opts.import_files then return import_files(cfg, opts.import_files) end
   local st = store.new(args.resolve(confdir, cfg.table_dir), store.real_fs())
   local on_etcd = cfg.store == "etcd"
   if not on_etcd then
