@@ -6,6 +6,9 @@
 --   P/<ns>/proxies/<id>     a known proxy {listen, seen}: persistent, so a
 --                           proxy that is away still holds bucket moves back
 --                           (kvcs.peers' known list, namespace-wide)
+--   P/<ns>/ha/state         the HA state of ns's masters the leader learned
+--                           (kvcs.failover: replicas, old masters watched),
+--                           written by the leader (fenced), taken over by the next
 --   P/<ns>/members/<name>   what member <name> sees of ns now, under its
 --                           lease (gone with it: transient):
 --                           {proxies = {<id> = {listen, acked}},
@@ -35,7 +38,7 @@ M.DEBOUNCE = 0.005
 function M.new(cs, o)
   cs.cluster = {
     etcd = o.etcd, prefix = o.prefix, member = o.member, lease = o.lease, spawn = o.spawn,
-    sleep = o.sleep, log = o.log, known = {}, reports = {}, pending = {},
+    sleep = o.sleep, log = o.log, fence = o.fence, known = {}, reports = {}, pending = {}, ha = {},
   }
   return cs.cluster
 end
@@ -61,6 +64,8 @@ local function take(c, key, value)
   elseif kind == "members" then
     c.reports[ns] = c.reports[ns] or {}
     c.reports[ns][rest] = value and decode(value) or nil
+  elseif kind == "ha" and rest == "state" then
+    c.ha[ns] = value and decode(value) or nil
   else
     return nil
   end
@@ -71,7 +76,7 @@ function M.load(cs)
   local c = cs.cluster
   local kvs, err = c.etcd:range(c.prefix .. "/")
   if not kvs then return nil, err end
-  c.known, c.reports = {}, {}
+  c.known, c.reports, c.ha = {}, {}, {}
   for _, kv in ipairs(kvs) do take(c, kv.key, kv.value) end
   return true
 end
@@ -195,6 +200,46 @@ function M.forget_stale(cs, after, now)
     end
   end
   return gone
+end
+
+-- The HA state (kvcs.failover's {replicas = {[m] = {...}}, watch = {[old]
+-- = {namespace, new}}}) split by namespace (a master's: the namespace whose
+-- table names it) and written by the leader, fenced. -> true | nil, err
+function M.save_ha(cs, state, namespace_of)
+  local c = cs.cluster
+  local fence = c.fence and c.fence()
+  if not fence then return nil, "not the leader" end
+  local per = {}
+  local function of(ns)
+    per[ns] = per[ns] or { replicas = {}, watch = {} }
+    return per[ns]
+  end
+  for m, list in pairs(state.replicas or {}) do
+    local ns = namespace_of(m)
+    if ns then of(ns).replicas[m] = list end
+  end
+  for old, w in pairs(state.watch or {}) do of(w.namespace).watch[old] = w end
+  local codes = require "kv.codes"
+  for ns, s in pairs(per) do
+    local text = codes.encode_json(s)
+    if not c.ha[ns] or codes.encode_json(c.ha[ns]) ~= text then
+      local ok, err = c.etcd:txn({ compare = { fence },
+        success = { { put = { key = ("%s/%s/ha/state"):format(c.prefix, ns), value = text } } } })
+      if ok ~= true then return nil, ok == false and "no longer the leader" or tostring(err) end
+      c.ha[ns] = decode(text)
+    end
+  end
+  return true
+end
+
+-- Every namespace's HA state as one (for kvcs.failover.load by a new leader).
+function M.ha_state(cs)
+  local out = { replicas = {}, watch = {} }
+  for _, s in pairs(cs.cluster.ha) do
+    for m, list in pairs(type(s.replicas) == "table" and s.replicas or {}) do out.replicas[m] = list end
+    for old, w in pairs(type(s.watch) == "table" and s.watch or {}) do out.watch[old] = w end
+  end
+  return out
 end
 
 function M.register(cs, ns, id, listen, seen)

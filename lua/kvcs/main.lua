@@ -66,7 +66,11 @@ local function open_etcd(cs, cfg)
     me = { name = name, http = cfg.http_listen, proxy = cfg.proxy_listen, migration = cfg.migration_listen },
     on_change = function(is)
       cs.is_master = is
-      if is then loop.spawn(function() migration.abort_blocked(cs) end) end
+      if is then
+        -- what the last leader learned: replicas, old masters to re-attach
+        failover.load(cs, require("kvcs.cluster").ha_state(cs))
+        loop.spawn(function() migration.abort_blocked(cs) end)
+      end
     end,
     on_lease = function()
       for ns in pairs(cs.peers.proxies) do require("kvcs.cluster").changed(cs, ns) end
@@ -81,7 +85,8 @@ local function open_etcd(cs, cfg)
   -- "no such namespace" from a config server that has not read etcd yet
   local cluster = require "kvcs.cluster"
   cluster.new(cs, { etcd = client, prefix = cfg.etcd_prefix, member = name, spawn = loop.spawn,
-    sleep = loop.sleep, log = log.warn, lease = function() return l.lease end })
+    sleep = loop.sleep, log = log.warn, lease = function() return l.lease end,
+    fence = function() return leader.fence(l) end })
   cs.store.on_other = function(ev)
     local ns, kind = cluster.on_event(cs, ev)
     -- another member's proxies voted or left: the leader tallies again
@@ -217,24 +222,27 @@ function M.main(arg)
   cs.proxy_list = function(ns) return peers.proxy_list(cs, ns) end
   cs.forget_proxy = function(ns, who) return peers.forget_proxy(cs, ns, who) end
   cs.wait_acks = function(ns, v, timeout) return peers.wait_acks(cs, ns, v, timeout) end
-  local known_path = confdir .. "/known_proxies.json"
-  cs.save_known = function(list)
-    return core.write_file_atomic(known_path, cjson.encode(list) .. "\n")
-  end
-  do
-    local list, err = read_json(known_path)
-    if err then return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, err)) end
+  if on_etcd then
+    -- known proxies and HA state live in etcd too (kvcs.cluster)
+    cs.save_ha = function(state)
+      return require("kvcs.cluster").save_ha(cs, state, function(m) return store.owner_of(st, m) end)
+    end
+  else
+    local known_path = confdir .. "/known_proxies.json"
+    cs.save_known = function(list)
+      return core.write_file_atomic(known_path, cjson.encode(list) .. "\n")
+    end
+    local list, kerr = read_json(known_path)
+    if kerr then return fail(("%s: not a list of proxies (%s); fix or remove it"):format(known_path, kerr)) end
     if list then peers.load_known(cs, list) end
-  end
-  -- learned replicas and old masters to re-attach (kvcs.failover)
-  local ha_path = confdir .. "/ha_state.json"
-  cs.save_ha = function(state)
-    return core.write_file_atomic(ha_path, codes.encode_json(state) .. "\n")
-  end
-  do
-    local state, err = read_json(ha_path)
-    if err then
-      log.warn("%s: not an HA state (%s); starting without learned replicas", ha_path, err)
+    -- learned replicas and old masters to re-attach (kvcs.failover)
+    local ha_path = confdir .. "/ha_state.json"
+    cs.save_ha = function(state)
+      return core.write_file_atomic(ha_path, codes.encode_json(state) .. "\n")
+    end
+    local state, herr = read_json(ha_path)
+    if herr then
+      log.warn("%s: not an HA state (%s); starting without learned replicas", ha_path, herr)
     elseif state then
       failover.load(cs, state)
     end
