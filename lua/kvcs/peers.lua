@@ -319,8 +319,56 @@ proxy_commands.DOWN = { arity = 3, registered = true, run = report }
 proxy_commands.UP = { arity = 3, registered = true, run = report }
 
 -- PATTERN ADD|DEL ns pattern
+-- A follower on etcd (cs.leader, not leading) hands a proxy's change to
+-- the leader: FORWARD <command...> on the leader's proxy port (the same
+-- handshake), the leader's reply as it is. -> reply
+local FORWARDABLE = { PATTERN = true, POLICY = true }
+local function forward(cs, sess, cmd)
+  local cur = cs.leader_info and cs.leader_info()
+  if not cur or not cur.proxy then
+    return resp.error(("ERR %d no config server leads now: retry in a few seconds"):format(codes.NOT_LEADER))
+  end
+  local host, port = loop.split_addr(cur.proxy)
+  local sock, err = loop.connect(host, port, 3)
+  if not sock then
+    return resp.error(("ERR %d the leader %s does not answer: %s"):format(codes.NOT_LEADER, cur.proxy, tostring(err)))
+  end
+  local reader = resp.new_reader()
+  local function read() return redis.read_value(sock, reader, 10) end
+  local ok, herr = require("kv.handshake").client({ send = function(b) sock:send(b) end, read = read },
+    cs.cfg.cluster_secret)
+  if not ok then
+    sock:close()
+    return resp.error(("ERR %d the leader %s: handshake: %s"):format(codes.NOT_LEADER, cur.proxy, tostring(herr)))
+  end
+  local args = { "FORWARD", sess.entry.ns, sess.entry.listen }
+  for i = 1, cmd.n do args[#args + 1] = cmd[i] end
+  sock:send(resp.encode(unpack(args)))
+  local v, rerr = read()
+  sock:close()
+  if v == nil then
+    return resp.error(("ERR %d the leader %s did not answer: %s"):format(codes.NOT_LEADER, cur.proxy, tostring(rerr)))
+  end
+  return v
+end
+
+-- FORWARD <ns> <proxy listen> <command...>: a follower's proxy asked for a
+-- change (PATTERN, POLICY); this config server, the leader, makes it as if
+-- that proxy had asked here.
+proxy_commands.FORWARD = { arity = -5 }
+function proxy_commands.FORWARD.run(cs, _, cmd)
+  local inner = { n = cmd.n - 3 }
+  for i = 4, cmd.n do inner[i - 3] = cmd[i] end
+  local name = tostring(inner[1]):upper()
+  local c = FORWARDABLE[name] and proxy_commands[name]
+  if not c then return resp.error("ERR FORWARD takes PATTERN or POLICY") end
+  if not cs.is_master then return forward(cs, { entry = { ns = cmd[2], listen = cmd[3] } }, inner) end
+  return c.run(cs, { entry = { ns = cmd[2], listen = tostring(cmd[3]) .. " (forwarded)" } }, inner)
+end
+
 proxy_commands.PATTERN = { arity = 4, registered = true }
 function proxy_commands.PATTERN.run(cs, sess, cmd)
+  if cs.leader and not cs.is_master then return forward(cs, sess, cmd) end
   local op = tostring(cmd[2]):upper()
   local code, msg = api.change_pattern(cs, cmd[3], op, cmd[4])
   if code ~= codes.OK then return resp.error(("ERR %d %s"):format(code, msg)) end
@@ -332,6 +380,7 @@ end
 -- SIGHUP, reload_policy) and asks for it to be the namespace's policy
 proxy_commands.POLICY = { arity = -3, registered = true }
 function proxy_commands.POLICY.run(cs, sess, cmd)
+  if cs.leader and not cs.is_master then return forward(cs, sess, cmd) end
   if cmd.n > 4 or (cmd.n == 4 and tostring(cmd[4]):upper() ~= "FORCE") then
     return resp.error("ERR " .. codes.BAD_PARAM .. " syntax: POLICY <namespace> <source> [FORCE]")
   end
