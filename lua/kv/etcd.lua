@@ -18,7 +18,8 @@
 --   client:watch(prefix, start_revision, on_events) -> watcher
 --   client:compact(revision) -> true | nil, err
 --   client:close()            closes idle connections (watchers keep theirs)
---   client.stats = { requests, errors, switches, endpoint, last_rtt, rtts (last 32, s) }
+--   client.stats = { requests, errors, switches, endpoint, last_rtt, rtts (last 32, s),
+--                    revision (newest store revision seen in a reply) }
 --   kv = { key, value, create_revision, mod_revision, version, lease }
 --   header = { revision, raft_term, member_id, cluster_id }
 --
@@ -287,7 +288,8 @@ function M.new(opts)
     user = opts.user or "", password = opts.password or "",
     log = opts.log or log.warn,
     token = nil, idle = {}, logged = {},
-    stats = { requests = 0, errors = 0, switches = 0, endpoint = eps[1], last_rtt = 0, rtts = {} },
+    stats = { requests = 0, errors = 0, switches = 0, endpoint = eps[1], last_rtt = 0, rtts = {},
+              revision = 0 },
   }, Client)
 end
 
@@ -417,6 +419,11 @@ local function attempt(c, path, body, i)
     if msg:find("invalid auth token", 1, true) then return nil, msg, "auth" end
     return nil, "etcd: " .. msg, "refused"
   end
+  -- the newest store revision any reply showed (against a watcher's: its lag)
+  local h = type(j.header) == "table" and j.header
+    or type(j.result) == "table" and type(j.result.header) == "table" and j.result.header
+  local rev = h and tonumber(h.revision)
+  if rev and rev > st.revision then st.revision = rev end
   return j
 end
 
@@ -586,7 +593,7 @@ local function on_message(w, m)
   if not ok then return "bad header: " .. tostring(header) end
   if header.revision > 0 then w.header_revision = header.revision end
   if res.canceled then
-    local compact = num(res.compact_revision)
+    local compact = tonumber(res.compact_revision) or 0
     if compact > 0 then
       local ok2, from = xpcall(w.on_events, debug.traceback, nil, "compacted", compact)
       if not ok2 then log.error("etcd watch handler failed: %s", from) end

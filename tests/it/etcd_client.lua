@@ -1,4 +1,4 @@
--- kvlua tests/it/etcd_client.lua cluster|auth   (run by tests/it/43_etcd_client.sh)
+-- kvlua tests/it/etcd_client.lua cluster|auth|garbage PORT   (run by tests/it/43_etcd_client.sh)
 -- Drives kv.etcd against real etcd members: ETCD_ENDPOINTS ("h:p,h:p,h:p")
 -- and ETCD_PIDS (their pids, same order: this script kills members itself,
 -- mid-watch). Prints "ok - what" / "FAILED - what: why" per check and ends
@@ -7,6 +7,7 @@
 --            down, then two down (3 members)
 --   auth:    a cluster with auth enabled, user root / password rootpw, a
 --            token TTL of 1 s (1 member); a watch from a compacted revision
+--   garbage PORT: a fake member on PORT answering bad bytes
 local loop = require "kv.loop"
 local etcd = require "kv.etcd"
 
@@ -287,8 +288,82 @@ local function auth()
   w2:cancel()
 end
 
+-- A fake member on port arg[2] answering what `reply` holds (text, or a
+-- function(sock) for replies sent in pieces), whatever it is asked.
+local reply
+local function fake_member(port)
+  assert(loop.listen("127.0.0.1", port, function(sock)
+    while true do
+      local head = {}
+      repeat
+        local line = sock:receive_line(5)
+        if not line then sock:close() return end
+        head[#head + 1] = line
+      until line == ""
+      local len = tonumber(table.concat(head, "\n"):match("Content%-Length: (%d+)")) or 0
+      if len > 0 and not sock:receive(len, 5) then sock:close() return end
+      if type(reply) == "function" then reply(sock) else sock:send(reply) end
+    end
+  end))
+end
+
+local function garbage()
+  local port = tonumber(arg[2])
+  fake_member(port)
+  local c = etcd.new{ endpoints = { "127.0.0.1:" .. port }, timeout = 1, log = quiet }
+  local function ok200(body)
+    return "HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body
+  end
+  local cases = {
+    { "a body that is not JSON", ok200("hello") },
+    { "kvs of the wrong shape", ok200('{"kvs":"x"}') },
+    { "a key that is not base64", ok200('{"kvs":[{"key":"!!!!"}]}') },
+    { "a revision that is not a number", ok200('{"header":{"revision":"abc"},"kvs":[]}') },
+    { "a body over the bound", "HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n" },
+    { "not HTTP", "SSH-2.0-OpenSSH\r\n\r\n" },
+    { "a 500", "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\n{}" },
+    { "no answer", "" },
+  }
+  for _, case in ipairs(cases) do
+    reply = case[2]
+    local t = loop.now()
+    local kv, err = c:get("/k")
+    check(case[1] .. ": an error, no crash", kv == nil and type(err) == "string"
+      and loop.now() - t < 2.5, err)
+    print("# " .. case[1] .. ": " .. tostring(err))
+    c:close()
+  end
+  reply = ok200('{"header":{"revision":"7"},"kvs":[{"key":"L2s=","value":"dg==","mod_revision":"7"}]}')
+  local kv = c:get("/k")
+  check("the same member answering well again is used", kv and kv.value == "v" and kv.mod_revision == 7)
+  -- a watch stream with a bad line in it: the watcher drops the stream and
+  -- comes back (from the revision after the last event), never crashes
+  local opens = 0
+  local got = {}
+  reply = function(sock)
+    opens = opens + 1
+    local function chunk(x) return string.format("%x\r\n%s\r\n", #x, x) end
+    sock:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sock:send(chunk('{"result":{"header":{"revision":"7"},"created":true}}\n'))
+    if opens == 1 then
+      sock:send(chunk('{"result":{"header":{"revision":"8"},"events":[{"kv":{"key":"L2s=","value":"MQ==","mod_revision":"8"}}]}}\n'))
+      sock:send(chunk('{"result": this is not json}\n'))
+    else
+      got.start = true
+    end
+  end
+  local w = c:watch("/k", 0, function(evs)
+    for _, e in ipairs(evs or {}) do got[#got + 1] = e.kv.mod_revision end
+  end)
+  wait_for(5, function() return opens >= 2 end)
+  check("a watch stream with a bad message is dropped and opened again",
+    opens >= 2 and got[1] == 8 and w.revision == 9, w.revision)
+  w:cancel()
+end
+
 loop.run(function()
-  local ok, err = xpcall(arg[1] == "auth" and auth or cluster, debug.traceback)
+  local phases = { cluster = cluster, auth = auth, garbage = garbage }
+  local ok, err = xpcall(phases[arg[1]], debug.traceback)
   if not ok then check("script ran", false, err) end
   for _, l in ipairs(lines) do print("# log: " .. l) end
   print("done")
