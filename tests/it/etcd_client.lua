@@ -123,13 +123,33 @@ local function cluster()
   kv_checks(c)
   lease_checks(c)
 
+  -- calls from many tasks at once: each takes its own connection
+  local n, good = 40, 0
+  for t = 1, n do
+    loop.spawn(function()
+      local key = "/conc/" .. t
+      local h = c:put(key, tostring(t))
+      local kv = h and c:get(key)
+      if kv and kv.value == tostring(t) then good = good + 1 end
+    end)
+  end
+  wait_for(10, function() return good == n end)
+  check("40 tasks calling at once all get their own answers", good == n, good)
+  check("idle connections kept are bounded", #c.idle <= 4, #c.idle)
+  c:delete("/conc/", true)
+
   -- watch: a writer through another member; the watched member is killed
   -- midway; every revision written must arrive once, in order
   local seen, compacted = {}, nil
+  local done = 0
   local w = c:watch("/w/", 0, function(events, header, crev)
     if not events then compacted = crev return end
     for _, ev in ipairs(events) do
       seen[#seen + 1] = { rev = ev.kv.mod_revision, type = ev.type, key = ev.kv.key, value = ev.kv.value }
+      -- hold the watcher at op 59 until its member is dead and ten more
+      -- ops are written: they exist only on the others, so the watcher
+      -- must ask the next member from the revision after 59's
+      if ev.kv.value == "59" then wait_for(20, function() return done >= 70 end) end
     end
   end)
   local up = wait_for(5, function() return w.endpoint ~= nil end)
@@ -159,7 +179,6 @@ local function cluster()
     end
     return false
   end
-  local done = 0
   for i = 1, 120 do
     -- every 5th op deletes the key the op before put: it exists
     local op = i % 5 == 0 and { type = "DELETE", key = want[#want].key }
