@@ -142,6 +142,15 @@ local TARGETS = { MOD = "mod_revision", CREATE = "create_revision", VERSION = "v
                   VALUE = "value", LEASE = "lease" }
 local RESULTS = { EQUAL = true, NOT_EQUAL = true, GREATER = true, LESS = true }
 
+-- A txn's parts as callers write them:
+--   compare: { key = k, target = "MOD"|"CREATE"|"VERSION"|"LEASE", result =
+--              "EQUAL" (default)|"NOT_EQUAL"|"GREATER"|"LESS", value = n }
+--            (n a number, or a string of digits for int64 such as a lease);
+--            target "VALUE" compares bytes: value = "..."
+--            CREATE == 0 / VERSION == 0: the key does not exist
+--   op:      { put = { key, value, lease? } } (or put = { key =, value =, lease = })
+--            { delete = { key, prefix = bool } }
+--            { range = { key, prefix = bool } }
 function M.encode_compare(c)
   local field = TARGETS[c.target]
   if not field then error("compare: bad target " .. tostring(c.target), 0) end

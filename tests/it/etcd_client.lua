@@ -162,9 +162,9 @@ local function cluster()
   local function settle(op)
     local t = loop.now()
     while loop.now() - t < 15 do
-      local h, err
+      local h, err, n
       if op.type == "PUT" then h, err = writer:put(op.key, op.value)
-      else _, h, err = writer:delete(op.key) end
+      else n, h = writer:delete(op.key) if not n then err = h h = nil end end
       if h then op.rev = h.revision return true end
       unknown = unknown + 1
       werr = err
@@ -310,6 +310,7 @@ end
 -- A fake member on port arg[2] answering what `reply` holds (text, or a
 -- function(sock) for replies sent in pieces), whatever it is asked.
 local reply
+local asked = 0        -- requests the fake member read
 local function fake_member(port)
   assert(loop.listen("127.0.0.1", port, function(sock)
     while true do
@@ -321,6 +322,7 @@ local function fake_member(port)
       until line == ""
       local len = tonumber(table.concat(head, "\n"):match("Content%-Length: (%d+)")) or 0
       if len > 0 and not sock:receive(len, 5) then sock:close() return end
+      asked = asked + 1
       if type(reply) == "function" then reply(sock) else sock:send(reply) end
     end
   end))
@@ -352,6 +354,17 @@ local function garbage()
     print("# " .. case[1] .. ": " .. tostring(err))
     c:close()
   end
+  -- the same failure: a read is tried again, a write is not (it may have landed)
+  reply = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 52\r\n\r\n"
+    .. '{"error":"etcdserver: no leader","code":14,"x":"12"}'
+  asked = 0
+  local _, rerr = c:get("/k")
+  check("a read that failed on a member is tried once more", asked == 2, asked)
+  asked = 0
+  local h, werr = c:put("/k", "v")
+  check("a write that failed on a member is not retried: unknown outcome", asked == 1 and h == nil
+    and tostring(werr):find("^unknown outcome: .*no leader") ~= nil, werr)
+  print("# read: " .. tostring(rerr) .. " / write: " .. tostring(werr))
   reply = ok200('{"header":{"revision":"7"},"kvs":[{"key":"L2s=","value":"dg==","mod_revision":"7"}]}')
   local kv = c:get("/k")
   check("the same member answering well again is used", kv and kv.value == "v" and kv.mod_revision == 7)
