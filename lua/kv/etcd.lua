@@ -15,7 +15,7 @@
 --   client:grant(ttl) -> lease_id (string), ttl | nil, err
 --   client:keepalive(lease_id) -> ttl (0: the lease is gone) | nil, err
 --   client:revoke(lease_id) -> true | nil, err
---   client:watch(prefix, start_revision, on_events) -> watcher
+--   client:watch(prefix, start_revision, on_events, opts?) -> watcher
 --   client:compact(revision) -> true | nil, err
 --   client:close()            closes idle connections (watchers keep theirs)
 --   client.stats = { requests, errors, switches, endpoint, last_rtt, rtts (last 32, s),
@@ -52,6 +52,10 @@
 -- compact_revision. The watch asks the member to end it when the member loses
 -- its raft leader (gRPC metadata hasleader), so a member cut off from the
 -- others does not feed a silent stream: the watcher moves on to another.
+-- opts.idle (s, default none): after that long without a message the
+-- watcher asks the stream's member a linearizable read; when it does not
+-- answer within the timeout (a stalled process, a link that black-holes
+-- packets: no close ever comes) the stream is dropped and opened elsewhere.
 --   watcher:cancel()     watcher.revision: next revision expected
 --   watcher.endpoint: the endpoint of the current stream ("h:p")
 --   watcher.restarts: streams that ended and were opened again
@@ -631,6 +635,16 @@ local function on_message(w, m)
   return nil
 end
 
+-- A linearizable read of one key of the prefix on endpoint i (the watch's).
+local function probe(w, i)
+  local c = w.client
+  local req = range_req(w.prefix, true)
+  req.limit, req.keys_only = "1", true
+  local j, err = attempt(c, "/v3/kv/range", cjson.encode(req), i)
+  if j then return true end
+  return false, "does not answer: " .. tostring(err)
+end
+
 -- One stream on endpoint index i, until it breaks: returns why.
 local function watch_stream(w, i)
   local c = w.client
@@ -684,14 +698,23 @@ local function watch_stream(w, i)
     elseif v then
       return finish("bad HTTP: " .. v)
     else
-      local left = nil
+      local left = w.idle
       if not started then
         left = deadline - loop.now()
         if left <= 0 then return finish("timeout") end
       end
       local data, rerr = sock:receive_with(any_bytes, left)
-      if not data then return finish(tostring(rerr)) end
-      r:feed(data)
+      if data then
+        r:feed(data)
+      elseif rerr == "timeout" and started then
+        -- quiet for w.idle seconds: a quiet prefix, or a member that
+        -- stopped answering without closing (stalled, cut off by a
+        -- firewall)? Ask it something that needs its quorum.
+        local ok, why = probe(w, i)
+        if not ok then return finish("silent for " .. w.idle .. " s and " .. why) end
+      else
+        return finish(tostring(rerr))
+      end
     end
   end
   return finish("cancelled")
@@ -724,9 +747,10 @@ function Watcher:run()
   end
 end
 
-function Client:watch(prefix, start_revision, on_events)
+function Client:watch(prefix, start_revision, on_events, opts)
   local w = setmetatable({
     client = self, prefix = prefix, on_events = on_events,
+    idle = opts and opts.idle,
     revision = tonumber(start_revision) or 0, header_revision = 0, restarts = 0,
     cancelled = false, sock = nil,
   }, Watcher)
