@@ -15,9 +15,11 @@
 --   client:grant(ttl) -> lease_id (string), ttl | nil, err
 --   client:keepalive(lease_id) -> ttl (0: the lease is gone) | nil, err
 --   client:revoke(lease_id) -> true | nil, err
---   client:watch(prefix, start_revision, on_events) -> watcher
+--   client:watch(prefix, start_revision, on_events, opts?) -> watcher
+--   client:compact(revision) -> true | nil, err
 --   client:close()            closes idle connections (watchers keep theirs)
---   client.stats = { requests, errors, switches, endpoint, last_rtt, rtts (last 32, s) }
+--   client.stats = { requests, errors, switches, endpoint, last_rtt, rtts (last 32, s),
+--                    revision (newest store revision seen in a reply) }
 --   kv = { key, value, create_revision, mod_revision, version, lease }
 --   header = { revision, raft_term, member_id, cluster_id }
 --
@@ -31,8 +33,11 @@
 -- line). Reads (get, range), keepalive, grant, revoke and authenticate are
 -- then retried once there. A put/delete/txn that may have reached etcd is
 -- not retried: it returns nil, "unknown outcome: <why>" and the caller must
--- re-read; one whose connection could not even be opened is retried (it was
--- never sent). A 4xx is etcd refusing the request: its message is the error.
+-- re-read. A request whose connection could not even be opened was never
+-- sent: it goes on to the next endpoint, each endpoint tried once for that
+-- (so one live member of three is found). A call gives up after 2 * timeout
+-- at most, with "etcd unreachable: <why per attempt>". A 4xx is etcd
+-- refusing the request: its message is the error.
 -- With user set the client authenticates first and again once on
 -- "invalid auth token" (tokens expire; another member may not know one).
 --
@@ -47,7 +52,13 @@
 -- compact_revision. The watch asks the member to end it when the member loses
 -- its raft leader (gRPC metadata hasleader), so a member cut off from the
 -- others does not feed a silent stream: the watcher moves on to another.
+-- opts.idle (s, default none): after that long without a message the
+-- watcher asks the stream's member a linearizable read; when it does not
+-- answer within the timeout (a stalled process, a link that black-holes
+-- packets: no close ever comes) the stream is dropped and opened elsewhere.
 --   watcher:cancel()     watcher.revision: next revision expected
+--   watcher.endpoint: the endpoint of the current stream ("h:p")
+--   watcher.restarts: streams that ended and were opened again
 --   watcher.header_revision: store revision of the last message (watch lag)
 local loop = require "kv.loop"
 local log = require "kv.log"
@@ -135,6 +146,15 @@ local TARGETS = { MOD = "mod_revision", CREATE = "create_revision", VERSION = "v
                   VALUE = "value", LEASE = "lease" }
 local RESULTS = { EQUAL = true, NOT_EQUAL = true, GREATER = true, LESS = true }
 
+-- A txn's parts as callers write them:
+--   compare: { key = k, target = "MOD"|"CREATE"|"VERSION"|"LEASE", result =
+--              "EQUAL" (default)|"NOT_EQUAL"|"GREATER"|"LESS", value = n }
+--            (n a number, or a string of digits for int64 such as a lease);
+--            target "VALUE" compares bytes: value = "..."
+--            CREATE == 0 / VERSION == 0: the key does not exist
+--   op:      { put = { key, value, lease? } } (or put = { key =, value =, lease = })
+--            { delete = { key, prefix = bool } }
+--            { range = { key, prefix = bool } }
 function M.encode_compare(c)
   local field = TARGETS[c.target]
   if not field then error("compare: bad target " .. tostring(c.target), 0) end
@@ -281,7 +301,8 @@ function M.new(opts)
     user = opts.user or "", password = opts.password or "",
     log = opts.log or log.warn,
     token = nil, idle = {}, logged = {},
-    stats = { requests = 0, errors = 0, switches = 0, endpoint = eps[1], last_rtt = 0, rtts = {} },
+    stats = { requests = 0, errors = 0, switches = 0, endpoint = eps[1], last_rtt = 0, rtts = {},
+              revision = 0 },
   }, Client)
 end
 
@@ -304,12 +325,31 @@ local function switch(c, i, why)
   c.stats.endpoint = c.endpoints[c.cur]
   for _, conn in ipairs(c.idle) do conn.sock:close() end
   c.idle = {}
+  local key, now = from .. " switch", loop.now()
+  if c.logged[key] and now - c.logged[key] < LOG_EVERY then return end
+  c.logged[key] = now
   c.log("etcd: leaving endpoint %s (%s), now using %s", from, why, c.stats.endpoint)
 end
 
 local function any_bytes(buf, pos)
   if pos > #buf then return nil end
   return buf:sub(pos), #buf + 1
+end
+
+-- etcd's message in an error body: {"error": "..", "message": ".."} from a
+-- unary call, {"error": {"message": ..}} from a stream
+local function error_text(body)
+  local j = cjson.decode(body)
+  if type(j) ~= "table" then return body:sub(1, 200) end
+  local e = j.message or j.error
+  if type(e) == "table" then e = e.message end
+  return tostring(e or body:sub(1, 200))
+end
+
+local function connect_error(ep, err)
+  err = tostring(err)
+  if err:find("^cannot connect") then return err end
+  return "cannot connect to " .. ep .. ": " .. err
 end
 
 -- A connection to endpoint index i: an idle one or a new one.
@@ -364,7 +404,7 @@ local function attempt(c, path, body, i)
   local t0 = loop.now()
   local deadline = t0 + c.timeout
   local conn, err = get_conn(c, i, c.timeout)
-  if not conn then return nil, "cannot connect to " .. ep .. ": " .. tostring(err), "connect" end
+  if not conn then return nil, connect_error(ep, err), "connect" end
   local headers = { ["Grpc-Metadata-hasleader"] = "true" }
   if c.token and path ~= "/v3/auth/authenticate" then headers["Authorization"] = c.token end
   conn.sock:send(httpc.request("POST", ep, path, headers, body))
@@ -382,17 +422,21 @@ local function attempt(c, path, body, i)
   put_conn(c, conn)
   local j = cjson.decode(data)
   if resp.status >= 500 then
-    local msg = type(j) == "table" and (j.message or j.error) or data:sub(1, 200)
-    return nil, ep .. ": HTTP " .. resp.status .. ": " .. tostring(msg), "transport"
+    return nil, ep .. ": HTTP " .. resp.status .. ": " .. error_text(data), "transport"
   end
   if type(j) ~= "table" then
     return nil, ep .. ": HTTP " .. resp.status .. " body is not JSON", "transport"
   end
   if resp.status ~= 200 then
-    local msg = tostring(j.message or j.error or ("HTTP " .. resp.status))
+    local msg = error_text(data)
     if msg:find("invalid auth token", 1, true) then return nil, msg, "auth" end
     return nil, "etcd: " .. msg, "refused"
   end
+  -- the newest store revision any reply showed (against a watcher's: its lag)
+  local h = type(j.header) == "table" and j.header
+    or type(j.result) == "table" and type(j.result.header) == "table" and j.result.header
+  local rev = h and tonumber(h.revision)
+  if rev and rev > st.revision then st.revision = rev end
   return j
 end
 
@@ -418,7 +462,7 @@ end
 function Client:call(path, body_table, idempotent)
   local body = type(body_table) == "string" and body_table or cjson.encode(body_table)
   local reauth = false
-  local tries = 0
+  local tries, sent, errs, t0 = 0, 0, {}, loop.now()
   while true do
     if self.user ~= "" and not self.token then
       local ok, err = authenticate(self)
@@ -437,8 +481,16 @@ function Client:call(path, body_table, idempotent)
       note(self, self.endpoints[i], kind, "etcd: %s", err)
       switch(self, i, err)
       tries = tries + 1
-      if kind ~= "connect" and not idempotent then return nil, "unknown outcome: " .. err end
-      if tries >= 2 then return nil, err end
+      errs[tries] = err
+      if kind ~= "connect" then
+        if not idempotent then return nil, "unknown outcome: " .. table.concat(errs, "; ") end
+        sent = sent + 1
+      end
+      -- a refused connection costs nothing: try every endpoint once for it;
+      -- a request that reached a member and failed is tried once more
+      if sent >= 2 or tries > #self.endpoints or loop.now() - t0 >= 2 * self.timeout then
+        return nil, "etcd unreachable: " .. table.concat(errs, "; ")
+      end
     end
   end
 end
@@ -453,7 +505,13 @@ end
 
 -- KV ----------------------------------------------------------------------
 
+local function need_key(key)
+  if type(key) ~= "string" then return "etcd: key must be a string, not " .. type(key) end
+end
+
 function Client:get(key)
+  local bad = need_key(key)
+  if bad then return nil, bad end
   local j, err = self:call("/v3/kv/range", range_req(key), true)
   return decoded(function(r)
     local kvs = decode_kvs(r.kvs)
@@ -462,6 +520,8 @@ function Client:get(key)
 end
 
 function Client:range(prefix)
+  local bad = need_key(prefix)
+  if bad then return nil, bad end
   local j, err = self:call("/v3/kv/range", range_req(prefix, true), true)
   return decoded(function(r)
     return decode_kvs(r.kvs), decode_header(r.header)
@@ -476,6 +536,8 @@ function Client:put(key, value, lease)
 end
 
 function Client:delete(key, is_prefix)
+  local bad = need_key(key)
+  if bad then return nil, bad end
   local j, err = self:call("/v3/kv/deleterange", range_req(key, is_prefix), false)
   return decoded(function(r) return num(r.deleted), decode_header(r.header) end, j, err)
 end
@@ -493,7 +555,9 @@ end
 -- Leases ------------------------------------------------------------------
 
 function Client:grant(ttl)
-  local j, err = self:call("/v3/lease/grant", { TTL = i64(ttl) }, true)
+  local ok, t = pcall(i64, ttl)
+  if not ok then return nil, "etcd: ttl: " .. t end
+  local j, err = self:call("/v3/lease/grant", { TTL = t }, true)
   return decoded(function(r)
     if r.error and r.error ~= "" then error(r.error, 0) end
     if r.ID == nil then error("no lease ID", 0) end
@@ -502,7 +566,9 @@ function Client:grant(ttl)
 end
 
 function Client:keepalive(id)
-  local j, err = self:call("/v3/lease/keepalive", '{"ID":"' .. i64(id) .. '"}', true)
+  local ok, s = pcall(i64, id)
+  if not ok then return nil, "etcd: lease id: " .. s end
+  local j, err = self:call("/v3/lease/keepalive", '{"ID":"' .. s .. '"}', true)
   -- a streamed reply: {"result":{...}} (or {"error":{...}}) and the end
   return decoded(function(r)
     if type(r.error) == "table" then error(tostring(r.error.message), 0) end
@@ -512,7 +578,9 @@ function Client:keepalive(id)
 end
 
 function Client:revoke(id)
-  local j, err = self:call("/v3/lease/revoke", '{"ID":"' .. i64(id) .. '"}', true)
+  local ok, s = pcall(i64, id)
+  if not ok then return nil, "etcd: lease id: " .. s end
+  local j, err = self:call("/v3/lease/revoke", '{"ID":"' .. s .. '"}', true)
   if not j then
     -- a lease already gone is revoked as far as the caller cares
     if err and err:find("requested lease not found", 1, true) then return true end
@@ -538,7 +606,7 @@ local function on_message(w, m)
   if not ok then return "bad header: " .. tostring(header) end
   if header.revision > 0 then w.header_revision = header.revision end
   if res.canceled then
-    local compact = num(res.compact_revision)
+    local compact = tonumber(res.compact_revision) or 0
     if compact > 0 then
       local ok2, from = xpcall(w.on_events, debug.traceback, nil, "compacted", compact)
       if not ok2 then log.error("etcd watch handler failed: %s", from) end
@@ -567,15 +635,25 @@ local function on_message(w, m)
   return nil
 end
 
+-- A linearizable read of one key of the prefix on endpoint i (the watch's).
+local function probe(w, i)
+  local c = w.client
+  local req = range_req(w.prefix, true)
+  req.limit, req.keys_only = "1", true
+  local j, err = attempt(c, "/v3/kv/range", cjson.encode(req), i)
+  if j then return true end
+  return false, "does not answer: " .. tostring(err)
+end
+
 -- One stream on endpoint index i, until it breaks: returns why.
 local function watch_stream(w, i)
   local c = w.client
   local ep = c.endpoints[i]
   local host, port = loop.split_addr(ep)
   local sock, err = loop.connect(host, port, c.timeout)
-  if not sock then return "cannot connect to " .. ep .. ": " .. tostring(err), false end
+  if not sock then return connect_error(ep, err) end
   if w.cancelled then sock:close() return "cancelled" end
-  w.sock = sock
+  w.sock, w.endpoint = sock, ep
   local create = range_req(w.prefix, true)
   if w.revision > 0 then create.start_revision = i64(w.revision) end
   create.progress_notify = true
@@ -586,54 +664,60 @@ local function watch_stream(w, i)
   -- a watch body never ends: no bound on the body, a bound per message
   local r = httpc.new_reader({ max_body = math.huge })
   local stream = M.new_stream()
+  local refused = nil         -- body pieces of a non-200 reply
   local started = false       -- the created message arrived
   local deadline = loop.now() + c.timeout
-  while true do
+  local function finish(why)
+    sock:close()
+    return w.cancelled and "cancelled" or ep .. ": " .. why
+  end
+  while not w.cancelled do
     local ev, v = r:next()
     if ev == "head" then
-      if v.status ~= 200 then
-        -- the body says why (an expired token: 401)
-        w.refused_status = v.status
-      end
+      if v.status ~= 200 then refused = {} end
+    elseif ev == "data" and refused then
+      refused[#refused + 1] = v
+      if #refused > 64 then return finish("watch refused") end
     elseif ev == "data" then
-      if w.refused_status then
-        local j = cjson.decode(v)
-        local msg = type(j) == "table" and (j.message or j.error) or v:sub(1, 200)
-        sock:close()
-        if tostring(msg):find("invalid auth token", 1, true) then c.token = nil end
-        w.refused_status = nil
-        return ep .. ": watch refused: " .. tostring(msg), true
-      end
       local msgs, serr = stream.feed(v)
-      if not msgs then sock:close() return ep .. ": " .. serr, true end
+      if not msgs then return finish(serr) end
       for _, m in ipairs(msgs) do
-        if w.cancelled then break end
         local why = on_message(w, m)
-        if why then sock:close() return ep .. ": " .. why, true end
+        if why then return finish(why) end
+        if w.cancelled then break end
         started = true
       end
-      if w.cancelled then sock:close() return "cancelled" end
     elseif ev == "done" then
-      sock:close()
-      return ep .. ": watch stream ended", started
+      if refused then
+        local msg = error_text(table.concat(refused))
+        -- an expired token (401): authenticate again before the next stream
+        if msg:find("invalid auth token", 1, true) then c.token = nil end
+        return finish("watch refused: " .. msg)
+      end
+      return finish("watch stream ended")
     elseif v then
-      sock:close()
-      return ep .. ": bad HTTP: " .. v, started
+      return finish("bad HTTP: " .. v)
     else
-      local left = nil
+      local left = w.idle
       if not started then
         left = deadline - loop.now()
-        if left <= 0 then sock:close() return ep .. ": timeout", false end
+        if left <= 0 then return finish("timeout") end
       end
       local data, rerr = sock:receive_with(any_bytes, left)
-      if not data then
-        sock:close()
-        if w.cancelled then return "cancelled" end
-        return ep .. ": " .. tostring(rerr), started
+      if data then
+        r:feed(data)
+      elseif rerr == "timeout" and started then
+        -- quiet for w.idle seconds: a quiet prefix, or a member that
+        -- stopped answering without closing (stalled, cut off by a
+        -- firewall)? Ask it something that needs its quorum.
+        local ok, why = probe(w, i)
+        if not ok then return finish("silent for " .. w.idle .. " s and " .. why) end
+      else
+        return finish(tostring(rerr))
       end
-      r:feed(data)
     end
   end
+  return finish("cancelled")
 end
 
 function Watcher:run()
@@ -642,17 +726,20 @@ function Watcher:run()
   while not self.cancelled do
     if c.user ~= "" and not c.token then authenticate(c) end
     local i = c.cur
-    local why, was_up = watch_stream(self, i)
+    local t0 = loop.now()
+    local why = watch_stream(self, i)
     self.sock = nil
     if self.cancelled then break end
+    self.restarts = self.restarts + 1
     if self.compacted then
       self.compacted = false
       fails = 0    -- not the endpoint's fault: go on from the new revision
     else
       note(c, c.endpoints[i], "watch", "etcd watch: %s", why)
       switch(c, i, why)
-      fails = was_up and 0 or fails + 1
-      -- every endpoint failed in a row: back off before the next round
+      -- a stream that lived a while was a success; streams refused or ended
+      -- at once on every endpoint in a row: back off (up to 1 s) between rounds
+      fails = loop.now() - t0 >= 1 and 0 or fails + 1
       if fails >= #c.endpoints then
         loop.sleep(math.min(1, 0.1 * 2 ^ (fails - #c.endpoints)))
       end
@@ -660,10 +747,11 @@ function Watcher:run()
   end
 end
 
-function Client:watch(prefix, start_revision, on_events)
+function Client:watch(prefix, start_revision, on_events, opts)
   local w = setmetatable({
     client = self, prefix = prefix, on_events = on_events,
-    revision = tonumber(start_revision) or 0, header_revision = 0,
+    idle = opts and opts.idle,
+    revision = tonumber(start_revision) or 0, header_revision = 0, restarts = 0,
     cancelled = false, sock = nil,
   }, Watcher)
   loop.spawn(function() w:run() end)
@@ -673,6 +761,16 @@ end
 function Watcher:cancel()
   self.cancelled = true
   if self.sock then self.sock:close() end
+end
+
+-- Drops history below revision (tests and maintenance: etcd keeps every
+-- revision until compacted; a watch from before it gets "compacted").
+function Client:compact(revision)
+  local ok, r = pcall(i64, revision)
+  if not ok then return nil, "etcd: revision: " .. r end
+  local j, err = self:call("/v3/kv/compaction", { revision = r, physical = true }, true)
+  if not j then return nil, err end
+  return true
 end
 
 function Client:close()

@@ -58,6 +58,7 @@ kv_ensure_deps() {
         /usr/include/hiredis/hiredis.h:libhiredis-dev
         busted:lua-busted
         redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
+        etcd:etcd-server etcdctl:etcd-client
         curl:curl ss:iproute2 ip:iproute2 iptables:iptables ps:procps pgrep:procps
         timeout:coreutils flock:util-linux
         "$@"

@@ -9,6 +9,10 @@
 #   it_init_table CS_HTTP NS BUCKETS ADDR...
 #   it_kvp_start NAME NS CS_PROXY [CS_SLAVE_PROXY] [extra conf lines]
 #                                           sets <NAME>_PORT, waits for a table
+#   it_etcd_start N [etcd args...]          an N-member etcd cluster: sets
+#                                           ETCD_ENDPOINTS (h:p,h:p,..) and
+#                                           ETCD_PID_1..N, ETCD_PIDS (p1,p2,..)
+#   it_etcd_kill I                          SIGKILL member I (1-based)
 #   it_ctl PORT cmd...                      one command on a kvcs control port
 #                                           (handshake with $KV_CLUSTER_SECRET)
 #   it_check "what" command...              one named check
@@ -136,6 +140,54 @@ it_kill() { # it_kill NAME [SIGNAL]: a kvcs or kvp started by this lib
   [ -n "$pid" ] && kill "-${2:-TERM}" "$pid" 2>/dev/null
   rm -f "$IT_DIR/$1"/*.pid
   sleep 0.2
+}
+
+# it_etcd_start N [etcd args...]: N etcd members on free loopback ports, data
+# and logs in $IT_DIR/etcdC-I (C counts clusters: a test may start several;
+# the variables name the last one). Short heartbeat and election timeout so
+# a lost member or leader is noticed within about a second.
+IT_ETCD_CLUSTERS=0
+it_etcd_start() {
+  local n=$1 i; shift
+  IT_ETCD_CLUSTERS=$((IT_ETCD_CLUSTERS + 1))
+  local tag=etcd$IT_ETCD_CLUSTERS cluster="" eps="" pids=""
+  local -a cport pport
+  for ((i = 1; i <= n; i++)); do
+    cport[i]=$(it_free_port) pport[i]=$(it_free_port)
+    cluster="$cluster${cluster:+,}m$i=http://127.0.0.1:${pport[i]}"
+    eps="$eps${eps:+,}127.0.0.1:${cport[i]}"
+  done
+  for ((i = 1; i <= n; i++)); do
+    local dir=$IT_DIR/$tag-$i
+    mkdir -p "$dir"
+    # in a subshell: not a job of the test's shell (no "Killed" notices)
+    (etcd --name "m$i" --data-dir "$dir/data" \
+      --listen-client-urls "http://127.0.0.1:${cport[i]}" \
+      --advertise-client-urls "http://127.0.0.1:${cport[i]}" \
+      --listen-peer-urls "http://127.0.0.1:${pport[i]}" \
+      --initial-advertise-peer-urls "http://127.0.0.1:${pport[i]}" \
+      --initial-cluster "$cluster" --initial-cluster-state new \
+      --initial-cluster-token "kvit-$$-$tag" \
+      --heartbeat-interval 100 --election-timeout 1000 "$@" \
+      >"$dir/etcd.log" 2>&1 &
+     echo $! >"$IT_DIR/$tag-$i.pid")
+    local pid
+    pid=$(cat "$IT_DIR/$tag-$i.pid")
+    eval "ETCD_PID_$i=$pid"
+    pids="$pids${pids:+,}$pid"
+  done
+  ETCD_ENDPOINTS=$eps ETCD_PIDS=$pids IT_ETCD_TAG=$tag
+  export ETCD_ENDPOINTS ETCD_PIDS
+  it_wait 20 env ETCDCTL_API=3 etcdctl --endpoints="$eps" --dial-timeout=1s \
+    --command-timeout=2s endpoint health ||
+    { echo "etcd cluster of $n did not become healthy"; tail -5 "$IT_DIR/$tag"-*/etcd.log; return 1; }
+}
+
+it_etcd_kill() { # it_etcd_kill I: SIGKILL member I of the last cluster started
+  local pid
+  pid=$(cat "$IT_DIR/$IT_ETCD_TAG-$1.pid" 2>/dev/null)
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  rm -f "$IT_DIR/$IT_ETCD_TAG-$1.pid"
 }
 
 it_ctl() { # it_ctl PORT CMD...: as redis-cli -p PORT CMD..., on a control port
