@@ -115,7 +115,9 @@ function M.replace_server(cs, body)
   local t, code, msg = need_namespace(cs, body)
   if not t then return code, msg end
   local old, new = body.old_addr, body.new_addr
-  for _, a in ipairs({ old, new }) do
+  for i = 1, 2 do -- not ipairs: it would stop at a missing one
+    local a = new
+    if i == 1 then a = old end
     if type(a) ~= "string" or not names.valid_addr(a) then
       return codes.BAD_ADDR, ("invalid redis address '%s' (want a.b.c.d:port)"):format(tostring(a))
     end

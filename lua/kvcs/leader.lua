@@ -64,6 +64,12 @@ function M.fence(l)
 end
 
 function M.acquire(l)
+  if l.old_lease then
+    -- the lease given up when a renewal failed may still hold the leader
+    -- key (etcd was only slow): revoked, so nobody waits for its TTL
+    local ok = l.etcd:revoke(l.old_lease)
+    if ok then l.old_lease = nil end
+  end
   local sent = l.now()
   local id, ttl = l.etcd:grant(l.ttl)
   if not id then return nil, "lease: " .. tostring(ttl) end
@@ -142,6 +148,7 @@ function M.check(l)
   if l.now() >= l.deadline - M.MARGIN then
     l.log.warn("leader: %s could not renew its lease in time (etcd unreachable?)%s", l.me.name,
       l.state == "leader" and ": stops leading" or "")
+    l.old_lease = l.lease
     l.lease = nil
     set_state(l, "none")
   end
