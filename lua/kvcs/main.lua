@@ -298,6 +298,7 @@ function M.main(arg)
     end
     local w, werr = require("kvcs.estore").watch(st)
     if not w then log.error("etcd watch: %s", tostring(werr)) end
+    st.watcher = w
     require("kvcs.leader").run(cs.leader, loop)
   elseif not cs.is_master then
     slave.start(cs)

@@ -17,6 +17,24 @@ function M.text(cs, now)
   m:add("kvcs_support_ha", "gauge", "1 when automatic fail-over is on", cs.support_ha)
   m:add("kvcs_uptime_seconds", "gauge", "Seconds since the config server started",
     math.floor((now or os.time()) - (cs.started or os.time())))
+  if cs.leader then -- store = "etcd" (issue 14)
+    m:add("kvcs_is_leader", "gauge", "1 while this config server leads (store = etcd)", cs.is_master)
+    m:add("kvcs_leader_elections_total", "counter", "Times this config server became the leader",
+      cs.leader.elections)
+    local s = cs.etcd and cs.etcd.stats or {}
+    local sum, n = 0, 0
+    for _, r in ipairs(s.rtts or {}) do sum, n = sum + r, n + 1 end
+    m:add("kvcs_etcd_rtt_seconds", "gauge", "Mean round trip of the last etcd requests", n > 0 and sum / n or 0)
+    m:add("kvcs_etcd_requests_total", "counter", "Requests sent to etcd", s.requests or 0)
+    m:add("kvcs_etcd_errors_total", "counter", "etcd requests that failed", s.errors or 0)
+    m:add("kvcs_etcd_endpoint_switches_total", "counter", "Moves to another etcd member", s.switches or 0)
+    local w = cs.store.watcher
+    if w and s.revision then
+      m:add("kvcs_etcd_watch_lag_revisions", "gauge",
+        "Revisions etcd has that this config server's watch has not delivered yet",
+        math.max(0, (s.revision or 0) - ((w.revision or 1) - 1)))
+    end
+  end
   local names = store.list(cs.store)
   m:add("kvcs_namespaces", "gauge", "Namespaces with a table", #names)
   m:add("kvcs_slaves_connected", "gauge", "Slave config servers connected to this one",
