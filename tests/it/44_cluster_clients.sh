@@ -54,6 +54,11 @@ sleep 3.5 # > stale_table_limit: cs1 is not the first in the list, and still cou
 it_check "contact with any of them counts for stale_table_limit (no fence)" sh -c "! grep -q 'routing stopped' '$IT_DIR/P/kvp.log'"
 it_eq "it still routes" "v1" "$(redis-cli -p "$P_PORT" get k1)"
 
+# kvp -t compares the policy file with the namespace's, asking the list
+out=$("$IT_BIN/kvp" -c "$IT_DIR/P/kvp.conf" -t 2>&1)
+it_check "kvp -t reaches a config server of the list past the dead one" sh -c \
+  "echo \"\$1\" | grep -q \"the policy file is namespace test's policy (none published\"" _ "$out"
+
 # a config that sets config_servers beside a master is refused, naming both
 it_kvp_conf BAD test 7300 "" "config_servers = \"127.0.0.1:$cs1_PROXY\""
 out=$("$IT_BIN/kvp" -c "$IT_DIR/BAD/kvp.conf" -t 2>&1)
