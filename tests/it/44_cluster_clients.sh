@@ -54,6 +54,13 @@ sleep 3.5 # > stale_table_limit: cs1 is not the first in the list, and still cou
 it_check "contact with any of them counts for stale_table_limit (no fence)" sh -c "! grep -q 'routing stopped' '$IT_DIR/P/kvp.log'"
 it_eq "it still routes" "v1" "$(redis-cli -p "$P_PORT" get k1)"
 
+# a namespace no config server of the list knows: the proxy exits once
+# every one that answers said so (the dead one cannot)
+it_kvp_conf U nosuchns 7100 "" "config_servers = \"127.0.0.1:$DEAD,127.0.0.1:$cs1_PROXY\""
+out=$(timeout 20 "$IT_BIN/kvp" -c "$IT_DIR/U/kvp.conf" 2>&1)
+it_eq "a namespace unknown to every server that answers: kvp exits" "1" "$?"
+it_check "  and says so" sh -c "echo \"\$1\" | grep -q \"config server does not know namespace 'nosuchns'\"" _ "$out"
+
 # kvp -t compares the policy file with the namespace's, asking the list
 out=$("$IT_BIN/kvp" -c "$IT_DIR/P/kvp.conf" -t 2>&1)
 it_check "kvp -t reaches a config server of the list past the dead one" sh -c \
