@@ -19,6 +19,12 @@ J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
 mig_port() { sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/$1/kvcs.conf"; }
 registered_with() { grep -c "registered with config server 127.0.0.1:$2" "$IT_DIR/$1/kvp.log"; }
 ptable() { curl -s "http://127.0.0.1:$P_HTTP/kvstore/proxy/bucket_table" | J "$1"; }
+# keys key1..key200 read back through P (pipelined: a fenced proxy times
+# them out together) that are not val1..val200
+lost() {
+  for i in $(seq 1 200); do echo "GET key$i"; done | redis-cli -p "$P_PORT" |
+    awk '$0 != "val" NR { n++ } END { print n + 0 }'
+}
 cstable() { curl -s -d '{"namespace":"test"}' "http://127.0.0.1:$1/kvstore/cs/bucket_table" | J "$2"; }
 
 M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
@@ -110,9 +116,7 @@ it_check "  it went on from the dead address" grep -q "config server 127.0.0.1:$
 owners() { cstable "$cs3_HTTP" "#j.table['127.0.0.1:$M1'] .. ' ' .. #j.table['127.0.0.1:$M2'] .. ' ' .. #(j.table['127.0.0.1:$M3'] or {}) .. ' ' .. #j.migrating"; }
 it_eq "1023 buckets over three masters, none migrating" "341 341 341 0" "$(owners)"
 it_check "the proxy took cs3's new tables" it_wait 5 sh -c "test \"\$(curl -s http://127.0.0.1:$P_HTTP/kvstore/proxy/bucket_table | luajit $IT_ROOT/scripts/lib/json.lua j.version)\" = \"$(cstable "$cs3_HTTP" j.version)\""
-missing=0
-for i in $(seq 1 200); do [ "$(redis-cli -p "$P_PORT" get "key$i")" = "val$i" ] || missing=$((missing + 1)); done
-it_eq "every key written before is read back through the proxy" "0" "$missing"
+it_eq "every key written before is read back through the proxy" "0" "$(lost)"
 it_check "the new master holds some of them" test "$(it_redis "$M3" dbsize)" -gt 0
 
 # 5. followers' stand-ins: one knows no leader (NOTLEADER ?), one names cs3
@@ -129,9 +133,7 @@ it_check "  the follower served the table and sent MIGRATE.START to the leader" 
   "grep -q 'TABLE test -> table' '$IT_DIR/f.out' && grep -q 'MIGRATE.START test 127.0.0.1:[0-9]* [0-9]* -> ERR NOTLEADER 127.0.0.1:$CS3_MIG' '$IT_DIR/f.out'"
 it_check "  the tool said where it went" grep -q "going on with 127.0.0.1:$CS3_MIG" "$IT_DIR/del.out"
 it_eq "  the master is removed" "1023 0 0" "$(cstable "$cs3_HTTP" "#j.table['127.0.0.1:$M1'] + #j.table['127.0.0.1:$M2'] .. ' ' .. #(j.table['127.0.0.1:$M3'] or {}) .. ' ' .. #j.migrating")"
-missing=0
-for i in $(seq 1 200); do [ "$(redis-cli -p "$P_PORT" get "key$i")" = "val$i" ] || missing=$((missing + 1)); done
-it_eq "  every key is still read back" "0" "$missing"
+it_eq "  every key is still read back" "0" "$(lost)"
 
 # 6. set_config changes the list live: written back, the proxy reconnects
 before=$(registered_with P "$cs3_PROXY")
