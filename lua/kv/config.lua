@@ -14,7 +14,7 @@
 --   load(path, schema)             -> cfg | nil, err   (reads the file first)
 --   update_text(text, changes)     -> new_text | nil, err
 --   check(v, spec)                 -> true | nil, what is wrong
---   declare(keys, file)            -> decl (a binary's keys, declared once)
+--   declare(keys, file [, check])  -> decl (a binary's keys, declared once)
 --   to_c(decl, cfg [, only])       -> the argument of the binary's C configure
 --
 -- Schema: { key = spec, ... }, spec fields:
@@ -39,7 +39,10 @@
 -- Every integer has min and max, so a value that fits the declaration fits
 -- a C int. declare(keys, file) -> decl = { keys = the list, schema = name ->
 -- spec, file = name for messages, e.g. "kvp.conf" }, with decl:parse(text
--- [, chunkname]) and decl:load(path) as parse and load.
+-- [, chunkname]) and decl:load(path) as parse and load. check, when given,
+-- is a rule between keys: check(cfg, chunkname) -> true | nil, err, run on
+-- every config that passed the keys' own checks (so set_config, which
+-- parses the new text, obeys it too).
 --
 -- Errors name the key, the file (chunkname) and line, and what is expected,
 -- e.g. "unknown config key 'lissten' in kvp.conf:2 (did you mean 'listen'?)".
@@ -175,15 +178,29 @@ local INT_MIN, INT_MAX = -2147483648, 2147483647
 local Decl = {}
 Decl.__index = Decl
 
-function Decl:parse(text, chunkname) return M.parse(text, self.schema, chunkname or self.file) end
-function Decl:load(path) return M.load(path, self.schema) end
+local function whole(decl, cfg, err, chunkname)
+  if not cfg or not decl.check then return cfg, err end
+  local ok, why = decl.check(cfg, chunkname)
+  if not ok then return nil, why end
+  return cfg
+end
+
+function Decl:parse(text, chunkname)
+  chunkname = chunkname or self.file
+  local cfg, err = M.parse(text, self.schema, chunkname)
+  return whole(self, cfg, err, chunkname)
+end
+function Decl:load(path)
+  local cfg, err = M.load(path, self.schema)
+  return whole(self, cfg, err, path)
+end
 
 -- Checks a declaration; a bad one is misuse and raises error().
-function M.declare(keys, file)
-  if type(keys) ~= "table" or type(file) ~= "string" then
-    error("kv.config.declare(keys, file): bad arguments", 2)
+function M.declare(keys, file, check)
+  if type(keys) ~= "table" or type(file) ~= "string" or (check ~= nil and type(check) ~= "function") then
+    error("kv.config.declare(keys, file [, check]): bad arguments", 2)
   end
-  local decl = setmetatable({ keys = keys, schema = {}, file = file }, Decl)
+  local decl = setmetatable({ keys = keys, schema = {}, file = file, check = check }, Decl)
   local c_names, api_names = {}, {}
   local function bad(i, why) error(("kv.config.declare: key %d (%s): %s"):format(i, tostring(keys[i].name), why), 3) end
   for i, spec in ipairs(keys) do

@@ -11,6 +11,10 @@
 --   valid_endpoint(s)     -> host, port | nil, err
 --       A listen/connect address in a config file: like valid_addr, but the
 --       host may also be "localhost".
+--   endpoint_list(s, max) -> { "host:port", ... } | nil, err
+--       A comma-separated list of such addresses (config_servers, the
+--       migration tool's --cs): spaces after a comma are allowed, no empty
+--       element, no address twice, at most max of them.
 
 local M = {}
 
@@ -86,6 +90,26 @@ end
 
 function M.valid_endpoint(s)
   return split(s, "address", true)
+end
+
+function M.endpoint_list(s, max)
+  if type(s) ~= "string" then
+    return nil, "an address list must be a string \"ip:port,ip:port\", got " .. type(s)
+  end
+  local list, seen = {}, {}
+  for item in (s .. ","):gmatch("([^,]*),") do
+    local a = item:match("^%s*(.-)%s*$")
+    if a == "" then return nil, "address list " .. show(s) .. " has an empty element" end
+    local ok, err = M.valid_endpoint(a)
+    if not ok then return nil, err end
+    if seen[a] then return nil, "address " .. show(a) .. " is listed twice" end
+    seen[a] = true
+    list[#list + 1] = a
+  end
+  if max and #list > max then
+    return nil, ("address list has %d addresses, at most %d are allowed"):format(#list, max)
+  end
+  return list
 end
 
 return M

@@ -10,6 +10,14 @@
 --   M.parse(text, chunkname) -> cfg | nil, err
 --   M.to_c(cfg [, only]) -> the argument of dp.configure (only: a table whose
 --                           keys are the config keys to send, e.g. changes)
+--   M.servers(cfg)    -> { addr, ... }, cluster: the config servers the
+--                        proxy links to; cluster true for config_servers
+--                        (every one equal, kvp.cslink), false for
+--                        { config_server_master, config_server_slave? }
+--
+-- config_servers (issue 14: kvcs sharing one store, any of them serves a
+-- proxy) replaces config_server_master/slave: a config that sets it and
+-- either of those is refused, naming both.
 
 local config = require "kv.config"
 local names = require "kv.names"
@@ -17,15 +25,35 @@ local names = require "kv.names"
 local M = {}
 
 local INT_MAX = 2147483647 -- the data path keeps these in a C int
+M.MAX_CONFIG_SERVERS = 16
+M.DEFAULT_MASTER = "127.0.0.1:7100"
+
+-- Rules between keys (kv.config.declare's check).
+local function check(cfg, chunkname)
+  if cfg.config_servers == "" then return true end
+  local other = cfg.config_server_master ~= M.DEFAULT_MASTER and "config_server_master"
+    or cfg.config_server_slave ~= "" and "config_server_slave"
+  if not other then return true end
+  return nil, ("config_servers and %s are both set in %s: config_servers replaces "
+    .. "config_server_master and config_server_slave; set one or the other"):format(other, chunkname)
+end
 
 M.decl = config.declare({
   { name = "namespace", type = "string", required = true, check = names.valid_namespace },
   { name = "listen", type = "addr", default = "0.0.0.0:7400", to_c = "listen" },
   { name = "http_listen", type = "addr", default = "127.0.0.1:7500" },
-  { name = "config_server_master", type = "addr", default = "127.0.0.1:7100",
+  { name = "config_server_master", type = "addr", default = M.DEFAULT_MASTER,
     live = true, api = { ip = "master_cs_ip", port = "master_cs_port" } },
   { name = "config_server_slave", type = "addr", default = "", empty = true,
     live = true, api = { ip = "slave_cs_ip", port = "slave_cs_port" } },
+  -- "ip:port,ip:port,...": the proxy ports of equal config servers; "": none
+  { name = "config_servers", type = "string", default = "", max = 1024, live = true,
+    check = function(v)
+      if v == "" then return true end
+      local list, err = names.endpoint_list(v, M.MAX_CONFIG_SERVERS)
+      if not list then return nil, err end
+      return true
+    end },
   { name = "io_threads", type = "integer", default = 1, min = 1, max = 64, to_c = "io_threads" },
   { name = "max_qps", type = "integer", default = 0, min = 0, max = INT_MAX, -- 0: unlimited
     live = true, to_c = "max_qps" },
@@ -76,12 +104,21 @@ M.decl = config.declare({
   { name = "log_file", type = "string", default = "" },                   -- "": stderr
   { name = "log_level", type = "enum", default = "info", values = { "debug", "info", "warn", "error" } },
   { name = "policy", type = "string", default = "lua/policy.lua", min = 1 },
-}, "kvp.conf")
+}, "kvp.conf", check)
 
 M.schema = M.decl.schema
 
 function M.parse(text, chunkname) return M.decl:parse(text, chunkname) end
 function M.load(path) return M.decl:load(path) end
 function M.to_c(cfg, only) return config.to_c(M.decl, cfg, only) end
+
+function M.servers(cfg)
+  if cfg.config_servers ~= "" then
+    return assert(names.endpoint_list(cfg.config_servers, M.MAX_CONFIG_SERVERS)), true
+  end
+  local servers = { cfg.config_server_master }
+  if cfg.config_server_slave ~= "" then servers[2] = cfg.config_server_slave end
+  return servers, false
+end
 
 return M

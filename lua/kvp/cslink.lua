@@ -11,6 +11,14 @@
 -- While attached to the slave, the master is probed every PROBE seconds and
 -- the link moves back to it as soon as it answers.
 --
+-- With kvp.conf's config_servers (state.cluster; issue 14: kvcs sharing one
+-- store, any number of them) every server is equal: the link starts at one
+-- drawn from the proxy id (M.first, so a fleet of proxies spreads over
+-- them), stays on whichever registered it, and when that one goes tries the
+-- next in turn (M.next_server); no server is probed or preferred. Contact
+-- with any of them counts for stale_table_limit, and "no such namespace" is
+-- final only once every server that answered in a round of tries said so.
+--
 -- Wire (RESP): first the handshake (kv.handshake: the server's challenge,
 -- AUTH over cluster_secret), then proxy -> cs commands, answered in order
 --   REGISTER <ns> <listen_addr> <proxy_id>  -> bulk: table JSON | -ERR ...
@@ -132,11 +140,23 @@ local function is_push(v)
   return type(v) == "table" and v.n and v.n >= 2 and v[1] == "push"
 end
 
+-- Does contact with the config server addr count for stale_table_limit?
+-- With a master/slave pair only the master's: it alone waits for acks, and
+-- a table reaches a proxy on the slave later than the master moves on.
+-- config_servers are equal (one shared store): each one's counts.
+function M.counts(state, addr)
+  return state.cluster == true or addr == state.servers[1]
+end
+
 -- One session with one config server; returns the reason it ended.
+-- -> reason, outcome: "registered" (the session was up, then ended),
+-- "to_master" (left the slave for the master), "unknown_ns" (registration
+-- refused: no such namespace), "refused" (another refusal, a failed
+-- handshake), "unreachable" (no connection)
 local function session(state, addr)
   local host, port = loop.split_addr(addr)
   local sock, err = loop.connect(host, port, 3)
-  if not sock then return err end
+  if not sock then return err, "unreachable" end
   state.sock = sock
   local reader = resp.new_reader()
   local function next_value()
@@ -147,7 +167,7 @@ local function session(state, addr)
   if not hok then
     sock:close()
     state.sock = nil
-    return "handshake: " .. tostring(herr)
+    return "handshake: " .. tostring(herr), "refused"
   end
   -- every command sent gets a slot; a reply fills the oldest one
   local waiting = {}
@@ -162,18 +182,17 @@ local function session(state, addr)
   state.send = send
   send(false, "REGISTER", state.namespace, state.listen, state.proxy_id)
   local registered = false
-  -- only the master counts for stale_table_limit: it alone waits for acks,
-  -- and a table reaches a proxy on the slave later than the master moves on
-  local on_master = addr == state.servers[1]
+  local counts = M.counts(state, addr)
   local alive = true
   local switch_to_master = false
+  local outcome = "refused"
   loop.spawn(function()
     while alive do
       loop.sleep(HEARTBEAT)
       if alive and registered then send(false, "PING") end
     end
   end)
-  if addr ~= state.servers[1] then
+  if not state.cluster and addr ~= state.servers[1] then
     -- on the slave: go back to the master as soon as it answers
     loop.spawn(function()
       local mhost, mport = loop.split_addr(state.servers[1])
@@ -196,7 +215,7 @@ local function session(state, addr)
   local reason
   while true do
     local v, rerr = next_value()
-    if v ~= nil and registered and on_master then state.last_contact = loop.now() end
+    if v ~= nil and registered and counts then state.last_contact = loop.now() end
     if v == nil then
       reason = rerr == "timeout" and ("no heartbeat for " .. DEAD_AFTER .. " s") or rerr
       if switch_to_master then reason = "switching to the master" end
@@ -216,14 +235,18 @@ local function session(state, addr)
       if type(v) ~= "string" then
         local msg = type(v) == "table" and v.err or tostring(v)
         reason = "registration refused: " .. tostring(msg)
+        local unknown = msg and msg:find("no such namespace", 1, true)
+        if unknown then outcome = "unknown_ns" end
         -- only the master's word is final: a slave may not be synced yet
-        if addr == state.servers[1] and msg and msg:find("no such namespace", 1, true) then
+        -- (config_servers: M.next_server decides, over a round of them)
+        if unknown and not state.cluster and addr == state.servers[1] then
           state.on_unknown_namespace(msg)
         end
         break
       end
       registered = true
-      if on_master then state.last_contact = loop.now() end
+      outcome = "registered"
+      if counts then state.last_contact = loop.now() end
       state.connected_to = addr
       log.info("registered with config server %s as %s", addr, state.listen)
       if not M.apply(state, v) and state.acked and state.table and state.acked == state.table.version then
@@ -248,16 +271,19 @@ local function session(state, addr)
   for _, w in ipairs(waiting) do
     if w then w(nil, "config server link lost") end
   end
-  return reason, switch_to_master
+  return reason, switch_to_master and "to_master" or outcome
 end
 
 -- state: { namespace, listen, proxy_id, cluster_secret, stale_table_limit,
---          servers = {master, slave?}, workers,
+--          servers = {master, slave?} | the config_servers list,
+--          cluster (true: servers are config_servers), workers,
 --          install(spec) -> ok, err   (dp.set_table; spec from kvp.dptable),
 --          on_deleted(), on_unknown_namespace(msg), on_table(t)?, health?,
 --          on_replicas(ns, map)? }
 -- The link sets state.table, .acked, .connected_to, .last_contact,
--- .fenced, and .send while a session is up.
+-- .fenced, and .send while a session is up. Whoever replaces state.servers
+-- (set_config) sets state.servers_changed and closes state.sock: the link
+-- starts over on the new list.
 -- The fence: the held table with every bucket blocked, so no command is
 -- forwarded to any master (each waits, then gets "request timeout") until
 -- a config server gives a table again (M.apply takes the same version
@@ -280,36 +306,92 @@ function M.fence(state, why)
 end
 
 -- With stale_table_limit > 0: fence once the master config server has not
--- been heard for that many seconds (a session on the slave does not count) (README "Scaling without losing a
+-- been heard for that many seconds (a session on the slave does not count;
+-- with config_servers, any of them counts) (README "Scaling without losing a
 -- write": a config server forgets such a proxy only later).
 function M.check_lease(state, now)
   local limit = state.stale_table_limit or 0
   if limit <= 0 or state.fenced or not state.table then return false end
   local last = state.last_contact or state.started or now
   if now - last < limit then return false end
-  return M.fence(state, ("no master config server heard for %d s (stale_table_limit %d)"):format(
-    math.floor(now - last), limit))
+  return M.fence(state, ("no %sconfig server heard for %d s (stale_table_limit %d)"):format(
+    state.cluster and "" or "master ", math.floor(now - last), limit))
+end
+
+-- The index in state.servers of the first server to try: the master of a
+-- pair; of config_servers, one drawn from the random end of the proxy id
+-- (hex), so that proxies starting together spread over the servers.
+function M.first(state)
+  local n = #state.servers
+  if not state.cluster or n < 2 then return 1 end
+  local hex = tostring(state.proxy_id or ""):match("(%x+)$") or ""
+  local r = tonumber(hex:sub(-7), 16) or math.random(0, 2 ^ 28)
+  return r % n + 1
+end
+
+-- After a session with state.servers[i] ended with outcome (see session):
+-- -> the index to try next, the seconds to wait first, and true when the
+-- namespace is unknown for good (config_servers: every server that answered
+-- in the last round of tries refused it so; the pair: the master's word,
+-- acted on in session). Keeps its round in state.round.
+function M.next_server(state, i, outcome)
+  local n = #state.servers
+  if state.servers_changed then
+    state.servers_changed, state.round = nil, nil
+    return M.first(state), 0, false
+  end
+  if not state.cluster then
+    if outcome == "to_master" then return 1, 0, false end
+    if n > 1 then i = i % n + 1 end
+    return i, i == 1 and 1 or 0.2, false
+  end
+  -- config_servers: the next in turn; a round is n sessions without a registration
+  local r = state.round or { tries = 0, unknown = 0, other = 0 }
+  state.round = r
+  if outcome == "registered" then
+    r.tries, r.unknown, r.other = 0, 0, 0
+    return i % n + 1, 0.2, false
+  end
+  r.tries = r.tries + 1
+  if outcome == "unknown_ns" then r.unknown = r.unknown + 1
+  elseif outcome ~= "unreachable" then r.other = r.other + 1 end
+  if r.tries < n then return i % n + 1, 0.2, false end
+  local unknown = r.unknown > 0 and r.other == 0
+  r.tries, r.unknown, r.other = 0, 0, 0
+  return i % n + 1, 1, unknown -- none would take it: a pause before the next round
 end
 
 function M.start(state)
   state.started = loop.now()
   loop.every(1, function() M.check_lease(state, loop.now()) end)
   loop.spawn(function()
-    local i, failures = 1, 0
+    local i, failures = M.first(state), 0
     while true do
+      if state.servers_changed or not state.servers[i] then -- set_config, while no session was up
+        state.servers_changed, state.round = nil, nil
+        i = M.first(state)
+      end
       local addr = state.servers[i]
-      local reason, to_master = session(state, addr)
-      if to_master then
-        i, failures = 1, 0
+      local reason, outcome = session(state, addr)
+      if outcome == "to_master" then
+        failures = 0
+      elseif state.cluster and outcome == "registered" then
+        failures = 0
+        log.warn("config server %s: %s; moving on to the next one", addr, tostring(reason))
       else
         failures = failures + 1
         if failures == 1 or failures % 30 == 0 then
           log.warn("config server %s: %s; %s", addr, tostring(reason),
             state.table and ("serving with table v" .. state.table.version) or "no table yet")
         end
-        if #state.servers > 1 then i = i % #state.servers + 1 end
-        loop.sleep(i == 1 and 1 or 0.2)
       end
+      local delay, unknown
+      i, delay, unknown = M.next_server(state, i, outcome)
+      if unknown then
+        state.on_unknown_namespace(("every config server that answered (of %s) says: no such namespace '%s'")
+          :format(table.concat(state.servers, ", "), state.namespace))
+      end
+      if delay > 0 then loop.sleep(delay) end
     end
   end)
 end

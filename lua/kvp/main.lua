@@ -60,10 +60,9 @@ function M.control(path, cfg, state, policy_path)
     for k in pairs(changes) do keys[#keys + 1] = k end
     table.sort(keys)
     log.info("set_config applied and saved: %s", table.concat(keys, ", "))
-    if changes.config_server_master or changes.config_server_slave then
-      local servers = { new_cfg.config_server_master }
-      if new_cfg.config_server_slave ~= "" then servers[2] = new_cfg.config_server_slave end
-      state.servers = servers
+    if changes.config_server_master or changes.config_server_slave or changes.config_servers then
+      state.servers, state.cluster = conf.servers(new_cfg)
+      state.servers_changed = true -- kvp.cslink starts over on the new list
       if state.sock then state.sock:close() end -- reconnect to the new address
     end
   end
@@ -118,8 +117,7 @@ function M.main(arg)
     core.VERSION, cfg.namespace, cfg.listen, cfg.io_threads, policy_path, pol.hash,
     tostring(pol.hash_tags))
 
-  local servers = { cfg.config_server_master }
-  if cfg.config_server_slave ~= "" then servers[2] = cfg.config_server_slave end
+  local servers, cluster = conf.servers(cfg)
   local state = {
     namespace = cfg.namespace,
     listen = cfg.listen,
@@ -130,6 +128,7 @@ function M.main(arg)
     cluster_secret = cfg.cluster_secret,
     stale_table_limit = cfg.stale_table_limit,
     servers = servers,
+    cluster = cluster, -- config_servers: every one equal (kvp.cslink)
     install = dp.set_table,
     on_deleted = function()
       log.warn("namespace %s was deleted on the config server: exiting", cfg.namespace)
@@ -177,7 +176,7 @@ function M.main(arg)
   loop.timer(M.STARTUP_WAIT, function()
     if state.table then return end
     local msg = ("kvp: no config server answered for namespace %s (%s) within %d s: "
-      .. "cannot start without a bucket table"):format(cfg.namespace, table.concat(servers, ", "),
+      .. "cannot start without a bucket table"):format(cfg.namespace, table.concat(state.servers, ", "),
       M.STARTUP_WAIT)
     log.error("%s", msg)
     io.stderr:write(msg, "\n")

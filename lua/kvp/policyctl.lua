@@ -96,34 +96,33 @@ function M.compare_with_cs(cfg, policy_path)
   local cjson = require "cjson"
   local line
   loop.run(function()
-    local servers = { cfg.config_server_master, cfg.config_server_slave }
+    -- the master, then the slave; or each of config_servers in turn
+    local servers = require("kvp.conf").servers(cfg)
     for _, addr in ipairs(servers) do
-      if addr ~= "" then
-        local host, port = loop.split_addr(addr)
-        local sock = loop.connect(host, port, 2)
-        if sock then
-          local reader = resp.new_reader()
-          local function read() return redis.read_value(sock, reader, 3) end
-          local ok = handshake.client({ send = function(b) sock:send(b) end, read = read }, cfg.cluster_secret)
-          if ok then
-            sock:send(resp.encode("GETPOLICY", cfg.namespace))
-            local v = read()
-            sock:close()
-            local dok, pol = pcall(cjson.decode, type(v) == "string" and v or "")
-            if dok and type(pol) == "table" then
-              if pol.source == cjson.null then pol = nil end
-              local why = M.differs({ policy_path = policy_path }, pol)
-              line = why and ("kvp: WARNING: the policy file differs from what namespace %s routes with "
-                .. "(config server %s): %s; kvp --reload publishes it"):format(cfg.namespace, addr, why)
-                or ("kvp: the policy file is namespace %s's policy%s"):format(cfg.namespace,
-                  pol and (" v" .. pol.version) or " (none published: the default routing)")
-            else
-              line = ("kvp: config server %s: %s"):format(addr, type(v) == "table" and tostring(v.err) or "no answer")
-            end
-            break
-          end
+      local host, port = loop.split_addr(addr)
+      local sock = loop.connect(host, port, 2)
+      if sock then
+        local reader = resp.new_reader()
+        local function read() return redis.read_value(sock, reader, 3) end
+        local ok = handshake.client({ send = function(b) sock:send(b) end, read = read }, cfg.cluster_secret)
+        if ok then
+          sock:send(resp.encode("GETPOLICY", cfg.namespace))
+          local v = read()
           sock:close()
+          local dok, pol = pcall(cjson.decode, type(v) == "string" and v or "")
+          if dok and type(pol) == "table" then
+            if pol.source == cjson.null then pol = nil end
+            local why = M.differs({ policy_path = policy_path }, pol)
+            line = why and ("kvp: WARNING: the policy file differs from what namespace %s routes with "
+              .. "(config server %s): %s; kvp --reload publishes it"):format(cfg.namespace, addr, why)
+              or ("kvp: the policy file is namespace %s's policy%s"):format(cfg.namespace,
+                pol and (" v" .. pol.version) or " (none published: the default routing)")
+          else
+            line = ("kvp: config server %s: %s"):format(addr, type(v) == "table" and tostring(v.err) or "no answer")
+          end
+          if v ~= nil then break end -- no answer: the next one may give one
         end
+        sock:close()
       end
     end
     line = line or "kvp: no config server reached: the policy file was not compared with the namespace's"

@@ -1,13 +1,17 @@
 -- tools.migration_tool: move buckets between Redis masters online (SPEC §7,
 -- DESIGN §5), for data_store clusters.
 --
---   migration_tool --cs HOST:PORT --ns NS (--add ADDR | --del ADDR)
+--   migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NS (--add ADDR | --del ADDR)
 --                  [--secret S] [--password PW] [--config FILE]
 --                  [--count N] [--wait_ms MS] [--batch K] [--parallel P]
 --
 -- The migration port wants the handshake (kv.handshake) over the cluster's
 -- secret; the masters' password is the tool's own (M.credentials: flag,
 -- then KV_CLUSTER_SECRET / KV_REDIS_PASSWORD, then the config file).
+-- --cs may name several config servers (kvcs sharing one store, issue 14;
+-- or a master/slave pair): the tool talks to the first that answers and
+-- goes on with another, or with the leader one names, resending the
+-- command (CS below).
 --
 -- What it does (plan: tools.migrate_plan):
 --
@@ -69,16 +73,21 @@ M.MAX_INFLIGHT = 2            -- MIGRATE commands per source at a time: one runn
 M.MAX_TRIES = 3               -- attempts per MIGRATE batch before the run fails
 M.MAX_PASSES = 5              -- scan passes per source and round
 M.CS_TIMEOUT = 120            -- seconds to wait for START/DONE (the CS waits up to 10 s per ack round)
-M.CS_RETRIES = 3              -- reconnects to the config server on a transport error
+M.CS_RETRIES = 3              -- rounds over the --cs addresses after the first, on transport errors
+M.MAX_CS = 16                 -- addresses in --cs at most
 
 local USAGE = [[
-usage: migration_tool --cs HOST:PORT --ns NAMESPACE (--add ADDR | --del ADDR)
+usage: migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NAMESPACE (--add ADDR | --del ADDR)
                       [--secret S] [--password PW] [--config FILE] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
 
 Moves buckets of a data_store namespace between Redis masters while clients
 keep working, then updates the table on the config server.
 
-  --cs HOST:PORT   the master config server's migration port (e.g. 127.0.0.1:7200)
+  --cs HOST:PORT   the master config server's migration port (e.g. 127.0.0.1:7200);
+                   or several, comma-separated (at most 16): config servers
+                   sharing one store (the tool goes on with the next one when
+                   one fails, and to the leader a follower names), or a
+                   master/slave pair
   --ns NAMESPACE   the namespace to rebalance
   --add ADDR       scale out: move buckets onto the new master ADDR (ip:port)
                    until every master holds floor/ceil(buckets / masters)
@@ -134,11 +143,10 @@ function M.parse_args(argv)
     o[name] = val
     i = i + 1
   end
-  if not o.cs then return nil, "--cs HOST:PORT is required" end
-  if not names.valid_endpoint(o.cs) then
-    local _, e = names.valid_endpoint(o.cs)
-    return nil, "--cs: " .. e
-  end
+  if not o.cs then return nil, "--cs HOST:PORT[,HOST:PORT...] is required" end
+  local list, lerr = names.endpoint_list(o.cs, M.MAX_CS)
+  if not list then return nil, "--cs: " .. lerr end
+  o.cs_list = list
   if not o.ns then return nil, "--ns NAMESPACE is required" end
   local ok, e = names.valid_namespace(o.ns)
   if not ok then return nil, "--ns: " .. e end
@@ -276,49 +284,109 @@ function Out:finish()
 end
 
 --------------------------------------------------------------------------------
--- Config server (migration port). Transport errors: reconnect and resend
--- (every command is idempotent); error replies: returned as { err = }.
+-- Config servers (migration ports, --cs a,b,c). One connection at a time,
+-- to the first that answers. Every command may be sent again (TABLE reads;
+-- MIGRATE.START and MIGRATE.DONE are idempotent on the config server: a
+-- bucket already migrating to dst, or already owned by it, is accepted),
+-- so a command whose reply was lost, or that a server refused because it
+-- is not the one to act, is resent:
+--   transport error (connect, handshake, I/O, time-out) -> the next address
+--   -ERR NOTLEADER <addr>  (a kvcs follower, issue 14)  -> <addr>, the leader
+--   -ERR NOTLEADER ?       (no leader known yet)        -> the next address
+--   -ERR 1008 ... (a slave of a master/slave pair)      -> the next address
+--                                       (with one address: the refusal stands)
+-- A round is as many failed attempts as there are addresses; after each
+-- round the tool waits (1 s, 2 s, ...) and gives up after M.CS_RETRIES + 1
+-- rounds. Other error replies are returned as { err = }.
 --------------------------------------------------------------------------------
 
 local CS = {}
 CS.__index = CS
 
-local function new_cs(addr, secret)
-  local host, port = loop.split_addr(addr)
-  return setmetatable({ addr = addr, host = host, port = port, secret = secret or "" }, CS)
+-- addrs: the --cs list. opts: note(line) says a move (default: stderr);
+-- for tests dial(addr, secret) -> client | nil, err (a client has
+-- :call(...) and :close()) and sleep(seconds).
+local function new_cs(addrs, secret, opts)
+  opts = opts or {}
+  local note = opts.note or function(line) io.stderr:write("migration_tool: ", line, "\n") end
+  return setmetatable({ addrs = addrs, i = 1, addr = addrs[1], secret = secret or "", note = note,
+                        dial = opts.dial or M.dial, sleep = opts.sleep or loop.sleep }, CS)
 end
+M.new_cs = new_cs
 
--- A connection to the migration port that passed the handshake
+-- A connection to the migration port at addr that passed the handshake
 -- (kv.handshake). -> client | nil, err
-function CS:connect()
-  local c, err = redis.connect(self.host, self.port, { raw = true, timeout = M.CS_TIMEOUT, connect_timeout = 5 })
+function M.dial(addr, secret)
+  local host, port = loop.split_addr(addr)
+  local c, err = redis.connect(host, port, { raw = true, timeout = M.CS_TIMEOUT, connect_timeout = 5 })
   if not c then return nil, err end
   local ok, herr = handshake.client({
     send = function(b) return c:send_raw(b) end,
     read = function() return c:read_reply(5) end,
-  }, self.secret)
+  }, secret)
   if ok then return c end
   c:close()
   return nil, "handshake: " .. tostring(herr) .. " (check --secret / KV_CLUSTER_SECRET)"
 end
 
-function CS:call(...)
-  local last
-  for attempt = 1, M.CS_RETRIES + 1 do
-    if not self.c then
-      local c, err = self:connect()
-      if c then self.c = c else last = err end
-    end
-    if self.c then
-      local r, err = self.c:call(...)
-      if r ~= nil then return r end
-      last = err
-      self.c:close()
-      self.c = nil
-    end
-    if attempt <= M.CS_RETRIES then loop.sleep(attempt) end
+-- A reply saying "not me": -> the address to go to, "?" (the next one), or
+-- nil for any other reply. A slave's 1008 counts only with slave_too (a
+-- --cs of several addresses: one of the others may be the master; with one
+-- the refusal is the answer).
+function M.not_leader(r, slave_too)
+  if type(r) ~= "table" or type(r.err) ~= "string" then return nil end
+  local a = r.err:match("^ERR NOTLEADER%s+(%S+)%s*$")
+  if a then
+    if a ~= "?" and not names.valid_endpoint(a) then return "?" end
+    return a
   end
-  fail("config server %s: %s", self.addr, tostring(last))
+  if slave_too and r.err:match("^ERR 1008 ") then return "?" end -- a slave config server
+  return nil
+end
+
+-- Leaves the current server for to (an address) or, when nil, the next
+-- address of the list.
+function CS:move(to)
+  if self.c then self.c:close() self.c = nil end
+  if to and to ~= self.addr then
+    self.addr = to -- the leader, in the list or not
+    for i, a in ipairs(self.addrs) do
+      if a == to then self.i = i end -- should it fail, the one after it
+    end
+  else
+    self.i = self.i % #self.addrs + 1
+    self.addr = self.addrs[self.i]
+  end
+end
+
+function CS:call(...)
+  local why = {} -- address -> its last failure, for the message
+  local failed = 0
+  for round = 1, M.CS_RETRIES + 1 do
+    for _ = 1, #self.addrs do
+      local r, err
+      if not self.c then self.c, err = self.dial(self.addr, self.secret) end
+      if self.c then r, err = self.c:call(...) end
+      local to = M.not_leader(r, #self.addrs > 1)
+      if r ~= nil and not to then return r end
+      failed = failed + 1
+      why[self.addr] = err or ("not the leader: " .. tostring(r.err))
+      local from = self.addr
+      self:move(to ~= "?" and to or nil)
+      if #self.addrs > 1 or to then
+        self.note(("config server %s: %s; going on with %s"):format(from, why[from], self.addr))
+      end
+    end
+    if round <= M.CS_RETRIES then self.sleep(round) end
+  end
+  if #self.addrs == 1 and not next(why, next(why)) then
+    fail("config server %s: %s", self.addr, tostring(why[self.addr]))
+  end
+  local parts = {}
+  for a, e in pairs(why) do parts[#parts + 1] = a .. ": " .. tostring(e) end
+  table.sort(parts)
+  fail("no config server of %s took %s (%d tries): %s", concat(self.addrs, ","), tostring((...)),
+    failed, concat(parts, "; "))
 end
 
 -- "-ERR 1005 message" -> "message (code 1005)"
@@ -800,7 +868,7 @@ end
 
 local function run(o, out)
   local secret, pw = M.credentials(o, os.getenv)
-  local cs = new_cs(o.cs, secret)
+  local cs = new_cs(o.cs_list, secret, { note = function(line) out:err(line) end })
   local ctx = { out = out, pw = pw, batch = o.batch, nodes = {} }
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0

@@ -10,6 +10,7 @@ describe("kvp.conf", function()
       http_listen = "127.0.0.1:7500",
       config_server_master = "127.0.0.1:7100",
       config_server_slave = "",
+      config_servers = "",
       io_threads = 1,
       max_qps = 0,
       max_client_num = 10000,
@@ -76,6 +77,19 @@ redis_password = "kvstore123"
     { 'namespace = "t"\nlog_level = "verbose"', "'log_level'" },
     { 'namespace = "t"\npolicy = ""', "'policy'" },
     { 'namespace = "t"\nbackend_conns = 2', "unknown config key 'backend_conns'" },
+    -- config_servers (issue 14): a list of ip:port, at most 16, none twice
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100,x"',
+      "invalid value for config key 'config_servers' in kvp.conf:2: address \"x\" is not of the form ip:port" },
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100,127.0.0.1:99999"', "'config_servers' in kvp.conf:2: address" },
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100,"', "'config_servers' in kvp.conf:2: address list" },
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7100"',
+      "'config_servers' in kvp.conf:2: address \"127.0.0.1:7100\" is listed twice" },
+    { 'namespace = "t"\nconfig_servers = 7100', "'config_servers' in kvp.conf:2: expected a string" },
+    -- it replaces the master/slave pair: both set is refused, naming both
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100,127.0.0.1:7101"\nconfig_server_master = "127.0.0.1:7200"',
+      "config_servers and config_server_master are both set in kvp.conf: config_servers replaces" },
+    { 'namespace = "t"\nconfig_servers = "127.0.0.1:7100"\nconfig_server_slave = "127.0.0.1:7101"',
+      "config_servers and config_server_slave are both set in kvp.conf" },
   }
   for _, c in ipairs(bad) do
     it("rejects: " .. c[1]:gsub("\n", " | "), function()
@@ -84,6 +98,39 @@ redis_password = "kvstore123"
       assert.matches(c[2], err, 1, true)
     end)
   end
+
+  it("config_servers: up to 16 addresses replace the master/slave pair (issue 14)", function()
+    local list = {}
+    for i = 1, 16 do list[i] = "127.0.0.1:" .. (7100 + i) end
+    local cfg = assert(kvp_conf.parse('namespace = "t"\nconfig_servers = "' .. table.concat(list, ", ") .. '"'))
+    local servers, cluster = kvp_conf.servers(cfg)
+    assert.same(list, servers)
+    assert.is_true(cluster)
+    list[17] = "127.0.0.1:7200"
+    local none, err = kvp_conf.parse('namespace = "t"\nconfig_servers = "' .. table.concat(list, ",") .. '"')
+    assert.is_nil(none)
+    assert.matches("has 17 addresses, at most 16", err, 1, true)
+    -- the default master written out is not "set": only the list counts
+    cfg = assert(kvp_conf.parse('namespace = "t"\nconfig_servers = "127.0.0.1:7101"\n'
+      .. 'config_server_master = "127.0.0.1:7100"\nconfig_server_slave = ""'))
+    assert.same({ { "127.0.0.1:7101" }, true }, { kvp_conf.servers(cfg) })
+    -- without it: the master, then the slave
+    cfg = assert(kvp_conf.parse('namespace = "t"\nconfig_server_slave = "127.0.0.1:7101"'))
+    assert.same({ { "127.0.0.1:7100", "127.0.0.1:7101" }, false }, { kvp_conf.servers(cfg) })
+    assert.same({ { "127.0.0.1:7100" }, false }, { kvp_conf.servers(assert(kvp_conf.parse('namespace = "t"'))) })
+  end)
+
+  it("refuses config_servers beside config_server_master in a loaded file, naming the file", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write('namespace = "t"\nconfig_server_master = "127.0.0.1:7200"\nconfig_servers = "127.0.0.1:7100"\n')
+    f:close()
+    local cfg, err = kvp_conf.load(path)
+    os.remove(path)
+    assert.is_nil(cfg)
+    assert.equals("config_servers and config_server_master are both set in " .. path
+      .. ": config_servers replaces config_server_master and config_server_slave; set one or the other", err)
+  end)
 
   it("loads a file", function()
     local path = os.tmpname()

@@ -145,6 +145,98 @@ describe("kvp.cslink", function()
     end)
   end)
 
+  describe("config servers (issue 14)", function()
+    local S1, S2, S3 = "127.0.0.1:7100", "127.0.0.1:7101", "127.0.0.1:7102"
+    local function cluster_state(servers, id)
+      local state = new_state()
+      state.servers, state.cluster = servers, true
+      state.proxy_id = "host/127.0.0.1:7400/" .. (id or "0123456789abcdef")
+      return state
+    end
+
+    it("starts at a server drawn from the proxy id, so a fleet spreads; a pair starts at the master", function()
+      local seen = {}
+      for k = 0, 29 do
+        local i = cslink.first(cluster_state({ S1, S2, S3 }, ("%016x"):format(k * 7919 + 12345)))
+        assert.truthy(i >= 1 and i <= 3)
+        seen[i] = (seen[i] or 0) + 1
+      end
+      assert.same({ 10, 10, 10 }, { seen[1], seen[2], seen[3] })
+      assert.equal(1, cslink.first(cluster_state({ S1 }, "ffffffffffffffff")))
+      local pair = new_state()
+      pair.servers, pair.proxy_id = { S1, S2 }, "h/l/0000000000000001"
+      assert.equal(1, cslink.first(pair))
+    end)
+
+    it("moves on to the next in turn, round after round, never back to a master", function()
+      local state = cluster_state({ S1, S2, S3 })
+      local i, delay = 2, nil
+      local order = {}
+      for _ = 1, 7 do
+        i, delay = cslink.next_server(state, i, "unreachable")
+        order[#order + 1] = i .. "/" .. delay
+      end
+      -- a pause of 1 s once a whole round found none
+      assert.same({ "3/0.2", "1/0.2", "2/1", "3/0.2", "1/0.2", "2/1", "3/0.2" }, order)
+      -- a server that registered the proxy, then went: the next one
+      assert.same({ 1, 0.2, false }, { cslink.next_server(state, 3, "registered") })
+      assert.same({ 2, 0.2, false }, { cslink.next_server(state, 1, "unreachable") })
+      -- a pair keeps today's rule: master, slave, master... and back to the master when it answers
+      local pair = new_state()
+      pair.servers = { S1, S2 }
+      assert.same({ 2, 0.2, false }, { cslink.next_server(pair, 1, "unreachable") })
+      assert.same({ 1, 1, false }, { cslink.next_server(pair, 2, "registered") })
+      assert.same({ 1, 0, false }, { cslink.next_server(pair, 2, "to_master") })
+      assert.same({ 2, 0.2, false }, { cslink.next_server(pair, 1, "unknown_ns") }) -- session acted on it
+    end)
+
+    it("starts over on a new list (set_config)", function()
+      local state = cluster_state({ S1, S2, S3 }, "0000000000000001")
+      cslink.next_server(state, 1, "unreachable")
+      state.servers, state.servers_changed = { S2, S3 }, true
+      assert.same({ 2, 0, false }, { cslink.next_server(state, 3, "registered") })
+      assert.is_nil(state.servers_changed)
+      assert.same({ 1, 0.2, false }, { cslink.next_server(state, 2, "unreachable") })
+    end)
+
+    it("takes 'no such namespace' for good only when every server that answered in a round said so", function()
+      local state = cluster_state({ S1, S2, S3 })
+      local function round(a, b, c)
+        cslink.next_server(state, 1, a)
+        cslink.next_server(state, 2, b)
+        return select(3, cslink.next_server(state, 3, c))
+      end
+      assert.is_false(round("unknown_ns", "refused", "unreachable")) -- one may not know it yet
+      assert.is_false(round("unknown_ns", "unknown_ns", "registered"))
+      assert.is_false(round("unreachable", "unreachable", "unreachable"))
+      assert.is_true(round("unknown_ns", "unreachable", "unknown_ns"))
+      assert.is_true(round("unknown_ns", "unknown_ns", "unknown_ns"))
+      -- a registration mid-round starts the round again
+      cslink.next_server(state, 1, "unknown_ns")
+      cslink.next_server(state, 2, "registered")
+      assert.is_false(round("unknown_ns", "unknown_ns", "refused"))
+    end)
+
+    it("counts contact with any of them for stale_table_limit; of a pair, the master's only", function()
+      local state = cluster_state({ S1, S2, S3 })
+      for _, a in ipairs({ S1, S2, S3 }) do assert.is_true(cslink.counts(state, a)) end
+      local pair = new_state()
+      pair.servers = { S1, S2 }
+      assert.is_true(cslink.counts(pair, S1))
+      assert.is_false(cslink.counts(pair, S2))
+    end)
+
+    it("fences after stale_table_limit without any of them, and says so", function()
+      local state = cluster_state({ S1, S2 })
+      assert.is_true(cslink.apply(state, btable.encode(table_v(1))))
+      state.stale_table_limit, state.last_contact = 10, 100
+      assert.is_false(cslink.check_lease(state, 109))
+      assert.is_true(cslink.check_lease(state, 110))
+      assert.truthy(logged[#logged]:find("no config server heard for 10 s (stale_table_limit 10)", 1, true),
+        logged[#logged])
+    end)
+  end)
+
   describe("drained and ack", function()
     it("acks a version once every worker drained it, once", function()
       local state = new_state(2)

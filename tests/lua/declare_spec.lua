@@ -8,8 +8,8 @@ local kvp_conf = require "kvp.conf"
 local kvp_settings = require "kvp.settings"
 
 local INT_MAX = 2147483647
-local SET_CONFIG = { -- SPEC §4: what /kvstore/proxy/set_config accepts
-  "client_timeout", "master_cs_ip", "master_cs_port", "max_client_num", "max_qps",
+local SET_CONFIG = { -- SPEC §4 (and issue 14's config_servers): what /kvstore/proxy/set_config accepts
+  "client_timeout", "config_servers", "master_cs_ip", "master_cs_port", "max_client_num", "max_qps",
   "redis_down_timeout", "redis_password", "request_timeout", "slave_cs_ip", "slave_cs_port",
   "slow_cmd_time", "update_slave_interval",
 }
@@ -59,6 +59,47 @@ describe("kv.config.declare", function()
     assert.truthy(err:find("'b' in t.conf:1: expected an integer from 1 to 9, got 10", 1, true), err)
     assert.same({ bee = 3 }, config.to_c(decl, { a = "x", b = 3 }))
     assert.same({}, config.to_c(decl, { a = "x", b = 3 }, { a = "y" }))
+  end)
+end)
+
+describe("kv.config.declare's rule between keys", function()
+  local decl = config.declare({
+    { name = "a", type = "string", default = "" },
+    { name = "b", type = "string", default = "" },
+  }, "t.conf", function(cfg, chunkname)
+    if cfg.a ~= "" and cfg.b ~= "" then return nil, "a and b are both set in " .. chunkname end
+    return true
+  end)
+
+  it("runs on parse and load, after the keys' own checks, naming the file", function()
+    assert.same({ a = "x", b = "" }, assert(decl:parse('a = "x"')))
+    assert.same({ nil, "a and b are both set in t.conf" }, { decl:parse('a = "x"\nb = "y"') })
+    assert.same({ nil, "a and b are both set in my.conf" }, { decl:parse('a = "x"\nb = "y"', "my.conf") })
+    local _, err = decl:parse('a = 1\nb = "y"')
+    assert.truthy(err:find("'a' in t.conf:1", 1, true), err)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write('a = "x"\nb = "y"\n')
+    f:close()
+    assert.same({ nil, "a and b are both set in " .. path }, { decl:load(path) })
+    os.remove(path)
+    assert.is_nil((decl:load(path)))
+  end)
+
+  it("set_config obeys it too", function()
+    local live = config.declare({
+      { name = "a", type = "string", default = "", live = true },
+      { name = "b", type = "string", default = "", live = true },
+    }, "t.conf", decl.check)
+    local text, code, msg = settings.plan(live, 'a = "x"\n', { a = "x", b = "" }, { b = "y" })
+    assert.is_nil(text)
+    assert.equal(codes.BAD_CONFIG_VALUE, code)
+    assert.equal("a and b are both set in t.conf", msg)
+    assert.truthy(settings.plan(live, 'a = "x"\n', { a = "x", b = "" }, { a = "", b = "y" }))
+  end)
+
+  it("must be a function", function()
+    assert.is_false((pcall(config.declare, {}, "t.conf", "no")))
   end)
 end)
 

@@ -84,8 +84,33 @@ describe("kvp.settings.plan", function()
     assert.equal("127.0.0.1:7102", cfg.config_server_slave)
   end)
 
+  it("sets config_servers, writing the master/slave pair back to its defaults (issue 14)", function()
+    local paired = CONF:gsub('"127.0.0.1:7100"', '"127.0.0.1:7300"') .. 'config_server_slave = "127.0.0.1:7301"\n'
+    local pcur = assert(require("kvp.conf").parse(paired))
+    local text, cfg, changes = settings.plan(paired, pcur, { config_servers = "127.0.0.1:7100,127.0.0.1:7101" })
+    assert.truthy(text, cfg)
+    assert.same({ config_servers = "127.0.0.1:7100,127.0.0.1:7101", config_server_master = "127.0.0.1:7100",
+                  config_server_slave = "" }, changes)
+    assert.truthy(text:find('config_server_master = "127.0.0.1:7100"\n', 1, true), text)
+    assert.truthy(text:find('config_server_slave = ""\n', 1, true), text)
+    assert.truthy(text:find('config_servers = "127.0.0.1:7100,127.0.0.1:7101"\n', 1, true), text)
+    assert.same({ { "127.0.0.1:7100", "127.0.0.1:7101" }, true }, { require("kvp.conf").servers(cfg) })
+    -- a pair already at its defaults is not written again
+    text, cfg, changes = settings.plan(CONF, cur, { config_servers = "127.0.0.1:7101" })
+    assert.same({ config_servers = "127.0.0.1:7101" }, changes)
+    -- and back: "" and a master
+    local t2, cfg2, ch2 = settings.plan(text, cfg, { config_servers = "", master_cs_port = 7300 })
+    assert.truthy(t2, cfg2)
+    assert.same({ config_servers = "", config_server_master = "127.0.0.1:7300" }, ch2)
+    assert.same({ { "127.0.0.1:7300" }, false }, { require("kvp.conf").servers(cfg2) })
+  end)
+
   local bad = {
     { "an unknown key", { request_timeout = 500, bogus = 1 }, codes.UNKNOWN_CONFIG_KEY, "bogus" },
+    { "a bad config_servers list", { config_servers = "127.0.0.1:7100,127.0.0.1:7100" }, codes.BAD_CONFIG_VALUE,
+      "'config_servers': address \"127.0.0.1:7100\" is listed twice" },
+    { "config_servers with a master", { config_servers = "127.0.0.1:7101", master_cs_port = 7300 },
+      codes.BAD_CONFIG_VALUE, "config_servers and config_server_master are both set" },
     { "a string for a number", { max_qps = "10" }, codes.BAD_CONFIG_VALUE, "max_qps" },
     { "a value out of range", { request_timeout = 5 }, codes.BAD_CONFIG_VALUE, "request_timeout" },
     { "a bad port", { master_cs_port = 70000 }, codes.BAD_CONFIG_VALUE, "config_server_master" },

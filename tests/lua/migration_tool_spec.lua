@@ -64,7 +64,11 @@ describe("tools.migration_tool", function()
 
     it("names what is wrong", function()
       local cases = {
-        { {}, "--cs HOST:PORT is required" },
+        { {}, "--cs HOST:PORT[,HOST:PORT...] is required" },
+        { { "--cs", "127.0.0.1:7200,", "--ns", "t", "--add", "127.0.0.1:1" }, "--cs: address list" },
+        { { "--cs", "127.0.0.1:7200,127.0.0.1:7200", "--ns", "t", "--add", "127.0.0.1:1" },
+          "--cs: address \"127.0.0.1:7200\" is listed twice" },
+        { { "--cs", "127.0.0.1:7200,nohost:1", "--ns", "t", "--add", "127.0.0.1:1" }, "--cs: address \"nohost:1\"" },
         { { "--cs", "127.0.0.1:7200" }, "--ns NAMESPACE is required" },
         { args(), "--add ADDR or --del ADDR is required" },
         { args("--add", "127.0.0.1:6375", "--del", "127.0.0.1:6371"), "not both" },
@@ -175,5 +179,155 @@ describe("tools.migration_tool policy checks (issue 13)", function()
     end)
     assert.matches("routing policy of test changed from v0 to v1 while buckets moved", msg, 1, true)
     assert.matches("tags=false", msg, 1, true)
+  end)
+end)
+
+-- --cs with several config servers (issue 14): which one the tool talks to,
+-- and what it does when one fails or is not the leader. The servers are
+-- scripted clients behind a fake dial.
+describe("tools.migration_tool config servers", function()
+  local A, B, C, L = "127.0.0.1:7201", "127.0.0.1:7202", "127.0.0.1:7203", "127.0.0.1:7299"
+
+  it("takes several --cs addresses, the first first", function()
+    local o = assert(mt.parse_args({ "--cs", A .. ", " .. B .. "," .. C, "--ns", "t", "--add", "127.0.0.1:1" }))
+    assert.same({ A, B, C }, o.cs_list)
+    assert.same({ A }, assert(mt.parse_args({ "--cs", A, "--ns", "t", "--add", "127.0.0.1:1" })).cs_list)
+  end)
+
+  it("reads NOTLEADER replies (and a slave's 1008 when there are others to try)", function()
+    assert.equals(L, mt.not_leader({ err = "ERR NOTLEADER " .. L }))
+    assert.equals("?", mt.not_leader({ err = "ERR NOTLEADER ?" }))
+    assert.equals("?", mt.not_leader({ err = "ERR NOTLEADER nohost:1" })) -- not an address: the next one
+    assert.equals("?", mt.not_leader({ err = "ERR NOTLEADER 127.0.0.1:0" }))
+    assert.is_nil(mt.not_leader({ err = "ERR NOTLEADER" }))
+    assert.is_nil(mt.not_leader({ err = "ERR 1005 no such namespace 't'" }))
+    assert.is_nil(mt.not_leader({ status = "OK" }))
+    assert.is_nil(mt.not_leader("table json"))
+    assert.is_nil(mt.not_leader(nil))
+    assert.is_nil(mt.not_leader({ err = "ERR 1008 this config server is a slave" }))
+    assert.equals("?", mt.not_leader({ err = "ERR 1008 this config server is a slave" }, true))
+  end)
+
+  -- servers[addr] = list of replies, one per command it gets (a function
+  -- reply: called with the command); "down": it cannot be reached; nil
+  -- (end of the list): the link breaks
+  local function fake(servers)
+    local log, sleeps, notes = {}, {}, {}
+    local function dial(addr)
+      if servers[addr] == "down" or servers[addr] == nil then
+        log[#log + 1] = addr .. " refused"
+        return nil, "connection refused"
+      end
+      local c = { open = true }
+      function c.call(_, ...)
+        local cmd = table.concat({ ... }, " ")
+        local r = table.remove(servers[addr], 1)
+        log[#log + 1] = addr .. " " .. cmd .. " -> " .. (type(r) == "table" and (r.err or r.status) or tostring(r))
+        if r == nil then return nil, "connection reset" end
+        return r
+      end
+      function c.close() c.open = false end
+      return c
+    end
+    local opts = { dial = dial, sleep = function(s) sleeps[#sleeps + 1] = s end,
+                   note = function(line) notes[#notes + 1] = line end }
+    return opts, log, sleeps, notes
+  end
+  local OK = { status = "OK" }
+  local function failed(fn)
+    local ok, e = pcall(fn)
+    assert.is_false(ok)
+    return type(e) == "table" and e.msg or tostring(e)
+  end
+
+  it("uses the first that answers and stays with it", function()
+    local opts, log = fake({ [A] = "down", [B] = { "tbl", OK }, [C] = {} })
+    local cs = mt.new_cs({ A, B, C }, "s", opts)
+    assert.equals("tbl", cs:call("TABLE", "t"))
+    assert.same(OK, cs:call("MIGRATE.START", "t", L, "1"))
+    assert.same({ A .. " refused", B .. " TABLE t -> tbl", B .. " MIGRATE.START t " .. L .. " 1 -> OK" }, log)
+  end)
+
+  it("resends a command whose server went to the next one", function()
+    local opts, log, sleeps, notes = fake({ [A] = { "tbl" }, [B] = { OK } })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    assert.equals("tbl", cs:call("TABLE", "t"))
+    assert.same(OK, cs:call("MIGRATE.DONE", "t", L, "1")) -- A's link breaks: B gets it again
+    assert.same({ A .. " TABLE t -> tbl", A .. " MIGRATE.DONE t " .. L .. " 1 -> nil",
+                  B .. " MIGRATE.DONE t " .. L .. " 1 -> OK" }, log)
+    assert.same({}, sleeps)
+    assert.same({ "config server " .. A .. ": connection reset; going on with " .. B }, notes)
+  end)
+
+  it("follows NOTLEADER <addr> to the leader (in the list or not) and resends there", function()
+    local opts, log = fake({ [A] = { "tbl", { err = "ERR NOTLEADER " .. L } }, [L] = { OK, OK } })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    assert.equals("tbl", cs:call("TABLE", "t"))
+    assert.same(OK, cs:call("MIGRATE.START", "t", C, "5"))
+    assert.same(OK, cs:call("MIGRATE.DONE", "t", C, "5")) -- stays with the leader
+    assert.same({ A .. " TABLE t -> tbl", A .. " MIGRATE.START t " .. C .. " 5 -> ERR NOTLEADER " .. L,
+                  L .. " MIGRATE.START t " .. C .. " 5 -> OK", L .. " MIGRATE.DONE t " .. C .. " 5 -> OK" }, log)
+  end)
+
+  it("goes on with the next on NOTLEADER ? (an election) and waits a little after a round", function()
+    local nl = { err = "ERR NOTLEADER ?" }
+    local opts, log, sleeps = fake({ [A] = { nl, nl, OK }, [B] = { nl, { err = "ERR NOTLEADER " .. A } } })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    assert.same(OK, cs:call("MIGRATE.START", "t", C, "5"))
+    local cmd = " MIGRATE.START t " .. C .. " 5 -> "
+    assert.same({ A .. cmd .. "ERR NOTLEADER ?", B .. cmd .. "ERR NOTLEADER ?", -- round 1, then 1 s
+                  A .. cmd .. "ERR NOTLEADER ?", B .. cmd .. "ERR NOTLEADER " .. A, -- round 2, then 2 s
+                  A .. cmd .. "OK" }, log)
+    assert.same({ 1, 2 }, sleeps)
+  end)
+
+  it("after following a leader in the list, goes on from the one after it", function()
+    local opts, log = fake({ [A] = { { err = "ERR NOTLEADER " .. B } }, [B] = {}, [C] = { OK } })
+    local cs = mt.new_cs({ A, B, C }, "s", opts)
+    assert.same(OK, cs:call("MIGRATE.DONE", "t", L, "1")) -- B's link breaks at once: C
+    assert.same({ A .. " MIGRATE.DONE t " .. L .. " 1 -> ERR NOTLEADER " .. B,
+                  B .. " MIGRATE.DONE t " .. L .. " 1 -> nil", C .. " MIGRATE.DONE t " .. L .. " 1 -> OK" }, log)
+  end)
+
+  it("a slave's 1008 sends the command to the next (a master/slave pair in --cs)", function()
+    local opts, log = fake({ [A] = { "tbl", { err = "ERR 1008 this config server is a slave" } }, [B] = { OK } })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    assert.equals("tbl", cs:call("TABLE", "t"))
+    assert.same(OK, cs:call("MIGRATE.START", "t", C, "5"))
+    assert.equals(B .. " MIGRATE.START t " .. C .. " 5 -> OK", log[#log])
+    -- with one address the refusal is the answer, at once
+    opts, log = fake({ [A] = { { err = "ERR 1008 this config server is a slave" } } })
+    cs = mt.new_cs({ A }, "s", opts)
+    assert.same({ err = "ERR 1008 this config server is a slave" }, cs:call("MIGRATE.START", "t", C, "5"))
+  end)
+
+  it("returns other error replies as they are", function()
+    local opts = fake({ [A] = { { err = "ERR 1005 no such namespace 't'" } }, [B] = {} })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    assert.same({ err = "ERR 1005 no such namespace 't'" }, cs:call("TABLE", "t"))
+  end)
+
+  it("gives up after M.CS_RETRIES + 1 rounds, naming every server and what it said", function()
+    local opts, _, sleeps = fake({ [A] = "down", [B] = "down" })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    local msg = failed(function() cs:call("TABLE", "t") end)
+    assert.equals("no config server of " .. A .. "," .. B .. " took TABLE (8 tries): " .. A
+      .. ": connection refused; " .. B .. ": connection refused", msg)
+    assert.same({ 1, 2, 3 }, sleeps)
+    -- one address: today's message
+    opts, _, sleeps = fake({ [A] = "down" })
+    cs = mt.new_cs({ A }, "s", opts)
+    assert.equals("config server " .. A .. ": connection refused", failed(function() cs:call("TABLE", "t") end))
+    assert.same({ 1, 2, 3 }, sleeps)
+  end)
+
+  it("servers naming each other as the leader do not loop: the rounds bound it", function()
+    local nlb, nla = { err = "ERR NOTLEADER " .. B }, { err = "ERR NOTLEADER " .. A }
+    local opts, log, sleeps = fake({ [A] = { nlb, nlb, nlb, nlb }, [B] = { nla, nla, nla, nla } })
+    local cs = mt.new_cs({ A, B }, "s", opts)
+    local msg = failed(function() cs:call("MIGRATE.DONE", "t", C, "1") end)
+    assert.matches("took MIGRATE.DONE (8 tries): " .. A .. ": not the leader: ERR NOTLEADER " .. B, msg, 1, true)
+    assert.equals(8, #log)
+    assert.same({ 1, 2, 3 }, sleeps)
   end)
 end)

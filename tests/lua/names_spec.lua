@@ -78,4 +78,34 @@ describe("kv.names", function()
       assert.is_nil(names.valid_endpoint("localhost:0"))
     end)
   end)
+
+  describe("endpoint_list", function()
+    it("splits a comma-separated list, spaces after commas allowed", function()
+      assert.same({ "127.0.0.1:7100" }, names.endpoint_list("127.0.0.1:7100", 16))
+      assert.same({ "127.0.0.1:7100", "localhost:7101", "10.0.0.3:7100" },
+        names.endpoint_list("127.0.0.1:7100, localhost:7101 ,10.0.0.3:7100", 16))
+    end)
+
+    it("rejects a bad element, an empty one, a duplicate, too many", function()
+      local many = {}
+      for i = 1, 17 do many[i] = "127.0.0.1:" .. (7100 + i) end
+      local bad = {
+        { 7100, "must be a string" },
+        { "", "empty element" },
+        { "127.0.0.1:7100,", "empty element" },
+        { "127.0.0.1:7100,,127.0.0.1:7101", "empty element" },
+        { "127.0.0.1:7100,host:7101", "host must be" },
+        { "127.0.0.1:7100,127.0.0.1:0", "port must be" },
+        { "127.0.0.1:7100;127.0.0.1:7101", "not of the form" },
+        { "127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7100", "\"127.0.0.1:7100\" is listed twice" },
+        { table.concat(many, ","), "has 17 addresses, at most 16" },
+      }
+      for _, c in ipairs(bad) do
+        local ok, err = names.endpoint_list(c[1], 16)
+        assert.is_nil(ok, tostring(c[1]))
+        assert.matches(c[2], err, 1, true)
+      end
+      assert.equals(16, #names.endpoint_list(table.concat(many, ",", 1, 16), 16))
+    end)
+  end)
 end)
