@@ -20,7 +20,9 @@
 --
 --   l = new{ etcd, prefix, ttl, me = {name=, http=, proxy=, migration=},
 --            now = fn, log = {info=, warn=}, on_change = fn(is_leader),
---            on_lease = fn(lease_id): a new lease (rewrite what lived under the old) }
+--            on_lease = fn(lease_id): a new lease (rewrite what lived under the old),
+--            on_lease_state = fn(has_lease): this config server holds a lease
+--              (is in touch with etcd) or lost it }
 --   acquire(l)   -> true | nil, err       a lease and the member key
 --   campaign(l)  -> is_leader | nil, err  lead when nobody does
 --   renew(l)     -> true | nil, err       the lease's renewal
@@ -40,7 +42,7 @@ M.MARGIN = 0.2    -- seconds before the computed deadline a leader stops
 function M.new(o)
   return {
     etcd = o.etcd, prefix = o.prefix, ttl = o.ttl, me = o.me, now = o.now, log = o.log,
-    on_change = o.on_change, on_lease = o.on_lease, state = "none", leader = nil, lr = nil, lease = nil, deadline = 0,
+    on_change = o.on_change, on_lease = o.on_lease, on_lease_state = o.on_lease_state, state = "none", leader = nil, lr = nil, lease = nil, deadline = 0,
     elections = 0,
   }
 end
@@ -49,7 +51,9 @@ local function key(l) return l.prefix .. "/_leader" end
 
 local function set_state(l, state)
   local was = l.state == "leader"
+  local had_lease = l.state ~= "none"
   l.state = state
+  if had_lease ~= (state ~= "none") and l.on_lease_state then l.on_lease_state(state ~= "none") end
   if state ~= "leader" then l.lr = nil end
   local is = state == "leader"
   if was ~= is and l.on_change then l.on_change(is) end

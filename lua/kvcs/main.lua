@@ -75,6 +75,13 @@ local function open_etcd(cs, cfg)
     on_lease = function()
       for ns in pairs(cs.peers.proxies) do require("kvcs.cluster").changed(cs, ns) end
     end,
+    on_lease_state = function(has)
+      local was = cs.cut_off
+      cs.cut_off = not has
+      if cs.cut_off and was == false then
+        peers.drop_proxies(cs, "this config server lost its etcd lease (cut off from etcd?)")
+      end
+    end,
   })
   cs.leader = l
   cs.leader_info = function() return leader.current(l) end

@@ -214,6 +214,9 @@ end
 proxy_commands.REGISTER = { arity = 4 }
 function proxy_commands.REGISTER.run(cs, sess, cmd)
   local sock, ns = sess.sock, cmd[2]
+  if cs.cut_off then
+    return resp.error("ERR this config server is cut off from etcd: try another")
+  end
   local t = store.get(cs.store, ns)
   if not t then
     log.warn("proxy %s (%s) asked for unknown namespace %s", tostring(cmd[3]), sock.peer, tostring(ns))
@@ -530,6 +533,20 @@ function M.replicas_changed(cs, master)
       for sock in pairs(cs.peers.proxies[ns]) do push(sock, "replicas", ns, json) end
     end
   end
+end
+
+-- A config server on etcd that lost its lease (cut off from etcd) lets its
+-- proxies go, so they move to a config server that sees etcd (and their
+-- stale_table_limit counts if none does); it takes none until it is back.
+function M.drop_proxies(cs, why)
+  local n = 0
+  for _, list in pairs(cs.peers.proxies) do
+    for sock in pairs(list) do
+      sock:close()
+      n = n + 1
+    end
+  end
+  if n > 0 then log.warn("%d proxies let go: %s", n, why) end
 end
 
 function M.publish_delete(cs, ns)
