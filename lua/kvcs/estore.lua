@@ -120,9 +120,10 @@ local function write(st, ns, ops, cmp, ok)
     return true
   end
   if done == nil then -- unknown outcome: what is there says
-    local now = reread(st, ns)
-    return nil, ("etcd: %s; table %s is now %s"):format(tostring(responses), ns,
-      now and ("v" .. now.version) or "absent")
+    local now, rerr = reread(st, ns)
+    local state = now and ("v" .. now.version) or now == false and "absent"
+      or ("unknown (" .. tostring(rerr) .. ")")
+    return nil, ("etcd: %s; table %s is now %s"):format(tostring(responses), ns, state)
   end
   local fenced = false
   if st.fence then
