@@ -13,7 +13,8 @@ source "$(dirname "$0")/lib.sh"
 J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
 now_ms() { date +%s%3N; }
 NS=kvf$$
-[ "$(id -u)" = 0 ] && ip netns add "$NS" 2>/dev/null || { echo "skipped: needs root and ip netns"; exit 77; }
+[ "$(id -u)" = 0 ] && command -v iptables >/dev/null && ip netns add "$NS" 2>/dev/null ||
+  { echo "skipped: needs root, iptables and ip netns"; exit 77; }
 X=$(( ($$ % 200) + 20 ))
 HOST_IP=10.251.$X.1 NS_IP=10.251.$X.2
 cleanup_ns() { ip netns del "$NS" 2>/dev/null; ip link del "vh$$" 2>/dev/null; }
