@@ -22,6 +22,7 @@ fi
 source "$(dirname "$0")/lib.sh"
 J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
 now_ms() { date +%s%3N; }
+show() { sed "s/^/#   /" <<<"$1"; }   # a command's output, indented as a note
 command -v etcd >/dev/null || { echo "# etcd is not installed: skipped"; exit 77; }
 PORTS="6371 6372 6373 6374 6375 6376 2379 2380 2381 2382 2383 2384 7000 7001 7002 7100 7101 7102 7200 7201 7202 7400 7500"
 if [ "$KV_IT_NETNS" = 1 ]; then
@@ -55,14 +56,15 @@ is_leader() { curl -s -m 3 "http://127.0.0.1:$1/kvstore/cs/leader" | J 'tostring
 t0=$(now_ms)
 out=$(KV_STORE=etcd "$KS" start 2>&1)
 rc=$?
-echo "$out" | sed 's/^/#   /'
+show "$out"
 it_eq "KV_STORE=etcd kv_store.sh start succeeds ($(( $(now_ms) - t0 )) ms)" 0 "$rc"
 [ "$rc" -eq 0 ] || { tail -n 20 "$H"/*/kvcs.log "$H"/etcd1/etcd.log 2>/dev/null; it_done; exit 1; }
 it_eq "the home remembers the store" etcd "$(cat "$H/.kv_store")"
 ETCD_PAT='(^|/)etcd([[:space:]]|$)'
 it_eq "three etcd members run" 3 "$(running "$H/etcd1/etcd.pid" "$ETCD_PAT" "$H/etcd2/etcd.pid" "$ETCD_PAT" "$H/etcd3/etcd.pid" "$ETCD_PAT")"
-it_check "... and make one healthy cluster" env ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s \
-  --endpoints=127.0.0.1:2379,127.0.0.1:2381,127.0.0.1:2383 endpoint health
+healthy() { ETCDCTL_API=3 etcdctl --dial-timeout=1s --command-timeout=2s \
+  --endpoints=127.0.0.1:2379,127.0.0.1:2381,127.0.0.1:2383 endpoint health >/dev/null 2>&1; }
+it_check "... and make one healthy cluster" healthy
 it_eq "three kvcs run" 3 "$(running "$H/cs1/kvcs.pid" kvcs "$H/cs2/kvcs.pid" kvcs "$H/cs3/kvcs.pid" kvcs)"
 it_eq "... each on etcd" "etcd etcd etcd" "$(for n in 1 2 3; do kv_conf_get "$H/cs$n/kvcs.conf" store; done | paste -sd' ')"
 it_eq "... with no cs_listen" "" "$(grep -h '^cs_listen' "$H"/cs*/kvcs.conf)"
@@ -78,7 +80,7 @@ it_eq "exactly one says it leads" 1 "$(for p in "${CS_HTTP[@]}"; do is_leader "$
 
 st=$("$KS" status 2>&1)
 rc=$?
-echo "$st" | sed 's/^/#   /'
+show "$st"
 it_eq "status (no KV_STORE) is all running" 0 "$rc"
 it_eq "... lists etcd1-3 and cs1-3" 6 "$(echo "$st" | grep -Ec '^(etcd[123]|cs[123]) .* running$')"
 it_eq "... one etcd leader, one kvcs leader, two kvcs followers" "1 1 2" \
@@ -122,7 +124,7 @@ it_eq "... and reaches the proxy (table version)" "$V" \
 
 st=$("$KS" status 2>&1)
 rc=$?
-echo "$st" | sed 's/^/#   /'
+show "$st"
 it_eq "status after the kill says so (status 1)" 1 "$rc"
 it_check "... $L stopped" grep -Eq "^$L .* stopped" <<<"$st"
 it_check "... $new leads" grep -q "^leader: $new " <<<"$st"
@@ -132,7 +134,7 @@ PIDS=$(home_pids)
 it_eq "the home has 13 pid files (6 redis, 3 etcd, 3 kvcs, 1 kvp)" 13 "$(echo "$PIDS" | wc -w)"
 out=$("$KS" stop 2>&1)
 rc=$?
-echo "$out" | sed 's/^/#   /'
+show "$out"
 it_eq "stop (no KV_STORE) succeeds" 0 "$rc"
 # shellcheck disable=SC2086 # one pid a word
 it_eq "stop leaves no process" 0 "$(alive $PIDS)"
@@ -140,14 +142,14 @@ it_eq "... none runs from the home" "" "$(pgrep -f "$H/" | tr '\n' ' ')"
 it_eq "... the etcd data is gone, the configs stay" "0 3 3" \
   "$(find "$H"/etcd[123] -name data | wc -l) $(ls "$H"/etcd[123]/etcd.conf.yml | wc -l) $(ls "$H"/cs[123]/kvcs.conf | wc -l)"
 
-out=$(KV_STORE=file "$KS" start 2>&1)
+out=$(KV_STORE="file" "$KS" start 2>&1)
 rc=$?
 it_check "KV_STORE=file on this home is refused: $out" test "$rc" -ne 0 -a -z "$(pgrep -f "$H/")"
 
 # ------------------------------------------------ start again without KV_STORE
 out=$("$KS" start 2>&1)
 rc=$?
-echo "$out" | sed 's/^/#   /'
+show "$out"
 it_eq "a second start without KV_STORE succeeds" 0 "$rc"
 it_eq "... on etcd again" 3 "$(running "$H/etcd1/etcd.pid" "$ETCD_PAT" "$H/etcd2/etcd.pid" "$ETCD_PAT" "$H/etcd3/etcd.pid" "$ETCD_PAT")"
 it_eq "... a fresh cluster (stop removed the keys)" "" "$(cli get k77)"
