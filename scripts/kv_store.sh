@@ -6,15 +6,24 @@
 #   KV_PROXIES=N      run N proxies: proxy (7400/7500), proxy2 (7401/7501), ...
 #   KV_CLUSTER_TYPE   "data_store" (default) or "cache": the cluster_type the
 #                     config server configs get when they are first written
+#   KV_STORE          "file" (default: the layout below) or "etcd" (the layout
+#                     after it); the first start writes it to $KV_HOME/.kv_store,
+#                     so a later start/stop/status without KV_STORE does the same
 #
 #   redis1..redis6    6371..6376 (2,4,6 replicas of 1,3,5), password kvstore123
 #   cs1               kvcs master: http 7000, proxy 7100, migration 7200, cs 7300
 #   cs2               kvcs slave of cs1: 7001, 7101, 7201, 7301
 #   proxy             kvp, namespace test: client 7400, http 7500
 #
+# KV_STORE=etcd: the same Redis servers and proxies, plus
+#   etcd1..etcd3      etcd members: client 2379, 2381, 2383; peer 2380, 2382, 2384
+#   cs1..cs3          kvcs, store = "etcd", all equal (one leads): http 7000..7002,
+#                     proxy 7100..7102, migration 7200..7202 (no cs_listen)
+#   proxy             config_servers = the three proxy ports
+#
 # Config files are written from conf/ only when missing, so edits survive.
 # `stop` ends what `start` started (pid files), removes tables, logs, RDB/AOF
-# files and pid files, and keeps the config files.
+# files, etcd data and pid files, and keeps the config files.
 set -u
 
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
@@ -42,6 +51,37 @@ kv_home_init() {
     fi
     [ -d "$KV_HOME" ] && KV_HOME=$(cd "$KV_HOME" && pwd)
     H=$KV_HOME
+}
+
+# The store of the cluster under $H. A home that has one says so in .kv_store
+# (written by the first KV_STORE=etcd start); one with config servers but no
+# .kv_store was made before there was a choice: file. KV_STORE names what a
+# fresh home gets; naming the other store for an existing home is refused on
+# start (its configs are of the other kind), and stop/status follow the home.
+ETCD_PAT='(^|/)etcd([[:space:]]|$)'
+STORE="file"
+store_init() { # COMMAND
+    local saved="" want=${KV_STORE:-}
+    if [ -f "$H/.kv_store" ]; then
+        read -r saved <"$H/.kv_store"
+    elif [ -f "$H/cs1/kvcs.conf" ]; then
+        saved="file"
+    fi
+    case "$want" in "" | file | etcd) ;; *) kv_die "KV_STORE must be file or etcd (is '$want')" ;; esac
+    case "$saved" in "" | file | etcd) ;; *) kv_die "$H/.kv_store names an unknown store '$saved' (file or etcd)" ;; esac
+    if [ -n "$want" ] && [ -n "$saved" ] && [ "$want" != "$saved" ]; then
+        [ "$1" = start ] && kv_die "the cluster under $H uses store = $saved (KV_STORE=$want): stop it and use another KV_HOME, or remove its config files first"
+        echo "note: the cluster under $H uses store = $saved; KV_STORE=$want ignored" >&2
+        want=
+    fi
+    STORE=${saved:-${want:-file}}
+}
+
+# name client_port peer_port
+ETCD_LIST=("etcd1 2379 2380" "etcd2 2381 2382" "etcd3 2383 2384")
+
+cs_names() { # the config servers: cs1 cs2 (file), cs1 cs2 cs3 (etcd)
+    if [ "$STORE" = etcd ]; then echo cs1 cs2 cs3; else echo cs1 cs2; fi
 }
 
 # ---------------------------------------------------------------- the process list
@@ -72,10 +112,12 @@ redis_port() { # NAME DEFAULT
     [ -f "$H/$1/redis.conf" ] && p=$(awk '$1 == "port" { print $2; exit }' "$H/$1/redis.conf")
     echo "${p:-$2}"
 }
-cs_ports() { # NAME -> http proxy migration cs
+cs_ports() { # NAME -> http proxy migration cs (etcd: no cs)
     local n=$1 off k v f="$H/$1/kvcs.conf" base
+    local -a keys=(http_listen:7000 proxy_listen:7100 migration_listen:7200 cs_listen:7300)
+    [ "$STORE" = etcd ] && unset 'keys[3]'
     off=$((${n#cs} - 1))
-    for k in http_listen:7000 proxy_listen:7100 migration_listen:7200 cs_listen:7300; do
+    for k in "${keys[@]}"; do
         base=${k#*:}
         v=
         [ -f "$f" ] && v=$(kv_conf_get "$f" "${k%%:*}")
@@ -91,6 +133,31 @@ proxy_ports() { # NAME -> client http
     v=
     [ -f "$f" ] && v=$(kv_conf_get "$f" http_listen)
     if [ -n "$v" ]; then port_of_addr "$v"; else echo $((7500 + i)); fi
+}
+
+etcd_ports() { # NAME -> client peer, from its etcd.conf.yml (ETCD_LIST before it exists)
+    local spec name c p f="$H/$1/etcd.conf.yml" v
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name c p <<<"$spec"
+        [ "$name" = "$1" ] && break
+    done
+    if [ -f "$f" ]; then
+        v=$(awk '$1 == "listen-client-urls:" { print $2; exit }' "$f")
+        [ -n "$v" ] && c=$(port_of_addr "${v%%,*}")
+        v=$(awk '$1 == "listen-peer-urls:" { print $2; exit }' "$f")
+        [ -n "$v" ] && p=$(port_of_addr "${v%%,*}")
+    fi
+    echo "$c"
+    echo "$p"
+}
+
+etcd_endpoints() { # h:p,h:p,h:p of the members' client ports
+    local spec name out=
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name _ <<<"$spec"
+        out="$out${out:+,}127.0.0.1:$(etcd_ports "$name" | sed -n 1p)"
+    done
+    echo "$out"
 }
 
 port_listening() { [ -n "$(ss -Hltn "( sport = :$1 )" 2>/dev/null)" ]; }
@@ -116,7 +183,11 @@ write_configs() {
     else
         secret=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
     fi
+    if [ "$STORE" = etcd ]; then
+        write_etcd_configs "$type" "$secret"
+    fi
     for n in 1 2; do
+        [ "$STORE" = etcd ] && break
         f="$H/cs$n/kvcs.conf"
         [ -f "$f" ] && continue
         mkdir -p "$H/cs$n"
@@ -148,8 +219,16 @@ write_configs() {
         kv_conf_set "$f.tmp" namespace "\"$NAMESPACE_DEFAULT\""
         kv_conf_set "$f.tmp" listen "\"0.0.0.0:$((7400 + i))\""
         kv_conf_set "$f.tmp" http_listen "\"127.0.0.1:$((7500 + i))\""
-        kv_conf_set "$f.tmp" config_server_master '"127.0.0.1:7100"'
-        kv_conf_set "$f.tmp" config_server_slave '"127.0.0.1:7101"'
+        if [ "$STORE" = etcd ]; then
+            # config_servers replaces the pair: the master line goes (its
+            # default is allowed beside the list), the slave is blank
+            conf_del "$f.tmp" config_server_master
+            kv_conf_set "$f.tmp" config_server_slave '""'
+            kv_conf_set "$f.tmp" config_servers "\"$(cs_proxy_list)\""
+        else
+            kv_conf_set "$f.tmp" config_server_master '"127.0.0.1:7100"'
+            kv_conf_set "$f.tmp" config_server_slave '"127.0.0.1:7101"'
+        fi
         kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""
         kv_conf_set "$f.tmp" cluster_secret "\"$secret\""
         kv_conf_set "$f.tmp" log_file '"kvp.log"'
@@ -163,6 +242,70 @@ write_configs() {
             "cluster_secret = \"$secret\"" "redis_password = \"$PASSWORD\"" >"$f.tmp" &&
             chmod 600 "$f.tmp" && mv -f "$f.tmp" "$f" || kv_die "cannot write $f"
     fi
+}
+
+# conf_del FILE KEY: drop the `KEY = ...` line (a key the kind of config does not use).
+conf_del() {
+    K="$2" awk 'BEGIN { k = ENVIRON["K"] } $0 !~ "^[ \t]*" k "[ \t]*=" { print }' "$1" >"$1.del" &&
+        mv -f "$1.del" "$1"
+}
+
+cs_proxy_list() { # h:p,h:p,h:p of the config servers' proxy ports
+    local n out=
+    for n in $(cs_names); do out="$out${out:+,}127.0.0.1:$(cs_ports "$n" | sed -n 2p)"; done
+    echo "$out"
+}
+
+# write_etcd_configs TYPE SECRET: the members' etcd.conf.yml and cs1..cs3's
+# kvcs.conf (store = "etcd"), each only when missing; .kv_store says etcd.
+write_etcd_configs() {
+    local type=$1 secret=$2 spec name c p cluster="" f n off
+    echo etcd >"$H/.kv_store" || kv_die "cannot write $H/.kv_store"
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name _ <<<"$spec"
+        p=$(etcd_ports "$name" | sed -n 2p)
+        cluster="$cluster${cluster:+,}$name=http://127.0.0.1:$p"
+    done
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name _ <<<"$spec"
+        f="$H/$name/etcd.conf.yml"
+        [ -f "$f" ] && continue
+        mkdir -p "$H/$name"
+        c=$(etcd_ports "$name" | sed -n 1p) p=$(etcd_ports "$name" | sed -n 2p)
+        # stop removes data/, so every start makes a new cluster ("new" state)
+        printf '%s\n' "# etcd member $name of the local cluster (scripts/kv_store.sh runs it in this" \
+            "# directory: data-dir is relative to it; its log goes to etcd.log)" \
+            "name: $name" "data-dir: data" \
+            "listen-client-urls: http://127.0.0.1:$c" "advertise-client-urls: http://127.0.0.1:$c" \
+            "listen-peer-urls: http://127.0.0.1:$p" "initial-advertise-peer-urls: http://127.0.0.1:$p" \
+            "initial-cluster: $cluster" "initial-cluster-state: new" \
+            "initial-cluster-token: kvp-local" \
+            "heartbeat-interval: 100" "election-timeout: 1000" \
+            "# kvcs speaks the JSON gateway (a config file leaves it off by default)" \
+            "enable-grpc-gateway: true" \
+            "logger: zap" "log-outputs: [stderr]" >"$f.tmp" && mv -f "$f.tmp" "$f" || kv_die "cannot write $f"
+    done
+    for n in $(cs_names); do
+        f="$H/$n/kvcs.conf"
+        [ -f "$f" ] && continue
+        off=$((${n#cs} - 1))
+        mkdir -p "$H/$n"
+        cp "$KV_ROOT/conf/kvcs.conf" "$f.tmp" || kv_die "cannot write $f"
+        kv_conf_set "$f.tmp" cluster_type "\"$type\""
+        kv_conf_set "$f.tmp" redis_password "\"$PASSWORD\""
+        kv_conf_set "$f.tmp" cluster_secret "\"$secret\""
+        kv_conf_set "$f.tmp" log_file '"kvcs.log"'
+        kv_conf_set "$f.tmp" http_listen "\"127.0.0.1:$((7000 + off))\""
+        kv_conf_set "$f.tmp" proxy_listen "\"127.0.0.1:$((7100 + off))\""
+        kv_conf_set "$f.tmp" migration_listen "\"127.0.0.1:$((7200 + off))\""
+        conf_del "$f.tmp" cs_listen     # unused with etcd
+        kv_conf_set "$f.tmp" table_dir '"table"'   # unused: the tables live in etcd
+        kv_conf_set "$f.tmp" master_cs '""'
+        kv_conf_set "$f.tmp" store '"etcd"'
+        kv_conf_set "$f.tmp" etcd_endpoints "\"$(etcd_endpoints)\""
+        kv_conf_set "$f.tmp" node_name "\"$n\""
+        mv -f "$f.tmp" "$f"
+    done
 }
 
 make_links() {
@@ -252,6 +395,9 @@ fail_start() {
 init_table() {
     local ns=$1 http token body resp i
     http=$(cs_ports cs1 | sed -n 1p)
+    if [ "$STORE" = etcd ]; then  # a change: only the leader makes it
+        http=$(wait_leader_http) || exit 1
+    fi
     token=$(kv_conf_get "$H/cs1/kvcs.conf" admin_token 2>/dev/null)
     body="{\"namespace\":\"$ns\",\"bucket_count\":$BUCKET_COUNT,\"address_list\":[$INIT_MASTERS]}"
     local -a auth=()
@@ -263,6 +409,11 @@ init_table() {
         rc=0
         resp=$(curl -sS -m 10 -H 'Content-Type: application/json' "${auth[@]}" -d "$body" \
             "http://127.0.0.1:$http/kvstore/cs/init_table" 2>&1) || rc=$?
+        if [ "$STORE" = etcd ] && [[ "$resp" =~ \"code\"[[:space:]]*:[[:space:]]*1029([^0-9]|$) ]]; then
+            sleep 0.5   # 1029 NOT_LEADER: the leader changed since it was named
+            http=$(wait_leader_http) || exit 1
+            continue
+        fi
         [ $rc -eq 7 ] || break
         sleep 0.5
     done
@@ -274,6 +425,80 @@ init_table() {
         log_tail "$H/cs1" kvcs.conf kvcs.log
         fail_start "init_table of namespace $ns on port $http: ${resp:-no reply}"
     fi
+}
+
+# ---------------------------------------------------------------- etcd (KV_STORE=etcd)
+
+J() { luajit "$KV_ROOT/scripts/lib/json.lua" "$1"; }
+
+# leader_json HTTP_PORT: the /kvstore/cs/leader reply of the kvcs on that port
+leader_json() { curl -sS -m 3 "http://127.0.0.1:$1/kvstore/cs/leader" 2>/dev/null; }
+
+# cs_leader: "NAME HTTP_ADDR PROXY_ADDR MIGRATION_ADDR" of the leader, as the
+# first config server that answers names it; status 1 when none names one.
+cs_leader() {
+    local n out
+    for n in $(cs_names); do
+        out=$(leader_json "$(cs_ports "$n" | sed -n 1p)" |
+            J 'j.leader ~= null and (j.leader.name .. " " .. j.leader.http .. " " .. j.leader.proxy .. " " .. j.leader.migration) or ""' 2>/dev/null)
+        [ -n "$out" ] && { echo "$out"; return 0; }
+    done
+    return 1
+}
+
+# wait_leader_http: the http port of the leading kvcs, once there is one
+# (the first election takes about a second after the members start).
+wait_leader_http() {
+    local i l
+    for ((i = 0; i < 150; i++)); do
+        if l=$(cs_leader); then
+            l=$(awk '{ print $2 }' <<<"$l")
+            port_of_addr "$l"
+            return 0
+        fi
+        sleep 0.1
+    done
+    log_tail "$H/cs1" kvcs.conf kvcs.log
+    fail_start "no config server leads after 15 s (GET /kvstore/cs/leader on $(cs_names))"
+}
+
+etcd_healthy() { # CLIENT_PORT: the member is in a cluster that has a leader
+    [ "$(curl -sS -m 2 "http://127.0.0.1:$1/health" 2>/dev/null | J 'j.health' 2>/dev/null)" = true ]
+}
+
+# start_etcd_members: every member in its own directory (etcd does not
+# daemonize: a background process in a session of its own, so a ^C of this
+# script does not reach it; its pid is the one of the subshell, which execs
+# setsid, which execs etcd), then wait until all three are healthy (a member
+# is only once a quorum has elected a raft leader).
+start_etcd_members() {
+    local spec name dir c i pid
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name _ <<<"$spec"
+        dir=$H/$name
+        rm -f "$dir/etcd.pid"
+        (cd "$dir" && exec setsid etcd --config-file "$dir/etcd.conf.yml" </dev/null >>"$dir/etcd.log" 2>&1) &
+        echo $! >"$dir/etcd.pid"
+    done
+    for spec in "${ETCD_LIST[@]}"; do
+        read -r name _ <<<"$spec"
+        dir=$H/$name c=$(etcd_ports "$name" | sed -n 1p)
+        for ((i = 0; i < 200; i++)); do
+            if ! pid=$(kv_pid_of "$dir/etcd.pid" "$ETCD_PAT"); then
+                sleep 0.2
+                kv_pid_of "$dir/etcd.pid" "$ETCD_PAT" >/dev/null && continue
+                tail -n 20 "$dir/etcd.log" >&2
+                fail_start "$name: etcd exited (log $dir/etcd.log)"
+            fi
+            etcd_healthy "$c" && break
+            sleep 0.1
+        done
+        if ! etcd_healthy "$c"; then
+            tail -n 20 "$dir/etcd.log" >&2
+            fail_start "$name: etcd on port $c is not healthy after 20 s"
+        fi
+        echo "$name started (client $c, peer $(etcd_ports "$name" | sed -n 2p), pid $pid)"
+    done
 }
 
 # proxy_ready NAME: PING answers and a data command returns an integer.
@@ -343,7 +568,9 @@ cmd_start() {
         redis_role "$name" "$port" "$master"
     done
 
-    for name in cs1 cs2; do
+    [ "$STORE" = etcd ] && start_etcd_members
+
+    for name in $(cs_names); do
         start_daemon "$name" "$KV_BUILD/kvcs" kvcs.conf kvcs "$(cs_ports "$name" | sed -n 1p)"
         echo "$name started (ports $(cs_ports "$name" | paste -sd' '))"
     done
@@ -373,8 +600,18 @@ proc_table() {
         if [ "$master" = - ]; then role=master; else role=replica; fi
         echo "$name redis-$role $H/$name/redis.pid redis $(redis_port "$name" "$port")"
     done
-    echo "cs1 kvcs-master $H/cs1/kvcs.pid kvcs $(cs_ports cs1 | paste -sd' ')"
-    echo "cs2 kvcs-slave $H/cs2/kvcs.pid kvcs $(cs_ports cs2 | paste -sd' ')"
+    if [ "$STORE" = etcd ]; then
+        for spec in "${ETCD_LIST[@]}"; do
+            read -r name _ <<<"$spec"
+            echo "$name etcd $H/$name/etcd.pid $ETCD_PAT $(etcd_ports "$name" | paste -sd' ')"
+        done
+        for name in $(cs_names); do
+            echo "$name kvcs $H/$name/kvcs.pid kvcs $(cs_ports "$name" | paste -sd' ')"
+        done
+    else
+        echo "cs1 kvcs-master $H/cs1/kvcs.pid kvcs $(cs_ports cs1 | paste -sd' ')"
+        echo "cs2 kvcs-slave $H/cs2/kvcs.pid kvcs $(cs_ports cs2 | paste -sd' ')"
+    fi
     for name in $(proxy_names); do
         echo "$name kvp $H/$name/kvp.pid kvp $(proxy_ports "$name" | paste -sd' ')"
     done
@@ -399,6 +636,11 @@ cmd_status() {
                         tr -d '\r' | sed -n 's/^role://p')
                     [ -n "$live" ] && role="redis-$live"
                     [ "$live" = slave ] && role=redis-replica
+                elif [ "$role" = etcd ]; then
+                    role=$(etcd_role "$port")
+                elif [ "$STORE" = etcd ] && [ "$pat" = kvcs ]; then
+                    live=$(leader_json "$port" | J 'tostring(j.is_leader)' 2>/dev/null)
+                    case "$live" in true) role=kvcs-leader ;; false) role=kvcs-follower ;; esac
                 fi
             else
                 state="running, port $port not listening"
@@ -411,7 +653,25 @@ cmd_status() {
         fi
         printf '%-8s %-14s %-22s %-8s %s\n' "$name" "$role" "$ports" "$pid" "$state"
     done < <(proc_table)
+    if [ "$STORE" = etcd ]; then
+        local l
+        if l=$(cs_leader); then
+            read -r name _ <<<"$l"
+            echo "leader: $name (http, proxy, migration: $(cut -d' ' -f2- <<<"$l"))"
+        else
+            echo "leader: none (no config server answers /kvstore/cs/leader with one)"
+            all=1
+        fi
+    fi
     return $all
+}
+
+# etcd_role CLIENT_PORT: etcd-leader or etcd-follower (raft), etcd when unknown.
+etcd_role() {
+    ETCDCTL_API=3 etcdctl --endpoints="127.0.0.1:$1" --dial-timeout=1s --command-timeout=2s \
+        endpoint status -w fields 2>/dev/null | awk '
+            $1 == "\"MemberID\"" { m = $3 } $1 == "\"Leader\"" { l = $3 }
+            END { if (m == "" || l == "") print "etcd"; else if (m == l) print "etcd-leader"; else print "etcd-follower" }'
 }
 
 # ---------------------------------------------------------------- stop
@@ -422,24 +682,37 @@ cmd_stop() {
         return 0
     fi
     local name role pidfile pat ports n=0
-    local -a proxies=() css=() redises=()
+    local -a proxies=() css=() etcds=() redises=()
     while read -r name role pidfile pat ports; do
         kv_pid_of "$pidfile" "$pat" >/dev/null && n=$((n + 1))
         case "$pat" in
         kvp) proxies+=("$pidfile:$pat") ;;
         kvcs) css+=("$pidfile:$pat") ;;
+        "$ETCD_PAT") etcds+=("$pidfile:$pat") ;;
         *) redises+=("$pidfile:$pat") ;;
         esac
     done < <(proc_table)
     # Proxies first (no down reports), then the config servers (no fail-over),
-    # then Redis.
+    # then etcd (KV_STORE=etcd), then Redis.
     kv_stop_pidfiles 10 "${proxies[@]}"
     kv_stop_pidfiles 10 "${css[@]}"
+    kv_stop_pidfiles 10 "${etcds[@]}"
     kv_stop_pidfiles 15 "${redises[@]}"
 
-    # Data: tables, logs, RDB/AOF files, pid files, learned HA state. Config files stay.
+    # Data: tables, logs, RDB/AOF files, pid files, learned HA state, etcd
+    # data. Config files stay.
     local d td
-    for d in "$H"/redis[0-9] "$H"/cs[0-9] "$H"/proxy*; do
+    for d in "$H"/etcd[0-9]; do
+        [ -f "$d/etcd.conf.yml" ] || continue
+        td=$(awk '$1 == "data-dir:" { print $2; exit }' "$d/etcd.conf.yml")
+        td=${td:-data}
+        [ "${td:0:1}" = / ] || td="$d/$td"
+        case "$td" in
+        "$H"/*) rm -rf "$td" ;;
+        *) echo "keeping $td (etcd data-dir outside $H)" ;;
+        esac
+    done
+    for d in "$H"/redis[0-9] "$H"/cs[0-9] "$H"/etcd[0-9] "$H"/proxy*; do
         [ -d "$d" ] || continue
         if [ -f "$d/kvcs.conf" ]; then
             td=$(kv_conf_get "$d/kvcs.conf" table_dir 2>/dev/null)
@@ -460,6 +733,7 @@ cmd_stop() {
 
 main() {
     kv_home_init
+    store_init "${1:-}"
     [[ "${KV_PROXIES:-1}" =~ ^[1-9][0-9]?$ ]] || kv_die "KV_PROXIES must be a number from 1 to 99 (is '$KV_PROXIES')"
     case "${1:-}" in
     start) cmd_start ;;
@@ -467,7 +741,7 @@ main() {
     status) cmd_status ;;
     *)
         echo "usage: ${0##*/} start|stop|status" >&2
-        echo "  KV_HOME=$H  KV_PROXIES=${KV_PROXIES:-1}  KV_CLUSTER_TYPE=${KV_CLUSTER_TYPE:-data_store}" >&2
+        echo "  KV_HOME=$H  KV_PROXIES=${KV_PROXIES:-1}  KV_CLUSTER_TYPE=${KV_CLUSTER_TYPE:-data_store}  KV_STORE=$STORE" >&2
         return 2
         ;;
     esac
