@@ -10,6 +10,8 @@
 # naming the replica in M1's place, one fail-over logged over all three
 # kvcs (kvcs_ha_failovers_total of the survivors agrees), REPLICAOF sent to
 # the replica once (INFO commandstats) -- and both proxies write again.
+# Then M2 dies and the new leader is killed the moment both proxies' down
+# votes for it are in etcd: M2 is failed over once too.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/cs3.sh"
 
@@ -77,4 +79,39 @@ done
 it_eq "kvcs_ha_failovers_total over the survivors (+1 when the dead leader logged it) is 1" 1 "$sum"
 it_eq "both proxies read the new writes" "after1 after2" \
   "$(redis-cli -p "$P1_PORT" get hello) $(redis-cli -p "$P2_PORT" get foo)"
+
+# ------------------------------------------------ the leader killed once the votes are in
+# (the killed one is back first); M2 dies; the moment etcd holds both
+# proxies' down votes for it (the members' reports) the leader is killed:
+# before, during or right after its promotion of R2 -- once, whichever
+it_kvcs_start "$L" || exit 1
+L2=$NEW
+voters() { # the proxies whose down vote for M2 is in etcd (every member's report)
+  ETCDCTL_API=3 etcdctl --endpoints="$ETCD_ENDPOINTS" get --prefix /kvp/test/members --print-value-only 2>/dev/null |
+    grep -o "\"127.0.0.1:$M2\":\[[^]]*\]" | grep -o '"[^"]*/[^"]*"' | sort -u | wc -l
+}
+it_redis_stop "$M2"
+t0=$(now_ms)
+until [ "$(voters)" -ge 2 ] || [ $(( $(now_ms) - t0 )) -gt 20000 ]; do sleep 0.02; done
+kill -9 "$(cat "$IT_DIR/$L2/kvcs.pid")"
+rm -f "$IT_DIR/$L2/kvcs.pid"
+c2=$(it_redis "$R2" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_replicaof:calls=\([0-9]*\),.*/\1/p')
+echo "# both down votes for M2 in etcd after $(( $(now_ms) - t0 )) ms: leader $L2 killed (REPLICAOF calls on R2 then: ${c2:-0})"
+grep -q "fail-over: 127.0.0.1:$M2 replaced" "$IT_DIR/$L2/kvcs.log" && echo "#   (it had written the new table)" ||
+  echo "#   (it had not written the new table)"
+NEW2=$(wait_new_leader 10 "$L2")
+it_check "another kvcs leads ($NEW2)" test "$NEW2" != none
+tbl2() { curl -s -d '{"namespace":"test"}' "http://127.0.0.1:$(http_of $NEW2)/kvstore/cs/bucket_table" | J "$1"; }
+replaced2() { test "$(tbl2 "#(j.table['127.0.0.1:$R2'] or {}) == 511 and j.table['127.0.0.1:$M2'] == nil")" = true; }
+it_check "the table names R2 in M2's place" it_wait 30 replaced2
+echo "# fail-over of M2 done $(( $(now_ms) - t0 )) ms after its kill"
+it_check "writes through P2 to M2's buckets work again" it_wait 15 sh -c "redis-cli -p $P2_PORT set foo after3 | grep -qx OK"
+sleep 3
+it_eq "one more fail-over: table v3" 3 "$(tbl2 j.version)"
+calls=$(it_redis "$R2" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_replicaof:calls=\([0-9]*\),.*/\1/p')
+it_eq "REPLICAOF sent to R2 once" 1 "${calls:-0}"
+line2="fail-over: 127.0.0.1:$M2 replaced by its replica 127.0.0.1:$R2"
+it_eq "one fail-over of M2 logged over the three kvcs" 1 "$(cat "$IT_DIR"/[ABC]/kvcs.log | grep -c "$line2")"
+it_eq "what was written before reads back" "after1 after3" \
+  "$(redis-cli -p "$P1_PORT" get hello) $(redis-cli -p "$P1_PORT" get foo)"
 it_done
