@@ -60,6 +60,7 @@ function M.new()
     said = {},       -- ["ns addr"] = last note logged (no repeats every 3 s)
     down_at = {},    -- ["ns addr"] = loop.now() of the first down vote still held
     failovers = 0, removals = 0, reattached = 0,
+    saving = false,  -- a save of the HA state is under way (save: one at a time)
   }
 end
 
@@ -67,13 +68,22 @@ end
 -- State file
 --------------------------------------------------------------------------------
 
+-- One save at a time, each of the state as it is when it starts: two tasks
+-- saving at once (two masters learned together) could otherwise land in
+-- the wrong order, the older state last (with etcd: for good, as nothing
+-- saves again until something changes).
 local function save(cs)
   if not cs.save_ha then return true end
+  local h = cs.ha
+  while h.saving do loop.sleep(0.005) end
+  h.saving = true
   local reps = {}
-  for m, list in pairs(cs.ha.replicas) do
+  for m, list in pairs(h.replicas) do
     reps[m] = setmetatable({ unpack(list) }, btable.array_mt)
   end
-  local ok, err = cs.save_ha({ replicas = reps, watch = cs.ha.watch, promoted = cs.ha.promoted })
+  local done, ok, err = pcall(cs.save_ha, { replicas = reps, watch = h.watch, promoted = h.promoted })
+  h.saving = false
+  if not done then ok, err = nil, ok end
   if not ok then log.error("cannot save the HA state: %s", tostring(err)) end
   return ok, err
 end
@@ -221,7 +231,7 @@ function M.learn_all(cs)
       pruned = true
     end
   end
-  if pruned then save(cs) end
+  if pruned then loop.spawn(save, cs) end -- (a timer's callback: save may wait, in a task)
   for a in pairs(used) do loop.spawn(M.learn, cs, a) end
 end
 

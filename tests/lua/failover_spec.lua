@@ -398,6 +398,32 @@ describe("kvcs.failover (cache)", function()
 end)
 
 describe("kvcs.failover state", function()
+  it("saves one at a time: two masters learned at once, the newer state lands last", function()
+    local cs = setup()
+    data_store_servers()
+    local blocked, sleepers, landed = {}, {}, nil
+    package.loaded["kv.loop"].sleep = function()
+      sleepers[#sleepers + 1] = coroutine.running()
+      coroutine.yield()
+    end
+    cs.save_ha = function(state) -- a write that takes a while to land (etcd)
+      local snap = {}
+      for m, list in pairs(state.replicas) do snap[m] = { unpack(list) } end
+      blocked[#blocked + 1] = coroutine.running()
+      coroutine.yield()
+      landed = snap
+      return true
+    end
+    failover.learn_all(cs) -- a task per master, both saving
+    while #blocked > 0 or #sleepers > 0 do
+      -- the newest write lands first; a waiting save goes on afterwards
+      local co = #blocked > 0 and table.remove(blocked) or table.remove(sleepers, 1)
+      assert(coroutine.resume(co))
+    end
+    package.loaded["kv.loop"].sleep = nil
+    assert.same({ [M1] = { R1 }, [M2] = { R2 } }, landed)
+  end)
+
   it("loads what it saved, dropping malformed entries", function()
     local cs = setup()
     failover.load(cs, { replicas = { [M1] = { R1, "bad" } }, watch = { [M2] = { namespace = "test", new = R2 }, x = 1 },
