@@ -231,6 +231,14 @@ function M.learn_all(cs)
       pruned = true
     end
   end
+  -- a promotion mark whose replica is in a table now: done (the leader
+  -- that made it died after its table write landed, before clearing it)
+  for new in pairs(cs.ha.promoted) do
+    if used[new] then
+      cs.ha.promoted[new] = nil
+      pruned = true
+    end
+  end
   if pruned then loop.spawn(save, cs) end -- (a timer's callback: save may wait, in a task)
   for a in pairs(used) do loop.spawn(M.learn, cs, a) end
 end
