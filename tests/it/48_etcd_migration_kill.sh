@@ -8,7 +8,7 @@
 # fails; run again against the list it finishes. Nothing acknowledged is
 # lost, no read goes back, every preloaded key is still there.
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/cs3.sh"
+source "$(dirname "$0")/lib_cs3.sh"
 [ -x "$IT_BIN/migration_tool" ] || { echo "build/migration_tool is missing"; exit 1; }
 
 cs3_start "lease_ttl = 2"

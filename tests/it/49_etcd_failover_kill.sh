@@ -13,7 +13,7 @@
 # Then M2 dies and the new leader is killed the moment both proxies' down
 # votes for it are in etcd: M2 is failed over once too.
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/cs3.sh"
+source "$(dirname "$0")/lib_cs3.sh"
 
 cs3_start "lease_ttl = 2"
 M1=$(it_free_port); R1=$(it_free_port); M2=$(it_free_port); R2=$(it_free_port)

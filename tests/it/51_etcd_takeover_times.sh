@@ -7,7 +7,7 @@
 # Prints the five pairs and the maximum; asserts only a loose bound
 # (lease_ttl + 2 s: timings on a shared machine are noisy).
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/cs3.sh"
+source "$(dirname "$0")/lib_cs3.sh"
 
 TTL=3
 cs3_start

@@ -6,7 +6,7 @@
 # reaches all 1 000; prints the time from the change being sent / accepted
 # to the last proxy having it. Only a generous bound is asserted (30 s).
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/cs3.sh"
+source "$(dirname "$0")/lib_cs3.sh"
 N=${KV_PROXIES:-1000}
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge $((N + 200)) ] || { echo "# ulimit -n $(ulimit -n) is too low for $N proxies: skipped"; exit 77; }

@@ -1,4 +1,4 @@
-# tests/it/cs3.sh -- sourced after lib.sh by the tests of kvcs on etcd
+# tests/it/lib_cs3.sh -- sourced after lib.sh by the tests of kvcs on etcd
 # (issue 14) that need three real etcd members and three kvcs A, B, C with
 # store = "etcd": skips (status 77) without etcd or such a kvcs.
 #
