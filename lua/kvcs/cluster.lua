@@ -203,7 +203,7 @@ function M.forget_stale(cs, after, now)
 end
 
 -- The HA state (kvcs.failover's {replicas = {[m] = {...}}, watch = {[old]
--- = {namespace, new}}}) split by namespace (a master's: the namespace whose
+-- = {namespace, new}}, promoted = {[replica] = old master}}) split by namespace (a master's: the namespace whose
 -- table names it) and written by the leader, fenced. -> true | nil, err
 function M.save_ha(cs, state, namespace_of)
   local c = cs.cluster
@@ -211,7 +211,7 @@ function M.save_ha(cs, state, namespace_of)
   if not fence then return nil, "not the leader" end
   local per = {}
   local function of(ns)
-    per[ns] = per[ns] or { replicas = {}, watch = {} }
+    per[ns] = per[ns] or { replicas = {}, watch = {}, promoted = {} }
     return per[ns]
   end
   for m, list in pairs(state.replicas or {}) do
@@ -219,6 +219,10 @@ function M.save_ha(cs, state, namespace_of)
     if ns then of(ns).replicas[m] = list end
   end
   for old, w in pairs(state.watch or {}) do of(w.namespace).watch[old] = w end
+  for new, old in pairs(state.promoted or {}) do -- a replica being promoted: its master's
+    local ns = namespace_of(old)
+    if ns then of(ns).promoted[new] = old end
+  end
   local codes = require "kv.codes"
   for ns, s in pairs(per) do
     local text = codes.encode_json(s)
@@ -234,10 +238,11 @@ end
 
 -- Every namespace's HA state as one (for kvcs.failover.load by a new leader).
 function M.ha_state(cs)
-  local out = { replicas = {}, watch = {} }
+  local out = { replicas = {}, watch = {}, promoted = {} }
   for _, s in pairs(cs.cluster.ha) do
     for m, list in pairs(type(s.replicas) == "table" and s.replicas or {}) do out.replicas[m] = list end
     for old, w in pairs(type(s.watch) == "table" and s.watch or {}) do out.watch[old] = w end
+    for new, old in pairs(type(s.promoted) == "table" and s.promoted or {}) do out.promoted[new] = old end
   end
   return out
 end

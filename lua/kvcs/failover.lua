@@ -27,9 +27,11 @@
 --            tried; once it answers it gets REPLICAOF <new> (following a
 --            chain of fail-overs), as Sentinel does.
 --
--- Learned replicas and watches survive a restart (cs.save_ha, loaded by
--- M.load), so a config server restarted while a master is down can still
--- promote its replica and re-attach the old master later.
+-- Learned replicas, watches and promotions under way survive a restart
+-- (cs.save_ha, loaded by M.load; with etcd: the next leader), so a config
+-- server restarted while a master is down can still promote its replica
+-- and re-attach the old master later, and a replica that got REPLICAOF NO
+-- ONE from a leader that died before writing the table is still put in it.
 local loop = require "kv.loop"
 local redis = require "kv.redis"
 local btable = require "kv.btable"
@@ -48,7 +50,9 @@ function M.new()
     votes = {},      -- [ns][addr][proxy_id] = sock
     replicas = {},   -- [master] = { replica addr, ... } (sorted)
     watch = {},      -- [old] = { namespace = ns, new = addr }
-    promoted = {},   -- [addr] = true: we sent it REPLICAOF NO ONE (retry may reuse it)
+    promoted = {},   -- [replica] = old master: REPLICAOF NO ONE is (being) sent to it in
+                     -- place of that master (persisted first: a retry, or the next
+                     -- leader when this one died before writing the table, takes it on)
     running = {},    -- [ns] = true while an evaluation runs
     again = {},      -- [ns] = true: evaluate once more when it ends
     learning = {},   -- [addr] = true while INFO runs on it
@@ -56,6 +60,7 @@ function M.new()
     said = {},       -- ["ns addr"] = last note logged (no repeats every 3 s)
     down_at = {},    -- ["ns addr"] = loop.now() of the first down vote still held
     failovers = 0, removals = 0, reattached = 0,
+    saving = false,  -- a save of the HA state is under way (save: one at a time)
   }
 end
 
@@ -63,17 +68,28 @@ end
 -- State file
 --------------------------------------------------------------------------------
 
+-- One save at a time, each of the state as it is when it starts: two tasks
+-- saving at once (two masters learned together) could otherwise land in
+-- the wrong order, the older state last (with etcd: for good, as nothing
+-- saves again until something changes).
 local function save(cs)
-  if not cs.save_ha then return end
+  if not cs.save_ha then return true end
+  local h = cs.ha
+  while h.saving do loop.sleep(0.005) end
+  h.saving = true
   local reps = {}
-  for m, list in pairs(cs.ha.replicas) do
+  for m, list in pairs(h.replicas) do
     reps[m] = setmetatable({ unpack(list) }, btable.array_mt)
   end
-  local ok, err = cs.save_ha({ replicas = reps, watch = cs.ha.watch })
+  local done, ok, err = pcall(cs.save_ha, { replicas = reps, watch = h.watch, promoted = h.promoted })
+  h.saving = false
+  if not done then ok, err = nil, ok end
   if not ok then log.error("cannot save the HA state: %s", tostring(err)) end
+  return ok, err
 end
 
--- Load what save wrote ({replicas = {[m] = {...}}, watch = {[old] = {namespace, new}}}).
+-- Load what save wrote ({replicas = {[m] = {...}}, watch = {[old] = {namespace, new}},
+-- promoted = {[replica] = old master}}).
 function M.load(cs, state)
   if type(state) ~= "table" then return end
   for m, list in pairs(type(state.replicas) == "table" and state.replicas or {}) do
@@ -90,6 +106,9 @@ function M.load(cs, state)
     if names.valid_addr(old) and type(w) == "table" and names.valid_addr(w.new) and type(w.namespace) == "string" then
       cs.ha.watch[old] = { namespace = w.namespace, new = w.new }
     end
+  end
+  for new, old in pairs(type(state.promoted) == "table" and state.promoted or {}) do
+    if names.valid_addr(new) and names.valid_addr(old) then cs.ha.promoted[new] = old end
   end
 end
 
@@ -212,7 +231,15 @@ function M.learn_all(cs)
       pruned = true
     end
   end
-  if pruned then save(cs) end
+  -- a promotion mark whose replica is in a table now: done (the leader
+  -- that made it died after its table write landed, before clearing it)
+  for new in pairs(cs.ha.promoted) do
+    if used[new] then
+      cs.ha.promoted[new] = nil
+      pruned = true
+    end
+  end
+  if pruned then loop.spawn(save, cs) end -- (a timer's callback: save may wait, in a task)
   for a in pairs(used) do loop.spawn(M.learn, cs, a) end
 end
 
@@ -351,7 +378,7 @@ local function probe_replicas(cs, master)
       else
         r.why = "it is a replica of " .. of .. " now"
       end
-    elseif info.role == "master" and cs.ha.promoted[a] then
+    elseif info.role == "master" and cs.ha.promoted[a] == master then
       r.up, r.role, r.offset = true, "master", info.offset or 0 -- promoted by an earlier try
     else
       r.why = "it is a " .. tostring(info.role) .. " now"
@@ -393,18 +420,33 @@ end
 
 local function promote(cs, ns, a)
   local h = cs.ha
+  -- the mark first, persisted (with etcd: fenced, so a deposed leader
+  -- promotes nothing): a leader that dies between REPLICAOF NO ONE and the
+  -- table write leaves the next one a replica turned master it may take on
+  if h.promoted[a.new] ~= a.old then
+    h.promoted[a.new] = a.old
+    local sok, serr = save(cs)
+    if not sok then
+      h.promoted[a.new] = nil
+      log.error("HA %s: not promoting %s in place of %s: the HA state could not be saved (%s)", ns, a.new,
+        a.old, tostring(serr))
+      return
+    end
+  end
   local c, err = open(cs, a.new)
   if not c then
     log.error("HA %s: cannot reach replica %s to promote it in place of %s: %s", ns, a.new, a.old, err)
     return
   end
-  local ok, perr = replicaof(c, nil)
-  if not ok then
-    c:close()
-    log.error("HA %s: REPLICAOF NO ONE on %s failed: %s; %s stays in the table", ns, a.new, perr, a.old)
-    return
+  local before = info_of(c)
+  if not (before and before.role == "master") then -- a master already: an earlier try's (marked)
+    local ok, perr = replicaof(c, nil)
+    if not ok then
+      c:close()
+      log.error("HA %s: REPLICAOF NO ONE on %s failed: %s; %s stays in the table", ns, a.new, perr, a.old)
+      return
+    end
   end
-  h.promoted[a.new] = true
   local info, ierr = info_of(c)
   c:close()
   if not info or info.role ~= "master" then

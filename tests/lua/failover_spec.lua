@@ -333,6 +333,54 @@ describe("kvcs.failover (data_store)", function()
     assert.equal(1, count_sent(R1b, "REPLICAOF 127.0.0.1 6372"))
     assert.same({ R1b }, cs.ha.replicas[R1])
   end)
+
+  it("a leader gone between REPLICAOF NO ONE and the table write: the next one finishes, once", function()
+    local cs = setup({ proxies = 2 })
+    data_store_servers()
+    failover.learn_all(cs)
+    servers[M1].up = false
+    cs.store.fs.write = function() return nil, "disk gone" end -- the table write never lands
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    failover.report(cs, cs.proxy[2], "DOWN", "test", M1)
+    assert.equal("master", servers[R1].role)
+    assert.equal(M1, owner0(cs))
+    local saved = cs.saved -- what the next leader reads (etcd / ha_state.json)
+    assert.same({ [R1] = M1 }, saved.promoted)
+    local kept = { [R1] = servers[R1], [M2] = servers[M2], [R2] = servers[R2] }
+    local cs2 = setup({ proxies = 2 })
+    for a, s in pairs(kept) do servers[a] = s end
+    servers[M1] = { up = false }
+    failover.load(cs2, saved)
+    failover.report(cs2, cs2.proxy[1], "DOWN", "test", M1)
+    failover.report(cs2, cs2.proxy[2], "DOWN", "test", M1)
+    assert.equal(R1, owner0(cs2))
+    assert.equal(2, store.get(cs2.store, "test").version)
+    assert.equal(0, count_sent(R1, "REPLICAOF NO ONE")) -- it is a master already
+    assert.equal(1, cs2.ha.failovers)
+    assert.is_nil(cs2.ha.promoted[R1])
+    assert.is_nil(cs2.saved.promoted[R1])
+  end)
+
+  it("a promotion mark whose replica is in the table (its leader died after the write) is dropped", function()
+    local cs = setup({ list = { R1, M2 } })
+    data_store_servers()
+    failover.load(cs, { promoted = { [R1] = M1 } })
+    failover.learn_all(cs)
+    assert.is_nil(cs.ha.promoted[R1])
+    assert.is_nil(cs.saved.promoted[R1])
+  end)
+
+  it("a promotion mark that cannot be saved (a deposed leader: fenced): nothing is sent", function()
+    local cs = setup({ proxies = 1 })
+    data_store_servers()
+    failover.learn_all(cs)
+    servers[M1].up = false
+    cs.save_ha = function() return nil, "no longer the leader" end
+    failover.report(cs, cs.proxy[1], "DOWN", "test", M1)
+    assert.equal(0, count_sent(R1, "REPLICAOF NO ONE"))
+    assert.equal("slave", servers[R1].role)
+    assert.equal(M1, owner0(cs))
+  end)
 end)
 
 describe("kvcs.failover (cache)", function()
@@ -359,10 +407,38 @@ describe("kvcs.failover (cache)", function()
 end)
 
 describe("kvcs.failover state", function()
+  it("saves one at a time: two masters learned at once, the newer state lands last", function()
+    local cs = setup()
+    data_store_servers()
+    local blocked, sleepers, landed = {}, {}, nil
+    package.loaded["kv.loop"].sleep = function()
+      sleepers[#sleepers + 1] = coroutine.running()
+      coroutine.yield()
+    end
+    cs.save_ha = function(state) -- a write that takes a while to land (etcd)
+      local snap = {}
+      for m, list in pairs(state.replicas) do snap[m] = { unpack(list) } end
+      blocked[#blocked + 1] = coroutine.running()
+      coroutine.yield()
+      landed = snap
+      return true
+    end
+    failover.learn_all(cs) -- a task per master, both saving
+    while #blocked > 0 or #sleepers > 0 do
+      -- the newest write lands first; a waiting save goes on afterwards
+      local co = #blocked > 0 and table.remove(blocked) or table.remove(sleepers, 1)
+      assert(coroutine.resume(co))
+    end
+    package.loaded["kv.loop"].sleep = nil
+    assert.same({ [M1] = { R1 }, [M2] = { R2 } }, landed)
+  end)
+
   it("loads what it saved, dropping malformed entries", function()
     local cs = setup()
-    failover.load(cs, { replicas = { [M1] = { R1, "bad" } }, watch = { [M2] = { namespace = "test", new = R2 }, x = 1 } })
+    failover.load(cs, { replicas = { [M1] = { R1, "bad" } }, watch = { [M2] = { namespace = "test", new = R2 }, x = 1 },
+      promoted = { [R1] = M1, [R2] = true, bad = M2 } })
     assert.same({ R1 }, cs.ha.replicas[M1])
+    assert.same({ [R1] = M1 }, cs.ha.promoted)
     assert.same({ namespace = "test", new = R2 }, cs.ha.watch[M2])
     assert.is_nil(cs.ha.watch.x)
   end)
