@@ -58,14 +58,16 @@ function M.text(cs, now)
     m:add("kvcs_proxies_connected", "gauge", "Proxies of the namespace connected now",
       count(cs.peers and cs.peers.proxies[ns]), l)
     m:add("kvcs_proxies_known", "gauge", "Proxies that registered and were not removed",
-      count(cs.peers and cs.peers.known[ns]), l)
+      count(cs.cluster and require("kvcs.cluster").known(cs, ns) or cs.peers and cs.peers.known[ns]), l)
     if h then
+      -- with etcd: the votes of every kvcs's proxies (kvcs.cluster)
+      local votes = cs.cluster and require("kvcs.cluster").votes(cs, ns) or h.votes[ns]
       for _, a in ipairs(btable.addresses(t)) do
         local la = { namespace = ns, master = a }
         m:add("kvcs_ha_replicas_known", "gauge", "Replicas of the master learned by INFO replication",
           #(h.replicas[a] or {}), la)
         m:add("kvcs_ha_down_votes", "gauge", "Connected proxies reporting the master down now",
-          count(h.votes[ns] and h.votes[ns][a]), la)
+          count(votes and votes[a]), la)
       end
     end
   end
