@@ -23,8 +23,12 @@
 #   scripts/bench.sh compare A.csv B.csv
 #       two result files side by side, with B/A ratios
 #   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 2 -> 3
-#       masters (KEYS of 64 bytes, default 300000), and p50/p99 of concurrent
-#       SETs through the proxy before and during the move
+#       and 3 -> 4 masters (KEYS of 64 bytes loaded per scenario, default
+#       300000), p50/p99 and throughput of concurrent SETs through the proxy
+#       before and during the move, and reference rows: the same number of
+#       keys moved between plain Redis servers by synchronous SCAN + MIGRATE
+#       loops (scripts/lib/raw_migrate.lua; one per source in parallel, and
+#       one alone), with the tool's rate as a ratio of them
 #   scripts/bench.sh policy [REPS]   what the routing policy's rules cost per
 #       request: GET at -P 1 and -P 16 (-c 50) through a kvp whose namespace
 #       has no policy, and through one whose policy has rules, for a key no
@@ -68,47 +72,129 @@ bench_kvp_conf() { # NAME NS CS_PROXY KEY=LUAVALUE...
   for kv in "$@"; do kv_conf_set "$IT_DIR/$name/kvp.conf" "${kv%%=*}" "${kv#*=}"; done
 }
 
-bench_migrate() {
-  local nkeys=${1:-300000}
-  local m1 m2 m3
-  m1=$(it_free_port); m2=$(it_free_port); m3=$(it_free_port)
-  for m in $m1 $m2 $m3; do it_redis_start "$m" || exit 1; done
-  it_kvcs_start CS || exit 1
-  it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$m1" "127.0.0.1:$m2" || exit 1
-  bench_kvp_conf P test "$CS_PROXY" 'log_level="info"'
-  it_kvp_start P test "$CS_PROXY" || exit 1
-  local mig
-  mig=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
-  echo "== migrate: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), $nkeys keys of 64 bytes, 2 -> 3 masters"
-  # exactly nkeys distinct keys: -r large and a sequential fill would need
-  # SETs of our own; the benchmark's random keys give about nkeys distinct
-  redis-benchmark -p "$P_PORT" -t set -n "$((nkeys * 13 / 10))" -r "$nkeys" -d 64 -P 32 -q >/dev/null 2>&1
-  local total
-  total=$(( $(it_redis "$m1" dbsize) + $(it_redis "$m2" dbsize) ))
-  echo "loaded: $total keys"
-  local before during t0 t1
-  before=$("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$P_PORT" 5 8)
-  echo "SET latency before the move (8 connections, 5 s): $before"
-  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$P_PORT" 600 8 "$IT_DIR/stop" > "$IT_DIR/during.out" &
+# bench_field LINE NAME: the number after " NAME=" in a "a=1 b=2" line
+bench_field() { echo " $1" | sed -n "s/.* $2=\([0-9.]*\).*/\1/p"; }
+
+# bench_raw_ref NKEYS NSRC BATCH: the reference row -- NKEYS keys of 64 bytes
+# spread evenly over NSRC fresh plain Redis servers, moved to one more by
+# scripts/lib/raw_migrate.lua (one synchronous SCAN + MIGRATE loop per
+# source, the sources in parallel, BATCH keys per MIGRATE: the tool's
+# default --batch). Prints raw_migrate.lua's lines; the servers are shut
+# down after.
+bench_raw_ref() {
+  local nkeys=$1 nsrc=$2 batch=$3
+  local ports=() p i dst
+  for ((i = 0; i <= nsrc; i++)); do
+    p=$(it_free_port); it_redis_start "$p" >&2 || exit 1; ports+=("$p")
+  done
+  dst=${ports[$nsrc]}
+  # keys shaped like the tool's ("<bucket>_key:<12 digits>"), values 64 bytes
+  local script="for i = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do
+    redis.call('SET', string.format('%d_key:%012d', i % 1023, i), ARGV[3]) end return 1"
+  local val from to
+  val=$(printf 'v%.0s' $(seq 64))
+  for ((i = 0; i < nsrc; i++)); do
+    from=$((nkeys * i / nsrc)); to=$((nkeys * (i + 1) / nsrc))
+    it_redis "${ports[$i]}" eval "$script" 0 "$from" "$to" "$val" >/dev/null
+  done
+  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/raw_migrate.lua" "$IT_PW" "$batch" "$dst" "${ports[@]:0:$nsrc}"
+  local left=0 got
+  for ((i = 0; i < nsrc; i++)); do left=$((left + $(it_redis "${ports[$i]}" dbsize))); done
+  got=$(it_redis "$dst" dbsize)
+  [ "$left" -eq 0 ] && [ "$got" -eq "$nkeys" ] ||
+    yellow "warning: raw reference: $got keys on the destination (want $nkeys), $left left on the sources" >&2
+  for p in "${ports[@]}"; do it_redis "$p" shutdown nosave >/dev/null 2>&1; done
+}
+
+# bench_migrate_one NKEYS NSRC: scale NSRC -> NSRC+1 masters with
+# migration_tool (default settings) under a SET load through the proxy, then
+# the raw references for as many keys as the tool moved: NSRC loops in
+# parallel, and one loop from one source. Appends one line to
+# $IT_DIR/migrate.csv:
+# nsrc,raw_rate,tool_rate,p50b,p99b,rpsb,p50d,p99d,rpsd,raw1_rate
+bench_migrate_one() {
+  local nkeys=$1 nsrc=$2
+  local ms=() m i addrs=() ns=mig$nsrc name=P$nsrc
+  for ((i = 0; i <= nsrc; i++)); do m=$(it_free_port); it_redis_start "$m" || exit 1; ms+=("$m"); done
+  for ((i = 0; i < nsrc; i++)); do addrs+=("127.0.0.1:${ms[$i]}"); done
+  it_init_table "$CS_HTTP" "$ns" 1023 "${addrs[@]}" || exit 1
+  bench_kvp_conf "$name" "$ns" "$CS_PROXY" 'log_level="info"'
+  it_kvp_start "$name" "$ns" "$CS_PROXY" || exit 1
+  local port_var="${name}_PORT" pport
+  pport=${!port_var}
+  bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
+  # about nkeys distinct keys: the benchmark's random keys (-r) with 1.3x
+  # as many SETs as keys
+  redis-benchmark -p "$pport" -t set -n "$((nkeys * 13 / 10))" -r "$nkeys" -d 64 -P 32 -q >/dev/null 2>&1
+  local total=0
+  for ((i = 0; i < nsrc; i++)); do total=$((total + $(it_redis "${ms[$i]}" dbsize))); done
+  # (the SET load below adds up to 80 000 keys "lat:*" of its own, which move too)
+  echo "loaded: $total keys on $nsrc masters"
+  local before during t0 t1 out="$IT_DIR/$ns"
+  before=$("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$pport" 5 8)
+  echo "SET load before the move (8 connections, 5 s): $before"
+  rm -f "$out.stop" "$out.start"
+  # connected and warm before the move; measured from the tool's start
+  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$pport" 600 8 "$out.stop" "$out.start" > "$out.during" &
   local lat=$!
   sleep 0.5
+  touch "$out.start"
   t0=$(date +%s.%N)
-  "$IT_BIN/migration_tool" --cs "127.0.0.1:$mig" --ns test --add "127.0.0.1:$m3" > "$IT_DIR/tool.out" 2>&1
+  "$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns "$ns" --add "127.0.0.1:${ms[$nsrc]}" > "$out.tool" 2>&1
   local rc=$?
   t1=$(date +%s.%N)
-  touch "$IT_DIR/stop"
+  touch "$out.stop"
   wait "$lat"
-  during=$(cat "$IT_DIR/during.out")
+  during=$(cat "$out.during")
   local moved
-  moved=$(it_redis "$m3" dbsize)
-  tail -2 "$IT_DIR/tool.out"
+  moved=$(it_redis "${ms[$nsrc]}" dbsize)
+  tail -2 "$out.tool"
+  local tool_rate
+  tool_rate=$(awk -v m="$moved" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", m / (b - a) }')
   awk -v m="$moved" -v a="$t0" -v b="$t1" -v rc="$rc" 'BEGIN {
     printf "migration_tool --add (exit %d): %d keys moved in %.2f s = %.0f keys/s\n", rc, m, b - a, m / (b - a) }'
-  echo "SET latency during the move: $during"
+  echo "SET load during the move: $during"
   local p99b p99d
-  p99b=$(echo "$before" | sed 's/.*p99=\([0-9.]*\).*/\1/')
-  p99d=$(echo "$during" | sed 's/.*p99=\([0-9.]*\).*/\1/')
+  p99b=$(bench_field "$before" p99); p99d=$(bench_field "$during" p99)
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
+  # the proxy and its masters stay idle from here (the raw servers are others)
+  echo "raw reference: $moved keys, $nsrc source(s) -> 1 plain Redis, one SCAN + MIGRATE loop per source, batch $MIGRATE_BATCH:"
+  local raw raw_rate raw1 raw1_rate
+  raw=$(bench_raw_ref "$moved" "$nsrc" "$MIGRATE_BATCH")
+  printf '%s\n' "$raw" | sed 's/^/  /'
+  raw_rate=$(printf '%s\n' "$raw" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
+  # and all of them from one source by one loop (the issue's "single loop")
+  echo "raw reference, one loop: $moved keys, 1 source -> 1 plain Redis:"
+  raw1=$(bench_raw_ref "$moved" 1 "$MIGRATE_BATCH")
+  printf '%s\n' "$raw1" | grep '^total' | sed 's/^/  /'
+  raw1_rate=$(printf '%s\n' "$raw1" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
+  local f=bench_field
+  echo "$nsrc,${raw_rate:-0},$tool_rate,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps),${raw1_rate:-0}" \
+    >> "$IT_DIR/migrate.csv"
+}
+
+bench_migrate() {
+  local nkeys=${1:-300000}
+  # the tool's default --batch: the raw loops MIGRATE as many keys per command
+  MIGRATE_BATCH=$(sed -n 's/^M\.DEFAULT_BATCH = \([0-9]*\).*/\1/p' "$KV_ROOT/lua/tools/migration_tool.lua")
+  : "${MIGRATE_BATCH:=100}"
+  it_kvcs_start CS || exit 1
+  MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
+  echo "== migrate: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), $nkeys keys of 64 bytes per scenario, batch $MIGRATE_BATCH"
+  : > "$IT_DIR/migrate.csv"
+  bench_migrate_one "$nkeys" 2
+  bench_migrate_one "$nkeys" 3
+  echo
+  bold "== summary"
+  echo "raw: plain Redis servers, no proxy, no load; raw_par: one synchronous SCAN + MIGRATE loop per source,"
+  echo "in parallel; raw_1: one loop, one source, the same keys. tool: migration_tool --add (defaults) under"
+  echo "8 SET clients through the proxy; x_par/x_1: tool / raw. p99 (ms) and rps: those SET clients."
+  printf '%-8s %9s %9s %9s %6s %6s %8s %8s %6s %8s %8s %6s\n' scenario raw_par raw_1 tool x_par x_1 \
+    p99_bef p99_dur p99_x rps_bef rps_dur rps_x
+  awk -F, '{
+    printf "%-8s %9d %9d %9d %6.2f %6.2f %8.2f %8.2f %6.2f %8d %8d %6.2f\n", $1 "->" $1 + 1, $2, $10, $3,
+      ($2 > 0 ? $3 / $2 : 0), ($10 > 0 ? $3 / $10 : 0),
+      $5, $8, ($5 > 0 ? $8 / $5 : 0), $6, $9, ($6 > 0 ? $9 / $6 : 0) }' "$IT_DIR/migrate.csv"
 }
 
 # ------------------------------------------------------------ policy rules
