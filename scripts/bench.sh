@@ -24,8 +24,9 @@
 #       two result files side by side, with B/A ratios
 #   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 2 -> 3
 #       and 3 -> 4 masters (KEYS of 64 bytes loaded per scenario, default
-#       300000), p50/p99 and throughput of concurrent SETs through the proxy
-#       before and during the move, and reference rows: the same number of
+#       300000), the tool's rate with no client load and under 8 SET clients
+#       through the proxy, their p50/p99 and throughput before and during
+#       that move, and reference rows: the same number of
 #       keys moved between plain Redis servers by synchronous SCAN + MIGRATE
 #       loops (scripts/lib/raw_migrate.lua; one per source in parallel, and
 #       one alone), with the tool's rate as a ratio of them
@@ -106,70 +107,94 @@ bench_raw_ref() {
   for p in "${ports[@]}"; do it_redis "$p" shutdown nosave >/dev/null 2>&1; done
 }
 
-# bench_migrate_one NKEYS NSRC: scale NSRC -> NSRC+1 masters with
-# migration_tool (default settings) under a SET load through the proxy, then
-# the raw references for as many keys as the tool moved: NSRC loops in
-# parallel, and one loop from one source. Appends one line to
-# $IT_DIR/migrate.csv:
-# nsrc,raw_rate,tool_rate,p50b,p99b,rpsb,p50d,p99d,rpsd,raw1_rate
-bench_migrate_one() {
-  local nkeys=$1 nsrc=$2
-  local ms=() m i addrs=() ns=mig$nsrc name=P$nsrc
-  for ((i = 0; i <= nsrc; i++)); do m=$(it_free_port); it_redis_start "$m" || exit 1; ms+=("$m"); done
-  for ((i = 0; i < nsrc; i++)); do addrs+=("127.0.0.1:${ms[$i]}"); done
+# bench_cluster NS NSRC NKEYS: NSRC masters + one empty (CL_MS, the last is
+# the one to add), a namespace NS of 1023 buckets on the NSRC, a kvp in
+# front (CL_PORT), about NKEYS keys of 64 bytes written through it: the
+# benchmark's random keys (-r) with 1.3x as many SETs as keys.
+bench_cluster() {
+  local ns=$1 nsrc=$2 nkeys=$3 m i addrs=() name=P$1
+  CL_MS=()
+  for ((i = 0; i <= nsrc; i++)); do m=$(it_free_port); it_redis_start "$m" || exit 1; CL_MS+=("$m"); done
+  for ((i = 0; i < nsrc; i++)); do addrs+=("127.0.0.1:${CL_MS[$i]}"); done
   it_init_table "$CS_HTTP" "$ns" 1023 "${addrs[@]}" || exit 1
   bench_kvp_conf "$name" "$ns" "$CS_PROXY" 'log_level="info"'
   it_kvp_start "$name" "$ns" "$CS_PROXY" || exit 1
-  local port_var="${name}_PORT" pport
-  pport=${!port_var}
-  bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
-  # about nkeys distinct keys: the benchmark's random keys (-r) with 1.3x
-  # as many SETs as keys
-  redis-benchmark -p "$pport" -t set -n "$((nkeys * 13 / 10))" -r "$nkeys" -d 64 -P 32 -q >/dev/null 2>&1
+  local port_var="${name}_PORT"
+  CL_PORT=${!port_var}
+  redis-benchmark -p "$CL_PORT" -t set -n "$((nkeys * 13 / 10))" -r "$nkeys" -d 64 -P 32 -q >/dev/null 2>&1
   local total=0
-  for ((i = 0; i < nsrc; i++)); do total=$((total + $(it_redis "${ms[$i]}" dbsize))); done
-  # (the SET load below adds up to 80 000 keys "lat:*" of its own, which move too)
-  echo "loaded: $total keys on $nsrc masters"
-  local before during t0 t1 out="$IT_DIR/$ns"
-  before=$("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$pport" 5 8)
+  for ((i = 0; i < nsrc; i++)); do total=$((total + $(it_redis "${CL_MS[$i]}" dbsize))); done
+  echo "$ns: $total keys on $nsrc masters"
+}
+
+# bench_tool NS ADD_PORT START_FILE: migration_tool --add at its defaults;
+# touches START_FILE as it starts; sets TOOL_MOVED and TOOL_RATE (keys now on
+# the added master over the tool's wall time)
+bench_tool() {
+  local ns=$1 add=$2 startf=$3 t0 t1 rc out="$IT_DIR/$1.tool"
+  touch "$startf"
+  t0=$(date +%s.%N)
+  "$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns "$ns" --add "127.0.0.1:$add" > "$out" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  TOOL_MOVED=$(it_redis "$add" dbsize)
+  TOOL_RATE=$(awk -v m="$TOOL_MOVED" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", m / (b - a) }')
+  tail -2 "$out" | sed 's/^/  /'
+  awk -v m="$TOOL_MOVED" -v a="$t0" -v b="$t1" -v rc="$rc" 'BEGIN {
+    printf "migration_tool --add (exit %d): %d keys moved in %.2f s = %.0f keys/s\n", rc, m, b - a, m / (b - a) }'
+}
+
+# bench_migrate_one NKEYS NSRC: scale NSRC -> NSRC+1 masters with
+# migration_tool at its defaults twice, on two fresh clusters: with no client
+# load (its speed, against the raw reference) and under 8 SET clients through
+# the proxy (what the clients pay: p99 and throughput before and during);
+# then the raw references for as many keys as the quiet run moved: NSRC loops
+# in parallel, and one loop from one source. Appends one line to
+# $IT_DIR/migrate.csv:
+# nsrc,raw_rate,tool_quiet,p50b,p99b,rpsb,p50d,p99d,rpsd,raw1_rate,tool_loaded
+bench_migrate_one() {
+  local nkeys=$1 nsrc=$2
+  bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
+  echo "-- the tool alone (no client load):"
+  bench_cluster "q$nsrc" "$nsrc" "$nkeys"
+  # the same 5 s of SETs as the loaded cluster gets before its move: the
+  # same "lat:*" keys on both, so both moves carry as many keys
+  echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
+  bench_tool "q$nsrc" "${CL_MS[$nsrc]}" "$IT_DIR/q$nsrc.start"
+  local tool_quiet=$TOOL_RATE moved=$TOOL_MOVED
+  echo "-- the tool under 8 SET clients through the proxy:"
+  bench_cluster "l$nsrc" "$nsrc" "$nkeys"
+  # (the SET load adds up to 80 000 keys "lat:*" of its own, which move too)
+  local before during out="$IT_DIR/l$nsrc"
+  before=$("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)
   echo "SET load before the move (8 connections, 5 s): $before"
   rm -f "$out.stop" "$out.start"
   # connected and warm before the move; measured from the tool's start
-  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$pport" 600 8 "$out.stop" "$out.start" > "$out.during" &
+  "$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 600 8 "$out.stop" "$out.start" > "$out.during" &
   local lat=$!
   sleep 0.5
-  touch "$out.start"
-  t0=$(date +%s.%N)
-  "$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns "$ns" --add "127.0.0.1:${ms[$nsrc]}" > "$out.tool" 2>&1
-  local rc=$?
-  t1=$(date +%s.%N)
+  bench_tool "l$nsrc" "${CL_MS[$nsrc]}" "$out.start"
+  local tool_loaded=$TOOL_RATE
   touch "$out.stop"
   wait "$lat"
   during=$(cat "$out.during")
-  local moved
-  moved=$(it_redis "${ms[$nsrc]}" dbsize)
-  tail -2 "$out.tool"
-  local tool_rate
-  tool_rate=$(awk -v m="$moved" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", m / (b - a) }')
-  awk -v m="$moved" -v a="$t0" -v b="$t1" -v rc="$rc" 'BEGIN {
-    printf "migration_tool --add (exit %d): %d keys moved in %.2f s = %.0f keys/s\n", rc, m, b - a, m / (b - a) }'
   echo "SET load during the move: $during"
   local p99b p99d
   p99b=$(bench_field "$before" p99); p99d=$(bench_field "$during" p99)
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
-  # the proxy and its masters stay idle from here (the raw servers are others)
-  echo "raw reference: $moved keys, $nsrc source(s) -> 1 plain Redis, one SCAN + MIGRATE loop per source, batch $MIGRATE_BATCH:"
+  # the proxies and their masters stay idle from here (the raw servers are others)
+  echo "-- raw reference: $moved keys (the quiet run's), $nsrc source(s) -> 1 plain Redis, one SCAN + MIGRATE loop per source, batch $MIGRATE_BATCH:"
   local raw raw_rate raw1 raw1_rate
   raw=$(bench_raw_ref "$moved" "$nsrc" "$MIGRATE_BATCH")
   printf '%s\n' "$raw" | sed 's/^/  /'
   raw_rate=$(printf '%s\n' "$raw" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
   # and all of them from one source by one loop (the issue's "single loop")
-  echo "raw reference, one loop: $moved keys, 1 source -> 1 plain Redis:"
+  echo "-- raw reference, one loop: $moved keys, 1 source -> 1 plain Redis:"
   raw1=$(bench_raw_ref "$moved" 1 "$MIGRATE_BATCH")
   printf '%s\n' "$raw1" | grep '^total' | sed 's/^/  /'
   raw1_rate=$(printf '%s\n' "$raw1" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
   local f=bench_field
-  echo "$nsrc,${raw_rate:-0},$tool_rate,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps),${raw1_rate:-0}" \
+  echo "$nsrc,${raw_rate:-0},$tool_quiet,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps),${raw1_rate:-0},$tool_loaded" \
     >> "$IT_DIR/migrate.csv"
 }
 
@@ -186,14 +211,15 @@ bench_migrate() {
   bench_migrate_one "$nkeys" 3
   echo
   bold "== summary"
-  echo "raw: plain Redis servers, no proxy, no load; raw_par: one synchronous SCAN + MIGRATE loop per source,"
-  echo "in parallel; raw_1: one loop, one source, the same keys. tool: migration_tool --add (defaults) under"
-  echo "8 SET clients through the proxy; x_par/x_1: tool / raw. p99 (ms) and rps: those SET clients."
-  printf '%-8s %9s %9s %9s %6s %6s %8s %8s %6s %8s %8s %6s\n' scenario raw_par raw_1 tool x_par x_1 \
-    p99_bef p99_dur p99_x rps_bef rps_dur rps_x
+  echo "raw: plain Redis servers, no proxy, no load. raw_par: one synchronous SCAN + MIGRATE loop per source,"
+  echo "in parallel; raw_1: one loop from one source, the same keys. tool: migration_tool --add at its defaults,"
+  echo "keys/s, with no client load (x_par, x_1: tool / raw) and under 8 SET clients through the proxy (loaded);"
+  echo "p99 (ms) and rps: those SET clients in the 5 s before and over the loaded move."
+  printf '%-6s %8s %8s %8s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' scen raw_par raw_1 tool x_par x_1 \
+    loaded p99_bef p99_dur p99_x rps_bef rps_dur rps_x
   awk -F, '{
-    printf "%-8s %9d %9d %9d %6.2f %6.2f %8.2f %8.2f %6.2f %8d %8d %6.2f\n", $1 "->" $1 + 1, $2, $10, $3,
-      ($2 > 0 ? $3 / $2 : 0), ($10 > 0 ? $3 / $10 : 0),
+    printf "%-6s %8d %8d %8d %6.2f %6.2f %8d %7.2f %7.2f %6.2f %7d %7d %6.2f\n", $1 "->" $1 + 1, $2, $10, $3,
+      ($2 > 0 ? $3 / $2 : 0), ($10 > 0 ? $3 / $10 : 0), $11,
       $5, $8, ($5 > 0 ? $8 / $5 : 0), $6, $9, ($6 > 0 ? $9 / $6 : 0) }' "$IT_DIR/migrate.csv"
 }
 
