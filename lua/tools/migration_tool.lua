@@ -102,6 +102,8 @@ keep working, then updates the table on the config server.
   --wait_ms MS     pause between rounds of buckets (default 0)
   --batch K        keys per MIGRATE command (default 100)
   --parallel P     buckets migrating at once (default 512)
+  --max-keys-per-sec N  a hard cap on the keys moved per second, over all
+                   sources together (default: none)
   -h, --help       this help
 
 Progress goes to stdout (one updating line on a terminal, a line per bucket
@@ -124,14 +126,15 @@ end
 function M.parse_args(argv)
   local o = { batch = M.DEFAULT_BATCH, parallel = M.DEFAULT_PARALLEL, wait_ms = 0 }
   local with_value = { cs = true, ns = true, add = true, del = true, password = true, secret = true, config = true,
-                       count = true, wait_ms = true, batch = true, parallel = true }
+                       count = true, wait_ms = true, batch = true, parallel = true, max_keys_per_sec = true }
   local seen = {}
   local i = 1
   while argv[i] ~= nil do
     local a = argv[i]
     if a == "-h" or a == "--help" then return nil end
-    local name, val = a:match("^%-%-([%w_]+)=(.*)$")
-    if not name then name = a:match("^%-%-([%w_]+)$") end
+    local name, val = a:match("^%-%-([%w_-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w_-]+)$") end
+    name = name and name:gsub("-", "_")
     if not name or not with_value[name] then return nil, "unknown argument '" .. a .. "'" end
     if val == nil then
       val = argv[i + 1]
@@ -162,7 +165,8 @@ function M.parse_args(argv)
     if not n then return nil, e end
     o.count = n
   end
-  for _, k in ipairs({ { "wait_ms", 0, 3600000 }, { "batch", 1, 100000 }, { "parallel", 1, btable.MAX_BUCKETS } }) do
+  for _, k in ipairs({ { "wait_ms", 0, 3600000 }, { "batch", 1, 100000 }, { "parallel", 1, btable.MAX_BUCKETS },
+                       { "max_keys_per_sec", 1, 1e9 } }) do
     if type(o[k[1]]) == "string" then
       n, e = parse_uint(o[k[1]], "--" .. k[1], k[2], k[3])
       if not n then return nil, e end
@@ -642,8 +646,21 @@ local function await_one(n, ctx)
   send_batch(n, e)
 end
 
+-- --max-keys-per-sec: a batch of k keys waits until the run's average rate
+-- stays at most the cap (one budget for every source: they share ctx).
+local function pace(ctx, k)
+  local cap = ctx.max_rate
+  if not cap then return end
+  local now = loop.now()
+  ctx.paced_from = ctx.paced_from or now
+  ctx.paced = (ctx.paced or 0) + k
+  local due = ctx.paced_from + ctx.paced / cap
+  if due > now then loop.sleep(due - now) end
+end
+
 local function flush(n, r, ctx)
   if r.n == 0 then return end
+  pace(ctx, r.n)
   local bytes = "*" .. (r.nfixed + r.n) .. "\r\n" .. r.fixed .. concat(r.segs, "", 1, r.n)
   local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0 }
   r.segs, r.n, r.seen = {}, 0, {}
@@ -869,7 +886,7 @@ end
 local function run(o, out)
   local secret, pw = M.credentials(o, os.getenv)
   local cs = new_cs(o.cs_list, secret, { note = function(line) out:err(line) end })
-  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {} }
+  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {}, max_rate = o.max_keys_per_sec }
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0
   local watch

@@ -37,6 +37,13 @@ describe("tools.migration_tool", function()
         { o.op, o.addr, o.password, o.count, o.wait_ms, o.batch, o.parallel })
     end)
 
+    it("takes --max-keys-per-sec (dashes or underscores), a positive integer", function()
+      assert.equal(5000, assert(mt.parse_args(args("--add", "127.0.0.1:6375", "--max-keys-per-sec", "5000"))).max_keys_per_sec)
+      assert.equal(7, assert(mt.parse_args(args("--add", "127.0.0.1:6375", "--max_keys_per_sec=7"))).max_keys_per_sec)
+      assert.is_nil(mt.parse_args(args("--add", "127.0.0.1:6375", "--max-keys-per-sec", "0")))
+      assert.is_nil(mt.parse_args(args("--add", "127.0.0.1:6375", "--max-keys-per-sec", "fast")))
+    end)
+
     it("takes the secret and the password from the flag, then the environment, then the config file", function()
       local path = os.tmpname()
       local f = assert(io.open(path, "w"))
