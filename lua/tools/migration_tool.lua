@@ -104,6 +104,9 @@ keep working, then updates the table on the config server.
   --parallel P     buckets migrating at once (default 512)
   --max-keys-per-sec N  a hard cap on the keys moved per second, over all
                    sources together (default: none)
+Ctrl-C stops between two rounds of buckets (the round in progress finishes:
+none is left migrating); a second Ctrl-C stops at once. Either way, the same
+command run again goes on where it stopped.
   -h, --help       this help
 
 Progress goes to stdout (one updating line on a terminal, a line per bucket
@@ -889,6 +892,7 @@ local function run(o, out)
   local ctx = { out = out, pw = pw, batch = o.batch, nodes = {}, max_rate = o.max_keys_per_sec }
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0
+  local stopped -- Ctrl-C: stopped between two rounds
   local watch
   -- every table the run reads: of o.ns, under the routing it started with
   local function fetch()
@@ -930,13 +934,22 @@ local function run(o, out)
       end
       run_round(o, ctx, cs, round)
       moved_buckets = moved_buckets + #round
+      if M.stop_asked and i < #p.rounds then
+        stopped = true
+        break
+      end
     end
-    if not changed then break end
+    if stopped or not changed then break end
     replans = replans + 1
     if replans > 5 then fail("the table of %s keeps changing under the tool; run it again later", o.ns) end
     out:line(format("the table of %s changed (now v%d) without this tool: planning again", o.ns, t.version))
   end
   out:finish()
+  if stopped then
+    out:line(format("stopped (Ctrl-C) between two rounds: %d bucket(s) moved, none migrating; "
+      .. "run the same command again to go on", moved_buckets))
+    return 130
+  end
 
   local dt = core.now() - out.t0
   if moved_buckets == 0 then
@@ -977,7 +990,15 @@ function M.main(argv)
     return 2
   end
   local out = new_out(core.isatty(1))
+  M.stop_asked = false
   loop.on_signal(function(signo)
+    if signo == 2 and not M.stop_asked then
+      -- the first Ctrl-C: the round in progress finishes (its buckets end
+      -- owned by their destination), then the run stops
+      M.stop_asked = true
+      out:err("Ctrl-C: stopping once the buckets of the current round are moved (Ctrl-C again: at once)")
+      return
+    end
     out:err("interrupted: buckets of the current round stay migrating (clients keep working); "
       .. "run the same command again to finish")
     core.exit(128 + signo)
