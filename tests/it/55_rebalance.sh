@@ -149,4 +149,10 @@ rb --rebalance --by keys --spread 10 --dry-run > "$IT_DIR/keys.out" 2>&1
 it_check "--by keys --dry-run plans moves onto $M1 (keys, not bytes)" \
   grep -q "^  move bucket [0-9]*: 127.0.0.1:\($M2\|$M3\) -> 127.0.0.1:$M1, " "$IT_DIR/keys.out"
 grep '^rebalance\|^  master' "$IT_DIR/keys.out"
+
+# ---------------------------------------------------------------- --dry-run of --del
+v2=$(version); d2=$(dbsizes)
+rb --del "127.0.0.1:$M3" --dry-run > "$IT_DIR/del.out" 2>&1
+it_eq "--del --dry-run prints the plan and moves nothing" "0 1 1 $v2 $d2" \
+  "$? $(grep -c "^plan: del 127.0.0.1:$M3 in namespace test" "$IT_DIR/del.out") $(grep -c '^dry run: nothing moved' "$IT_DIR/del.out") $(version) $(dbsizes)"
 it_done
