@@ -5,9 +5,11 @@
 --   plan(t, op, addr, opts) -> p | nil, err
 --     t     the namespace's current table (kv.btable form), possibly partly
 --           migrated by an earlier, interrupted run (of any command)
---     op    "add" | "del"
---     addr  the master to add or to remove
---     opts  { count = N (nil: all), parallel = P (buckets per round) }
+--     op    "add" | "del" | "rebalance"
+--     addr  the master to add or to remove (rebalance: unused)
+--     opts  { count = N (nil: all), parallel = P (buckets per round),
+--             moves = { move... } (rebalance: the moves M.rebalance chose,
+--             from the table as finished(t) leaves it) }
 --   p = { finish = { move... },   buckets migrating in t: finished first
 --         moves  = { move... },   every move of this run, in order (finish first)
 --         rounds = { { move... }, ... },   consecutive chunks of moves
@@ -15,6 +17,10 @@
 --         total  = #moves,  left = moves beyond --count (not in moves) }
 --   move = { bucket = b, src = "ip:port", dst = "ip:port" }
 --
+--   finished(t) -> finish, done   the buckets t has migrating (as moves)
+--                  and the table once they are finished
+--   rebalance(t, load, opts) -> r  bucket moves that even out the masters'
+--                  load (bytes or keys per bucket); see below
 --   interleave(moves) -> the same moves, sources taking turns
 --   by_dst(round) -> { { dst =, buckets = {b...} }, ... }  sorted by dst
 --   by_src(round) -> { { src =, moves = {move...} }, ... } sorted by src
@@ -50,24 +56,55 @@ local function chunks(list, size, out)
   return out
 end
 
+-- The buckets an earlier run left migrating (as moves) and the table once
+-- they are finished.
+function M.finished(t)
+  local finish, done = {}, t
+  for _, b in ipairs(sorted_keys(t.migrating)) do
+    finish[#finish + 1] = { bucket = b, src = t.owner[b], dst = t.migrating[b] }
+    done = assert(btable.finish_migration(done, b))
+  end
+  return finish, done
+end
+
+-- done + the rebalance moves (each must start from its bucket's owner in
+-- done: the moves were planned from it). -> t' | nil, err
+local function apply_moves(done, moves)
+  local target, seen = btable.copy(done), {}
+  local servers = btable.counts(done)
+  for _, mv in ipairs(moves or {}) do
+    local b = mv.bucket
+    if seen[b] then return nil, "bucket " .. tostring(b) .. " moves twice" end
+    seen[b] = true
+    if done.owner[b] ~= mv.src then
+      return nil, ("bucket %s is owned by %s, not %s"):format(tostring(b), tostring(done.owner[b]), tostring(mv.src))
+    end
+    if not servers[mv.dst] or mv.dst == mv.src then
+      return nil, ("bucket %d: %s is not another master of the table"):format(b, tostring(mv.dst))
+    end
+    target.owner[b] = mv.dst
+  end
+  return target
+end
+
 function M.plan(t, op, addr, opts)
   opts = opts or {}
   local parallel = opts.parallel or 64
   if type(parallel) ~= "number" or parallel < 1 or parallel % 1 ~= 0 then
     error("migrate_plan.plan: parallel must be a positive integer", 2)
   end
-  if op ~= "add" and op ~= "del" then error("migrate_plan.plan: op must be add or del", 2) end
+  if op ~= "add" and op ~= "del" and op ~= "rebalance" then
+    error("migrate_plan.plan: op must be add, del or rebalance", 2)
+  end
 
   -- 1. what an earlier run left migrating, and the table once it is done
-  local finish, done = {}, t
-  for _, b in ipairs(sorted_keys(t.migrating)) do
-    finish[#finish + 1] = { bucket = b, src = t.owner[b], dst = t.migrating[b] }
-    done = assert(btable.finish_migration(done, b))
-  end
+  local finish, done = M.finished(t)
 
   -- 2. the rest, from there
   local target, err
-  if op == "add" then
+  if op == "rebalance" then
+    target, err = apply_moves(done, opts.moves)
+  elseif op == "add" then
     target, err = btable.scale_up(done, addr)
   else
     local owns = false
@@ -99,6 +136,94 @@ function M.plan(t, op, addr, opts)
     finish = f2, moves = moves, rounds = rounds, target = target,
     total = #moves, left = #finish + #fresh - #moves,
   }
+end
+
+--------------------------------------------------------------------------------
+-- Rebalancing by load
+--
+--   rebalance(t, load, opts) -> r
+--     t     a table with no bucket migrating (finished(t)'s done)
+--     load  { [bucket] = n }: bytes (MEMORY USAGE summed) or keys per
+--           bucket, as measured on its owner; missing buckets weigh 0
+--     opts  { spread = PCT (default 10): the goal, max <= min * (1 + PCT/100)
+--             max_moves = N (default: no limit) }
+--   r = { moves = { {bucket, src, dst, load}... } in the order chosen,
+--         before = { [addr] = load }, after = { [addr] = load },
+--         spread_before = %, spread_after = % (math.huge: a master at 0,
+--         others not), within = after meets the goal }
+--
+-- Greedy, to move few buckets: while the masters are not within the
+-- spread, the heaviest master gives the lightest the one bucket that best
+-- halves the gap between them (load closest to gap/2; a bucket that would
+-- leave the lightest heavier than the heaviest was by the full gap or more
+-- never moves: only 0 < load < gap does, and each move lowers the sum of
+-- squares of the loads, so the loop ends). A bucket moves at most once a
+-- run. Stops when within the spread, when no bucket of the heaviest fits,
+-- or at max_moves. Ties: the lower address among equally loaded masters,
+-- the lower bucket among equally fitting ones (deterministic).
+--------------------------------------------------------------------------------
+
+function M.spread_pct(max, min)
+  if max <= 0 then return 0 end
+  if min <= 0 then return math.huge end
+  return (max / min - 1) * 100
+end
+
+function M.rebalance(t, load, opts)
+  opts = opts or {}
+  local spread = opts.spread or 10
+  if type(spread) ~= "number" or spread < 0 then error("migrate_plan.rebalance: spread must be >= 0", 2) end
+  if next(t.migrating) then error("migrate_plan.rebalance: buckets are migrating (use finished(t))", 2) end
+  local max_moves = opts.max_moves or math.huge
+  local servers = btable.servers(t)
+  local tot, owned = {}, {}
+  for _, a in ipairs(servers) do tot[a] = 0; owned[a] = {} end
+  for b = 0, t.bucket_count - 1 do
+    local a, x = t.owner[b], load[b] or 0
+    tot[a] = tot[a] + x
+    if x > 0 then owned[a][#owned[a] + 1] = b end
+  end
+  local before = {}
+  for a, v in pairs(tot) do before[a] = v end
+
+  local function extremes()
+    local hi, lo = servers[1], servers[1]
+    for _, a in ipairs(servers) do
+      if tot[a] > tot[hi] then hi = a end
+      if tot[a] < tot[lo] then lo = a end
+    end
+    return hi, lo
+  end
+  local function sp()
+    local hi, lo = extremes()
+    return M.spread_pct(tot[hi], tot[lo])
+  end
+
+  local moves, moved = {}, {}
+  local spread_before = sp()
+  while #moves < max_moves do
+    local hi, lo = extremes()
+    if hi == lo or M.spread_pct(tot[hi], tot[lo]) <= spread then break end
+    local gap = tot[hi] - tot[lo]
+    local best, bi, bd
+    for i, b in ipairs(owned[hi]) do
+      local x = load[b]
+      if not moved[b] and x < gap then
+        local d = math.abs(gap - 2 * x)
+        if not bd or d < bd or (d == bd and b < best) then best, bi, bd = b, i, d end
+      end
+    end
+    if not best then break end
+    table.remove(owned[hi], bi)
+    owned[lo][#owned[lo] + 1] = best
+    moved[best] = true
+    tot[hi] = tot[hi] - load[best]
+    tot[lo] = tot[lo] + load[best]
+    moves[#moves + 1] = { bucket = best, src = hi, dst = lo, load = load[best] }
+  end
+  local spread_after = sp()
+  return { moves = moves, before = before, after = tot, spread_before = spread_before,
+           spread_after = spread_after, within = spread_after <= spread }
 end
 
 -- Orders moves so that every round draws on every source: the first move

@@ -1,8 +1,9 @@
 -- tools.migration_tool: move buckets between Redis masters online (SPEC §7,
 -- DESIGN §5), for data_store clusters.
 --
---   migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NS (--add ADDR | --del ADDR)
---                  [--secret S] [--password PW] [--config FILE]
+--   migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NS (--add ADDR | --del ADDR |
+--                  --rebalance [--by memory|keys] [--spread PCT] [--sample N])
+--                  [--secret S] [--password PW] [--config FILE] [--dry-run]
 --                  [--count N] [--wait_ms MS] [--batch K] [--parallel P]
 --
 -- The migration port wants the handshake (kv.handshake) over the cluster's
@@ -20,6 +21,12 @@
 --         and stops if the policy's routing changes under it: M.policy_watch)
 --   plan: buckets left migrating by an earlier run first, then
 --         kv.btable.scale_up/scale_down; cut into rounds of P buckets
+--         (--rebalance: the load of every bucket is measured first,
+--         M.measure: one SCAN of each master counting keys "<b>_..." per
+--         bucket, and with --by memory MEMORY USAGE of up to --sample keys
+--         per bucket, scaled to its key count; then
+--         tools.migrate_plan.rebalance picks the moves)
+--   --dry-run: print the plan and stop
 --   per round:
 --     MIGRATE.START ns dst b...          one command per destination; +OK once
 --                                        every proxy migrates b on access
@@ -75,10 +82,14 @@ M.MAX_PASSES = 5              -- scan passes per source and round
 M.CS_TIMEOUT = 120            -- seconds to wait for START/DONE (the CS waits up to 10 s per ack round)
 M.CS_RETRIES = 3              -- rounds over the --cs addresses after the first, on transport errors
 M.MAX_CS = 16                 -- addresses in --cs at most
+M.DEFAULT_SAMPLE = 64         -- --rebalance --by memory: keys measured per bucket
+M.MEMORY_PIPELINE = 256       -- MEMORY USAGE commands per round trip
 
 local USAGE = [[
-usage: migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NAMESPACE (--add ADDR | --del ADDR)
-                      [--secret S] [--password PW] [--config FILE] [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+usage: migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NAMESPACE (--add ADDR | --del ADDR |
+                      --rebalance [--by memory|keys] [--spread PCT] [--sample N])
+                      [--secret S] [--password PW] [--config FILE] [--dry-run]
+                      [--count N] [--wait_ms MS] [--batch K] [--parallel P]
 
 Moves buckets of a data_store namespace between Redis masters while clients
 keep working, then updates the table on the config server.
@@ -92,6 +103,28 @@ keep working, then updates the table on the config server.
   --add ADDR       scale out: move buckets onto the new master ADDR (ip:port)
                    until every master holds floor/ceil(buckets / masters)
   --del ADDR       scale in: move every bucket of ADDR to the other masters, evenly
+  --rebalance      move buckets between the table's masters so that their load
+                   ends within --spread of each other (heaviest / lightest),
+                   moving as few buckets as it can: the heaviest master gives
+                   the lightest the bucket that best halves the gap between
+                   them, until within the spread or no bucket fits.
+                   The load is measured first: one SCAN (COUNT 1000) of every
+                   master, counting its keys per bucket; with --by memory also
+                   MEMORY USAGE (default SAMPLES 5: a collection's size is
+                   estimated from 5 elements, never walked in full) of at most
+                   --sample keys of each bucket, the bucket's bytes taken as
+                   their mean times its key count (a big key not sampled is
+                   missed: raise --sample; --sample 0 measures every key).
+                   Costs a full SCAN of every master plus up to
+                   buckets x N MEMORY USAGE calls, pipelined.
+  --by memory|keys with --rebalance: what load means (default memory)
+  --spread PCT     with --rebalance: the goal, heaviest <= lightest x (1 + PCT/100)
+                   (default 10)
+  --sample N       with --rebalance --by memory: keys measured per bucket
+                   (default 64; 0: all)
+  --dry-run        print the plan (with --rebalance: each bucket, its keys and
+                   bytes, and every master's load before and after) and stop
+                   without moving anything
   --secret S       the config servers' cluster_secret (default: $KV_CLUSTER_SECRET;
                    none: only a config server on loopback accepts the tool)
   --password PW    the masters' requirepass (default: $KV_REDIS_PASSWORD, else none)
@@ -129,7 +162,9 @@ end
 function M.parse_args(argv)
   local o = { batch = M.DEFAULT_BATCH, parallel = M.DEFAULT_PARALLEL, wait_ms = 0 }
   local with_value = { cs = true, ns = true, add = true, del = true, password = true, secret = true, config = true,
-                       count = true, wait_ms = true, batch = true, parallel = true, max_keys_per_sec = true }
+                       count = true, wait_ms = true, batch = true, parallel = true, max_keys_per_sec = true,
+                       by = true, spread = true, sample = true }
+  local flags = { rebalance = true, dry_run = true } -- no value
   local seen = {}
   local i = 1
   while argv[i] ~= nil do
@@ -137,7 +172,14 @@ function M.parse_args(argv)
     if a == "-h" or a == "--help" then return nil end
     local name, val = a:match("^%-%-([%w_-]+)=(.*)$")
     if not name then name = a:match("^%-%-([%w_-]+)$") end
-    name = name and name:gsub("-", "_")
+    if name then name = name:gsub("-", "_") end
+    if name and flags[name] and val == nil then
+      if seen[name] then return nil, "--" .. name:gsub("_", "-") .. " is given twice" end
+      seen[name] = true
+      o[name] = true
+      i = i + 1
+      goto continue
+    end
     if not name or not with_value[name] then return nil, "unknown argument '" .. a .. "'" end
     if val == nil then
       val = argv[i + 1]
@@ -148,6 +190,7 @@ function M.parse_args(argv)
     seen[name] = true
     o[name] = val
     i = i + 1
+    ::continue::
   end
   if not o.cs then return nil, "--cs HOST:PORT[,HOST:PORT...] is required" end
   local list, lerr = names.endpoint_list(o.cs, M.MAX_CS)
@@ -156,13 +199,29 @@ function M.parse_args(argv)
   if not o.ns then return nil, "--ns NAMESPACE is required" end
   local ok, e = names.valid_namespace(o.ns)
   if not ok then return nil, "--ns: " .. e end
+  if o.rebalance and (o.add or o.del) then return nil, "--rebalance moves buckets between the masters there are: not with --add or --del" end
   if o.add and o.del then return nil, "give either --add or --del, not both" end
-  if not o.add and not o.del then return nil, "--add ADDR or --del ADDR is required" end
-  o.op = o.add and "add" or "del"
-  o.addr = o.add or o.del
-  ok, e = names.valid_addr(o.addr)
-  if not ok then return nil, "--" .. o.op .. ": " .. e end
+  if not o.add and not o.del and not o.rebalance then return nil, "--add ADDR or --del ADDR is required (or --rebalance)" end
   local n
+  if o.rebalance then
+    o.op = "rebalance"
+    o.by = o.by or "memory"
+    if o.by ~= "memory" and o.by ~= "keys" then return nil, "--by must be memory or keys, got '" .. o.by .. "'" end
+    n, e = parse_uint(o.spread or "10", "--spread", 0, 100000)
+    if not n then return nil, e end
+    o.spread = n
+    n, e = parse_uint(o.sample or tostring(M.DEFAULT_SAMPLE), "--sample", 0, 1e9)
+    if not n then return nil, e end
+    o.sample = n
+  else
+    for _, k in ipairs({ "by", "spread", "sample" }) do
+      if o[k] then return nil, "--" .. k .. " goes with --rebalance" end
+    end
+    o.op = o.add and "add" or "del"
+    o.addr = o.add or o.del
+    ok, e = names.valid_addr(o.addr)
+    if not ok then return nil, "--" .. o.op .. ": " .. e end
+  end
   if o.count ~= nil then
     n, e = parse_uint(o.count, "--count", 1, 1e9)
     if not n then return nil, e end
@@ -778,8 +837,8 @@ local function describe_plan(o, p, t)
   local parts = {}
   for k, v in pairs(per) do parts[#parts + 1] = k .. " (" .. v .. ")" end
   table.sort(parts)
-  local s = format("plan: %s %s in namespace %s (table v%d, %d buckets): %d bucket move(s) in %d round(s) of up to %d",
-    o.op, o.addr, o.ns, t.version, t.bucket_count, p.total, #p.rounds, o.parallel)
+  local s = format("plan: %s%s in namespace %s (table v%d, %d buckets): %d bucket move(s) in %d round(s) of up to %d",
+    o.op, o.addr and (" " .. o.addr) or "", o.ns, t.version, t.bucket_count, p.total, #p.rounds, o.parallel)
   if #p.finish > 0 then
     s = s .. format("; %d left migrating by an earlier run are finished first", #p.finish)
   end
@@ -853,6 +912,117 @@ local function run_round(o, ctx, cs, round)
   for _, mv in ipairs(round) do ctx.out:bucket_done(mv.bucket, mv.dst, found[mv.bucket] or 0) end
 end
 
+--------------------------------------------------------------------------------
+-- --rebalance: the load of each bucket
+--------------------------------------------------------------------------------
+
+-- The key of a MIGRATE segment "$<len>\r\n<key>\r\n".
+local function seg_key(seg)
+  return seg:sub(seg:find("\r\n", 1, true) + 2, -3)
+end
+
+-- MEMORY USAGE of keys (on n), pipelined. -> total bytes, keys measured
+local function memory_of(n, keys)
+  local bytes, measured = 0, 0
+  for i = 1, #keys, M.MEMORY_PIPELINE do
+    local cmds = {}
+    for j = i, math.min(i + M.MEMORY_PIPELINE - 1, #keys) do cmds[#cmds + 1] = { "MEMORY", "USAGE", keys[j] } end
+    local r, err = n.c:pipeline(cmds)
+    if not r then fail("master %s: MEMORY USAGE: %s", n.addr, tostring(err)) end
+    for k = 1, #cmds do
+      local x = r[k]
+      if type(x) == "table" and x.err then fail("master %s: MEMORY USAGE: %s", n.addr, x.err) end
+      if type(x) == "number" then bytes = bytes + x; measured = measured + 1 end -- nil: gone since SCAN
+    end
+  end
+  return bytes, measured
+end
+
+-- Keys and bytes per bucket of the namespace, each bucket measured on the
+-- masters t gives it (its owner and, while it migrates, its destination:
+-- its keys are on both). by "keys": bytes stays empty. sample: keys
+-- measured per bucket per master (0: all).
+-- -> { keys = {[b] = n}, bytes = {[b] = n}, stray = keys on a master that
+--      has nothing to do with their bucket (not counted) }
+function M.measure(ctx, t, by, sample)
+  local keys, bytes, stray = {}, {}, 0
+  local all = setmetatable({}, { __index = function() return true end })
+  for _, addr in ipairs(btable.addresses(t)) do
+    local n = open(ctx.nodes, addr, ctx.pw)
+    check_master(n)
+    local here, samples = {}, {}
+    scan_all(n, nil, all, function(h)
+      local hits = h.hits
+      for i = 1, h.nhits, 2 do
+        local b = hits[i]
+        if b < t.bucket_count and (t.owner[b] == addr or t.migrating[b] == addr) then
+          here[b] = (here[b] or 0) + 1
+          if by == "memory" then
+            local s = samples[b]
+            if not s then s = {}; samples[b] = s end
+            if sample == 0 or #s < sample then s[#s + 1] = seg_key(hits[i + 1]) end
+          end
+        else
+          stray = stray + 1
+        end
+      end
+    end)
+    for b, c in pairs(here) do
+      keys[b] = (keys[b] or 0) + c
+      if by == "memory" then
+        local sum, m = memory_of(n, samples[b])
+        if m > 0 then bytes[b] = (bytes[b] or 0) + math.floor(sum / m * c + 0.5) end
+      end
+    end
+  end
+  return { keys = keys, bytes = bytes, stray = stray }
+end
+
+local function human_bytes(n)
+  if n >= 1073741824 then return format("%.2f GB", n / 1073741824) end
+  if n >= 1048576 then return format("%.2f MB", n / 1048576) end
+  if n >= 1024 then return format("%.1f KB", n / 1024) end
+  return format("%d B", n)
+end
+
+local function show_spread(x)
+  if x == math.huge then return "inf" end
+  return format("%.1f%%", x)
+end
+
+-- The rebalance plan, for people: per master its load before and after,
+-- then every move.
+local function describe_rebalance(o, r, m)
+  local unit = o.by == "memory" and human_bytes or function(v) return format("%d keys", v) end
+  local lines = { format("rebalance by %s, goal: within %d%%; now %s, after the plan %s%s", o.by, o.spread,
+    show_spread(r.spread_before), show_spread(r.spread_after),
+    r.within and "" or " (no bucket move brings it closer: the buckets are too uneven)") }
+  local addrs = {}
+  for a in pairs(r.before) do addrs[#addrs + 1] = a end
+  table.sort(addrs)
+  for _, a in ipairs(addrs) do
+    lines[#lines + 1] = format("  master %s: %s -> %s", a, unit(r.before[a]), unit(r.after[a]))
+  end
+  for _, mv in ipairs(r.moves) do
+    lines[#lines + 1] = format("  move bucket %d: %s -> %s, %d keys, %s", mv.bucket, mv.src, mv.dst,
+      m.keys[mv.bucket] or 0, human_bytes(m.bytes[mv.bucket] or 0))
+  end
+  if m.stray > 0 then
+    lines[#lines + 1] = format("  (%d key(s) on masters that do not own their bucket were not counted)", m.stray)
+  end
+  return concat(lines, "\n")
+end
+
+-- Measures, then plans a --rebalance from t. -> p, r (migrate_plan.rebalance), m (measure)
+local function plan_rebalance(o, ctx, t, count)
+  local m = M.measure(ctx, t, o.by, o.sample)
+  local _, done = plan.finished(t)
+  local r = plan.rebalance(done, o.by == "memory" and m.bytes or m.keys, { spread = o.spread })
+  local p, err = plan.plan(t, "rebalance", nil, { moves = r.moves, count = count, parallel = o.parallel })
+  if not p then fail("cannot plan: %s", err) end
+  return p, r, m
+end
+
 -- After a complete --del: the removed master should hold no key of the namespace.
 local function leftover_keys(n)
   local all = setmetatable({}, { __index = function() return true end })
@@ -910,9 +1080,19 @@ local function run(o, out)
   while true do
     t = fetch()
     local count = o.count and (o.count - moved_buckets) or nil
-    local err
-    p, err = plan.plan(t, o.op, o.addr, { count = count, parallel = o.parallel })
-    if not p then fail("cannot plan: %s", err) end
+    local err, r, m
+    if o.op == "rebalance" then
+      p, r, m = plan_rebalance(o, ctx, t, count)
+      if replans == 0 then out:line(describe_rebalance(o, r, m)) end
+    else
+      p, err = plan.plan(t, o.op, o.addr, { count = count, parallel = o.parallel })
+      if not p then fail("cannot plan: %s", err) end
+    end
+    if o.dry_run then
+      out:line(describe_plan(o, p, t))
+      out:line(format("dry run: nothing moved (table %s v%d unchanged)", o.ns, t.version))
+      return 0
+    end
     if p.total == 0 then break end
     preflight(o, p, t, ctx.nodes, pw)
     if replans == 0 then
@@ -952,7 +1132,9 @@ local function run(o, out)
   end
 
   local dt = core.now() - out.t0
-  if moved_buckets == 0 then
+  if moved_buckets == 0 and o.op == "rebalance" then
+    out:line(format("nothing to move in %s (table v%d)", o.ns, t.version))
+  elseif moved_buckets == 0 then
     out:line(format("nothing to do: %s %s in %s is already done (table v%d)", o.op, o.addr, o.ns, t.version))
   else
     out:line(format("done: %d bucket(s), %d keys moved in %.2f s (%d keys/s)",
@@ -963,6 +1145,15 @@ local function run(o, out)
   local parts = {}
   for _, a in ipairs(btable.servers(t)) do parts[#parts + 1] = a .. " " .. counts[a] end
   out:line(format("table %s v%d: %s", o.ns, t.version, concat(parts, ", ")))
+  if o.op == "rebalance" and moved_buckets > 0 then
+    local m = M.measure(ctx, t, o.by, o.sample)
+    local _, done = plan.finished(t) -- (none migrating, unless someone else started a move)
+    local r = plan.rebalance(done, o.by == "memory" and m.bytes or m.keys, { spread = o.spread, max_moves = 0 })
+    local unit = o.by == "memory" and human_bytes or function(v) return format("%d keys", v) end
+    local parts2 = {}
+    for _, a in ipairs(btable.servers(t)) do parts2[#parts2 + 1] = a .. " " .. unit(r.before[a] or 0) end
+    out:line(format("load now (measured): %s; spread %s", concat(parts2, ", "), show_spread(r.spread_before)))
+  end
   if p and p.left > 0 then
     out:line(format("%d bucket move(s) left: run again without --count (or with a new one) to go on", p.left))
   elseif o.op == "del" and not counts[o.addr] then

@@ -296,4 +296,133 @@ describe("tools.migrate_plan", function()
       assert.same({ A, B, C }, mp.servers(p))
     end)
   end)
+
+  describe("rebalance", function()
+    -- 1023 buckets on A, B, C; every bucket weighs w, those of `heavy`
+    -- weigh w * factor
+    local function loads(t, heavy, w, factor)
+      local l = {}
+      for b = 0, t.bucket_count - 1 do l[b] = t.owner[b] == heavy and w * factor or w end
+      return l
+    end
+    local function totals(t, load)
+      local tot = {}
+      for b = 0, t.bucket_count - 1 do tot[t.owner[b]] = (tot[t.owner[b]] or 0) + (load[b] or 0) end
+      return tot
+    end
+    local function max_min(tot)
+      local hi, lo = -1, math.huge
+      for _, v in pairs(tot) do hi = math.max(hi, v); lo = math.min(lo, v) end
+      return hi, lo
+    end
+
+    it("evens an uneven cluster within the spread, and the plan runs", function()
+      local t = three()
+      local load = loads(t, A, 100, 3) -- A holds 3x what B or C hold
+      local r = mp.rebalance(t, load, { spread = 10 })
+      assert.is_true(r.within)
+      assert.is_true(r.spread_before > 100)
+      assert.is_true(r.spread_after <= 10)
+      local p = assert(mp.plan(t, "rebalance", nil, { moves = r.moves, parallel = 64 }))
+      assert.equals(#r.moves, p.total)
+      local t2 = execute(t, p)
+      local hi, lo = max_min(totals(t2, load))
+      assert.is_true(hi <= lo * 1.1, hi .. " vs " .. lo)
+      assert.same(r.after, totals(t2, load))
+      for _, mv in ipairs(r.moves) do assert.equals(A, mv.src) end
+    end)
+
+    it("moves few buckets: the heaviest ones that fit", function()
+      local t = three()
+      local load = loads(t, A, 10, 1)
+      -- A also holds three huge buckets: moving two of them is enough
+      local own = {}
+      for b = 0, t.bucket_count - 1 do if t.owner[b] == A then own[#own + 1] = b end end
+      for i = 1, 3 do load[own[i]] = 3410 end
+      local r = mp.rebalance(t, load, { spread = 10 })
+      assert.is_true(r.within)
+      assert.equals(2, #r.moves)
+      assert.same({ own[1], own[2] }, { r.moves[1].bucket, r.moves[2].bucket })
+      assert.are_not.equal(r.moves[1].dst, r.moves[2].dst)
+    end)
+
+    it("plans nothing for an even cluster", function()
+      local t = three()
+      local r = mp.rebalance(t, loads(t, A, 100, 1.05), { spread = 10 })
+      assert.equals(0, #r.moves)
+      assert.is_true(r.within)
+      local p = assert(mp.plan(t, "rebalance", nil, { moves = r.moves }))
+      assert.equals(0, p.total)
+    end)
+
+    it("never moves a bucket that overshoots; stops when no move helps", function()
+      local t = assert(bt.init("test", 256, { A, B }))
+      local load = {}
+      local a_bucket
+      for b = 0, 255 do if t.owner[b] == A then a_bucket = a_bucket or b end end
+      load[a_bucket] = 1000 -- one bucket holds everything: nothing can even it
+      local r = mp.rebalance(t, load, { spread = 10 })
+      assert.equals(0, #r.moves)
+      assert.is_false(r.within)
+      assert.equals(math.huge, r.spread_after)
+    end)
+
+    it("is deterministic on ties", function()
+      local t = three()
+      local load = loads(t, A, 1, 2)
+      local r1 = mp.rebalance(t, load, { spread = 5 })
+      local r2 = mp.rebalance(t, load, { spread = 5 })
+      assert.same(r1.moves, r2.moves)
+      -- equal buckets: the lowest goes first, to the lowest-addressed light master
+      assert.equals(B, r1.moves[1].dst)
+      local first = math.huge
+      for b = 0, t.bucket_count - 1 do if t.owner[b] == A then first = math.min(first, b) end end
+      assert.equals(first, r1.moves[1].bucket)
+    end)
+
+    it("keys and bytes give different plans", function()
+      local t = assert(bt.init("test", 256, { A, B }))
+      local keys, bytes = {}, {}
+      for b = 0, 255 do
+        keys[b] = 10
+        bytes[b] = 100
+      end
+      -- A's buckets hold the same number of keys, but ten of them big values
+      local n = 0
+      for b = 0, 255 do
+        if t.owner[b] == A and n < 10 then bytes[b] = 2000; n = n + 1 end
+      end
+      assert.equals(0, #mp.rebalance(t, keys, { spread = 10 }).moves)
+      local r = mp.rebalance(t, bytes, { spread = 10 })
+      assert.is_true(r.within)
+      assert.is_true(#r.moves > 0 and #r.moves <= 5, #r.moves .. " moves")
+    end)
+
+    it("max_moves caps the plan", function()
+      local t = three()
+      local r = mp.rebalance(t, loads(t, A, 1, 3), { spread = 0, max_moves = 4 })
+      assert.equals(4, #r.moves)
+    end)
+
+    it("plan refuses moves that do not fit the table", function()
+      local t = three()
+      local b = 0
+      local wrong = t.owner[b] == A and B or A
+      assert.is_nil((mp.plan(t, "rebalance", nil, { moves = { { bucket = b, src = wrong, dst = C } } })))
+    end)
+
+    it("finishes buckets left migrating first, then the rebalance moves", function()
+      local t = three()
+      local b0 = 0
+      local dst = t.owner[b0] == A and B or A
+      t = assert(bt.start_migration(t, b0, dst))
+      local finish, done = mp.finished(t)
+      assert.equals(1, #finish)
+      local r = mp.rebalance(done, loads(done, A, 100, 3), { spread = 10 })
+      local p = assert(mp.plan(t, "rebalance", nil, { moves = r.moves }))
+      assert.equals(#r.moves + 1, p.total)
+      assert.same({ bucket = b0, src = t.owner[b0], dst = dst }, p.rounds[1][1])
+      execute(t, p)
+    end)
+  end)
 end)
