@@ -47,18 +47,24 @@ local function fail(msg)
   return 1
 end
 
+-- The etcd client of store = "etcd" (etcd_endpoints checked as a list of
+-- ip:port). -> client | nil, err
+local function etcd_client(cfg, timeout, logfn)
+  if cfg.etcd_endpoints == "" then return nil, "store = \"etcd\" needs etcd_endpoints" end
+  local endpoints, err = require("kv.names").endpoint_list(cfg.etcd_endpoints, 16)
+  if not endpoints then return nil, "etcd_endpoints: " .. tostring(err) end
+  return require("kv.etcd").new({ endpoints = endpoints, timeout = timeout, user = cfg.etcd_user,
+    password = cfg.etcd_password, log = logfn })
+end
+
 -- store = "etcd" (issue 14): the tables from etcd into st, the leader
 -- election, the watch that keeps the cache current. -> true | nil, err
 local function open_etcd(cs, cfg)
   local estore = require "kvcs.estore"
   local leader = require "kvcs.leader"
-  local etcd = require "kv.etcd"
-  if cfg.etcd_endpoints == "" then return nil, "store = \"etcd\" needs etcd_endpoints" end
   if cfg.master_cs ~= "" then return nil, "store = \"etcd\" has no slave config servers: master_cs must be \"\"" end
-  local endpoints = {}
-  for a in cfg.etcd_endpoints:gmatch("[^,%s]+") do endpoints[#endpoints + 1] = a end
-  local client = etcd.new({ endpoints = endpoints, timeout = 2, user = cfg.etcd_user,
-    password = cfg.etcd_password, log = log.warn })
+  local client, cerr = etcd_client(cfg, 2, log.warn)
+  if not client then return nil, cerr end
   cs.etcd = client
   local name = cfg.node_name ~= "" and cfg.node_name or cfg.http_listen
   local l = leader.new({
@@ -118,15 +124,12 @@ end
 -- named). -> exit status
 local function import_files(cfg, dir)
   local estore = require "kvcs.estore"
-  local etcd = require "kv.etcd"
   if cfg.store ~= "etcd" then return fail("--import-files needs store = \"etcd\" in the configuration") end
   local src = store.new(dir, store.real_fs())
   local ok, err = store.load_all(src)
   if not ok then return fail(err) end
-  local endpoints = {}
-  for a in cfg.etcd_endpoints:gmatch("[^,%s]+") do endpoints[#endpoints + 1] = a end
-  local client = etcd.new({ endpoints = endpoints, timeout = 3, user = cfg.etcd_user, password = cfg.etcd_password,
-    log = function(fmt, ...) io.stderr:write(fmt:format(...), "\n") end })
+  local client, cerr = etcd_client(cfg, 3, function(fmt, ...) io.stderr:write(fmt:format(...), "\n") end)
+  if not client then return fail(cerr) end
   local dst = estore.new(store.new("etcd", nil), client, cfg.etcd_prefix, nil)
   local status = 0
   loop.run(function()

@@ -156,11 +156,14 @@ function M.wait_acks(cs, ns, version, timeout)
   while true do
     M.forget_stale(cs)
     local lagging
-    if cs.cluster then lagging = lagging_in_cluster(cs, ns, version) end
-    for id, k in pairs(cs.cluster and {} or cs.peers.known[ns] or {}) do
-      if (k.acked or 0) < version then
-        lagging = ("%s (id %s, %s, acked v%d)"):format(k.listen, id, k.online and "connected" or "not connected", k.acked or 0)
-        break
+    if cs.cluster then
+      lagging = lagging_in_cluster(cs, ns, version)
+    else
+      for id, k in pairs(cs.peers.known[ns] or {}) do
+        if (k.acked or 0) < version then
+          lagging = ("%s (id %s, %s, acked v%d)"):format(k.listen, id, k.online and "connected" or "not connected", k.acked or 0)
+          break
+        end
       end
     end
     if not lagging then return true end
