@@ -1,21 +1,45 @@
--- raw_migrate.lua PASSWORD BATCH DST_PORT SRC_PORT...: the reference rate of
--- migration for scripts/bench.sh migrate -- what plain Redis servers reach
--- with no proxy, no config server and no bucket bookkeeping. One loop per
--- source, all sources in parallel (one coroutine each on kv.loop), each loop
--- fully synchronous: SCAN a page of keys (COUNT 1000), then MIGRATE them to
--- the destination BATCH keys per command, one MIGRATE at a time, then the
--- next page, until the cursor is back at 0. The keys leave the source (no
--- COPY), as they do with migration_tool.
+-- raw_migrate.lua [--buckets FILE] PASSWORD BATCH DST_PORT SRC_PORT...: the
+-- reference rate of migration for scripts/bench.sh migrate -- what plain
+-- Redis servers reach with no proxy, no config server and no bucket
+-- bookkeeping. One loop per source, all sources in parallel (one coroutine
+-- each on kv.loop), each loop fully synchronous: SCAN a page of keys (COUNT
+-- 1000), then MIGRATE them to the destination BATCH keys per command, one
+-- MIGRATE at a time, then the next page, until the cursor is back at 0. The
+-- keys leave the source (no COPY), as they do with migration_tool.
+-- With --buckets FILE (bucket numbers separated by blanks or newlines), only
+-- the keys "<bucket>_..." whose bucket is in FILE move: the others are
+-- scanned and stay -- the work migration_tool does when it moves those
+-- buckets off masters that keep the rest. Without it every key moves.
 -- Prints one line per source and a total:
---   src=<port> keys=<n> seconds=<s> rate=<keys/s>
---   total keys=<n> seconds=<s of the slowest loop> rate=<keys/s> errors=<n>
+--   src=<port> keys=<moved> scanned=<n> seconds=<s> rate=<keys moved/s>
+--   total keys=<n> scanned=<n> seconds=<s of the slowest loop> rate=<keys/s> errors=<n>
+-- then, with --buckets, untimed: a second SCAN of every server,
+--   check set_left_on_sources=<n> others_on_destination=<n>
+-- (both 0 when exactly the keys of the set moved).
 local loop = require "kv.loop"
 local redis = require "kv.redis"
 
-local pw, batch, dst = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local USAGE = "usage: raw_migrate.lua [--buckets FILE] PASSWORD BATCH DST_PORT SRC_PORT..."
+local args, set = { unpack(arg) }, nil
+if args[1] == "--buckets" then
+  assert(args[2], USAGE)
+  local f = assert(io.open(args[2]))
+  set = {}
+  for b in f:read("*a"):gmatch("%d+") do set[tonumber(b)] = true end
+  f:close()
+  table.remove(args, 1); table.remove(args, 1)
+end
+local pw, batch, dst = args[1], tonumber(args[2]), tonumber(args[3])
 local srcs = {}
-for i = 4, #arg do srcs[#srcs + 1] = tonumber(arg[i]) end
-assert(pw and batch and dst and #srcs > 0, "usage: raw_migrate.lua PASSWORD BATCH DST_PORT SRC_PORT...")
+for i = 4, #args do srcs[#srcs + 1] = tonumber(args[i]) end
+assert(pw and batch and dst and #srcs > 0, USAGE)
+
+-- the key's bucket is in the set (always, with no set)
+local function wanted(key)
+  if not set then return true end
+  local b = key:match("^(%d+)_")
+  return b ~= nil and set[tonumber(b)] == true
+end
 
 local TIMEOUT_MS = 5000       -- MIGRATE's own I/O timeout, as the tool's
 local results, errors = {}, 0
@@ -38,23 +62,43 @@ end
 
 local function one_source(port)
   local c = assert(redis.connect("127.0.0.1", port, { timeout = 60, password = pw }))
-  local t0, moved, cursor = loop.now(), 0, "0"
+  local t0, moved, scanned, cursor = loop.now(), 0, 0, "0"
   local keys, n = {}, 0
   repeat
     local r = assert(c:call("SCAN", cursor, "COUNT", "1000"))
     assert(type(r) == "table" and not r.err, "SCAN failed")
     cursor = r[1]
+    scanned = scanned + #r[2]
     for _, k in ipairs(r[2]) do
-      n = n + 1
-      keys[n] = k
-      if n == batch then moved = moved + migrate(c, keys, n); n = 0 end
+      if wanted(k) then
+        n = n + 1
+        keys[n] = k
+        if n == batch then moved = moved + migrate(c, keys, n); n = 0 end
+      end
     end
     -- the page's rest goes now: a key kept for later could be returned
     -- again by the next SCAN (twice in one MIGRATE is a BUSYKEY)
     if n > 0 then moved = moved + migrate(c, keys, n); n = 0 end
   until cursor == "0"
-  results[#results + 1] = { port = port, keys = moved, seconds = loop.now() - t0 }
+  results[#results + 1] = { port = port, keys = moved, scanned = scanned, seconds = loop.now() - t0 }
   c:close()
+end
+
+-- after the timed loops: the keys on PORT whose bucket is (IN true) or is
+-- not (IN false) in the set
+local function count(port, in_set)
+  local c = assert(redis.connect("127.0.0.1", port, { timeout = 60, password = pw }))
+  local cursor, n = "0", 0
+  repeat
+    local r = assert(c:call("SCAN", cursor, "COUNT", "1000"))
+    assert(type(r) == "table" and not r.err, "SCAN failed")
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do
+      if wanted(k) == in_set then n = n + 1 end
+    end
+  until cursor == "0"
+  c:close()
+  return n
 end
 
 loop.run(function()
@@ -71,13 +115,20 @@ loop.run(function()
     end)
   end
   coroutine.yield()
-  local keys, secs = 0, 0
+  local keys, scanned, secs = 0, 0, 0
   table.sort(results, function(a, b) return a.port < b.port end)
   for _, r in ipairs(results) do
-    print(("src=%d keys=%d seconds=%.3f rate=%.0f"):format(r.port, r.keys, r.seconds, r.keys / r.seconds))
-    keys = keys + r.keys
+    print(("src=%d keys=%d scanned=%d seconds=%.3f rate=%.0f"):format(r.port, r.keys, r.scanned, r.seconds,
+      r.keys / r.seconds))
+    keys, scanned = keys + r.keys, scanned + r.scanned
     secs = math.max(secs, r.seconds)
   end
-  print(("total keys=%d seconds=%.3f rate=%.0f errors=%d"):format(keys, secs, secs > 0 and keys / secs or 0, errors))
+  print(("total keys=%d scanned=%d seconds=%.3f rate=%.0f errors=%d"):format(keys, scanned, secs,
+    secs > 0 and keys / secs or 0, errors))
+  if set then
+    local left = 0
+    for _, port in ipairs(srcs) do left = left + count(port, true) end
+    print(("check set_left_on_sources=%d others_on_destination=%d"):format(left, count(dst, false)))
+  end
   loop.stop()
 end)
