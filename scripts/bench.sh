@@ -22,14 +22,18 @@
 #       bench/results/<date>-<commit>-<mode>-t<threads>[-pin][-label].csv.
 #   scripts/bench.sh compare A.csv B.csv
 #       two result files side by side, with B/A ratios
-#   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 2 -> 3
+#   scripts/bench.sh migrate [KEYS]   keys moved per second scaling 1 -> 2
 #       and 3 -> 4 masters (KEYS of 64 bytes loaded per scenario, default
 #       300000), the tool's rate with no client load and under 8 SET clients
 #       through the proxy, their p50/p99 and throughput before and during
-#       that move, and reference rows: the same number of
-#       keys moved between plain Redis servers by synchronous SCAN + MIGRATE
-#       loops (scripts/lib/raw_migrate.lua; one per source in parallel, and
-#       one alone), with the tool's rate as a ratio of them
+#       that move, and two reference rates of synchronous SCAN + MIGRATE
+#       loops (scripts/lib/raw_migrate.lua, one per source in parallel, no
+#       proxy): raw, the target's reference (issue 15: "the same data moved
+#       ... between the same servers"), on a cluster built like the quiet
+#       one, moving the keys of the buckets the tool moved (every key of each
+#       source scanned, as the tool does); raw_all, as many keys on
+#       dedicated servers holding only them, all moved (a stricter bound);
+#       the tool's rate as a ratio of each
 #   scripts/bench.sh policy [REPS]   what the routing policy's rules cost per
 #       request: GET at -P 1 and -P 16 (-c 50) through a kvp whose namespace
 #       has no policy, and through one whose policy has rules, for a key no
@@ -76,12 +80,14 @@ bench_kvp_conf() { # NAME NS CS_PROXY KEY=LUAVALUE...
 # bench_field LINE NAME: the number after " NAME=" in a "a=1 b=2" line
 bench_field() { echo " $1" | sed -n "s/.* $2=\([0-9.]*\).*/\1/p"; }
 
-# bench_raw_ref NKEYS NSRC BATCH: the reference row -- NKEYS keys of 64 bytes
-# spread evenly over NSRC fresh plain Redis servers, moved to one more by
+# bench_raw_ref NKEYS NSRC BATCH: the secondary reference (raw_all) --
+# NKEYS keys of 64 bytes spread evenly over NSRC fresh plain Redis servers
+# that hold only those keys, all moved to one more by
 # scripts/lib/raw_migrate.lua (one synchronous SCAN + MIGRATE loop per
 # source, the sources in parallel, BATCH keys per MIGRATE: the tool's
-# default --batch). Prints raw_migrate.lua's lines; the servers are shut
-# down after.
+# default --batch). Every key scanned is a key moved: a stricter bound than
+# any mover that scans whole masters to take some of their buckets can
+# reach. Prints raw_migrate.lua's lines; the servers are shut down after.
 bench_raw_ref() {
   local nkeys=$1 nsrc=$2 batch=$3
   local ports=() p i dst
@@ -144,14 +150,57 @@ bench_tool() {
     printf "migration_tool --add (exit %d): %d keys moved in %.2f s = %.0f keys/s\n", rc, m, b - a, m / (b - a) }'
 }
 
+# bench_buckets_of NS ADDR: the buckets ADDR owns in NS's table (the config
+# server's bucket_table), blank-separated on one line
+bench_buckets_of() {
+  curl -sf -d "{\"namespace\":\"$1\"}" "http://127.0.0.1:$CS_HTTP/kvstore/cs/bucket_table" |
+    luajit "$KV_ROOT/scripts/lib/json.lua" "table.concat(j.table['$2'] or {}, ' ')"
+}
+
+# bench_raw_same NS NSRC NKEYS BATCH SETFILE: the main reference (raw) -- a
+# cluster built like the quiet one (bench_cluster NS NSRC NKEYS, then the
+# same 5 s of SETs through its proxy), its proxy stopped, then
+# raw_migrate.lua on its masters: one synchronous SCAN + MIGRATE loop per
+# source, in parallel, BATCH keys per MIGRATE, moving to the added master
+# only the keys of the buckets in SETFILE (the ones the tool moved in the
+# quiet run); the others are scanned and stay, as with the tool. Prints
+# raw_migrate.lua's lines, warns unless exactly the keys of the set moved;
+# the servers are shut down after.
+bench_raw_same() {
+  local ns=$1 nsrc=$2 nkeys=$3 batch=$4 setf=$5 i p
+  # not in a pipe: bench_cluster sets CL_MS and CL_PORT in this shell
+  bench_cluster "$ns" "$nsrc" "$nkeys" > "$IT_DIR/$ns.cluster"
+  cat "$IT_DIR/$ns.cluster"
+  echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
+  # no proxy while the loops run (its masters are plain Redis from here)
+  it_kill "P$ns"
+  local before=0 left=0 got out
+  for ((i = 0; i < nsrc; i++)); do before=$((before + $(it_redis "${CL_MS[$i]}" dbsize))); done
+  out=$("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/raw_migrate.lua" --buckets "$setf" "$IT_PW" "$batch" \
+    "${CL_MS[$nsrc]}" "${CL_MS[@]:0:$nsrc}")
+  printf '%s\n' "$out"
+  for ((i = 0; i < nsrc; i++)); do left=$((left + $(it_redis "${CL_MS[$i]}" dbsize))); done
+  got=$(it_redis "${CL_MS[$nsrc]}" dbsize)
+  local moved check
+  moved=$(printf '%s\n' "$out" | sed -n 's/^total keys=\([0-9]*\).*/\1/p')
+  check=$(printf '%s\n' "$out" | grep '^check ')
+  [ "$check" = "check set_left_on_sources=0 others_on_destination=0" ] && [ "$got" = "$moved" ] &&
+    [ $((left + got)) -eq "$before" ] && [ "${moved:-0}" -gt 0 ] ||
+    yellow "warning: raw reference: $got keys on the destination, ${moved:-?} moved, $left left on the sources of $before; $check" >&2
+  for p in "${CL_MS[@]}"; do it_redis "$p" shutdown nosave >/dev/null 2>&1; done
+}
+
 # bench_migrate_one NKEYS NSRC: scale NSRC -> NSRC+1 masters with
 # migration_tool at its defaults twice, on two fresh clusters: with no client
-# load (its speed, against the raw reference) and under 8 SET clients through
-# the proxy (what the clients pay: p99 and throughput before and during);
-# then the raw references for as many keys as the quiet run moved: NSRC loops
-# in parallel, and one loop from one source. Appends one line to
-# $IT_DIR/migrate.csv:
-# nsrc,raw_rate,tool_quiet,p50b,p99b,rpsb,p50d,p99d,rpsd,raw1_rate,tool_loaded
+# load (its speed, against the raw references) and under 8 SET clients
+# through the proxy (what the clients pay: p99 and throughput before and
+# during); then the raw references: raw, on a third cluster built like the
+# quiet one, the keys of the buckets the quiet run moved, by plain SCAN +
+# MIGRATE loops between its masters (issue 15's "same data ... between the
+# same servers": the target's reference); and raw_all, as many keys as the
+# quiet run moved, on dedicated servers holding only them. Appends one line
+# to $IT_DIR/migrate.csv:
+# nsrc,raw_rate,raw_all_rate,tool_quiet,tool_loaded,p50b,p99b,rpsb,p50d,p99d,rpsd
 bench_migrate_one() {
   local nkeys=$1 nsrc=$2
   bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
@@ -161,7 +210,12 @@ bench_migrate_one() {
   # same "lat:*" keys on both, so both moves carry as many keys
   echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
   bench_tool "q$nsrc" "${CL_MS[$nsrc]}" "$IT_DIR/q$nsrc.start"
-  local tool_quiet=$TOOL_RATE moved=$TOOL_MOVED
+  local tool_quiet=$TOOL_RATE moved=$TOOL_MOVED setf="$IT_DIR/q$nsrc.buckets" nb
+  # the buckets the tool moved: the ones the added master owns now
+  bench_buckets_of "q$nsrc" "127.0.0.1:${CL_MS[$nsrc]}" > "$setf"
+  nb=$(wc -w < "$setf")
+  echo "buckets moved (the added master's in the table): $nb"
+  [ "$nb" -gt 0 ] || yellow "warning: the added master owns no bucket in q$nsrc's table" >&2
   echo "-- the tool under 8 SET clients through the proxy:"
   bench_cluster "l$nsrc" "$nsrc" "$nkeys"
   # (the SET load adds up to 80 000 keys "lat:*" of its own, which move too)
@@ -183,18 +237,18 @@ bench_migrate_one() {
   p99b=$(bench_field "$before" p99); p99d=$(bench_field "$during" p99)
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
   # the proxies and their masters stay idle from here (the raw servers are others)
-  echo "-- raw reference: $moved keys (the quiet run's), $nsrc source(s) -> 1 plain Redis, one SCAN + MIGRATE loop per source, batch $MIGRATE_BATCH:"
-  local raw raw_rate raw1 raw1_rate
-  raw=$(bench_raw_ref "$moved" "$nsrc" "$MIGRATE_BATCH")
-  printf '%s\n' "$raw" | sed 's/^/  /'
-  raw_rate=$(printf '%s\n' "$raw" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
-  # and all of them from one source by one loop (the issue's "single loop")
-  echo "-- raw reference, one loop: $moved keys, 1 source -> 1 plain Redis:"
-  raw1=$(bench_raw_ref "$moved" 1 "$MIGRATE_BATCH")
-  printf '%s\n' "$raw1" | grep '^total' | sed 's/^/  /'
-  raw1_rate=$(printf '%s\n' "$raw1" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
+  echo "-- raw reference (raw): a cluster like the quiet one, its proxy stopped, the keys of those $nb buckets moved"
+  echo "   to its added master by one SCAN + MIGRATE loop per source (every key scanned), batch $MIGRATE_BATCH:"
+  local raw raw_rate raw_all raw_all_rate
+  bench_raw_same "r$nsrc" "$nsrc" "$nkeys" "$MIGRATE_BATCH" "$setf" > "$IT_DIR/r$nsrc.raw"
+  sed 's/^/  /' "$IT_DIR/r$nsrc.raw"
+  raw_rate=$(sed -n 's/^total .* rate=\([0-9]*\).*/\1/p' "$IT_DIR/r$nsrc.raw")
+  echo "-- raw reference (raw_all): $moved keys (the quiet run's) on $nsrc dedicated source(s) holding only them -> 1 plain Redis:"
+  raw_all=$(bench_raw_ref "$moved" "$nsrc" "$MIGRATE_BATCH")
+  printf '%s\n' "$raw_all" | sed 's/^/  /'
+  raw_all_rate=$(printf '%s\n' "$raw_all" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
   local f=bench_field
-  echo "$nsrc,${raw_rate:-0},$tool_quiet,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps),${raw1_rate:-0},$tool_loaded" \
+  echo "$nsrc,${raw_rate:-0},${raw_all_rate:-0},$tool_quiet,$tool_loaded,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps)" \
     >> "$IT_DIR/migrate.csv"
 }
 
@@ -207,20 +261,23 @@ bench_migrate() {
   MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
   echo "== migrate: $(nproc) cores, $(redis-server --version | cut -d' ' -f3), $nkeys keys of 64 bytes per scenario, batch $MIGRATE_BATCH"
   : > "$IT_DIR/migrate.csv"
-  bench_migrate_one "$nkeys" 2
+  bench_migrate_one "$nkeys" 1
   bench_migrate_one "$nkeys" 3
   echo
   bold "== summary"
-  echo "raw: plain Redis servers, no proxy, no load. raw_par: one synchronous SCAN + MIGRATE loop per source,"
-  echo "in parallel; raw_1: one loop from one source, the same keys. tool: migration_tool --add at its defaults,"
-  echo "keys/s, with no client load (x_par, x_1: tool / raw) and under 8 SET clients through the proxy (loaded);"
-  echo "p99 (ms) and rps: those SET clients in the 5 s before and over the loaded move."
-  printf '%-6s %8s %8s %8s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' scen raw_par raw_1 tool x_par x_1 \
+  echo "keys/s. raw (same servers; the target's reference, issue 15): a cluster built like the quiet one, no proxy,"
+  echo "one synchronous SCAN + MIGRATE loop per source in parallel, moving the keys of the buckets the tool moved to"
+  echo "the added master (scanning every key, as the tool does). raw_all: as many keys on dedicated plain Redis"
+  echo "servers holding only them, all moved (every key scanned is moved: a bound no SCAN-based mover reaches)."
+  echo "tool: migration_tool --add at its defaults with no client load (x_raw, x_all: tool / raw, tool / raw_all;"
+  echo "target x_raw >= 0.8) and under 8 SET clients through the proxy (loaded); p99 (ms) and rps: those SET"
+  echo "clients in the 5 s before and over the loaded move."
+  printf '%-6s %8s %8s %8s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' scen raw raw_all tool x_raw x_all \
     loaded p99_bef p99_dur p99_x rps_bef rps_dur rps_x
   awk -F, '{
-    printf "%-6s %8d %8d %8d %6.2f %6.2f %8d %7.2f %7.2f %6.2f %7d %7d %6.2f\n", $1 "->" $1 + 1, $2, $10, $3,
-      ($2 > 0 ? $3 / $2 : 0), ($10 > 0 ? $3 / $10 : 0), $11,
-      $5, $8, ($5 > 0 ? $8 / $5 : 0), $6, $9, ($6 > 0 ? $9 / $6 : 0) }' "$IT_DIR/migrate.csv"
+    printf "%-6s %8d %8d %8d %6.2f %6.2f %8d %7.2f %7.2f %6.2f %7d %7d %6.2f\n", $1 "->" $1 + 1, $2, $3, $4,
+      ($2 > 0 ? $4 / $2 : 0), ($3 > 0 ? $4 / $3 : 0), $5,
+      $7, $10, ($7 > 0 ? $10 / $7 : 0), $8, $11, ($8 > 0 ? $11 / $8 : 0) }' "$IT_DIR/migrate.csv"
 }
 
 # ------------------------------------------------------------ policy rules
