@@ -53,6 +53,7 @@ local core = require "kv.core"
 local names = require "kv.names"
 local btable = require "kv.btable"
 local plan = require "tools.migrate_plan"
+local pace = require "tools.migrate_pace"
 local handshake = require "kv.handshake"
 local config = require "kv.config"
 local kpolicy = require "kv.policy"
@@ -84,12 +85,17 @@ M.CS_RETRIES = 3              -- rounds over the --cs addresses after the first,
 M.MAX_CS = 16                 -- addresses in --cs at most
 M.DEFAULT_SAMPLE = 64         -- --rebalance --by memory: keys measured per bucket
 M.MEMORY_PIPELINE = 256       -- MEMORY USAGE commands per round trip
+-- a key of at least this many MB (MEMORY USAGE) is moved alone: MIGRATE
+-- blocks its source while it serializes the key and the destination
+-- restores it, about BIG_KEY_MS_PER_MB (README "Big keys")
+M.DEFAULT_BIG_KEY_MB = 1
 
 local USAGE = [[
 usage: migration_tool --cs HOST:PORT[,HOST:PORT...] --ns NAMESPACE (--add ADDR | --del ADDR |
                       --rebalance [--by memory|keys] [--spread PCT] [--sample N])
                       [--secret S] [--password PW] [--config FILE] [--dry-run]
                       [--count N] [--wait_ms MS] [--batch K] [--parallel P]
+                      [--max-keys-per-sec N] [--pace auto|full] [--big-key-mb MB]
 
 Moves buckets of a data_store namespace between Redis masters while clients
 keep working, then updates the table on the config server.
@@ -137,6 +143,15 @@ keep working, then updates the table on the config server.
   --parallel P     buckets migrating at once (default 512)
   --max-keys-per-sec N  a hard cap on the keys moved per second, over all
                    sources together (default: none)
+  --pace auto|full auto (default): watch the clients' commands on the masters
+                   of the move (INFO, every 0.25 s) and, while there are any,
+                   move gently: small MIGRATEs one at a time, at a rate that
+                   backs off as soon as the clients' throughput falls below
+                   85 % of what it is with the move paused (measured every
+                   10 s); with no client, full speed. full: never back off.
+  --big-key-mb MB  a key of at least MB megabytes (MEMORY USAGE, checked for
+                   every key before it moves) is moved alone, and the pause it
+                   caused on its source is printed (default 1)
 Ctrl-C stops between two rounds of buckets (the round in progress finishes:
 none is left migrating); a second Ctrl-C stops at once. Either way, the same
 command run again goes on where it stopped.
@@ -163,7 +178,7 @@ function M.parse_args(argv)
   local o = { batch = M.DEFAULT_BATCH, parallel = M.DEFAULT_PARALLEL, wait_ms = 0 }
   local with_value = { cs = true, ns = true, add = true, del = true, password = true, secret = true, config = true,
                        count = true, wait_ms = true, batch = true, parallel = true, max_keys_per_sec = true,
-                       by = true, spread = true, sample = true }
+                       by = true, spread = true, sample = true, pace = true, big_key_mb = true }
   local flags = { rebalance = true, dry_run = true } -- no value
   local seen = {}
   local i = 1
@@ -227,8 +242,11 @@ function M.parse_args(argv)
     if not n then return nil, e end
     o.count = n
   end
+  o.pace = o.pace or "auto"
+  if o.pace ~= "auto" and o.pace ~= "full" then return nil, "--pace must be auto or full, got '" .. o.pace .. "'" end
+  o.big_key_mb = o.big_key_mb or tostring(M.DEFAULT_BIG_KEY_MB)
   for _, k in ipairs({ { "wait_ms", 0, 3600000 }, { "batch", 1, 100000 }, { "parallel", 1, btable.MAX_BUCKETS },
-                       { "max_keys_per_sec", 1, 1e9 } }) do
+                       { "max_keys_per_sec", 1, 1e9 }, { "big_key_mb", 1, 4096 } }) do
     if type(o[k[1]]) == "string" then
       n, e = parse_uint(o[k[1]], "--" .. k[1], k[2], k[3])
       if not n then return nil, e end
@@ -263,6 +281,18 @@ local function show_key(k)
   return '"' .. s .. '"'
 end
 
+-- The key of a MIGRATE segment "$<len>\r\n<key>\r\n".
+local function seg_key(seg)
+  return seg:sub(seg:find("\r\n", 1, true) + 2, -3)
+end
+
+local function human_bytes(n)
+  if n >= 1073741824 then return format("%.2f GB", n / 1073741824) end
+  if n >= 1048576 then return format("%.2f MB", n / 1048576) end
+  if n >= 1024 then return format("%.1f KB", n / 1024) end
+  return format("%d B", n)
+end
+
 --------------------------------------------------------------------------------
 -- Output: one updating line on a terminal, plain lines otherwise
 --------------------------------------------------------------------------------
@@ -271,7 +301,7 @@ local Out = {}
 Out.__index = Out
 
 local function new_out(tty)
-  return setmetatable({ tty = tty, drawn = false, buckets = 0, total = 0, keys = 0,
+  return setmetatable({ tty = tty, drawn = false, buckets = 0, total = 0, keys = 0, bytes = 0,
                         est = 0, t0 = core.now(), last = 0 }, Out)
 end
 
@@ -318,14 +348,17 @@ function Out:draw(force)
   local rate = self:rate()
   local left = math.max(self.est - self.keys, 0)
   local eta = self.buckets >= self.total and 0 or (rate > 0 and left / rate or math.huge)
-  io.stdout:write(format("\r\27[K[%d/%d buckets] %d keys moved, %d keys/s, ETA %s",
-    self.buckets, self.total, self.keys, math.floor(rate), human_time(eta)))
+  io.stdout:write(format("\r\27[K[%d/%d buckets] %d keys, %s moved, %d keys/s, ETA %s, pace %s",
+    self.buckets, self.total, self.keys, human_bytes(self.bytes), math.floor(rate), human_time(eta),
+    self.pace and pace.describe(self.pace) or "-"))
   io.stdout:flush()
   self.drawn = true
 end
 
-function Out:moved(n)
+-- n keys of about bytes (MEMORY USAGE) moved
+function Out:moved(n, bytes)
   self.keys = self.keys + n
+  self.bytes = self.bytes + (bytes or 0)
   self:draw(false)
 end
 
@@ -611,12 +644,14 @@ M._scan_hits = scan_hits -- for tests
 
 -- Every key of n (its command connection) through want: fn(scan_hits) per
 -- SCAN reply. The next SCAN goes out as soon as a reply arrived, before its
--- keys are walked.
-local function scan_all(n, match, want, fn)
+-- keys are walked. count: SCAN's COUNT, read before each SCAN (default
+-- M.SCAN_COUNT).
+local function scan_all(n, match, want, fn, count)
   local c = n.c
   local function send_scan(cursor)
-    local cmd = { "SCAN", cursor, "COUNT", M.SCAN_COUNT }
-    if match then cmd = { "SCAN", cursor, "MATCH", match, "COUNT", M.SCAN_COUNT } end
+    local k = count and count() or M.SCAN_COUNT
+    local cmd = { "SCAN", cursor, "COUNT", k }
+    if match then cmd = { "SCAN", cursor, "MATCH", match, "COUNT", k } end
     local ok, err = c:send(cmd)
     if not ok then fail("master %s: %s", n.addr, tostring(err)) end
   end
@@ -634,6 +669,176 @@ local function scan_all(n, match, want, fn)
 end
 
 --------------------------------------------------------------------------------
+-- The pace (tools.migrate_pace): a monitor task reads the clients' commands
+-- on every master of the move each window and gives its verdict; movers
+-- wait at pace_gate (paused while the pace measures the clients' calm rate,
+-- then spaced out at the pace's rate of work).
+--------------------------------------------------------------------------------
+
+local function mon_conn(ctx, addr)
+  local n = open(ctx.nodes, addr, ctx.pw)
+  if not n.mon then
+    local c, err = redis.connect(n.host, n.port, { timeout = 5, connect_timeout = 5, password = n.pw })
+    if not c then return nil, err end
+    n.mon = c
+  end
+  return n.mon
+end
+
+-- The clients' commands so far on every master of ctx.watch. -> sum | nil, err
+local function client_commands(ctx)
+  local sum = 0
+  for _, addr in ipairs(ctx.watch) do
+    local c, err = mon_conn(ctx, addr)
+    if not c then return nil, addr .. ": " .. tostring(err) end
+    local info
+    info, err = c:call("INFO", "stats", "commandstats")
+    local v = type(info) == "string" and pace.client_commands(info)
+    if not v then
+      return nil, addr .. ": INFO: " .. tostring(type(info) == "table" and info.err or err)
+    end
+    sum = sum + v
+  end
+  return sum
+end
+
+-- Says when the pace changes its mind (not for its calm pauses, every
+-- REBASE seconds), and keeps what M.pace_summary reports.
+local function note_pace(ctx, was, ops)
+  local p, st = ctx.pace, ctx.pace_stats
+  if not st then st = { gentle = 0, kept = 0, pauses = 0 } ctx.pace_stats = st end
+  if was == "gentle" and p.state ~= "calm" then
+    st.gentle = st.gentle + 1
+    st.kept = st.kept + ops / p.calm_ops
+  end
+  if p.state == "calm" and was ~= "calm" then st.pauses = st.pauses + 1 end
+  if p.state == "calm" or p.state == st.said then return end
+  st.said = p.state
+  if p.state == "full" then
+    ctx.out:line(format("pace: full (clients: %d commands/s on the masters of the move)", math.floor(ops)))
+  else
+    ctx.out:line(format("pace: gentle (clients: %d commands/s on the masters of the move, kept above %d%%)",
+      math.floor(ops), math.floor(pace.KEEP * 100)))
+  end
+end
+
+function M.pace_summary(ctx)
+  local st = ctx.pace_stats
+  if ctx.pace.mode == "full" then return "pace: full (--pace full)" end
+  if not st or st.gentle == 0 then return "pace: full all along (no client on the masters of the move)" end
+  return format("pace: gentle for %.1f s; the clients kept %d%% of their calm throughput on average "
+    .. "(%d calm measurement(s))", st.gentle * pace.WINDOW, math.floor(st.kept / st.gentle * 100 + 0.5), st.pauses)
+end
+
+-- Runs until ctx.finished. The first window is short: nothing moves before
+-- its verdict.
+local function monitor(ctx)
+  local p = ctx.pace
+  local prev, prev_t, watched = nil, nil, nil
+  local window = M.FIRST_WINDOW
+  while not ctx.finished do
+    local v, err = client_commands(ctx)
+    local now = loop.now()
+    if not v then
+      ctx.out:err(("cannot watch the clients (%s): moving at full pace (--max-keys-per-sec limits it)")
+        :format(err))
+      pace.to_full(p)
+      return
+    end
+    if prev and watched == ctx.watch then
+      local ops = math.max(0, v - prev) / (now - prev_t)
+      local was = p.state
+      pace.verdict(p, ops, now)
+      dbg("pace %s -> %s: clients %d/s (calm %s), rate %s, batch %s", was, p.state, ops, tostring(p.calm_ops),
+        tostring(p.rate), tostring(p.batch))
+      note_pace(ctx, was, ops)
+      ctx.out:draw(false)
+    end
+    prev, prev_t, watched = v, now, ctx.watch
+    loop.sleep(window)
+    window = pace.WINDOW
+  end
+end
+M.FIRST_WINDOW = 0.05
+
+-- Waits until the pace lets work units (keys moved + keys scanned x
+-- SCAN_WEIGHT) go: one budget for every source (they share ctx).
+local function pace_gate(ctx, work)
+  local p = ctx.pace
+  while p.paused do loop.sleep(0.01) end
+  local rate = p.rate
+  if not rate then ctx.work_due = nil return end
+  local now = loop.now()
+  local due = ctx.work_due
+  if not due or due < now - 0.05 then due = now end -- no credit saved beyond 50 ms
+  due = due + work / rate
+  ctx.work_due = due
+  if due > now then loop.sleep(due - now) end
+end
+
+--------------------------------------------------------------------------------
+-- Big keys: the size of every key about to move, measured on its source by
+-- a script (one call per SCAN page, for the keys of moving buckets only:
+-- about 1.3 us a key on the source, against about 7 us to MIGRATE it).
+--------------------------------------------------------------------------------
+
+-- KEYS: the keys; ARGV[1]: the big size. -> { bytes of them all, i, size,
+-- i, size, ... } for each big one (i: its place in KEYS)
+M.SIZE_SCRIPT = [[
+local big, out = tonumber(ARGV[1]), { 0 }
+for i = 1, #KEYS do
+  local m = redis.call('MEMORY', 'USAGE', KEYS[i])
+  if m then
+    out[1] = out[1] + m
+    if m >= big then out[#out + 1] = i; out[#out + 1] = m end
+  end
+end
+return out]]
+
+-- The connection sizes are asked on (false: the script cannot run there).
+local function sizer(ctx, n)
+  if n.chk ~= nil then return n.chk end
+  local c, err = redis.connect(n.host, n.port, { timeout = 30, connect_timeout = 5, password = n.pw })
+  local r = c and c:call("EVAL", "return 1", 0)
+  if r ~= 1 then
+    if c then c:close() end
+    ctx.out:err(("%s: cannot run a script there (%s): big keys are not looked for on it")
+      :format(n.addr, tostring(type(r) == "table" and r.err or err or r)))
+    n.chk = false
+    return false
+  end
+  n.chk = c
+  return c
+end
+
+-- Asks the sizes of a page's keys (pg.segs[1..pg.k], RESP bulk strings) on
+-- n; size_reply reads them. EVAL, not EVALSHA: Redis keeps the script
+-- compiled by its SHA either way, and no NOSCRIPT can arrive in the middle
+-- of a pipeline.
+local function size_ask(ctx, n, pg)
+  local c = sizer(ctx, n)
+  if not c or pg.k == 0 then return end
+  local big = tostring(ctx.big_bytes)
+  local ok, err = c:send_raw("*" .. (pg.k + 4) .. "\r\n$4\r\nEVAL\r\n$" .. #M.SIZE_SCRIPT .. "\r\n" .. M.SIZE_SCRIPT
+    .. "\r\n$" .. #tostring(pg.k) .. "\r\n" .. pg.k .. "\r\n" .. concat(pg.segs, "", 1, pg.k) .. "$" .. #big .. "\r\n"
+    .. big .. "\r\n")
+  if not ok then fail("master %s: key sizes: %s", n.addr, tostring(err)) end
+  pg.asked = true
+end
+
+-- -> bytes of the page's keys, { [i] = size } of the big ones
+local function size_reply(n, pg)
+  if not pg.asked then return 0, {} end
+  local r, err = n.chk:read_reply(30)
+  if type(r) ~= "table" or r.err or type(r[1]) ~= "number" then
+    fail("master %s: key sizes: %s", n.addr, tostring(type(r) == "table" and r.err or err or r))
+  end
+  local bigs = {}
+  for i = 2, (r.n or #r) - 1, 2 do bigs[r[i]] = r[i + 1] end
+  return r[1], bigs
+end
+
+--------------------------------------------------------------------------------
 -- Moving keys of one source
 --------------------------------------------------------------------------------
 
@@ -645,7 +850,7 @@ local function new_route(dst, pw)
   fixed[#fixed + 1] = "KEYS"
   local enc = resp.encode_array(fixed)
   return { dst = dst, nfixed = #fixed, fixed = enc:sub(enc:find("\r\n", 1, true) + 2),
-           segs = {}, n = 0, seen = {} }
+           segs = {}, n = 0, seen = {}, size = 0 }
 end
 
 -- The keys of a MIGRATE command we built (for messages).
@@ -681,8 +886,23 @@ end
 local function send_batch(n, e)
   local ok, err = n.mig:send_raw(e.bytes)
   if not ok then fail("master %s: %s", n.addr, tostring(err)) end
+  e.sent = loop.now()
   n.tail = n.tail + 1
   n.inflight[n.tail] = e
+end
+
+-- A MIGRATE done: how long it held its source (from when it could start:
+-- sent, or the one before it done), for the pace and the big key report.
+local function migrated(n, e, ctx)
+  local now = loop.now()
+  local ms = (now - math.max(e.sent, n.last_done or 0)) * 1000
+  n.last_done = now
+  ctx.out:moved(e.keys, e.size)
+  if e.big then
+    ctx.out:line(format("big key %s of bucket %d (%s) moved alone from %s: it held its source %.1f ms",
+      show_key(e.big), e.bucket, human_bytes(e.size), n.addr, ms))
+    ctx.bigs[#ctx.bigs + 1] = { key = e.big, bytes = e.size, ms = ms, src = n.addr }
+  end
 end
 
 -- Reads the reply of the oldest MIGRATE in flight on n.
@@ -693,7 +913,7 @@ local function await_one(n, ctx)
   local r, err = n.mig:read_reply(M.MIGRATE_TIMEOUT_MS / 1000 * 4 + 30)
   if r == nil then fail("MIGRATE on %s: no reply (%s)", n.addr, tostring(err)) end
   if type(r) == "table" and (r.status == "OK" or r.status == "NOKEY") then
-    ctx.out:moved(e.keys)
+    migrated(n, e, ctx)
     return
   end
   local msg = type(r) == "table" and (r.err or r.status) or tostring(r)
@@ -710,24 +930,38 @@ end
 
 -- --max-keys-per-sec: a batch of k keys waits until the run's average rate
 -- stays at most the cap (one budget for every source: they share ctx).
-local function pace(ctx, k)
-  local cap = ctx.max_rate
-  if not cap then return end
+local function cap(ctx, k)
+  local max = ctx.max_rate
+  if not max then return end
   local now = loop.now()
   ctx.paced_from = ctx.paced_from or now
   ctx.paced = (ctx.paced or 0) + k
-  local due = ctx.paced_from + ctx.paced / cap
+  local due = ctx.paced_from + ctx.paced / max
   if due > now then loop.sleep(due - now) end
+end
+
+local function push(n, e, ctx)
+  send_batch(n, e)
+  while n.tail - n.head + 1 >= ctx.pace.inflight do await_one(n, ctx) end
 end
 
 local function flush(n, r, ctx)
   if r.n == 0 then return end
-  pace(ctx, r.n)
+  cap(ctx, r.n)
   local bytes = "*" .. (r.nfixed + r.n) .. "\r\n" .. r.fixed .. concat(r.segs, "", 1, r.n)
-  local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0 }
-  r.segs, r.n, r.seen = {}, 0, {}
-  send_batch(n, e)
-  while n.tail - n.head + 1 >= M.MAX_INFLIGHT do await_one(n, ctx) end
+  local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0, size = r.size }
+  r.segs, r.n, r.size = {}, 0, 0
+  push(n, e, ctx)
+end
+
+-- A big key goes in a MIGRATE of its own, once the MIGRATEs before it are
+-- done (the pause it causes is its own).
+local function move_alone(n, rt, b, seg, size, ctx)
+  cap(ctx, 1)
+  local bytes = "*" .. (rt.nfixed + 1) .. "\r\n" .. rt.fixed .. seg
+  local e = { bytes = bytes, keys = 1, dst = rt.dst, tries = 0, size = size, big = seg_key(seg), bucket = b }
+  while n.head <= n.tail do await_one(n, ctx) end
+  push(n, e, ctx)
 end
 
 local function drain(n, ctx)
@@ -735,40 +969,82 @@ local function drain(n, ctx)
   n.inflight, n.head, n.tail = {}, 1, 0
 end
 
--- One SCAN pass over source n: every key of a wanted bucket goes into its
--- destination's batch. -> number of such keys found
-local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
-  local found, batch = 0, ctx.batch
-  scan_all(n, pattern, want, function(r)
-    local hits = r.hits
-    for i = 1, r.nhits, 2 do
-      local b, seg = hits[i], hits[i + 1]
-      local rt = want[b]
-      -- SCAN may return a key twice (while the dict rehashes); twice in one
-      -- MIGRATE, the second RESTORE would fail with BUSYKEY
-      if not rt.seen[seg] then
-        rt.seen[seg] = true
-        local k = rt.n + 1
-        rt.segs[k] = seg
-        rt.n = k
-        found_per_bucket[b] = (found_per_bucket[b] or 0) + 1
-        found = found + 1
-        if k >= batch then flush(n, rt, ctx) end
-      end
+-- The keys of wanted buckets in one SCAN page, each once per pass (SCAN
+-- may return a key twice while the dict rehashes; twice in one MIGRATE, the
+-- second RESTORE would fail with BUSYKEY, and the pass's count of keys found
+-- must be exact). -> flat list b, seg, b, seg...; number of keys
+local function fresh_hits(want, h)
+  local out, k = {}, 0
+  local hits = h.hits
+  for i = 1, h.nhits, 2 do
+    local b, seg = hits[i], hits[i + 1]
+    local rt = want[b]
+    if not rt.seen[seg] then
+      rt.seen[seg] = true
+      out[k + 1], out[k + 2] = b, seg
+      k = k + 2
     end
-  end)
+  end
+  return out, k / 2
+end
+
+-- A page's keys, their sizes known: into their destination's batch, or
+-- alone when big.
+local function page_keys(n, want, pg, ctx, found_per_bucket)
+  local bytes, bigs = size_reply(n, pg)
+  local per_key = pg.k > 0 and bytes / pg.k or 0
+  local hits, batch = pg.hits, ctx.pace.batch
+  for i = 1, pg.k do
+    local b, seg = hits[2 * i - 1], hits[2 * i]
+    local rt = want[b]
+    found_per_bucket[b] = (found_per_bucket[b] or 0) + 1
+    if bigs[i] then
+      move_alone(n, rt, b, seg, bigs[i], ctx)
+    else
+      local j = rt.n + 1
+      rt.segs[j] = seg
+      rt.n = j
+      rt.size = rt.size + per_key
+      if j >= batch then flush(n, rt, ctx) end
+    end
+  end
+end
+
+-- One SCAN pass over source n: every key of a wanted bucket goes into its
+-- destination's batch, or alone when it is big. A page's keys go once their
+-- sizes are in, while the next page is scanned. -> number of such keys found
+local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
+  local found, pending = 0, nil
+  for _, rt in pairs(routes) do rt.seen = {} end
+  scan_all(n, pattern, want, function(h)
+    local hits, k = fresh_hits(want, h)
+    pace_gate(ctx, k + h.count * pace.SCAN_WEIGHT)
+    local segs = {}
+    for i = 1, k do segs[i] = hits[2 * i] end
+    local pg = { hits = hits, k = k, segs = segs }
+    size_ask(ctx, n, pg)
+    found = found + k
+    if pending then page_keys(n, want, pending, ctx, found_per_bucket) end
+    pending = pg
+  end, function() return ctx.pace.scan_count end)
+  if pending then page_keys(n, want, pending, ctx, found_per_bucket) end
   for _, rt in pairs(routes) do flush(n, rt, ctx) end
   drain(n, ctx)
   return found
 end
 
--- Moves every key of the given moves (all from source n) and verifies that
--- n holds none of them any more.
+-- Moves every key of the given moves (all from source n) and makes sure n
+-- holds none of them any more: a pass after which the source's key count
+-- fell by exactly the keys found proves that nothing else changed it, so
+-- every key of the round that was there is gone (the proxies send no write
+-- of a migrating bucket to its source); otherwise (clients writing other
+-- buckets, keys expiring) passes repeat until one finds no key.
 local function empty_source(n, moves, ctx, found_per_bucket)
   if not n.mig then
     local c, err = redis.connect(n.host, n.port, { timeout = 30, connect_timeout = 5, password = n.pw })
     if not c then fail("cannot use master %s: %s", n.addr, tostring(err)) end
     n.mig = c
+    c:call("CLIENT", "SETNAME", M.CLIENT_NAME) -- its slow MIGRATEs are not a proxy's (slow_migrates)
   end
   local want, routes = {}, {}
   for _, mv in ipairs(moves) do
@@ -782,9 +1058,11 @@ local function empty_source(n, moves, ctx, found_per_bucket)
   -- one bucket: Redis filters; several: one pass over everything serves them all
   local pattern = #moves == 1 and (moves[1].bucket .. "_*") or "*"
   for pass = 1, M.MAX_PASSES do
+    local before = node_call(n, "DBSIZE")
     local found = scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
-    dbg("%s pass %d: %d keys", n.addr, pass, found)
-    if found == 0 then return pass end
+    local after = node_call(n, "DBSIZE")
+    dbg("%s pass %d: %d keys, dbsize %d -> %d", n.addr, pass, found, before, after)
+    if found == 0 or after == before - found then return pass end
   end
   local left = {}
   for _, mv in ipairs(moves) do left[#left + 1] = mv.bucket end
@@ -832,10 +1110,14 @@ local function describe_plan(o, p, t)
   local per = {}
   for _, mv in ipairs(p.moves) do
     local key = mv.src .. " -> " .. mv.dst
-    per[key] = (per[key] or 0) + 1
+    per[key] = per[key] or {}
+    table.insert(per[key], mv.bucket)
   end
   local parts = {}
-  for k, v in pairs(per) do parts[#parts + 1] = k .. " (" .. v .. ")" end
+  for k, v in pairs(per) do
+    -- a dry run names the buckets too
+    parts[#parts + 1] = k .. " (" .. #v .. ")" .. (o.dry_run and (": buckets " .. concat(v, " ")) or "")
+  end
   table.sort(parts)
   local s = format("plan: %s%s in namespace %s (table v%d, %d buckets): %d bucket move(s) in %d round(s) of up to %d",
     o.op, o.addr and (" " .. o.addr) or "", o.ns, t.version, t.bucket_count, p.total, #p.rounds, o.parallel)
@@ -887,7 +1169,66 @@ local function preflight(o, p, t, nodes, pw)
   end
 end
 
+-- The buckets of round from its j-th to go next: all of them at full pace;
+-- while clients are there, GENTLE_PARALLEL at a time: every migrating
+-- bucket costs its clients a MIGRATE round trip per command (migrate on
+-- access), so fewer at once cost them less, for one more SCAN of the
+-- sources per slice. Between two gentle slices, when no bucket migrates,
+-- the pace measures the clients' calm rate again.
+local function next_slice(ctx, round, j, first)
+  local p = ctx.pace
+  if not first and p.state == "gentle" then pace.to_calm(p) end
+  while p.paused do loop.sleep(0.01) end
+  local size = p.state == "gentle" and pace.GENTLE_PARALLEL or #round
+  return { unpack(round, j, math.min(#round, j + size - 1)) }
+end
+
+-- Pauses caused by proxies: a client touching a big key of a migrating
+-- bucket makes its proxy MIGRATE it (on access), which blocks the source as
+-- long as the tool's own MIGRATE would. The source's SLOWLOG has those
+-- (slower than its slowlog-log-slower-than, 10 ms by default): each one
+-- logged during a round is reported with the big keys the tool moved.
+M.CLIENT_NAME = "migration_tool"
+
+local function slowlog(n, count)
+  local r = n.c:call("SLOWLOG", "GET", tostring(count))
+  if type(r) ~= "table" or r.err then return {} end
+  return r
+end
+
+local function slowlog_mark(n)
+  local r = slowlog(n, 1)
+  local e = r[1]
+  return type(e) == "table" and tonumber(e[1]) or -1
+end
+
+local function slow_migrates(ctx, n, since)
+  for _, e in ipairs(slowlog(n, 128)) do
+    local args = type(e) == "table" and e[4]
+    if tonumber(e[1]) and tonumber(e[1]) > since and type(args) == "table" and tostring(args[1]):upper() == "MIGRATE"
+        and e[6] ~= M.CLIENT_NAME then
+      local keys = {}
+      local i = 1
+      while args[i] and tostring(args[i]):upper() ~= "KEYS" do i = i + 1 end
+      if args[i] then
+        for j = i + 1, #args do keys[#keys + 1] = show_key(tostring(args[j])) end
+      else
+        keys[1] = show_key(tostring(args[4]))
+      end
+      local ms = (tonumber(e[3]) or 0) / 1000
+      ctx.out:line(format("big key %s moved on access by a client's proxy (%s): it held its source %s %.1f ms",
+        concat(keys, " "), tostring(e[5]), n.addr, ms))
+      ctx.bigs[#ctx.bigs + 1] = { key = concat(keys, " "), ms = ms, src = n.addr, proxy = true }
+    end
+  end
+end
+
 local function run_round(o, ctx, cs, round)
+  local marks = {}
+  for _, g in ipairs(plan.by_src(round)) do
+    local n = ctx.nodes[g.src] or open(ctx.nodes, g.src, ctx.pw)
+    marks[n] = slowlog_mark(n)
+  end
   -- 1. every proxy migrates these buckets on access
   dbg("round of %d: start", #round)
   for _, g in ipairs(plan.by_dst(round)) do cs:migrate("MIGRATE.START", o.ns, g.dst, g.buckets) end
@@ -909,17 +1250,13 @@ local function run_round(o, ctx, cs, round)
   dbg("moved")
   for _, g in ipairs(plan.by_dst(round)) do cs:migrate("MIGRATE.DONE", o.ns, g.dst, g.buckets) end
   dbg("done")
+  for n, since in pairs(marks) do slow_migrates(ctx, n, since) end
   for _, mv in ipairs(round) do ctx.out:bucket_done(mv.bucket, mv.dst, found[mv.bucket] or 0) end
 end
 
 --------------------------------------------------------------------------------
 -- --rebalance: the load of each bucket
 --------------------------------------------------------------------------------
-
--- The key of a MIGRATE segment "$<len>\r\n<key>\r\n".
-local function seg_key(seg)
-  return seg:sub(seg:find("\r\n", 1, true) + 2, -3)
-end
 
 -- MEMORY USAGE of keys (on n), pipelined. -> total bytes, keys measured
 local function memory_of(n, keys)
@@ -976,13 +1313,6 @@ function M.measure(ctx, t, by, sample)
     end
   end
   return { keys = keys, bytes = bytes, stray = stray }
-end
-
-local function human_bytes(n)
-  if n >= 1073741824 then return format("%.2f GB", n / 1073741824) end
-  if n >= 1048576 then return format("%.2f MB", n / 1048576) end
-  if n >= 1024 then return format("%.1f KB", n / 1024) end
-  return format("%d B", n)
 end
 
 local function show_spread(x)
@@ -1059,7 +1389,10 @@ end
 local function run(o, out)
   local secret, pw = M.credentials(o, os.getenv)
   local cs = new_cs(o.cs_list, secret, { note = function(line) out:err(line) end })
-  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {}, max_rate = o.max_keys_per_sec }
+  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {}, max_rate = o.max_keys_per_sec,
+                pace = pace.new({ mode = o.pace, batch = o.batch, cap = o.max_keys_per_sec }),
+                big_bytes = o.big_key_mb * 1048576, bigs = {} }
+  out.pace = ctx.pace
   local moved_buckets, t, p = 0, nil, nil
   local replans = 0
   local stopped -- Ctrl-C: stopped between two rounds
@@ -1095,6 +1428,17 @@ local function run(o, out)
     end
     if p.total == 0 then break end
     preflight(o, p, t, ctx.nodes, pw)
+    ctx.watch = plan.servers(p)
+    if not ctx.monitoring then
+      ctx.monitoring = true
+      loop.spawn(function()
+        local ok, e = pcall(monitor, ctx)
+        if not ok then
+          out:err("watching the clients failed (" .. tostring(e) .. "): moving at full pace")
+          pace.to_full(ctx.pace)
+        end
+      end)
+    end
     if replans == 0 then
       out:line(describe_plan(o, p, t))
       out.total = p.total
@@ -1107,23 +1451,31 @@ local function run(o, out)
     end
     local changed = false
     for i, round in ipairs(p.rounds) do
-      if i > 1 then
-        if o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
-        t = fetch()
-        if not round_valid(t, round) then changed = true break end
+      local j = 1
+      while j <= #round do
+        local first = i == 1 and j == 1
+        if not first then
+          if o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
+          t = fetch()
+        end
+        local slice = next_slice(ctx, round, j, first)
+        if not first and not round_valid(t, slice) then changed = true break end
+        run_round(o, ctx, cs, slice)
+        moved_buckets = moved_buckets + #slice
+        j = j + #slice
+        if M.stop_asked and (j <= #round or i < #p.rounds) then
+          stopped = true
+          break
+        end
       end
-      run_round(o, ctx, cs, round)
-      moved_buckets = moved_buckets + #round
-      if M.stop_asked and i < #p.rounds then
-        stopped = true
-        break
-      end
+      if stopped or changed then break end
     end
     if stopped or not changed then break end
     replans = replans + 1
     if replans > 5 then fail("the table of %s keeps changing under the tool; run it again later", o.ns) end
     out:line(format("the table of %s changed (now v%d) without this tool: planning again", o.ns, t.version))
   end
+  ctx.finished = true
   out:finish()
   if stopped then
     out:line(format("stopped (Ctrl-C) between two rounds: %d bucket(s) moved, none migrating; "
@@ -1137,8 +1489,15 @@ local function run(o, out)
   elseif moved_buckets == 0 then
     out:line(format("nothing to do: %s %s in %s is already done (table v%d)", o.op, o.addr, o.ns, t.version))
   else
-    out:line(format("done: %d bucket(s), %d keys moved in %.2f s (%d keys/s)",
-      moved_buckets, out.keys, dt, math.floor(dt > 0 and out.keys / dt or 0)))
+    out:line(format("done: %d bucket(s), %d keys (%s) moved in %.2f s (%d keys/s)",
+      moved_buckets, out.keys, human_bytes(out.bytes), dt, math.floor(dt > 0 and out.keys / dt or 0)))
+    out:line(M.pace_summary(ctx))
+    if #ctx.bigs > 0 then
+      local longest = 0
+      for _, b in ipairs(ctx.bigs) do longest = math.max(longest, b.ms) end
+      out:line(format("big keys: %d moved alone (or by a proxy on access); the longest held its source %.1f ms",
+        #ctx.bigs, longest))
+    end
   end
   t = fetch()
   local counts = btable.counts(t)
