@@ -134,8 +134,11 @@ bench_cluster() {
 }
 
 # bench_tool NS ADD_PORT START_FILE: migration_tool --add at its defaults;
-# touches START_FILE as it starts; sets TOOL_MOVED and TOOL_RATE (keys now on
-# the added master over the tool's wall time)
+# touches START_FILE as it starts; sets TOOL_MOVED, TOOL_RATE (the tool's own
+# "done:" rate: the keys it moved over the time from the first START to the
+# last DONE, the span raw_migrate.lua times for its loops) and TOOL_WALL (keys
+# now on the added master over the whole process's wall time: start-up, the
+# table, the plan and the final report included)
 bench_tool() {
   local ns=$1 add=$2 startf=$3 t0 t1 rc out="$IT_DIR/$1.tool"
   touch "$startf"
@@ -144,8 +147,10 @@ bench_tool() {
   rc=$?
   t1=$(date +%s.%N)
   TOOL_MOVED=$(it_redis "$add" dbsize)
-  TOOL_RATE=$(awk -v m="$TOOL_MOVED" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", m / (b - a) }')
-  tail -2 "$out" | sed 's/^/  /'
+  TOOL_WALL=$(awk -v m="$TOOL_MOVED" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", m / (b - a) }')
+  TOOL_RATE=$(sed -n 's/^done: .* (\([0-9]*\) keys\/s)$/\1/p' "$out")
+  : "${TOOL_RATE:=0}"
+  grep -E '^(done|pace|big keys)' "$out" | sed 's/^/  /'
   awk -v m="$TOOL_MOVED" -v a="$t0" -v b="$t1" -v rc="$rc" 'BEGIN {
     printf "migration_tool --add (exit %d): %d keys moved in %.2f s = %.0f keys/s\n", rc, m, b - a, m / (b - a) }'
 }
@@ -200,7 +205,7 @@ bench_raw_same() {
 # same servers": the target's reference); and raw_all, as many keys as the
 # quiet run moved, on dedicated servers holding only them. Appends one line
 # to $IT_DIR/migrate.csv:
-# nsrc,raw_rate,raw_all_rate,tool_quiet,tool_loaded,p50b,p99b,rpsb,p50d,p99d,rpsd
+# nsrc,raw_rate,raw_all_rate,tool_quiet,tool_loaded,p50b,p99b,rpsb,p50d,p99d,rpsd,tool_wall
 bench_migrate_one() {
   local nkeys=$1 nsrc=$2
   bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
@@ -210,7 +215,7 @@ bench_migrate_one() {
   # same "lat:*" keys on both, so both moves carry as many keys
   echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
   bench_tool "q$nsrc" "${CL_MS[$nsrc]}" "$IT_DIR/q$nsrc.start"
-  local tool_quiet=$TOOL_RATE moved=$TOOL_MOVED setf="$IT_DIR/q$nsrc.buckets" nb
+  local tool_quiet=$TOOL_RATE tool_wall=$TOOL_WALL moved=$TOOL_MOVED setf="$IT_DIR/q$nsrc.buckets" nb
   # the buckets the tool moved: the ones the added master owns now
   bench_buckets_of "q$nsrc" "127.0.0.1:${CL_MS[$nsrc]}" > "$setf"
   nb=$(wc -w < "$setf")
@@ -248,7 +253,7 @@ bench_migrate_one() {
   printf '%s\n' "$raw_all" | sed 's/^/  /'
   raw_all_rate=$(printf '%s\n' "$raw_all" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
   local f=bench_field
-  echo "$nsrc,${raw_rate:-0},${raw_all_rate:-0},$tool_quiet,$tool_loaded,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps)" \
+  echo "$nsrc,${raw_rate:-0},${raw_all_rate:-0},$tool_quiet,$tool_loaded,$($f "$before" p50),$p99b,$($f "$before" rps),$($f "$during" p50),$p99d,$($f "$during" rps),$tool_wall" \
     >> "$IT_DIR/migrate.csv"
 }
 
@@ -269,13 +274,14 @@ bench_migrate() {
   echo "one synchronous SCAN + MIGRATE loop per source in parallel, moving the keys of the buckets the tool moved to"
   echo "the added master (scanning every key, as the tool does). raw_all: as many keys on dedicated plain Redis"
   echo "servers holding only them, all moved (every key scanned is moved: a bound no SCAN-based mover reaches)."
-  echo "tool: migration_tool --add at its defaults with no client load (x_raw, x_all: tool / raw, tool / raw_all;"
+  echo "tool: migration_tool --add at its defaults with no client load, its own rate from the first START to the"
+  echo "last DONE (wall: over the whole process) (x_raw, x_all: tool / raw, tool / raw_all;"
   echo "target x_raw >= 0.8) and under 8 SET clients through the proxy (loaded); p99 (ms) and rps: those SET"
   echo "clients in the 5 s before and over the loaded move."
-  printf '%-6s %8s %8s %8s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' scen raw raw_all tool x_raw x_all \
+  printf '%-6s %8s %8s %8s %8s %6s %6s %8s %7s %7s %6s %7s %7s %6s\n' scen raw raw_all tool wall x_raw x_all \
     loaded p99_bef p99_dur p99_x rps_bef rps_dur rps_x
   awk -F, '{
-    printf "%-6s %8d %8d %8d %6.2f %6.2f %8d %7.2f %7.2f %6.2f %7d %7d %6.2f\n", $1 "->" $1 + 1, $2, $3, $4,
+    printf "%-6s %8d %8d %8d %8d %6.2f %6.2f %8d %7.2f %7.2f %6.2f %7d %7d %6.2f\n", $1 "->" $1 + 1, $2, $3, $4, $12,
       ($2 > 0 ? $4 / $2 : 0), ($3 > 0 ? $4 / $3 : 0), $5,
       $7, $10, ($7 > 0 ? $10 / $7 : 0), $8, $11, ($8 > 0 ? $11 / $8 : 0) }' "$IT_DIR/migrate.csv"
 }

@@ -145,10 +145,11 @@ keep working, then updates the table on the config server.
                    sources together (default: none)
   --pace auto|full auto (default): watch the clients' commands on the masters
                    of the move (INFO, every 0.25 s) and, while there are any,
-                   move gently: small MIGRATEs one at a time, at a rate that
-                   backs off as soon as the clients' throughput falls below
-                   85 % of what it is with the move paused (measured every
-                   10 s); with no client, full speed. full: never back off.
+                   move gently: 64 buckets at a time, small MIGRATEs one at a
+                   time, at a rate that backs off as soon as the clients'
+                   throughput falls below 80 % of what it is with the move
+                   paused (measured between slices and every 10 s); with no
+                   client, full speed. full: never back off.
   --big-key-mb MB  a key of at least MB megabytes (MEMORY USAGE, checked for
                    every key before it moves) is moved alone, and the pause it
                    caused on its source is printed (default 1)
@@ -675,14 +676,19 @@ end
 -- then spaced out at the pace's rate of work).
 --------------------------------------------------------------------------------
 
+-- The monitor's own connections (ctx.mon: address -> client), apart from
+-- the movers' (ctx.nodes), which it runs beside.
 local function mon_conn(ctx, addr)
-  local n = open(ctx.nodes, addr, ctx.pw)
-  if not n.mon then
-    local c, err = redis.connect(n.host, n.port, { timeout = 5, connect_timeout = 5, password = n.pw })
+  ctx.mon = ctx.mon or {}
+  local c = ctx.mon[addr]
+  if not c then
+    local host, port = loop.split_addr(addr)
+    local err
+    c, err = redis.connect(host, port, { timeout = 5, connect_timeout = 5, password = ctx.pw })
     if not c then return nil, err end
-    n.mon = c
+    ctx.mon[addr] = c
   end
-  return n.mon
+  return c
 end
 
 -- The clients' commands so far on every master of ctx.watch. -> sum | nil, err
@@ -759,7 +765,7 @@ local function monitor(ctx)
     window = pace.WINDOW
   end
 end
-M.FIRST_WINDOW = 0.05
+M.FIRST_WINDOW = 0.02
 
 -- Waits until the pace lets work units (keys moved + keys scanned x
 -- SCAN_WEIGHT) go: one budget for every source (they share ctx).
@@ -1427,7 +1433,6 @@ local function run(o, out)
       return 0
     end
     if p.total == 0 then break end
-    preflight(o, p, t, ctx.nodes, pw)
     ctx.watch = plan.servers(p)
     if not ctx.monitoring then
       ctx.monitoring = true
@@ -1439,6 +1444,7 @@ local function run(o, out)
         end
       end)
     end
+    preflight(o, p, t, ctx.nodes, pw) -- (while the pace has its first look at the clients)
     if replans == 0 then
       out:line(describe_plan(o, p, t))
       out.total = p.total

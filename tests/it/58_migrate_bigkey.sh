@@ -4,7 +4,8 @@
 # acknowledged write lost, no read going back), and a 20 MB string nobody
 # touches: migration_tool finds them (MEMORY USAGE >= --big-key-mb), moves
 # the untouched one alone and reports the pause every big key caused on its
-# source (the written ones are moved by the proxy on access: SLOWLOG).
+# source (the written ones are moved by the proxy on access: SLOWLOG); with
+# a client writing, the default pace is gentle.
 source "$(dirname "$0")/lib.sh"
 M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
 for m in $M1 $M2 $M3; do it_redis_start "$m" || exit 1; done
@@ -51,6 +52,7 @@ it_check "the untouched big key was moved alone, its pause reported" \
 it_check "the pause of the written big string is reported" grep -q "^big key .*$S.* held its source" <<< "$out"
 it_check "the pause of the written big hash is reported" grep -q "^big key .*$H.* held its source" <<< "$out"
 it_check "the summary counts them" grep -q "^big keys: 3 " <<< "$out"
+it_check "with a client writing, the pace was gentle" grep -q "^pace: gentle for" <<< "$out"
 it_eq "the big string is whole on the new master" 52428800 "$(it_redis "$M3" strlen "${bs[0]}_$S")"
 it_eq "the untouched one too" 20971520 "$(it_redis "$M3" strlen "${bs[2]}_$Q")"
 it_check "the big hash is on the new master" test "$(it_redis "$M3" hlen "${bs[1]}_$H")" -gt 200000
