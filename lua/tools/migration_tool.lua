@@ -150,9 +150,11 @@ keep working, then updates the table on the config server.
                    throughput falls below 80 % of what it is with the move
                    paused (measured between slices and every 10 s); with no
                    client, full speed. full: never back off.
-  --big-key-mb MB  a key of at least MB megabytes (MEMORY USAGE, checked for
-                   every key before it moves) is moved alone, and the pause it
-                   caused on its source is printed (default 1)
+  --big-key-mb MB  a key of at least MB megabytes (MEMORY USAGE) is a big key
+                   (default 1): while clients are there every key's size is
+                   checked before it moves and a big one moves alone; at full
+                   pace a MIGRATE slower than 10 ms has its keys measured
+                   after. Either way the pause each big key caused is printed.
 Ctrl-C stops between two rounds of buckets (the round in progress finishes:
 none is left migrating); a second Ctrl-C stops at once. Either way, the same
 command run again goes on where it stopped.
@@ -783,9 +785,10 @@ local function pace_gate(ctx, work)
 end
 
 --------------------------------------------------------------------------------
--- Big keys: the size of every key about to move, measured on its source by
--- a script (one call per SCAN page, for the keys of moving buckets only:
--- about 1.3 us a key on the source, against about 7 us to MIGRATE it).
+-- Big keys: at the gentle pace, the size of every key about to move,
+-- measured on its source by a script (one call per SCAN page, for the keys
+-- of moving buckets only: about 1.3 us a key on the source, against about
+-- 7 us to MIGRATE it); at full pace, slow_batch after the fact.
 --------------------------------------------------------------------------------
 
 -- KEYS: the keys; ARGV[1]: the big size. -> { bytes of them all, i, size,
@@ -822,8 +825,9 @@ end
 -- compiled by its SHA either way, and no NOSCRIPT can arrive in the middle
 -- of a pipeline.
 local function size_ask(ctx, n, pg)
+  if ctx.pace.state ~= "gentle" or pg.k == 0 then return end -- full: see slow_batch
   local c = sizer(ctx, n)
-  if not c or pg.k == 0 then return end
+  if not c then return end
   local big = tostring(ctx.big_bytes)
   local ok, err = c:send_raw("*" .. (pg.k + 4) .. "\r\n$4\r\nEVAL\r\n$" .. #M.SIZE_SCRIPT .. "\r\n" .. M.SIZE_SCRIPT
     .. "\r\n$" .. #tostring(pg.k) .. "\r\n" .. pg.k .. "\r\n" .. concat(pg.segs, "", 1, pg.k) .. "$" .. #big .. "\r\n"
@@ -856,7 +860,7 @@ local function new_route(dst, pw)
   fixed[#fixed + 1] = "KEYS"
   local enc = resp.encode_array(fixed)
   return { dst = dst, nfixed = #fixed, fixed = enc:sub(enc:find("\r\n", 1, true) + 2),
-           segs = {}, n = 0, seen = {}, size = 0 }
+           segs = {}, n = 0, seen = {}, size = 0, sized = true }
 end
 
 -- The keys of a MIGRATE command we built (for messages).
@@ -899,6 +903,37 @@ end
 
 -- A MIGRATE done: how long it held its source (from when it could start:
 -- sent, or the one before it done), for the pace and the big key report.
+-- A MIGRATE of keys not measured first (full pace) whose reply took
+-- M.SLOW_BATCH_MS or more: its keys are measured on the destination now,
+-- and the big ones reported with that time (the pause, plus at most the
+-- MIGRATEs queued before it: a few ms at full pace).
+M.SLOW_BATCH_MS = 10
+
+local function slow_batch(n, e, ms, ctx)
+  n.dsts = n.dsts or {} -- each source its own: their tasks run side by side
+  local c = n.dsts[e.dst]
+  if not c then
+    local host, port = loop.split_addr(e.dst)
+    c = redis.connect(host, port, { timeout = 30, connect_timeout = 5, password = ctx.pw })
+    if not c then return end
+    n.dsts[e.dst] = c
+  end
+  local keys = batch_keys(e.bytes)
+  local cmds = {}
+  for i, k in ipairs(keys) do cmds[i] = { "MEMORY", "USAGE", k } end
+  local r = c:pipeline(cmds)
+  if not r then return end
+  for i, k in ipairs(keys) do
+    local size = r[i]
+    if type(size) == "number" and size >= ctx.big_bytes then
+      ctx.out:line(format("big key %s of bucket %d (%s) moved at full pace in a MIGRATE of %d key(s) from %s: "
+        .. "it held its source at most %.1f ms", show_key(k), key_bucket(k, 1, #k), human_bytes(size), #keys,
+        n.addr, ms))
+      ctx.bigs[#ctx.bigs + 1] = { key = k, bytes = size, ms = ms, src = n.addr }
+    end
+  end
+end
+
 local function migrated(n, e, ctx)
   local now = loop.now()
   local ms = (now - math.max(e.sent, n.last_done or 0)) * 1000
@@ -908,6 +943,8 @@ local function migrated(n, e, ctx)
     ctx.out:line(format("big key %s of bucket %d (%s) moved alone from %s: it held its source %.1f ms",
       show_key(e.big), e.bucket, human_bytes(e.size), n.addr, ms))
     ctx.bigs[#ctx.bigs + 1] = { key = e.big, bytes = e.size, ms = ms, src = n.addr }
+  elseif not e.sized and (now - e.sent) * 1000 >= M.SLOW_BATCH_MS then
+    slow_batch(n, e, (now - e.sent) * 1000, ctx)
   end
 end
 
@@ -955,8 +992,8 @@ local function flush(n, r, ctx)
   if r.n == 0 then return end
   cap(ctx, r.n)
   local bytes = "*" .. (r.nfixed + r.n) .. "\r\n" .. r.fixed .. concat(r.segs, "", 1, r.n)
-  local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0, size = r.size }
-  r.segs, r.n, r.size = {}, 0, 0
+  local e = { bytes = bytes, keys = r.n, dst = r.dst, tries = 0, size = r.size, sized = r.sized }
+  r.segs, r.n, r.size, r.sized = {}, 0, 0, true
   push(n, e, ctx)
 end
 
@@ -998,7 +1035,7 @@ end
 -- alone when big.
 local function page_keys(n, want, pg, ctx, found_per_bucket)
   local bytes, bigs = size_reply(n, pg)
-  local per_key = pg.k > 0 and bytes / pg.k or 0
+  local per_key = pg.asked and pg.k > 0 and bytes / pg.k or (n.bytes_per_key or 0)
   local hits, batch = pg.hits, ctx.pace.batch
   for i = 1, pg.k do
     local b, seg = hits[2 * i - 1], hits[2 * i]
@@ -1011,6 +1048,7 @@ local function page_keys(n, want, pg, ctx, found_per_bucket)
       rt.segs[j] = seg
       rt.n = j
       rt.size = rt.size + per_key
+      rt.sized = rt.sized and pg.asked
       if j >= batch then flush(n, rt, ctx) end
     end
   end
@@ -1160,6 +1198,9 @@ local function preflight(o, p, t, nodes, pw)
     local n = open(nodes, addr, pw)
     check_master(n)
     n.dbsize = node_call(n, "DBSIZE")
+    -- bytes a key, for the progress line at full pace (keys not measured)
+    local mem = tonumber(tostring(node_call(n, "INFO", "memory")):match("used_memory_dataset:(%d+)"))
+    n.bytes_per_key = mem and n.dbsize > 0 and mem / n.dbsize or 0
   end
   if o.op == "add" then
     local n = nodes[o.addr]
@@ -1501,8 +1542,8 @@ local function run(o, out)
     if #ctx.bigs > 0 then
       local longest = 0
       for _, b in ipairs(ctx.bigs) do longest = math.max(longest, b.ms) end
-      out:line(format("big keys: %d moved alone (or by a proxy on access); the longest held its source %.1f ms",
-        #ctx.bigs, longest))
+      out:line(format("big keys: %d of %d MB or more; the longest held its source %.1f ms",
+        #ctx.bigs, o.big_key_mb, longest))
     end
   end
   t = fetch()

@@ -5,7 +5,9 @@
 # touches: migration_tool finds them (MEMORY USAGE >= --big-key-mb), moves
 # the untouched one alone and reports the pause every big key caused on its
 # source (the written ones are moved by the proxy on access: SLOWLOG); with
-# a client writing, the default pace is gentle.
+# a client writing, the default pace is gentle. Then all back at full pace,
+# where sizes are not asked first: the big keys are reported after their
+# MIGRATE.
 source "$(dirname "$0")/lib.sh"
 M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
 for m in $M1 $M2 $M3; do it_redis_start "$m" || exit 1; done
@@ -56,4 +58,15 @@ it_check "with a client writing, the pace was gentle" grep -q "^pace: gentle for
 it_eq "the big string is whole on the new master" 52428800 "$(it_redis "$M3" strlen "${bs[0]}_$S")"
 it_eq "the untouched one too" 20971520 "$(it_redis "$M3" strlen "${bs[2]}_$Q")"
 it_check "the big hash is on the new master" test "$(it_redis "$M3" hlen "${bs[1]}_$H")" -gt 200000
+
+# back at full pace (nobody writing): the sizes are not asked first; the
+# slow MIGRATEs' keys are measured on the destination afterwards
+out=$("$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns test --del "127.0.0.1:$M3" 2>&1)
+rc=$?
+printf '%s\n' "$out" | grep -E "^(big key|pace|done)" | sed 's/^/# /'
+it_eq "the move back finished" 0 "$rc"
+it_check "at full pace" grep -q "^pace: full all along" <<< "$out"
+it_eq "the three big keys reported after their MIGRATEs" 3 \
+  "$(grep -c "^big key .* moved at full pace in a MIGRATE of [0-9]* key(s) from 127.0.0.1:$M3: it held its source at most" <<< "$out")"
+it_eq "the big string is whole again" 52428800 "$(it_redis_p strlen "$S")"
 it_done
