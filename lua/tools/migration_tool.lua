@@ -85,9 +85,9 @@ M.CS_RETRIES = 3              -- rounds over the --cs addresses after the first,
 M.MAX_CS = 16                 -- addresses in --cs at most
 M.DEFAULT_SAMPLE = 64         -- --rebalance --by memory: keys measured per bucket
 M.MEMORY_PIPELINE = 256       -- MEMORY USAGE commands per round trip
--- a key of at least this many MB (MEMORY USAGE) is moved alone: MIGRATE
+-- a key of at least this many MB (MEMORY USAGE) is a big key: MIGRATE
 -- blocks its source while it serializes the key and the destination
--- restores it, about BIG_KEY_MS_PER_MB (README "Big keys")
+-- restores it, 2.5 (strings) to 22 (hashes) ms a MB here (README "Big keys")
 M.DEFAULT_BIG_KEY_MB = 1
 
 local USAGE = [[
@@ -719,7 +719,7 @@ local function note_pace(ctx, was, ops)
     st.gentle = st.gentle + 1
     st.kept = st.kept + ops / p.calm_ops
   end
-  if p.state == "calm" and was ~= "calm" then st.pauses = st.pauses + 1 end
+  if was == "calm" and p.state ~= "calm" then st.pauses = st.pauses + 1 end -- a calm measurement done
   if p.state == "calm" or p.state == st.said then return end
   st.said = p.state
   if p.state == "full" then
