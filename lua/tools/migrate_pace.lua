@@ -29,8 +29,9 @@
 --
 --   new(opts) -> p          opts: mode "auto" | "full", batch (the most
 --                           keys per MIGRATE), cap (--max-keys-per-sec or nil)
---   verdict(p, ops, now)    ops: the clients' commands/s over the window
---                           that just ended; moves p to its next state
+--   verdict(p, ops, now, done)  ops: the clients' commands/s over the
+--                           window that just ended, done: the work units/s
+--                           the movers did in it; moves p to its next state
 --   describe(p) -> "full" | "gentle 12000/s" | "calm"  (the progress line)
 --
 -- Settings the tool reads: p.paused, p.rate (work units/s, nil: none),
@@ -43,6 +44,7 @@ M.KEEP = 0.8           -- the clients' share of their calm rate that gentle keep
 M.UP, M.DOWN = 1.2, 0.8
 M.START_RATE = 10000   -- work units/s when gentle starts
 M.MIN_RATE = 2000
+M.AHEAD = 1.5          -- the rate stays within this x the work done in the last window
 M.CALM_WINDOWS = 2
 M.REBASE = 10          -- seconds between calm measurements while gentle
 M.GENTLE_BATCH = 20    -- keys per gentle MIGRATE: about 0.15 ms of its source at ~7 us a key
@@ -59,7 +61,7 @@ M.OWN_COMMANDS = { "migrate", "scan", "info", "ping", "dbsize", "role", "memory|
                    "script|load", "restore-asking", "restore", "auth", "select" }
 
 function M.new(opts)
-  local p = { mode = opts.mode or "auto", max_batch = opts.batch, cap = opts.cap,
+  local p = { mode = opts.mode or "auto", max_batch = opts.batch,
               gentle_rate = M.START_RATE, calm_ops = nil, calm_at = -math.huge, calm_left = 0 }
   if p.mode == "full" then
     M.to_full(p)
@@ -94,16 +96,19 @@ local function settle(p, ops, now)
   if ops < M.QUIET_OPS then M.to_full(p) else M.to_gentle(p, ops, now) end
 end
 
-local function adjust(p, ops)
+-- done: the work units/s the movers did in the window. The rate grows only
+-- while it is what holds them back (never above AHEAD x what they did), and
+-- backs off from what they did, so that backing off acts at once.
+local function adjust(p, ops, done)
   if ops < M.KEEP * p.calm_ops then
-    p.gentle_rate = math.max(M.MIN_RATE, p.gentle_rate * M.DOWN)
+    p.gentle_rate = math.max(M.MIN_RATE, math.min(p.gentle_rate, done or p.gentle_rate) * M.DOWN)
   else
-    p.gentle_rate = p.gentle_rate * M.UP
+    p.gentle_rate = math.min(p.gentle_rate * M.UP, math.max(M.START_RATE, (done or 0) * M.AHEAD))
   end
   p.rate = p.gentle_rate
 end
 
-function M.verdict(p, ops, now)
+function M.verdict(p, ops, now, done)
   if p.mode == "full" then return end
   local s = p.state
   if s == "measure" then
@@ -118,7 +123,7 @@ function M.verdict(p, ops, now)
     if ops < M.QUIET_OPS or now - p.calm_at >= M.REBASE then
       M.to_calm(p)
     else
-      adjust(p, ops)
+      adjust(p, ops, done)
     end
   end
 end

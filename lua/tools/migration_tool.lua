@@ -33,9 +33,12 @@
 --     per source master, all at once:    (a coroutine each)
 --       pass:  SCAN cur MATCH * COUNT 1000 on the master ──> keys "<b>_..." of
 --              the round's buckets ──> MIGRATE dst "" 0 T [AUTH pw] KEYS k...
---              (K keys each, up to 2 in flight on a second connection)
+--              (K keys each, queued on a second connection: tools.migrate_pace
+--              sets K, how many are queued, the SCAN COUNT and the rate)
 --       repeat passes until one finds no key of the round (the first clean
---       pass is the verification), at most MAX_PASSES
+--       pass is the verification), at most MAX_PASSES; at full pace (no
+--       client) a pass after which DBSIZE fell by exactly the keys found
+--       is the last (see empty_source)
 --     MIGRATE.DONE ns dst b...           dst owns b everywhere
 --     sleep --wait_ms
 --
@@ -138,7 +141,8 @@ keep working, then updates the table on the config server.
                    default ./migration_tool.conf when it exists. A flag wins
                    over the environment, which wins over the file.
   --count N        move at most N buckets this run (default: all)
-  --wait_ms MS     pause between rounds of buckets (default 0)
+  --wait_ms MS     pause between rounds (slices, at the gentle pace) of buckets
+                   (default 0)
   --batch K        keys per MIGRATE command (default 100)
   --parallel P     buckets migrating at once (default 512)
   --max-keys-per-sec N  a hard cap on the keys moved per second, over all
@@ -152,12 +156,13 @@ keep working, then updates the table on the config server.
                    client, full speed. full: never back off.
   --big-key-mb MB  a key of at least MB megabytes (MEMORY USAGE) is a big key
                    (default 1): while clients are there every key's size is
-                   checked before it moves and a big one moves alone; at full
-                   pace a MIGRATE slower than 10 ms has its keys measured
-                   after. Either way the pause each big key caused is printed.
-Ctrl-C stops between two rounds of buckets (the round in progress finishes:
-none is left migrating); a second Ctrl-C stops at once. Either way, the same
-command run again goes on where it stopped.
+                   checked before it moves and a big one moves alone, its pause
+                   printed; at full pace a MIGRATE slower than 10 ms has its
+                   keys measured after, and the big ones are printed with its
+                   time (a big key moved faster than that is not).
+Ctrl-C stops between two rounds (slices, at the gentle pace) of buckets (the
+one in progress finishes: none is left migrating); a second Ctrl-C stops at
+once. Either way, the same command run again goes on where it stopped.
   -h, --help       this help
 
 Progress goes to stdout (one updating line on a terminal, a line per bucket
@@ -721,7 +726,10 @@ local function note_pace(ctx, was, ops)
   end
   if was == "calm" and p.state ~= "calm" then st.pauses = st.pauses + 1 end -- a calm measurement done
   if p.state == "calm" or p.state == st.said then return end
-  st.said = p.state
+  local now = loop.now()
+  if st.said_at and now - st.said_at < M.PACE_NOTE_EVERY then return end -- clients near the threshold
+  st.said, st.said_at = p.state, now
+  if ctx.pace.mode == "full" then return end
   if p.state == "full" then
     ctx.out:line(format("pace: full (clients: %d commands/s on the masters of the move)", math.floor(ops)))
   else
@@ -729,6 +737,8 @@ local function note_pace(ctx, was, ops)
       math.floor(ops), math.floor(pace.KEEP * 100)))
   end
 end
+
+M.PACE_NOTE_EVERY = 5 -- seconds: a pace line at most that often
 
 function M.pace_summary(ctx)
   local st = ctx.pace_stats
@@ -740,29 +750,41 @@ end
 
 -- Runs until ctx.finished. The first window is short: nothing moves before
 -- its verdict.
+-- A window whose INFO failed (a source blocked by a big key longer than the
+-- 5 s time-out, say) is skipped and its connection made again; only
+-- M.MONITOR_FAILURES in a row end the watch, at full pace.
+M.MONITOR_FAILURES = 5
+
 local function monitor(ctx)
   local p = ctx.pace
-  local prev, prev_t, watched = nil, nil, nil
-  local window = M.FIRST_WINDOW
+  local prev, prev_t, prev_work, watched = nil, nil, 0, nil
+  local window, failures = M.FIRST_WINDOW, 0
   while not ctx.finished do
     local v, err = client_commands(ctx)
     local now = loop.now()
     if not v then
-      ctx.out:err(("cannot watch the clients (%s): moving at full pace (--max-keys-per-sec limits it)")
-        :format(err))
-      pace.to_full(p)
-      return
-    end
-    if prev and watched == ctx.watch then
+      failures = failures + 1
+      for addr, c in pairs(ctx.mon or {}) do c:close() ctx.mon[addr] = nil end
+      if failures >= M.MONITOR_FAILURES then
+        ctx.out:err(("cannot watch the clients (%s, %d times): moving at full pace (--max-keys-per-sec "
+          .. "limits it)"):format(err, failures))
+        pace.to_full(p)
+        return
+      end
+      dbg("monitor: %s", err)
+      prev = nil
+    elseif prev and watched == ctx.watch then
+      failures = 0
       local ops = math.max(0, v - prev) / (now - prev_t)
+      local done = ((ctx.work or 0) - prev_work) / (now - prev_t)
       local was = p.state
-      pace.verdict(p, ops, now)
+      pace.verdict(p, ops, now, done)
       dbg("pace %s -> %s: clients %d/s (calm %s), rate %s, batch %s", was, p.state, ops, tostring(p.calm_ops),
         tostring(p.rate), tostring(p.batch))
       note_pace(ctx, was, ops)
       ctx.out:draw(false)
     end
-    prev, prev_t, watched = v, now, ctx.watch
+    if v then prev, prev_t, prev_work, watched = v, now, ctx.work or 0, ctx.watch end
     loop.sleep(window)
     window = pace.WINDOW
   end
@@ -774,6 +796,7 @@ M.FIRST_WINDOW = 0.02
 local function pace_gate(ctx, work)
   local p = ctx.pace
   while p.paused do loop.sleep(0.01) end
+  ctx.work = (ctx.work or 0) + work
   local rate = p.rate
   if not rate then ctx.work_due = nil return end
   local now = loop.now()
@@ -909,19 +932,26 @@ end
 -- MIGRATEs queued before it: a few ms at full pace).
 M.SLOW_BATCH_MS = 10
 
-local function slow_batch(n, e, ms, ctx)
-  n.dsts = n.dsts or {} -- each source its own: their tasks run side by side
-  local c = n.dsts[e.dst]
+-- MEMORY USAGE of keys on dst, asked from source n's task (each source
+-- its own connections: their tasks run side by side). -> { size|false... }
+-- | nil when dst cannot be asked
+local function sizes_on(n, dst, keys, ctx)
+  n.dsts = n.dsts or {}
+  local c = n.dsts[dst]
   if not c then
-    local host, port = loop.split_addr(e.dst)
+    local host, port = loop.split_addr(dst)
     c = redis.connect(host, port, { timeout = 30, connect_timeout = 5, password = ctx.pw })
-    if not c then return end
-    n.dsts[e.dst] = c
+    if not c then return nil end
+    n.dsts[dst] = c
   end
-  local keys = batch_keys(e.bytes)
   local cmds = {}
   for i, k in ipairs(keys) do cmds[i] = { "MEMORY", "USAGE", k } end
-  local r = c:pipeline(cmds)
+  return c:pipeline(cmds)
+end
+
+local function slow_batch(n, e, ms, ctx)
+  local keys = batch_keys(e.bytes)
+  local r = sizes_on(n, e.dst, keys, ctx)
   if not r then return end
   for i, k in ipairs(keys) do
     local size = r[i]
@@ -934,11 +964,14 @@ local function slow_batch(n, e, ms, ctx)
   end
 end
 
-local function migrated(n, e, ctx)
+-- nokey: Redis moved none of them (gone already: a proxy moved them on
+-- access, or a client deleted them)
+local function migrated(n, e, ctx, nokey)
   local now = loop.now()
   local ms = (now - math.max(e.sent, n.last_done or 0)) * 1000
   n.last_done = now
   ctx.out:moved(e.keys, e.size)
+  if nokey then return end
   if e.big then
     ctx.out:line(format("big key %s of bucket %d (%s) moved alone from %s: it held its source %.1f ms",
       show_key(e.big), e.bucket, human_bytes(e.size), n.addr, ms))
@@ -956,7 +989,7 @@ local function await_one(n, ctx)
   local r, err = n.mig:read_reply(M.MIGRATE_TIMEOUT_MS / 1000 * 4 + 30)
   if r == nil then fail("MIGRATE on %s: no reply (%s)", n.addr, tostring(err)) end
   if type(r) == "table" and (r.status == "OK" or r.status == "NOKEY") then
-    migrated(n, e, ctx)
+    migrated(n, e, ctx, r.status == "NOKEY")
     return
   end
   local msg = type(r) == "table" and (r.err or r.status) or tostring(r)
@@ -971,15 +1004,18 @@ local function await_one(n, ctx)
   send_batch(n, e)
 end
 
--- --max-keys-per-sec: a batch of k keys waits until the run's average rate
--- stays at most the cap (one budget for every source: they share ctx).
+-- --max-keys-per-sec: a batch of k keys waits for its turn at the cap (one
+-- budget for every source: they share ctx). Time not used (the pace's calm
+-- pauses, a slow scan) is saved for at most M.CAP_CREDIT seconds, so no
+-- burst goes above the cap for longer.
+M.CAP_CREDIT = 0.1
+
 local function cap(ctx, k)
   local max = ctx.max_rate
   if not max then return end
   local now = loop.now()
-  ctx.paced_from = ctx.paced_from or now
-  ctx.paced = (ctx.paced or 0) + k
-  local due = ctx.paced_from + ctx.paced / max
+  local due = math.max(ctx.cap_due or now, now - M.CAP_CREDIT) + k / max
+  ctx.cap_due = due
   if due > now then loop.sleep(due - now) end
 end
 
@@ -1078,11 +1114,13 @@ local function scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
 end
 
 -- Moves every key of the given moves (all from source n) and makes sure n
--- holds none of them any more: a pass after which the source's key count
--- fell by exactly the keys found proves that nothing else changed it, so
--- every key of the round that was there is gone (the proxies send no write
--- of a migrating bucket to its source); otherwise (clients writing other
--- buckets, keys expiring) passes repeat until one finds no key.
+-- holds none of them any more: passes repeat until one finds no key of
+-- them -- except at full pace (no client there all along the pass), where a
+-- pass after which the source's key count fell by exactly the keys found
+-- is enough: with no client writing, only the move changed the source, so
+-- every key of the round that was there is gone. (With clients, a key added
+-- and another deleted would cancel out in the count: a write a proxy had
+-- queued before it took the table, landing during the pass, must be found.)
 local function empty_source(n, moves, ctx, found_per_bucket)
   if not n.mig then
     local c, err = redis.connect(n.host, n.port, { timeout = 30, connect_timeout = 5, password = n.pw })
@@ -1102,11 +1140,13 @@ local function empty_source(n, moves, ctx, found_per_bucket)
   -- one bucket: Redis filters; several: one pass over everything serves them all
   local pattern = #moves == 1 and (moves[1].bucket .. "_*") or "*"
   for pass = 1, M.MAX_PASSES do
+    local quiet = ctx.pace.state == "full"
     local before = node_call(n, "DBSIZE")
     local found = scan_pass(n, want, routes, pattern, ctx, found_per_bucket)
     local after = node_call(n, "DBSIZE")
+    quiet = quiet and ctx.pace.state == "full"
     dbg("%s pass %d: %d keys, dbsize %d -> %d", n.addr, pass, found, before, after)
-    if found == 0 or after == before - found then return pass end
+    if found == 0 or (quiet and after == before - found) then return pass end
   end
   local left = {}
   for _, mv in ipairs(moves) do left[#left + 1] = mv.bucket end
@@ -1252,20 +1292,30 @@ end
 local function slow_migrates(ctx, n, since)
   for _, e in ipairs(slowlog(n, 128)) do
     local args = type(e) == "table" and e[4]
+    local ms = type(e) == "table" and (tonumber(e[3]) or 0) / 1000 or 0
     if tonumber(e[1]) and tonumber(e[1]) > since and type(args) == "table" and tostring(args[1]):upper() == "MIGRATE"
-        and e[6] ~= M.CLIENT_NAME then
+        and e[6] ~= M.CLIENT_NAME and ms >= M.SLOW_BATCH_MS then
       local keys = {}
       local i = 1
       while args[i] and tostring(args[i]):upper() ~= "KEYS" do i = i + 1 end
       if args[i] then
-        for j = i + 1, #args do keys[#keys + 1] = show_key(tostring(args[j])) end
+        for j = i + 1, #args do
+          local k = tostring(args[j])
+          if not k:find("^%.%.%. %(%d+ more arguments%)$") then keys[#keys + 1] = k end -- SLOWLOG's cut
+        end
       else
-        keys[1] = show_key(tostring(args[4]))
+        keys[1] = tostring(args[4])
       end
-      local ms = (tonumber(e[3]) or 0) / 1000
-      ctx.out:line(format("big key %s moved on access by a client's proxy (%s): it held its source %s %.1f ms",
-        concat(keys, " "), tostring(e[5]), n.addr, ms))
-      ctx.bigs[#ctx.bigs + 1] = { key = concat(keys, " "), ms = ms, src = n.addr, proxy = true }
+      -- only what really is big (a slow MIGRATE may be a slow machine)
+      local sizes = sizes_on(n, tostring(args[2]) .. ":" .. tostring(args[3]), keys, ctx) or {}
+      for j, k in ipairs(keys) do
+        if type(sizes[j]) == "number" and sizes[j] >= ctx.big_bytes then
+          ctx.out:line(format("big key %s of bucket %d (%s) moved on access by a client's proxy (%s): it held "
+            .. "its source %s %.1f ms", show_key(k), key_bucket(k, 1, #k), human_bytes(sizes[j]), tostring(e[5]),
+            n.addr, ms))
+          ctx.bigs[#ctx.bigs + 1] = { key = k, bytes = sizes[j], ms = ms, src = n.addr, proxy = true }
+        end
+      end
     end
   end
 end
@@ -1501,12 +1551,12 @@ local function run(o, out)
       local j = 1
       while j <= #round do
         local first = i == 1 and j == 1
-        if not first then
-          if o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
-          t = fetch()
-        end
+        if not first and o.wait_ms > 0 then loop.sleep(o.wait_ms / 1000) end
         local slice = next_slice(ctx, round, j, first)
-        if not first and not round_valid(t, slice) then changed = true break end
+        if not first then
+          t = fetch() -- after the pace's pause: the table as the slice starts
+          if not round_valid(t, slice) then changed = true break end
+        end
         run_round(o, ctx, cs, slice)
         moved_buckets = moved_buckets + #slice
         j = j + #slice

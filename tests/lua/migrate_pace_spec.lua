@@ -36,12 +36,22 @@ describe("migrate_pace", function()
 
   it("grows while the clients keep their rate and backs off when they lose it", function()
     local p = gentle(40000)
-    pace.verdict(p, 39000, 0.25)
+    pace.verdict(p, 39000, 0.25, 20000)
     assert.equal(pace.START_RATE * pace.UP, p.rate)
-    pace.verdict(p, 30000, 0.5) -- 75 % < KEEP
+    pace.verdict(p, 30000, 0.5, 20000) -- 75 % < KEEP
     assert.equal(pace.START_RATE * pace.UP * pace.DOWN, p.rate)
-    for i = 1, 20 do pace.verdict(p, 1000, 0.5 + i * 0.25) end
+    for i = 1, 20 do pace.verdict(p, 1000, 0.5 + i * 0.25, 20000) end
     assert.equal(pace.MIN_RATE, p.rate)
+  end)
+
+  it("grows no further than a little ahead of the work done, so that backing off acts at once", function()
+    local p = gentle(40000)
+    for i = 1, 40 do pace.verdict(p, 40000, i * 0.25, 3000) end -- the movers do 3000/s whatever the rate
+    assert.equal(pace.START_RATE, p.rate)
+    for i = 41, 80 do pace.verdict(p, 40000, i * 0.25, 50000) end
+    assert.equal(50000 * pace.AHEAD, p.rate)
+    pace.verdict(p, 20000, 20.25, 50000) -- clients suffer: one window brings the rate below what was done
+    assert.equal(50000 * pace.DOWN, p.rate)
   end)
 
   it("pauses to measure again when the clients vanish, then goes full", function()
