@@ -207,20 +207,15 @@ bench_raw_same() {
 # to $IT_DIR/migrate.csv:
 # nsrc,raw_rate,raw_all_rate,tool_quiet,tool_loaded,p50b,p99b,rpsb,p50d,p99d,rpsd,tool_wall
 bench_migrate_one() {
-  local nkeys=$1 nsrc=$2
+  local nkeys=$1 nsrc=$2 r pairs="$IT_DIR/pairs.$2"
   bold "== scenario: $nsrc -> $((nsrc + 1)) masters"
-  echo "-- the tool alone (no client load):"
-  bench_cluster "q$nsrc" "$nsrc" "$nkeys"
-  # the same 5 s of SETs as the loaded cluster gets before its move: the
-  # same "lat:*" keys on both, so both moves carry as many keys
-  echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
-  bench_tool "q$nsrc" "${CL_MS[$nsrc]}" "$IT_DIR/q$nsrc.start"
-  local tool_quiet=$TOOL_RATE tool_wall=$TOOL_WALL moved=$TOOL_MOVED setf="$IT_DIR/q$nsrc.buckets" nb
-  # the buckets the tool moved: the ones the added master owns now
-  bench_buckets_of "q$nsrc" "127.0.0.1:${CL_MS[$nsrc]}" > "$setf"
-  nb=$(wc -w < "$setf")
-  echo "buckets moved (the added master's in the table): $nb"
-  [ "$nb" -gt 0 ] || yellow "warning: the added master owns no bucket in q$nsrc's table" >&2
+  : > "$pairs"
+  for ((r = 1; r <= MIGRATE_REPS; r++)); do bench_quiet_pair "$nkeys" "$nsrc" "$r" "$pairs"; done
+  local tool_quiet tool_wall raw_rate moved
+  tool_quiet=$(bench_median 1 < "$pairs"); raw_rate=$(bench_median 2 < "$pairs"); tool_wall=$(bench_median 3 < "$pairs")
+  moved=$(head -1 "$pairs" | cut -d' ' -f4)
+  echo "-- medians of $MIGRATE_REPS quiet runs: tool $tool_quiet keys/s (wall $tool_wall), raw $raw_rate keys/s;" \
+    "x_raw per run: $(awk '{ printf "%.2f ", $1 / $2 }' "$pairs")"
   echo "-- the tool under 8 SET clients through the proxy:"
   bench_cluster "l$nsrc" "$nsrc" "$nkeys"
   # (the SET load adds up to 80 000 keys "lat:*" of its own, which move too)
@@ -241,14 +236,8 @@ bench_migrate_one() {
   local p99b p99d
   p99b=$(bench_field "$before" p99); p99d=$(bench_field "$during" p99)
   awk -v a="$p99b" -v b="$p99d" 'BEGIN { printf "p99 during / before: %.2f\n", b / a }'
-  # the proxies and their masters stay idle from here (the raw servers are others)
-  echo "-- raw reference (raw): a cluster like the quiet one, its proxy stopped, the keys of those $nb buckets moved"
-  echo "   to its added master by one SCAN + MIGRATE loop per source (every key scanned), batch $MIGRATE_BATCH:"
-  local raw raw_rate raw_all raw_all_rate
-  bench_raw_same "r$nsrc" "$nsrc" "$nkeys" "$MIGRATE_BATCH" "$setf" > "$IT_DIR/r$nsrc.raw"
-  sed 's/^/  /' "$IT_DIR/r$nsrc.raw"
-  raw_rate=$(sed -n 's/^total .* rate=\([0-9]*\).*/\1/p' "$IT_DIR/r$nsrc.raw")
-  echo "-- raw reference (raw_all): $moved keys (the quiet run's) on $nsrc dedicated source(s) holding only them -> 1 plain Redis:"
+  echo "-- raw reference (raw_all): $moved keys (the first quiet run's) on $nsrc dedicated source(s) holding only them -> 1 plain Redis:"
+  local raw_all raw_all_rate
   raw_all=$(bench_raw_ref "$moved" "$nsrc" "$MIGRATE_BATCH")
   printf '%s\n' "$raw_all" | sed 's/^/  /'
   raw_all_rate=$(printf '%s\n' "$raw_all" | sed -n 's/^total .* rate=\([0-9]*\).*/\1/p')
@@ -257,9 +246,42 @@ bench_migrate_one() {
     >> "$IT_DIR/migrate.csv"
 }
 
+# bench_median COLUMN: the median of a column of numbers on stdin
+bench_median() {
+  cut -d' ' -f"$1" | sort -n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : 0) }'
+}
+
+# bench_quiet_pair NKEYS NSRC REP PAIRS: one quiet run of the tool and its
+# raw reference, each on a fresh cluster (timings on 2 shared cores vary by
+# +-15 % from run to run: bench_migrate_one takes medians of MIGRATE_REPS
+# pairs). Appends "tool_rate raw_rate tool_wall moved" to PAIRS.
+bench_quiet_pair() {
+  local nkeys=$1 nsrc=$2 r=$3 pairs=$4 ns="q$2n$3" setf nb
+  echo "-- quiet run $r: the tool alone (no client load):"
+  bench_cluster "$ns" "$nsrc" "$nkeys"
+  # the same 5 s of SETs as the loaded cluster gets before its move: the
+  # same "lat:*" keys on both, so both moves carry as many keys
+  echo "SET load, then stopped (8 connections, 5 s): $("$IT_BIN/kvlua" "$KV_ROOT/scripts/lib/latency.lua" "$CL_PORT" 5 8)"
+  bench_tool "$ns" "${CL_MS[$nsrc]}" "$IT_DIR/$ns.start"
+  # the buckets the tool moved: the ones the added master owns now
+  setf="$IT_DIR/$ns.buckets"
+  bench_buckets_of "$ns" "127.0.0.1:${CL_MS[$nsrc]}" > "$setf"
+  nb=$(wc -w < "$setf")
+  echo "buckets moved (the added master's in the table): $nb"
+  [ "$nb" -gt 0 ] || yellow "warning: the added master owns no bucket in $ns's table" >&2
+  echo "-- raw reference (raw): a cluster like the quiet one, its proxy stopped, the keys of those $nb buckets moved"
+  echo "   to its added master by one SCAN + MIGRATE loop per source (every key scanned), batch $MIGRATE_BATCH:"
+  bench_raw_same "r$2n$3" "$nsrc" "$nkeys" "$MIGRATE_BATCH" "$setf" > "$IT_DIR/r$2n$3.raw"
+  sed 's/^/  /' "$IT_DIR/r$2n$3.raw"
+  local raw_rate
+  raw_rate=$(sed -n 's/^total .* rate=\([0-9]*\).*/\1/p' "$IT_DIR/r$2n$3.raw")
+  echo "$TOOL_RATE ${raw_rate:-0} $TOOL_WALL $TOOL_MOVED" >> "$pairs"
+}
+
 bench_migrate() {
   local nkeys=${1:-300000}
   # the tool's default --batch: the raw loops MIGRATE as many keys per command
+  : "${MIGRATE_REPS:=3}" # quiet tool + raw pairs per scenario (medians)
   MIGRATE_BATCH=$(sed -n 's/^M\.DEFAULT_BATCH = \([0-9]*\).*/\1/p' "$KV_ROOT/lua/tools/migration_tool.lua")
   : "${MIGRATE_BATCH:=100}"
   it_kvcs_start CS || exit 1
@@ -274,6 +296,7 @@ bench_migrate() {
   echo "one synchronous SCAN + MIGRATE loop per source in parallel, moving the keys of the buckets the tool moved to"
   echo "the added master (scanning every key, as the tool does). raw_all: as many keys on dedicated plain Redis"
   echo "servers holding only them, all moved (every key scanned is moved: a bound no SCAN-based mover reaches)."
+  echo "raw, tool and wall are medians of $MIGRATE_REPS pairs (MIGRATE_REPS), each on fresh clusters."
   echo "tool: migration_tool --add at its defaults with no client load, its own rate from the first START to the"
   echo "last DONE (wall: over the whole process) (x_raw, x_all: tool / raw, tool / raw_all;"
   echo "target x_raw >= 0.8) and under 8 SET clients through the proxy (loaded); p99 (ms) and rps: those SET"
