@@ -80,7 +80,6 @@ M.DEFAULT_PARALLEL = 512
 M.DEFAULT_BATCH = 100
 M.SCAN_COUNT = 1000
 M.MIGRATE_TIMEOUT_MS = 5000   -- per I/O step of the source -> destination transfer
-M.MAX_INFLIGHT = 2            -- MIGRATE commands per source at a time: one running, one queued
 M.MAX_TRIES = 3               -- attempts per MIGRATE batch before the run fails
 M.MAX_PASSES = 5              -- scan passes per source and round
 M.CS_TIMEOUT = 120            -- seconds to wait for START/DONE (the CS waits up to 10 s per ack round)
@@ -1486,7 +1485,7 @@ end
 local function run(o, out)
   local secret, pw = M.credentials(o, os.getenv)
   local cs = new_cs(o.cs_list, secret, { note = function(line) out:err(line) end })
-  local ctx = { out = out, pw = pw, batch = o.batch, nodes = {}, max_rate = o.max_keys_per_sec,
+  local ctx = { out = out, pw = pw, nodes = {}, max_rate = o.max_keys_per_sec,
                 pace = pace.new({ mode = o.pace, batch = o.batch, cap = o.max_keys_per_sec }),
                 big_bytes = o.big_key_mb * 1048576, bigs = {} }
   out.pace = ctx.pace

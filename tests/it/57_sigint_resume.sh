@@ -5,16 +5,11 @@
 # but not all moved; the same command run again finishes; nothing lost.
 source "$(dirname "$0")/lib.sh"
 J() { luajit "$IT_ROOT/scripts/lib/json.lua" "$1"; }
-M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
-for m in $M1 $M2 $M3; do it_redis_start "$m" || exit 1; done
-it_kvcs_start CS || exit 1
-it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || exit 1
-it_kvp_start P test "$CS_PROXY" || exit 1
-it_wait 10 it_kvp_ready "$P_PORT" || exit 1
+it_scale_2to3 || exit 1
 N=30000
 awk -v n=$N 'BEGIN { for (i = 0; i < n; i++) printf "*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$1\r\nv\r\n", length("k" i), i }' |
   redis-cli -p "$P_PORT" --pipe > /dev/null
-MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
+MIG=$CS_MIG
 tool() { "$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns test --add "127.0.0.1:$M3" "$@"; }
 # slow on purpose (a cap, small rounds) so the signal lands mid-run
 # (the binary itself in the background: $! must be its pid, not a subshell's)

@@ -9,13 +9,8 @@
 # where sizes are not asked first: the big keys are reported after their
 # MIGRATE.
 source "$(dirname "$0")/lib.sh"
-M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
-for m in $M1 $M2 $M3; do it_redis_start "$m" || exit 1; done
-it_kvcs_start CS || exit 1
-it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || exit 1
-it_kvp_start P test "$CS_PROXY" || exit 1
-it_wait 10 it_kvp_ready "$P_PORT" || exit 1
-MIG=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$IT_DIR/CS/kvcs.conf")
+it_scale_2to3 || exit 1
+MIG=$CS_MIG
 TOOL=("$IT_BIN/migration_tool" --cs "127.0.0.1:$MIG" --ns test --add "127.0.0.1:$M3")
 W="$IT_ROOT/tests/it/bigkey_writer.lua"
 

@@ -124,11 +124,12 @@ log_level = "debug"
 $extra
 EOC
   fi
-  local http proxy sync
+  local http proxy sync mig
   http=$(sed -n 's/^http_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
   proxy=$(sed -n 's/^proxy_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
   sync=$(sed -n 's/^cs_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
-  eval "${name}_HTTP=$http ${name}_PROXY=$proxy ${name}_SYNC=$sync"
+  mig=$(sed -n 's/^migration_listen = "127.0.0.1:\([0-9]*\)"/\1/p' "$dir/kvcs.conf")
+  eval "${name}_HTTP=$http ${name}_PROXY=$proxy ${name}_SYNC=$sync ${name}_MIG=$mig"
   "$IT_BIN/kvcs" -c "$dir/kvcs.conf" -d || { echo "kvcs $name did not start"; return 1; }
   it_wait 10 curl -sf "http://127.0.0.1:$http/kvstore/cs/namespace_list" ||
     { echo "kvcs $name does not answer HTTP"; cat "$dir/kvcs.log"; return 1; }
@@ -273,4 +274,17 @@ it_eq() {
 it_done() {
   echo "$IT_CHECKS checks, $IT_FAILED failed"
   [ "$IT_FAILED" -eq 0 ]
+}
+
+# it_scale_2to3: the setting of the migration_tool tests -- masters M1 M2
+# holding namespace "test" (1023 buckets), an empty M3 to add, a kvcs CS
+# (its migration port in CS_MIG) and a ready kvp P.
+it_scale_2to3() {
+  M1=$(it_free_port); M2=$(it_free_port); M3=$(it_free_port)
+  local m
+  for m in $M1 $M2 $M3; do it_redis_start "$m" || return 1; done
+  it_kvcs_start CS || return 1
+  it_init_table "$CS_HTTP" test 1023 "127.0.0.1:$M1" "127.0.0.1:$M2" || return 1
+  it_kvp_start P test "$CS_PROXY" || return 1
+  it_wait 10 it_kvp_ready "$P_PORT"
 }
